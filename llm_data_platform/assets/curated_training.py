@@ -1,0 +1,169 @@
+"""Curated zone, training side: chat fine-tuning examples by day, validated batches by week."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import time
+from collections import Counter
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llm_data_platform.partitions import (
+    daily_backfill_policy,
+    daily_partitions,
+    weekly_partitions,
+)
+from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.settings import load_settings
+from llm_data_platform.transforms.training_examples import TrainingConfig, build_training_examples
+from llm_data_platform.transforms.training_format import validate_chat_example
+
+BATCH_FILES = ("train.jsonl", "validation.jsonl")
+MANIFEST = "manifest.json"
+
+
+def training_config() -> TrainingConfig:
+    settings = load_settings()
+    return TrainingConfig(
+        min_rating=settings.min_rating, validation_fraction=settings.validation_fraction
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=daily_backfill_policy,
+    group_name="curated",
+    kinds={"parquet", "openai"},
+    metadata={"lake_zone": "curated", "lake_sort_by": ["example_id"]},
+)
+def training_examples(
+    context: dg.AssetExecutionContext, conversations_clean: dict[str, pa.Table]
+) -> dict[str, pa.Table]:
+    """The day's best conversations in chat fine-tuning format, system prompt applied."""
+    config = training_config()
+    out: dict[str, pa.Table] = {}
+    totals: Counter[str] = Counter()
+    for key, clean in conversations_clean.items():
+        result = build_training_examples(clean, config)
+        out[key] = result.examples
+        totals.update(result.rejected)
+        totals["examples"] += result.examples.num_rows
+        totals["tokens"] += int(pc.sum(result.examples["n_tokens"]).as_py() or 0)
+    context.add_output_metadata(
+        {
+            **{k: int(v) for k, v in sorted(totals.items())},
+            "system_prompt": dg.MetadataValue.text(config.system_prompt),
+            "min_rating": config.min_rating,
+        }
+    )
+    return out
+
+
+def batch_dir(lake: LakeResource, week: str) -> str:
+    return lake.partition_path("curated", "training_batches", week, name="week")
+
+
+def select_within_budget(examples: pa.Table, token_budget: int) -> tuple[pa.Table, int]:
+    """Deterministic order (example id), cut at the token budget; returns (kept, over_budget)."""
+    examples = examples.sort_by([("example_id", "ascending")])
+    running = pc.cumulative_sum(examples["n_tokens"].cast(pa.int64()))
+    keep = pc.less_equal(running, token_budget)
+    kept = examples.filter(keep)
+    return kept, examples.num_rows - kept.num_rows
+
+
+@dg.asset(
+    partitions_def=weekly_partitions,
+    group_name="curated",
+    kinds={"json", "openai"},
+    ins={
+        "training_examples": dg.AssetIn(
+            partition_mapping=dg.TimeWindowPartitionMapping(),
+            metadata={"allow_missing_partitions": True},
+        )
+    },
+)
+def training_batches(
+    context: dg.AssetExecutionContext,
+    training_examples: dict[str, pa.Table],
+    lake: LakeResource,
+) -> dg.MaterializeResult:
+    """The week's validated train/validation JSONL files and their manifest.
+
+    Files are written first and the manifest last: the manifest (with each file's sha256) is
+    the commit, so a reader never trusts a half-written batch.
+    """
+    started = time.perf_counter()
+    week = context.partition_key
+    budget = load_settings().training_token_budget
+    days = sorted(training_examples)
+    if training_examples:
+        combined = pa.concat_tables([training_examples[d] for d in days])
+    else:
+        combined = pa.table({"example_id": pa.array([], pa.string())})
+    # A conversation seen on two days (a late replay) counts once: keep its latest version.
+    if combined.num_rows:
+        combined = combined.sort_by([("example_id", "ascending"), ("event_time", "descending")])
+        ids = combined["example_id"].to_pylist()
+        first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
+        duplicates = combined.num_rows - sum(first)
+        combined = combined.filter(pa.array(first))
+        kept, over_budget = select_within_budget(combined, budget)
+    else:
+        kept, duplicates, over_budget = combined, 0, 0
+
+    lines: dict[str, list[str]] = {name: [] for name in BATCH_FILES}
+    invalid = 0
+    tokens = Counter()
+    for row in kept.to_pylist():
+        errors = validate_chat_example(json.loads(row["messages_json"]))
+        if errors:
+            invalid += 1
+            context.log.warning(f"example {row['example_id']} excluded: {errors}")
+            continue
+        name = "validation.jsonl" if row["split"] == "validation" else "train.jsonl"
+        lines[name].append(row["messages_json"])
+        tokens[name] += row["n_tokens"]
+
+    directory = batch_dir(lake, week)
+    files = {}
+    for name in BATCH_FILES:
+        data = ("\n".join(lines[name]) + "\n" if lines[name] else "").encode("utf-8")
+        lake.write_bytes(posixpath.join(directory, name), data)
+        files[name] = {
+            "examples": len(lines[name]),
+            "tokens": tokens[name],
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    manifest = {
+        "week": week,
+        "days_with_data": days,
+        "token_budget": budget,
+        "files": files,
+        "duplicates_removed": duplicates,
+        "over_budget": over_budget,
+        "invalid_excluded": invalid,
+        "format": "openai-chat-jsonl",
+    }
+    lake.write_bytes(
+        posixpath.join(directory, MANIFEST), json.dumps(manifest, indent=2).encode("utf-8")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "train_examples": files["train.jsonl"]["examples"],
+            "validation_examples": files["validation.jsonl"]["examples"],
+            "train_tokens": files["train.jsonl"]["tokens"],
+            "days_with_data": len(days),
+            "duplicates_removed": duplicates,
+            "over_budget": over_budget,
+            "invalid_excluded": invalid,
+            "directory": dg.MetadataValue.path(lake.uri(directory)),
+            "manifest": dg.MetadataValue.json(manifest),
+            "build_seconds": round(time.perf_counter() - started, 3),
+        }
+    )

@@ -1,0 +1,149 @@
+"""Raw zone: every landed event, as received, with its arrival metadata.
+
+A partition is an event day. Its run reads the landing files, keeps the events of that day
+(late arrivals included) and writes them whole; malformed lines go to the quarantine table
+beside it with the reason. Received = kept + quarantined, per partition, in the metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import date
+from functools import lru_cache
+
+import dagster as dg
+import pyarrow as pa
+
+from llm_data_platform.partitions import daily_backfill_policy, daily_partitions
+from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.resources.landing import LandingFile, LandingFolderResource
+from llm_data_platform.resources.metadata import preview_markdown
+from llm_data_platform.transforms.records import (
+    STREAMS,
+    ParsedLines,
+    parse_lines,
+    quarantine_table,
+    to_table,
+)
+
+RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=dg.timedelta(hours=26), warn_window=dg.timedelta(hours=2)
+)
+
+
+@lru_cache(maxsize=4096)
+def parse_landing_file(stream: str, file: LandingFile) -> ParsedLines:
+    """Parsed once per process per file version (its identity includes mtime and size)."""
+    spec = STREAMS[stream]
+    return parse_lines(
+        LandingFolderResource.read_lines(file),
+        source_file=f"{stream}/{file.key}",
+        arrived_at=file.arrived_at,
+        validate=spec.validate,
+        json_time_key=spec.json_time_key,
+        row_time_key=spec.row_time_key,
+    )
+
+
+def partitions_of(stream: str, file: LandingFile) -> set[str]:
+    return {d.isoformat() for d in parse_landing_file(stream, file).days()}
+
+
+def ingest_stream(
+    context: dg.AssetExecutionContext,
+    stream: str,
+    asset_name: str,
+    landing: LandingFolderResource,
+    lake: LakeResource,
+) -> dict[str, pa.Table]:
+    started = time.perf_counter()
+    spec = STREAMS[stream]
+    keys = list(context.partition_keys)
+    wanted = {date.fromisoformat(k): k for k in keys}
+    rows: dict[str, list[dict]] = {k: [] for k in keys}
+    bad: dict[str, list[dict]] = {k: [] for k in keys}
+    files = landing.list_files(stream)
+    files_used: Counter[str] = Counter()
+    for file in files:
+        parsed = parse_landing_file(stream, file)
+        for day in parsed.days() & wanted.keys():
+            good, rejected = parsed.for_day(day)
+            rows[wanted[day]].extend(good)
+            bad[wanted[day]].extend(rejected)
+            files_used[file.key] += len(good) + len(rejected)
+
+    out: dict[str, pa.Table] = {}
+    totals: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    quarantine_preview = None
+    for key in keys:
+        table = to_table(rows[key], spec.schema)
+        quarantine = quarantine_table(bad[key])
+        lake.write_partition("raw", f"{asset_name}_quarantine", key, quarantine)
+        out[key] = table
+        late = sum(1 for r in rows[key] if r["arrived_at"].date() > r[spec.row_time_key].date())
+        totals.update(received=len(rows[key]) + len(bad[key]), kept=len(rows[key]))
+        totals.update(quarantined=len(bad[key]), late_events=late)
+        reasons.update(_reason_family(q["reason"]) for q in bad[key])
+        if quarantine.num_rows and quarantine_preview is None:
+            quarantine_preview = quarantine
+    context.log.info(
+        f"{asset_name} {keys[0]}..{keys[-1]}: {totals['kept']} kept, "
+        f"{totals['quarantined']} quarantined from {len(files_used)} of {len(files)} files"
+    )
+    meta: dict[str, object] = {
+        **{k: totals[k] for k in ("received", "kept", "quarantined", "late_events")},
+        "landing_files_scanned": len(files),
+        "landing_files_used": len(files_used),
+        "quarantine_reasons": dict(reasons),
+        "quarantine_table": dg.MetadataValue.path(
+            lake.uri(lake.table_path("raw", f"{asset_name}_quarantine"))
+        ),
+        "ingest_seconds": round(time.perf_counter() - started, 3),
+    }
+    if quarantine_preview is not None:
+        meta["quarantine_preview"] = dg.MetadataValue.md(preview_markdown(quarantine_preview))
+    if stream == "conversations":
+        counts = Counter()
+        for key in keys:
+            counts.update(r["event_type"] for r in rows[key])
+        meta.update({f"events_{k}": v for k, v in counts.items()})
+    context.add_output_metadata(meta)
+    return out
+
+
+def _reason_family(reason: str) -> str:
+    """Group reasons for the metadata ('invalid JSON: Expecting value at column 3' → 'invalid JSON')."""
+    return reason.split(":")[0]
+
+
+_COMMON = dict(
+    partitions_def=daily_partitions,
+    backfill_policy=daily_backfill_policy,
+    group_name="raw",
+    kinds={"parquet", "python"},
+    freshness_policy=RAW_FRESHNESS,
+)
+
+
+@dg.asset(
+    **_COMMON,
+    metadata={"lake_zone": "raw", "lake_sort_by": ["event_time", "event_id"]},
+)
+def raw_conversations(
+    context: dg.AssetExecutionContext, landing: LandingFolderResource, lake: LakeResource
+) -> dict[str, pa.Table]:
+    """Chat messages and feedback events as received, by event day, plus arrival metadata."""
+    return ingest_stream(context, "conversations", "raw_conversations", landing, lake)
+
+
+@dg.asset(
+    **_COMMON,
+    metadata={"lake_zone": "raw", "lake_sort_by": ["updated_at", "doc_id"]},
+)
+def raw_documents(
+    context: dg.AssetExecutionContext, landing: LandingFolderResource, lake: LakeResource
+) -> dict[str, pa.Table]:
+    """Knowledge-base document versions and deletions as received, by update day."""
+    return ingest_stream(context, "documents", "raw_documents", landing, lake)

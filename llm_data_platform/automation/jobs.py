@@ -1,0 +1,55 @@
+"""Jobs: the asset selections that sensors, schedules and the CLI launch."""
+
+import dagster as dg
+
+from llm_data_platform.partitions import daily_partitions, weekly_partitions
+
+ingest_conversations_job = dg.define_asset_job(
+    "ingest_conversations_job",
+    selection=["raw_conversations", "conversations_clean"],
+    partitions_def=daily_partitions,
+    description="Landed chat events → raw → clean, for the days the new events belong to.",
+)
+
+ingest_documents_job = dg.define_asset_job(
+    "ingest_documents_job",
+    selection=["raw_documents", "documents_clean", "document_chunks", "chunk_embeddings"],
+    partitions_def=daily_partitions,
+    description="Landed document versions → raw → clean → chunks → embeddings.",
+)
+
+daily_job = dg.define_asset_job(
+    "daily_job",
+    selection=dg.AssetSelection.assets(
+        "raw_conversations",
+        "raw_documents",
+        "conversations_clean",
+        "documents_clean",
+        "training_examples",
+        "document_chunks",
+        "chunk_embeddings",
+    ),
+    partitions_def=daily_partitions,
+    description="Every daily partition from raw to curated; idempotent, safe to re-run.",
+)
+
+rag_index_job = dg.define_asset_job(
+    "rag_index_job",
+    selection=["rag_index"],
+    description="Sync the Chroma collection to the latest chunks (upserts and deletes).",
+)
+
+weekly_training_job = dg.define_asset_job(
+    "weekly_training_job",
+    selection=["training_batches"],
+    partitions_def=weekly_partitions,
+    description="Build the week's validated fine-tuning batch from its daily examples.",
+)
+
+ALL_JOBS = [
+    ingest_conversations_job,
+    ingest_documents_job,
+    daily_job,
+    rag_index_job,
+    weekly_training_job,
+]

@@ -1,0 +1,134 @@
+"""Sensors: landed files become runs of exactly the day partitions their events belong to.
+
+Cursor contract (no file missed, none run twice): a watermark on the time files landed, an
+overlap window below it inside which file identities already taken are remembered, at most
+``max_files`` files per tick in (landed, key) order, and run keys built from the identities
+of the files that caused them (Dagster never launches a run key twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from llm_data_platform.assets.raw import partitions_of
+from llm_data_platform.automation.jobs import (
+    ingest_conversations_job,
+    ingest_documents_job,
+    rag_index_job,
+)
+from llm_data_platform.resources.landing import LandingFile, LandingFolderResource
+from llm_data_platform.settings import load_settings
+
+OVERLAP_SECONDS = 300.0
+
+
+@dataclass
+class LandingCursor:
+    watermark: float = 0.0
+    taken: list[str] = field(default_factory=list)  # identities landed within the overlap
+
+    @classmethod
+    def parse(cls, text: str | None) -> LandingCursor:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(float(data.get("watermark", 0.0)), list(data.get("taken", [])))
+
+    def dump(self) -> str:
+        return json.dumps({"watermark": self.watermark, "taken": sorted(self.taken)})
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    files: list[LandingFile]
+    partitions: dict[str, list[str]]  # partition key -> identities of the files feeding it
+    cursor: LandingCursor
+    backlog: int  # new files left for later ticks
+
+
+def plan_tick(files: list[LandingFile], cursor: LandingCursor, stream: str, max_files: int):
+    """Pure planning step of a tick, unit-testable without Dagster's sensor machinery."""
+    floor = cursor.watermark - OVERLAP_SECONDS
+    taken = set(cursor.taken)
+    new = sorted(
+        (f for f in files if f.landed >= floor and f.identity not in taken),
+        key=lambda f: (f.landed, f.key),
+    )
+    batch, backlog = new[:max_files], max(0, len(new) - max_files)
+    partitions: dict[str, list[str]] = defaultdict(list)
+    for file in batch:
+        for key in partitions_of(stream, file):
+            partitions[key].append(file.identity)
+    watermark = max([cursor.watermark] + [f.landed for f in batch])
+    landed_by_id = {f.identity: f.landed for f in files}
+    keep = [
+        i
+        for i in taken | {f.identity for f in batch}
+        if landed_by_id.get(i, watermark) >= watermark - OVERLAP_SECONDS
+    ]
+    return TickPlan(batch, dict(partitions), LandingCursor(watermark, keep), backlog)
+
+
+def run_key(stream: str, partition: str, identities: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(identities)).encode()).hexdigest()[:20]
+    return f"{stream}:{partition}:{digest}"
+
+
+def landing_sensor(stream: str, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    settings = load_settings()
+
+    @dg.sensor(
+        name=f"landing_{stream}_sensor",
+        job=job,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"New files in the landing folder's {stream}/ → runs of their event days.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, landing: LandingFolderResource):
+        cursor = LandingCursor.parse(context.cursor)
+        plan = plan_tick(landing.list_files(stream), cursor, stream, settings.sensor_max_files)
+        requests = [
+            dg.RunRequest(
+                run_key=run_key(stream, partition, identities),
+                partition_key=partition,
+                tags={"ldp/stream": stream, "ldp/files": str(len(identities))},
+            )
+            for partition, identities in sorted(plan.partitions.items())
+        ]
+        if not plan.files:
+            return dg.SkipReason(f"No new files in {landing.stream_dir(stream)}.")
+        context.log.info(
+            f"{len(plan.files)} new {stream} files → {len(requests)} partitions; "
+            f"{plan.backlog} left for the next ticks"
+        )
+        return dg.SensorResult(run_requests=requests, cursor=plan.cursor.dump())
+
+    return _sensor
+
+
+landing_conversations_sensor = landing_sensor("conversations", ingest_conversations_job)
+landing_documents_sensor = landing_sensor("documents", ingest_documents_job)
+
+
+@dg.run_status_sensor(
+    name="rag_index_after_documents_sensor",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ingest_documents_job],
+    request_job=rag_index_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps the index in sync: each successful document ingest triggers a sync.",
+)
+def rag_index_after_documents_sensor(context: dg.RunStatusSensorContext):
+    return dg.RunRequest(run_key=f"rag_index_after:{context.dagster_run.run_id}")
+
+
+ALL_SENSORS = [
+    landing_conversations_sensor,
+    landing_documents_sensor,
+    rag_index_after_documents_sensor,
+]

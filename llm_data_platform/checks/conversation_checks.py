@@ -1,0 +1,126 @@
+"""Quality gates on the conversation tables. Blocking checks stop bad data flowing on."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llm_data_platform.checks._partitions import checked_keys
+from llm_data_platform.partitions import daily_partitions
+from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.transforms.pii import redact_pii
+
+MAX_QUARANTINE_RATE = 0.10
+
+
+def _read(lake: LakeResource, zone: str, table: str, keys: list[str]) -> pa.Table | None:
+    return lake.read_partitions(zone, table, keys=keys)
+
+
+@dg.asset_check(asset="raw_conversations", partitions_def=daily_partitions)
+def raw_conversations_quarantine_rate(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """Warns when more than 10% of a day's lines are malformed: an upstream producer broke."""
+    keys = checked_keys(context)
+    kept = _read(lake, "raw", "raw_conversations", keys)
+    bad = _read(lake, "raw", "raw_conversations_quarantine", keys)
+    n_kept = kept.num_rows if kept is not None else 0
+    n_bad = bad.num_rows if bad is not None else 0
+    rate = n_bad / (n_kept + n_bad) if n_kept + n_bad else 0.0
+    return dg.AssetCheckResult(
+        passed=rate <= MAX_QUARANTINE_RATE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantine_rate": round(rate, 4), "quarantined": n_bad, "kept": n_kept},
+    )
+
+
+@dg.asset_check(asset="conversations_clean", blocking=True, partitions_def=daily_partitions)
+def conversations_clean_has_no_pii(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """Re-scans the clean text with the PII detectors: any hit blocks training and indexing."""
+    table = _read(lake, "clean", "conversations_clean", checked_keys(context))
+    if table is None:
+        return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
+    result = redact_pii(table["content"])
+    leaks = {k: v for k, v in result.counts.items() if v}
+    return dg.AssetCheckResult(
+        passed=not leaks,
+        metadata={"rows_scanned": table.num_rows, "pii_found": leaks or {"none": 0}},
+    )
+
+
+@dg.asset_check(asset="conversations_clean", blocking=True, partitions_def=daily_partitions)
+def conversations_clean_reconciles_with_raw(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """Every raw event is either kept or in the dropped table with a reason: nothing vanishes."""
+    keys = checked_keys(context)
+    counts = {}
+    for zone, table in (
+        ("raw", "raw_conversations"),
+        ("clean", "conversations_clean"),
+        ("clean", "conversations_clean_dropped"),
+    ):
+        t = _read(lake, zone, table, keys)
+        counts[table] = t.num_rows if t is not None else 0
+    raw = counts["raw_conversations"]
+    accounted = counts["conversations_clean"] + counts["conversations_clean_dropped"]
+    return dg.AssetCheckResult(passed=raw == accounted, metadata={**counts, "accounted": accounted})
+
+
+@dg.asset_check(asset="conversations_clean", partitions_def=daily_partitions)
+def conversations_clean_expectations(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """Column expectations validated with Great Expectations (imported lazily: ~6 s)."""
+    table = _read(lake, "clean", "conversations_clean", checked_keys(context))
+    if table is None:
+        return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    messages = table.filter(pc.equal(table["event_type"], "message")).to_pandas()
+    gx_context = gx.get_context(mode="ephemeral")
+    batch = (
+        gx_context.data_sources.add_pandas("conversations")
+        .add_dataframe_asset("conversations_clean")
+        .add_batch_definition_whole_dataframe("partition")
+        .get_batch(batch_parameters={"dataframe": messages})
+    )
+    suite = gx.ExpectationSuite(
+        name="conversations_clean",
+        expectations=[
+            gxe.ExpectColumnValuesToNotBeNull(column="event_id"),
+            gxe.ExpectColumnValuesToBeUnique(column="event_id"),
+            gxe.ExpectColumnValuesToNotBeNull(column="content"),
+            gxe.ExpectColumnValuesToBeInSet(column="role", value_set=["system", "user", "assistant"]),
+            gxe.ExpectColumnValuesToBeBetween(column="quality_score", min_value=0, max_value=1),
+            gxe.ExpectColumnValueLengthsToBeBetween(column="language", min_value=2, max_value=3),
+        ],
+    )
+    result = batch.validate(suite)
+    failed = [
+        r.expectation_config.type for r in result.results if not r.success
+    ]
+    return dg.AssetCheckResult(
+        passed=bool(result.success),
+        metadata={
+            "expectations": len(result.results),
+            "failed": failed or ["none"],
+            "rows": len(messages),
+        },
+    )
+
+
+CONVERSATION_CHECKS = [
+    raw_conversations_quarantine_rate,
+    conversations_clean_has_no_pii,
+    conversations_clean_reconciles_with_raw,
+    conversations_clean_expectations,
+]

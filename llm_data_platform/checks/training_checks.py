@@ -1,0 +1,74 @@
+"""Gates on the fine-tuning data: every example and every JSONL line in valid chat format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+
+import dagster as dg
+
+from llm_data_platform.assets.curated_training import BATCH_FILES, MANIFEST, batch_dir
+from llm_data_platform.checks._partitions import checked_keys
+from llm_data_platform.partitions import daily_partitions, weekly_partitions
+from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.transforms.training_format import validate_chat_example
+
+
+@dg.asset_check(asset="training_examples", blocking=True, partitions_def=daily_partitions)
+def training_examples_valid_chat_format(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    table = lake.read_partitions("curated", "training_examples", keys=checked_keys(context))
+    if table is None:
+        return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
+    invalid = []
+    for example_id, text in zip(
+        table["example_id"].to_pylist(), table["messages_json"].to_pylist(), strict=True
+    ):
+        errors = validate_chat_example(json.loads(text))
+        if errors:
+            invalid.append(f"{example_id}: {errors[0]}")
+    return dg.AssetCheckResult(
+        passed=not invalid,
+        metadata={"examples": table.num_rows, "invalid": len(invalid), "first": invalid[:5]},
+    )
+
+
+@dg.asset_check(asset="training_batches", blocking=True, partitions_def=weekly_partitions)
+def training_batch_files_valid(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """Reads the files back: manifest checksums match and every line is a valid chat example."""
+    problems: list[str] = []
+    lines_checked = 0
+    for week in checked_keys(context):
+        directory = batch_dir(lake, week)
+        raw_manifest = lake.read_bytes(posixpath.join(directory, MANIFEST))
+        if raw_manifest is None:
+            problems.append(f"{week}: no manifest")
+            continue
+        manifest = json.loads(raw_manifest)
+        for name in BATCH_FILES:
+            data = lake.read_bytes(posixpath.join(directory, name)) or b""
+            expected = manifest["files"][name]
+            if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+                problems.append(f"{week}/{name}: checksum differs from manifest")
+            lines = [ln for ln in data.decode("utf-8").split("\n") if ln]
+            if len(lines) != expected["examples"]:
+                problems.append(f"{week}/{name}: {len(lines)} lines, manifest says {expected}")
+            for number, line in enumerate(lines, start=1):
+                lines_checked += 1
+                try:
+                    errors = validate_chat_example(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    errors = [f"not JSON: {exc.msg}"]
+                if errors:
+                    problems.append(f"{week}/{name}:{number}: {errors[0]}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"lines_checked": lines_checked, "problems": problems[:10] or ["none"]},
+    )
+
+
+TRAINING_CHECKS = [training_examples_valid_chat_format, training_batch_files_valid]

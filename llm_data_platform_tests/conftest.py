@@ -1,0 +1,116 @@
+"""Shared fixtures: a demo landing folder, and the whole graph materialized into temp folders.
+
+The graph runs once per test session (loading the embedding model once); tests then read the
+real Parquet files, JSONL batches and Chroma collection it produced.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+DAYS = ["2026-01-05", "2026-01-06"]
+WEEK = "2026-01-05"
+DEMO_SIZE = dict(conversations_per_day=16, n_topics=10, n_modules=2, seed=11)
+
+
+@dataclass
+class Platform:
+    root: Path
+    env: dict[str, str]
+    settings: object
+    resources: dict
+    truth: object
+    instance: dg.DagsterInstance
+
+
+def platform_env(root: Path) -> dict[str, str]:
+    return {
+        "LDP_HOME": str(root),
+        "LDP_DATA_DIR": str(root / "data"),
+        "LDP_LAKE_ROOT": str(root / "data" / "lake"),
+        "LDP_LANDING_DIR": str(root / "data" / "landing"),
+        "LDP_CHROMA_PATH": str(root / "data" / "chroma"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "HF_HUB_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+def make_platform(root: Path) -> Platform:
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform.demo import generate_demo
+    from llm_data_platform.settings import load_settings
+
+    env = platform_env(root)
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        settings = load_settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    truth = generate_demo(settings.landing_dir, [date.fromisoformat(d) for d in DAYS], **DEMO_SIZE)
+    return Platform(
+        root, env, settings, build_resources(settings), truth, dg.DagsterInstance.ephemeral()
+    )
+
+
+def materialize_daily(platform: Platform, days: list[str], selection=None) -> dg.ExecuteInProcessResult:
+    from llm_data_platform.definitions import ASSETS, CHECKS
+
+    selection = selection or dg.AssetSelection.assets(
+        "raw_conversations",
+        "raw_documents",
+        "conversations_clean",
+        "documents_clean",
+        "training_examples",
+        "document_chunks",
+        "chunk_embeddings",
+    )
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=selection,
+        resources=platform.resources,
+        instance=platform.instance,
+        tags={
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1],
+        },
+    )
+
+
+def materialize_one(platform: Platform, asset: str, partition_key: str | None = None):
+    from llm_data_platform.definitions import ASSETS, CHECKS
+
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets(asset),
+        resources=platform.resources,
+        instance=platform.instance,
+        partition_key=partition_key,
+    )
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> tuple[Platform, dict[str, dg.ExecuteInProcessResult]]:
+    """The whole graph for two demo days, as `make demo` runs it."""
+    platform = make_platform(tmp_path_factory.mktemp("platform"))
+    results = {
+        "daily": materialize_daily(platform, DAYS),
+        "weekly": materialize_one(platform, "training_batches", WEEK),
+        "index": materialize_one(platform, "rag_index"),
+    }
+    return platform, results

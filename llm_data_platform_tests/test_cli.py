@@ -1,0 +1,54 @@
+"""The command lines users type, run in subprocesses against temp folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from llm_data_platform_tests.conftest import make_platform
+
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int = 300):
+    full_env = {**os.environ, **env}
+    return subprocess.run(args, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_dagster_cli_materializes_one_partition(tmp_path):
+    platform = make_platform(tmp_path)
+    proc = _run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "llm_data_platform",
+            "--select",
+            "raw_conversations,conversations_clean",
+            "--partition",
+            "2026-01-05",
+        ],
+        platform.env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lake = platform.resources["lake"]
+    raw = lake.read_partition("raw", "raw_conversations", "2026-01-05")
+    clean = lake.read_partition("clean", "conversations_clean", "2026-01-05")
+    assert raw.num_rows == platform.truth.conversations["2026-01-05"].lines
+    assert 0 < clean.num_rows < raw.num_rows
+
+
+def test_ask_cli_answers_from_the_built_index(built):
+    platform, _ = built
+    live = set(platform.truth.final_doc_ids)
+    question, doc_id = next((q, d) for q, d in platform.truth.eval_questions if d in live)
+    proc = _run([str(BIN / "ldp"), "ask", question, "-k", "3", "--json"], platform.env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hits = json.loads(proc.stdout)
+    assert len(hits) == 3
+    assert {"score", "doc_id", "source_uri", "text"} <= set(hits[0])
+    assert doc_id in {h["doc_id"] for h in hits}

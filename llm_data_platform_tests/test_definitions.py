@@ -1,0 +1,46 @@
+"""The code location loads, with every asset, check, job, sensor and schedule wired."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from llm_data_platform import defs
+
+ASSET_NAMES = {
+    "raw_conversations",
+    "raw_documents",
+    "conversations_clean",
+    "documents_clean",
+    "training_examples",
+    "training_batches",
+    "document_chunks",
+    "chunk_embeddings",
+    "rag_index",
+}
+
+
+def test_definitions_load_with_the_contracted_asset_names():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == ASSET_NAMES
+    groups = {graph.get(dg.AssetKey(n)).group_name for n in ASSET_NAMES}
+    assert groups == {"raw", "clean", "curated", "serve"}
+
+
+def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
+    graph = defs.resolve_asset_graph()
+    for name in ASSET_NAMES - {"rag_index", "training_batches"}:
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def is not None, name
+        assert node.backfill_policy is not None, name
+    check_assets = {k.asset_key.to_user_string() for k in graph.asset_check_keys}
+    assert {"conversations_clean", "training_batches", "rag_index"} <= check_assets
+
+
+def test_jobs_sensors_schedules_resolve():
+    for job in ("daily_job", "weekly_training_job", "rag_index_job", "ingest_conversations_job"):
+        assert defs.get_job_def(job) is not None
+    assert defs.get_sensor_def("landing_conversations_sensor")
+    assert defs.get_sensor_def("landing_documents_sensor")
+    assert defs.get_schedule_def("weekly_training_job_schedule")
+    assert defs.get_schedule_def("daily_job_schedule")
