@@ -53,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_CHUNK_OVERLAP_TOKENS", "30", "Overlap between neighbouring chunks, in tokens."),
     Setting("LDP_PARTITIONS_START", "2026-01-05", "First daily partition (a Monday)."),
     Setting("LDP_MIN_RATING", "4", "Lowest feedback rating that makes a training example."),
-    Setting("LDP_MIN_QUALITY", "0.35", "Messages scoring below this quality are dropped."),
+    Setting("LDP_MIN_QUALITY", "0.5", "Messages scoring below this quality are dropped."),
     Setting("LDP_VALIDATION_FRACTION", "0.1", "Share of examples in the validation split."),
     Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
     Setting("LDP_SENSOR_MAX_FILES", "200", "Landing files a sensor tick takes at most."),

@@ -4,9 +4,9 @@ The work is done by plain transforms (``transforms/``); these assets wire them t
 report every count. Dropped rows are kept beside the table (``*_dropped``) with the reason.
 """
 
-from __future__ import annotations
 
 import time
+from datetime import timedelta
 from collections import Counter
 
 import dagster as dg
@@ -20,7 +20,7 @@ from llm_data_platform.transforms.conversation_cleaning import CleaningConfig, c
 from llm_data_platform.transforms.document_cleaning import clean_documents
 
 CLEAN_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=dg.timedelta(hours=30), warn_window=dg.timedelta(hours=4)
+    fail_window=timedelta(hours=30), warn_window=timedelta(hours=4)
 )
 _COMMON = dict(
     partitions_def=daily_partitions,

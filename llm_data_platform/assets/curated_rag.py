@@ -1,6 +1,5 @@
 """Curated zone, retrieval side: token-aware chunks and their embeddings, by update day."""
 
-from __future__ import annotations
 
 import time
 
@@ -15,8 +14,8 @@ from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.settings import load_settings
 from llm_data_platform.transforms.chunking import chunk_documents
+from llm_data_platform.transforms.embedding_text import embedding_inputs, input_hash
 
-CHUNK_EMBEDDINGS_SCHEMA_FIELDS = ("chunk_id", "doc_id", "version", "content_hash", "model_id")
 
 
 @dg.asset(
@@ -76,17 +75,15 @@ def chunk_embeddings(
     started = time.perf_counter()
     dimension = embeddings.dimension
     cache = EmbeddingCache(lake, embeddings.model_id, dimension)
-    all_hashes = sorted(
-        {h for table in document_chunks.values() for h in table["content_hash"].to_pylist()}
-    )
+    # Cache key: the exact text the model sees (heading path + chunk text).
+    inputs = {key: embedding_inputs(t) for key, t in document_chunks.items()}
+    keys = {key: [input_hash(x) for x in xs] for key, xs in inputs.items()}
+    texts_by_hash: dict[str, str] = {}
+    for key in inputs:
+        texts_by_hash.update(zip(keys[key], inputs[key], strict=True))
+    all_hashes = sorted(texts_by_hash)
     cached = cache.lookup(all_hashes)
     todo = [h for h in all_hashes if h not in cached]
-    texts_by_hash: dict[str, str] = {}
-    for table in document_chunks.values():
-        for h, text in zip(
-            table["content_hash"].to_pylist(), table["text"].to_pylist(), strict=True
-        ):
-            texts_by_hash.setdefault(h, text)
     embed_seconds = 0.0
     if todo:
         step = max(1, embeddings.batch_size * 4)
@@ -103,7 +100,7 @@ def chunk_embeddings(
 
     out: dict[str, pa.Table] = {}
     for key, table in document_chunks.items():
-        hashes = table["content_hash"].to_pylist()
+        hashes = keys[key]
         matrix = (
             np.stack([cached[h] for h in hashes])
             if hashes
@@ -115,6 +112,7 @@ def chunk_embeddings(
                 "doc_id": table["doc_id"],
                 "version": table["version"],
                 "content_hash": table["content_hash"],
+                "input_hash": pa.array(hashes, pa.string()),
                 "model_id": pa.array([embeddings.model_id] * len(hashes), pa.string()),
                 "embedding": embeddings_array(matrix),
             }

@@ -1,6 +1,5 @@
 """Curated zone, training side: chat fine-tuning examples by day, validated batches by week."""
 
-from __future__ import annotations
 
 import hashlib
 import json
@@ -28,8 +27,11 @@ MANIFEST = "manifest.json"
 
 def training_config() -> TrainingConfig:
     settings = load_settings()
+    # "und" (a short "thanks!") does not disqualify a conversation that is otherwise English.
     return TrainingConfig(
-        min_rating=settings.min_rating, validation_fraction=settings.validation_fraction
+        min_rating=settings.min_rating,
+        validation_fraction=settings.validation_fraction,
+        allow_undetermined_language=True,
     )
 
 

@@ -5,11 +5,10 @@ A partition is an event day. Its run reads the landing files, keeps the events o
 beside it with the reason. Received = kept + quarantined, per partition, in the metadata.
 """
 
-from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
 import dagster as dg
@@ -28,7 +27,7 @@ from llm_data_platform.transforms.records import (
 )
 
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=dg.timedelta(hours=26), warn_window=dg.timedelta(hours=2)
+    fail_window=timedelta(hours=26), warn_window=timedelta(hours=2)
 )
 
 

@@ -5,7 +5,6 @@ lazily, the diff against what the collection holds decides what to upsert and de
 vectors to upsert stream in batches of the client's maximum batch size.
 """
 
-from __future__ import annotations
 
 import io
 import time
@@ -98,9 +97,7 @@ def rag_index(
         con.register("docs", docs)
         con.register("chunks", chunks)
         con.register("emb", emb)
-        desired = con.sql(LIVE_CHUNKS_SQL).arrow()
-        if hasattr(desired, "read_all"):
-            desired = desired.read_all()
+        desired = con.sql(LIVE_CHUNKS_SQL).to_arrow_table()
         held = existing_entries(collection)
         wanted_ids = desired["chunk_id"].to_pylist()
         versions = desired["version"].to_pylist()
@@ -116,7 +113,7 @@ def rag_index(
         wanted = desired.take(pa.array(stale, pa.int64())) if stale else desired.slice(0, 0)
         con.register("wanted", wanted)
         upserted = 0
-        reader = con.execute(UPSERT_ROWS_SQL, {"model_id": model_id}).fetch_record_batch(batch)
+        reader = con.execute(UPSERT_ROWS_SQL, {"model_id": model_id}).to_arrow_reader(batch)
         for record_batch in reader:
             upserted += _upsert(collection, record_batch, dimension)
             context.log.info(f"upserted {upserted}/{len(stale)} chunks")

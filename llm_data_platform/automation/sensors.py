@@ -6,7 +6,6 @@ overlap window below it inside which file identities already taken are remembere
 of the files that caused them (Dagster never launches a run key twice).
 """
 
-from __future__ import annotations
 
 import hashlib
 import json
@@ -33,7 +32,7 @@ class LandingCursor:
     taken: list[str] = field(default_factory=list)  # identities landed within the overlap
 
     @classmethod
-    def parse(cls, text: str | None) -> LandingCursor:
+    def parse(cls, text: str | None) -> "LandingCursor":
         if not text:
             return cls()
         data = json.loads(text)
@@ -79,7 +78,7 @@ def run_key(stream: str, partition: str, identities: list[str]) -> str:
     return f"{stream}:{partition}:{digest}"
 
 
-def landing_sensor(stream: str, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def landing_sensor(stream: str, job) -> dg.SensorDefinition:
     settings = load_settings()
 
     @dg.sensor(

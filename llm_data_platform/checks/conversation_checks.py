@@ -1,6 +1,5 @@
 """Quality gates on the conversation tables. Blocking checks stop bad data flowing on."""
 
-from __future__ import annotations
 
 import os
 

@@ -344,6 +344,17 @@ def eval_question_for(title: str) -> str:
     return f"What does the Python language reference say about {subject}?"
 
 
+def _unambiguous_topics(topics: Sequence[Doc]) -> list[Doc]:
+    """Topics whose title is not also a section of another topic ("The if statement" is a
+    section of "Compound statements"), so that an eval question has exactly one right doc."""
+    headings: dict[str, set[str]] = {}
+    for doc in topics:
+        for line in doc.content.split("\n"):
+            if line.startswith("#"):
+                headings.setdefault(line.lstrip("#").strip(), set()).add(doc.doc_id)
+    return [d for d in topics if headings.get(d.title, set()) <= {d.doc_id}]
+
+
 def _sentences(markdown: str) -> list[str]:
     """Prose sentences of a topic, for assistant answers."""
     out = []
@@ -548,7 +559,9 @@ class _ConversationDay:
         n_pii = _count(len(clean), 0.15)
         n_contaminated = _count(len(clean), 0.03)
         pii_sessions, order = order[:n_pii], order[n_pii:]
-        contaminated, order = order[:n_contaminated], order[n_contaminated:]
+        contaminated = [s for s in order if s.topic and s.topic.doc.doc_id in self.eval_by_doc]
+        contaminated = contaminated[:n_contaminated]
+        order = [s for s in order if s not in contaminated]
         if with_mojibake and order:
             # the earliest remaining session, so it lands in the midday file
             victim = min(order, key=lambda s: s.start)
@@ -558,7 +571,9 @@ class _ConversationDay:
             msg["content"] = _mojibake(_MOJIBAKE_PREFIX + msg["content"])
         near_dup_sources = order[:n_near_dup]
 
-        for i, s in enumerate(pii_sessions):
+        # kinds round-robin, continuing from day to day, so that few sessions still see all kinds
+        first_kind = self.day.toordinal() * max(n_pii, 1)
+        for i, s in enumerate(pii_sessions, start=first_kind):
             kinds_here = [PII_KINDS[i % len(PII_KINDS)]]
             if rng.random() < 0.35:
                 kinds_here.append(PII_KINDS[(i + 1) % len(PII_KINDS)])
@@ -889,7 +904,9 @@ def generate_demo(
     topics = [_Topic(d, _subject(d.title), _sentences(d.content)) for d in topic_docs]
     usable = [t for t in topics if len(t.sentences) >= 2 and t.doc.doc_id not in deleted]
     eval_by_doc = {
-        d.doc_id: eval_question_for(d.title) for d in topic_docs if d.doc_id not in deleted
+        d.doc_id: eval_question_for(d.title)
+        for d in _unambiguous_topics(topic_docs)
+        if d.doc_id not in deleted
     }
 
     conv_days = [
@@ -1039,7 +1056,7 @@ def _conversation_truth(
         elif s.kind == "clean" and s.feedback is not None and s.feedback["rating"] >= 4:
             t.candidate_conversation_ids.append(s.conversation_id)
     for t in truth.values():
-        t.pii = {k: t.pii[k] for k in PII_KINDS if k in t.pii}
+        t.pii = {k: t.pii.get(k, 0) for k in PII_KINDS}
         t.malformed_by_reason = dict(sorted(t.malformed_by_reason.items()))
     return dict(sorted(truth.items()))
 

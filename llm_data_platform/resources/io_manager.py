@@ -34,7 +34,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
     missing upstream partition fails with the command that fixes it.
     """
 
-    lake: dg.ResourceDependency[LakeResource]
+    lake: LakeResource
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is None:

@@ -10,7 +10,8 @@ HTML goes through trafilatura (offline) after a small structural clean-up of the
   contentinfo roles, Sphinx ``related``/``sphinxsidebar``/``footer`` blocks) is removed;
 * pydoc-generated pages are table layouts without heading tags: their title cell becomes an
   ``<h1>``, each section title an ``<h2>`` (``<h3>`` for a class nested in "Classes"), and their
-  docstring spans become ``<pre>`` blocks so blank lines and doctest indentation survive;
+  docstring spans become ``<pre><code>`` blocks so blank lines and doctest indentation survive
+  (any ``<pre>`` becomes ``<pre><code>`` too: trafilatura turns a bare one into a one-line quote);
 * layout tables (tables whose cells hold block content, nested tables or headings, or a single
   row) are unwrapped into ``<div>``s, so only data tables stay tables;
 * "link soup" blocks (most of their text is link text, e.g. module indexes, class trees,
@@ -38,6 +39,7 @@ import trafilatura
 log = logging.getLogger(__name__)
 
 SUPPORTED_FORMATS = ("html", "markdown", "text")
+FORMAT_ALIASES = {"htm": "html", "xhtml": "html", "md": "markdown", "txt": "text", "plain": "text"}
 
 # Extraction methods reported by extract_text_with_info.
 METHOD_TRAFILATURA = "trafilatura"
@@ -66,21 +68,29 @@ def extract_text(content: str, fmt: str) -> str:
     return extract_text_with_info(content, fmt).text
 
 
+def canonical_format(fmt: object) -> str | None:
+    """Canonical format ("html", "markdown" or "text") of a name or common alias, else None."""
+    if not isinstance(fmt, str):
+        return None
+    key = fmt.strip().lower()
+    return key if key in SUPPORTED_FORMATS else FORMAT_ALIASES.get(key)
+
+
 def extract_text_with_info(content: str, fmt: str) -> Extraction:
     """Like :func:`extract_text`, also reporting the method used (see ``METHOD_*``)."""
-    if not isinstance(content, str):
-        raise ValueError(f"document content must be a string, got {type(content).__name__}")
-    key = (fmt or "").strip().lower() if isinstance(fmt, str) else fmt
-    if key == "html":
-        text, method = _extract_html(content)
-    elif key in ("markdown", "md"):
-        text, method = clean_markdown(content), METHOD_MARKDOWN
-    elif key in ("text", "txt", "plain"):
-        text, method = content, METHOD_TEXT
-    else:
+    key = canonical_format(fmt)
+    if key is None:
         raise ValueError(
             f"unsupported document format {fmt!r}: expected one of {', '.join(SUPPORTED_FORMATS)}"
         )
+    if not isinstance(content, str):
+        raise ValueError(f"document content must be a string, got {type(content).__name__}")
+    if key == "html":
+        text, method = _extract_html(content)
+    elif key == "markdown":
+        text, method = clean_markdown(content), METHOD_MARKDOWN
+    else:
+        text, method = content, METHOD_TEXT
     return Extraction(normalize_whitespace(text), method)
 
 
@@ -154,13 +164,16 @@ def clean_markdown(markdown: str) -> str:
     out: list[str] = []
     lines = text.split("\n")
     fence: str | None = None
+    code: list[str] = []
     for line in lines:
         if fence is not None:
             if re.match(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$", line):
                 fence = None
+                out.append(code_block(code))
                 out.append("")  # the code block ends a paragraph
+                code = []
             else:
-                out.append(line)
+                code.append(line)
             continue
         m = _MD_FENCE_OPEN.match(line)
         if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
@@ -191,7 +204,25 @@ def clean_markdown(markdown: str) -> str:
             continue
         line = _MD_BLOCKQUOTE.sub("", line)
         out.append(_clean_md_inline(line))
+    if code:  # unterminated fence: the rest of the document is code
+        out.append(code_block(code))
     return "\n".join(out)
+
+
+_HEADING_LIKE = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
+
+
+def code_block(lines: list[str] | str) -> str:
+    """Code text as a block of clean text.
+
+    Lines of code that would read as a Markdown heading (a Python ``# comment`` at column 0)
+    make the whole block indented by four spaces, so the chunker never takes them for headings.
+    """
+    if isinstance(lines, str):
+        lines = lines.split("\n")
+    if any(_HEADING_LIKE.match(line) for line in lines):
+        return "\n".join(("    " + line) if line.strip() else "" for line in lines)
+    return "\n".join(lines)
 
 
 def _clean_md_inline(line: str) -> str:
@@ -234,7 +265,7 @@ _BLOCK_TAGS = {
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _DROP_TAGS = (
     "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object",
-    "nav", "aside", "footer", "button", "select", "form", "input", "textarea",
+    "nav", "aside", "footer", "button", "select", "input", "textarea",
 )  # fmt: skip
 
 
@@ -261,8 +292,14 @@ def _extract_html(content: str) -> tuple[str, str]:
     if not content.strip():
         return "", METHOD_TRAFILATURA
     try:
-        root = lxml.html.document_fromstring(content)
-    except (etree.ParserError, ValueError) as exc:  # e.g. only whitespace / a lone comment
+        # bytes + a forced utf-8 parser: str input with an XML encoding declaration is an
+        # error in lxml, and a <meta charset> must not re-decode already decoded text
+        root = lxml.html.document_fromstring(
+            content.encode("utf-8", "surrogatepass"),
+            # a parser per call: lxml parsers must not be shared between threads
+            parser=lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True),
+        )
+    except etree.ParserError as exc:  # e.g. a lone comment: "Document is empty"
         log.debug("lxml could not parse the document: %s", exc)
         return "", METHOD_LXML_FALLBACK
     _preprocess_html(root)
@@ -547,7 +584,7 @@ def _render_xml_block(el: etree._Element, out: list[str]) -> None:
     if tag == "code":
         code = (el.xpath("string()") or "").strip("\n")
         if code.strip():
-            out.append(code)
+            out.append(code_block(code))
         return
     if tag == "list":
         _render_xml_list(el, out)
@@ -659,7 +696,7 @@ def _render_html_tree(root: etree._Element) -> str:
             flush()
             code = el.text_content().strip("\n")
             if code.strip():
-                blocks.append(code)
+                blocks.append(code_block(code))
             return
         if tag == "br":
             pending.append("\n")

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,13 +29,16 @@ from llm_data_platform.transforms.text_normalize import as_string_array
 
 @dataclass(frozen=True)
 class PiiDetector:
-    """One kind of PII: an RE2 pattern (also valid Python ``re``), its placeholder and,
-    optionally, a validator that sees each candidate match and says whether to redact it."""
+    """One kind of PII: an RE2 pattern (also valid Python ``re``) and its placeholder.
+
+    ``rewrite``, when set, sees each candidate match and returns its replacement (the token, or
+    a string with one or more tokens inside) or ``None`` to leave the match as it is.
+    """
 
     kind: str
     pattern: str
     token: str
-    validate: Callable[[re.Match[str]], bool] | None = None
+    rewrite: Callable[[re.Match[str], str], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,48 +61,105 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card_ok(m: re.Match[str]) -> bool:
-    """Luhn-valid, not written as an international phone number (+CC ...)."""
-    start = m.start()
-    if start and m.string[start - 1] == "+":
-        return False
-    digits = re.sub(r"\D", "", m.group(0))
-    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+_DIGIT_GROUP = re.compile(r"[0-9]+")
 
 
-def _iban_ok(m: re.Match[str]) -> bool:
+# How card numbers are printed: whole, or in these digit groups (Visa/Mastercard/Discover
+# 4-4-4-4, Amex 4-6-5, Diners 4-6-4, 19-digit 4-4-4-4-3), in order of preference when a run of
+# digit groups allows several readings.
+_CARD_GROUPINGS: tuple[tuple[int, ...], ...] = ((4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3))
+
+
+def _card_at(text: str, spans: list[tuple[int, int]], i: int) -> int | None:
+    """Index of the last digit group of a card starting at group ``i``, or None.
+
+    A card is one 13-19 digit group or a known grouping with one kind of separator, passes
+    Luhn, and is not followed by ".<digit>" (then it is part of an IP address or a decimal).
+    """
+
+    def ok(j: int) -> bool:
+        digits = "".join(text[a:b] for a, b in spans[i : j + 1])
+        after = text[spans[j][1] : spans[j][1] + 2]
+        if len(after) == 2 and after[0] == "." and after[1].isdigit():
+            return False
+        return luhn_ok(digits)
+
+    first = spans[i][1] - spans[i][0]
+    if 13 <= first <= 19:
+        return i if ok(i) else None
+    for grouping in _CARD_GROUPINGS:
+        j = i + len(grouping) - 1
+        if j >= len(spans):
+            continue
+        if any(spans[i + k][1] - spans[i + k][0] != n for k, n in enumerate(grouping)):
+            continue
+        separators = {text[spans[k][1] : spans[k + 1][0]] for k in range(i, j)}
+        if len(separators) == 1 and ok(j):
+            return j
+    return None
+
+
+def _rewrite_card(m: re.Match[str], token: str) -> str | None:
+    """Redact every card inside a digit-run candidate, left to right.
+
+    The RE2 candidate is any run of digits with single space/dash separators (it can hold an
+    expiry date, a phone number, two cards), so cards are searched among its group-aligned
+    sub-runs. The first group right after "+" belongs to a phone number.
+    """
+    text = m.group(0)
+    spans = [(g.start(), g.end()) for g in _DIGIT_GROUP.finditer(text)]
+    out: list[str] = []
+    pos = 0  # next character of ``text`` not yet copied to ``out``
+    i = 1 if m.start() > 0 and m.string[m.start() - 1] == "+" else 0
+    while i < len(spans):
+        j = _card_at(text, spans, i)
+        if j is None:
+            i += 1
+            continue
+        out += [text[pos : spans[i][0]], token]
+        pos = spans[j][1]
+        i = j + 1
+    if not out:
+        return None
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _rewrite_iban(m: re.Match[str], token: str) -> str | None:
     """ISO 13616 mod-97 check: rejects almost every random letter/digit run."""
     iban = m.group(0).replace(" ", "")
     if not 15 <= len(iban) <= 34:
-        return False
+        return None
     rearranged = iban[4:] + iban[:4]
     number = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(number) % 97 == 1
+    return token if int(number) % 97 == 1 else None
 
 
-def _ip_ok(m: re.Match[str]) -> bool:
-    """A real address, not part of a longer dotted number ("1.2.3.4.5") or code like
-    ``Foo::bar`` / ``a[::1]`` (IPv6 needs a digit and two hex groups)."""
+def _rewrite_ip(m: re.Match[str], token: str) -> str | None:
+    """A real address, not part of a longer dotted number ("1.2.3.4.5") nor code such as
+    ``Foo::bar`` or ``a[::1]`` (an IPv6 candidate needs a digit and two hex groups)."""
     text, start, end = m.string, m.start(), m.end()
     candidate = m.group(0)
+    before = text[start - 1] if start else ""
     if ":" in candidate:
         groups = [g for g in candidate.split(":") if g]
-        if len(groups) < 2 or not any(ch.isdigit() for ch in candidate):
-            return False
+        if len(groups) < 2 or not any(ch.isdigit() for ch in candidate) or before in (":", "["):
+            return None
         try:
             ipaddress.IPv6Address(candidate)
         except ValueError:
-            return False
-        return not (start and text[start - 1] in ":[.")
-    if start and text[start - 1] in ".":
-        return False
-    return not (end + 1 < len(text) + 1 and text[end : end + 1] == "." and text[end + 1 : end + 2].isdigit())
+            return None
+        return token
+    after = text[end : end + 2]
+    if before == "." or (len(after) == 2 and after[0] == "." and after[1].isdigit()):
+        return None
+    return token
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
 _H = r"[0-9A-Fa-f]{1,4}"
-_IPV6 = rf"(?:{_H}:){{7}}{_H}\b|(?:{_H}:){{1,7}}:(?:{_H}(?::{_H}){{0,6}}\b)?"
+_IPV6 = rf"\b(?:(?:{_H}:){{7}}{_H}\b|(?:{_H}:){{1,7}}:(?:{_H}(?::{_H}){{0,6}}\b)?)"
 
 # Order matters: secrets before emails (tokens can contain "@"-free base64 that later patterns
 # would cut up), cards and IBANs before phones (their digit groups look like phone numbers).
@@ -117,18 +178,20 @@ DETECTORS: tuple[PiiDetector, ...] = (
     ),
     PiiDetector(
         "email",
-        r"\b[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b",
+        # Unicode letters allowed (RFC 6531), so "émile@..." is not cut to "é[EMAIL]". No
+        # leading \b: RE2's \b is ASCII-only, and leftmost matching starts at the run's start.
+        r"[\p{L}\p{N}][\p{L}\p{N}._%+-]*@[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?"
+        r"(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?)*\.[A-Za-z]{2,}\b",
         "[EMAIL]",
     ),
     PiiDetector(
         "iban",
         r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
         "[IBAN]",
-        _iban_ok,
+        _rewrite_iban,
     ),
-    PiiDetector("card", r"\b(?:[0-9][ -]?){12,18}[0-9]\b", "[CARD]", _card_ok),
-    PiiDetector("ip", rf"{_IPV6}|{_IPV4}", "[IP]", _ip_ok),
+    PiiDetector("card", r"\b(?:[0-9][ -]?){12,}[0-9]\b", "[CARD]", _rewrite_card),
+    PiiDetector("ip", rf"{_IPV6}|{_IPV4}", "[IP]", _rewrite_ip),
     PiiDetector(
         "ssn",  # US social security number, dashed form, with the invalid areas excluded
         r"\b(?:00[1-9]|0[1-9][0-9]|[1-578][0-9]{2}|6[0-57-9][0-9]|66[0-57-9])"
@@ -139,11 +202,11 @@ DETECTORS: tuple[PiiDetector, ...] = (
         "phone",
         # International: +CC then 3+ digit groups (>= 6 digits), e.g. +44 20 7946 0958,
         # +1 (415) 555-0199, +4915123456789.
-        r"\+[0-9]{1,3}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,4}(?:[ .-]?[0-9]{2,4}){2,5}\b"
+        r"\+[0-9]{1,3}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,4}(?:[ .-]?[0-9]{2,4}){2,4}\b"
         # North American: (415) 555-0199, 415-555-0132, 415.555.0132, optional 1- prefix.
         # Separators are required, so 10-digit ids and epoch seconds are left alone.
-        r"|(?:\b1[ .-]?)?(?:\([0-9]{3}\) ?[0-9]{3}[ .-]|\b[0-9]{3}-[0-9]{3}-|\b[0-9]{3}\.[0-9]{3}\.)"
-        r"[0-9]{4}\b",
+        r"|(?:\b1[ .-]?)?"
+        r"(?:\([0-9]{3}\) ?[0-9]{3}[ .-]|\b[0-9]{3}-[0-9]{3}-|\b[0-9]{3}\.[0-9]{3}\.)[0-9]{4}\b",
         "[PHONE]",
     ),
 )
@@ -163,37 +226,59 @@ def _redact_vectorised(text: pa.Array, det: PiiDetector) -> tuple[pa.Array, pa.A
     return pc.replace_with_mask(text, hit, replaced), counts
 
 
-def _compiled(det: PiiDetector) -> re.Pattern[str]:
-    # re.ASCII gives \b and \d the same (ASCII) meaning they have in RE2.
-    return re.compile(det.pattern, re.ASCII)
+_UNICODE_CLASS = re.compile(r"\[\\p\{L\}\\p\{N\}([^\]]*)\]")
 
 
-_PY_PATTERNS = {d.kind: _compiled(d) for d in DETECTORS if d.validate is not None}
+def _unicode_class(m: re.Match[str]) -> str:
+    rest = m.group(1)
+    return "[^\\W_]" if not rest else f"[\\w{rest}]"
 
 
-def _redact_validated(text: pa.Array, det: PiiDetector) -> tuple[pa.Array, pa.Array]:
-    """RE2 finds candidate rows; Python ``re`` + the validator rewrites only those rows."""
-    candidates = pc.fill_null(pc.match_substring_regex(text, det.pattern), False)
-    rows = pc.indices_nonzero(candidates)
-    zeros = pa.array([0] * len(text), pa.int32()) if len(text) else pa.array([], pa.int32())
-    if len(rows) == 0:
-        return text, zeros
-    pattern, validate = _PY_PATTERNS[det.kind], det.validate
-    assert validate is not None
+def python_regex(pattern: str) -> re.Pattern[str]:
+    r"""The RE2 pattern as a Python ``re`` pattern with the same meaning.
+
+    ``re.ASCII`` gives ``\b`` and ``\d`` RE2's ASCII meaning. A pattern with RE2's
+    ``[\p{L}\p{N}...]`` (letters, digits, ...) is compiled in Unicode mode with that class
+    written as ``\w`` (which adds "_"); such patterns must not rely on ASCII ``\b``/``\d``.
+    """
+    if "\\p{" not in pattern:
+        return re.compile(pattern, re.ASCII)
+    return re.compile(_UNICODE_CLASS.sub(_unicode_class, pattern))
+
+
+_PY_PATTERNS = {d.kind: python_regex(d.pattern) for d in DETECTORS if d.rewrite is not None}
+
+
+def _rewrite_rows(values: list[str], det: PiiDetector) -> tuple[list[str], list[int]]:
+    """Python ``re`` + the detector's rewrite over a few candidate rows."""
+    pattern, rewrite, token = _PY_PATTERNS[det.kind], det.rewrite, det.token
+    assert rewrite is not None
     new_text: list[str] = []
     new_counts: list[int] = []
-    for value in pc.take(text, rows).to_pylist():
+    for value in values:
         hits = 0
 
         def _sub(m: re.Match[str]) -> str:
             nonlocal hits
-            if validate(m):
-                hits += 1
-                return det.token
-            return m.group(0)
+            replacement = rewrite(m, token)
+            if replacement is None:
+                return m.group(0)
+            hits += replacement.count(token)  # candidates never contain a placeholder
+            return replacement
 
         new_text.append(pattern.sub(_sub, value))
         new_counts.append(hits)
+    return new_text, new_counts
+
+
+def _redact_validated(text: pa.Array, det: PiiDetector) -> tuple[pa.Array, pa.Array]:
+    """RE2 finds candidate rows; Python ``re`` + the rewrite function handles only those."""
+    candidates = pc.fill_null(pc.match_substring_regex(text, det.pattern), False)
+    rows = pc.indices_nonzero(candidates)
+    zeros = pa.array(np.zeros(len(text), dtype=np.int32))
+    if len(rows) == 0:
+        return text, zeros
+    new_text, new_counts = _rewrite_rows(pc.take(text, rows).to_pylist(), det)
     text = pc.replace_with_mask(text, candidates, pa.array(new_text, pa.string()))
     counts = pc.replace_with_mask(zeros, candidates, pa.array(new_counts, pa.int32()))
     return text, counts
@@ -202,14 +287,17 @@ def _redact_validated(text: pa.Array, det: PiiDetector) -> tuple[pa.Array, pa.Ar
 def redact_pii(
     arr: pa.Array | pa.ChunkedArray, detectors: tuple[PiiDetector, ...] = DETECTORS
 ) -> PiiResult:
-    """Replace every detected PII span with its placeholder; count spans per kind and per row."""
+    """Replace every detected PII span with its placeholder; count spans per kind and per row.
+
+    Null rows stay null and count 0. ``counts`` has every detector's kind, zeros included.
+    """
     text = as_string_array(arr)
-    per_row = pc.cast(pc.fill_null(pc.multiply(pc.utf8_length(text), 0), 0), pa.int32())
+    per_row = np.zeros(len(text), dtype=np.int32)
     counts: dict[str, int] = {}
     for det in detectors:
-        step = _redact_validated if det.validate is not None else _redact_vectorised
+        step = _redact_validated if det.rewrite is not None else _redact_vectorised
         text, row_counts = step(text, det)
-        row_counts = pc.cast(row_counts, pa.int32())
-        counts[det.kind] = int(pc.sum(row_counts).as_py() or 0)
-        per_row = pc.add(per_row, row_counts)
-    return PiiResult(text=text, counts=counts, per_row=pc.cast(per_row, pa.int32()))
+        row_np = row_counts.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        counts[det.kind] = int(row_np.sum())
+        per_row += row_np
+    return PiiResult(text=text, counts=counts, per_row=pa.array(per_row, pa.int32()))

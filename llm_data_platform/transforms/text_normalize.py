@@ -101,17 +101,35 @@ def utf8_view(arr: pa.Array) -> Utf8View:
     return Utf8View(data, starts, ends)
 
 
-def per_row_sum(mask: np.ndarray, view: Utf8View) -> np.ndarray:
-    """Sum a per-byte 0/1 (or integer) array over each row's byte range."""
-    cumulative = np.zeros(len(mask) + 1, dtype=np.int64)
-    np.cumsum(mask, out=cumulative[1:])
-    return cumulative[view.ends] - cumulative[view.starts]
-
-
 def count_changed(before: pa.Array, after: pa.Array) -> int:
     """Number of rows whose value differs (null vs null counts as unchanged)."""
     differs = pc.not_equal(before, after)
     return int(pc.sum(pc.fill_null(differs, False)).as_py() or 0)
+
+
+def replace_regex_where(arr: pa.Array, pattern: str, replacement: str) -> pa.Array:
+    """``replace_substring_regex`` on the rows that match only.
+
+    A match test is several times cheaper than a replace pass, and most patterns hit few rows.
+    """
+    hit = pc.fill_null(pc.match_substring_regex(arr, pattern), False)
+    rows = pc.indices_nonzero(hit)
+    if len(rows) == 0:
+        return arr
+    if len(rows) == len(arr):
+        return pc.replace_substring_regex(arr, pattern, replacement)
+    replaced = pc.replace_substring_regex(pc.take(arr, rows), pattern, replacement)
+    return pc.replace_with_mask(arr, hit, replaced)
+
+
+def unicode_normalize(arr: pa.Array, form: str) -> pa.Array:
+    """``utf8_normalize`` on non-ASCII rows only (ASCII text is invariant under NFC/NFKC)."""
+    non_ascii = pc.fill_null(pc.invert(pc.string_is_ascii(arr)), False)
+    rows = pc.indices_nonzero(non_ascii)
+    if len(rows) == 0:
+        return arr
+    normalised = pc.utf8_normalize(pc.take(arr, rows), form)
+    return pc.replace_with_mask(arr, non_ascii, normalised)
 
 
 def fix_mojibake(arr: pa.Array) -> pa.Array:
@@ -126,12 +144,12 @@ def fix_mojibake(arr: pa.Array) -> pa.Array:
 
 def unify_line_breaks(arr: pa.Array) -> pa.Array:
     """Every line-break convention becomes a single ``\\n``."""
-    return pc.replace_substring_regex(arr, _LINE_BREAKS, "\n")
+    return replace_regex_where(arr, _LINE_BREAKS, "\n")
 
 
 def remove_invisible(arr: pa.Array) -> pa.Array:
     """Drop control, zero-width, bidi and tag characters (see ``_INVISIBLE``)."""
-    return pc.replace_substring_regex(arr, _INVISIBLE, "")
+    return replace_regex_where(arr, _INVISIBLE, "")
 
 
 def collapse_whitespace(arr: pa.Array) -> pa.Array:
@@ -139,9 +157,9 @@ def collapse_whitespace(arr: pa.Array) -> pa.Array:
 
     Leading indentation of a line is kept (code blocks); trailing spaces are removed.
     """
-    arr = pc.replace_substring_regex(arr, _TRAILING_SPACE, "\n")
-    arr = pc.replace_substring_regex(arr, _INNER_SPACE_RUN, r"\1 ")
-    arr = pc.replace_substring_regex(arr, _PARAGRAPH_GAP, "\n\n")
+    arr = replace_regex_where(arr, _TRAILING_SPACE, "\n")
+    arr = replace_regex_where(arr, _INNER_SPACE_RUN, r"\1 ")
+    arr = replace_regex_where(arr, _PARAGRAPH_GAP, "\n\n")
     return pc.utf8_trim_whitespace(arr)
 
 
@@ -154,7 +172,7 @@ def normalize_text(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, int]:
     """
     original = as_string_array(arr)
     out = fix_mojibake(original)
-    out = pc.utf8_normalize(out, "NFKC")
+    out = unicode_normalize(out, "NFKC")
     out = unify_line_breaks(out)
     out = remove_invisible(out)
     out = collapse_whitespace(out)

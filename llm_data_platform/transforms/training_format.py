@@ -1,0 +1,143 @@
+"""OpenAI chat fine-tuning format: build, validate, split.
+
+Plain functions, no Dagster import.
+
+One example is one JSON object per line: ``{"messages": [...]}``. Rules checked by
+:func:`validate_chat_example` (OpenAI's chat fine-tuning format, without tools/functions):
+
+* the object is a dict whose only key is ``"messages"`` (no unknown keys);
+* ``messages`` is a non-empty list of dicts;
+* each message has ``role`` in system/user/assistant and a non-empty string ``content``; the only
+  other keys allowed are ``name`` (non-empty string) and ``weight`` (0 or 1, assistant only);
+* a system message may only come first; at least one assistant message; the last message is
+  from the assistant;
+* optionally, the example's token count (sum over message contents, see
+  :func:`count_example_tokens`) is at most ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+Counter = Callable[[Sequence[str]], list[int]]
+
+ROLES = ("system", "user", "assistant")
+MESSAGE_KEYS = frozenset({"role", "content", "name", "weight"})
+TRAIN = "train"
+VALIDATION = "validation"
+
+
+def format_chat_example(system_prompt: str | None, turns: Sequence[tuple[str, str]]) -> dict:
+    """``{"messages": [system?, *turns]}``; no system message when the prompt is empty/None."""
+    messages: list[dict[str, str]] = []
+    if system_prompt is not None and system_prompt.strip():
+        messages.append({"role": "system", "content": system_prompt})
+    messages.extend({"role": role, "content": content} for role, content in turns)
+    return {"messages": messages}
+
+
+def count_example_tokens(obj: dict, count: Counter | None = None) -> int:
+    """Tokens of an example: sum of its messages' content tokens (``count`` defaults to the
+    embedding model's tokenizer, a stand-in for the target model's; OpenAI adds a few tokens
+    of formatting per message on top)."""
+    if count is None:
+        from llm_data_platform.transforms.tokenizer import count_tokens
+
+        count = count_tokens
+    contents = [
+        m["content"]
+        for m in obj.get("messages", [])
+        if isinstance(m, dict) and isinstance(m.get("content"), str)
+    ]
+    return int(sum(count(contents))) if contents else 0
+
+
+def validate_chat_example(
+    obj: Any, max_tokens: int | None = None, count: Counter | None = None
+) -> list[str]:
+    """Human-readable problems of one chat fine-tuning example; empty when valid."""
+    if not isinstance(obj, dict):
+        return [f"example must be a JSON object, got {type(obj).__name__}"]
+    errors: list[str] = []
+    unknown = sorted(set(obj) - {"messages"}, key=str)
+    if unknown:
+        errors.append(f"unknown top-level key(s) {unknown}: only 'messages' is allowed")
+    if "messages" not in obj:
+        errors.append("missing 'messages'")
+        return errors
+    messages = obj["messages"]
+    if not isinstance(messages, list):
+        errors.append(f"'messages' must be a list, got {type(messages).__name__}")
+        return errors
+    if not messages:
+        errors.append("'messages' is empty")
+        return errors
+
+    roles: list[str | None] = []
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            errors.append(f"{where} must be an object, got {type(msg).__name__}")
+            roles.append(None)
+            continue
+        extra = sorted(set(msg) - MESSAGE_KEYS, key=str)
+        if extra:
+            errors.append(f"{where} has unknown key(s) {extra}")
+        role = msg.get("role")
+        if "role" not in msg:
+            errors.append(f"{where} has no 'role'")
+        elif role not in ROLES:
+            errors.append(f"{where} has invalid role {role!r} (expected one of {list(ROLES)})")
+        roles.append(role if role in ROLES else None)
+        if "content" not in msg:
+            errors.append(f"{where} has no 'content'")
+        elif not isinstance(msg["content"], str):
+            errors.append(f"{where} content must be a string, got {type(msg['content']).__name__}")
+        elif not msg["content"].strip():
+            errors.append(f"{where} content is empty")
+        if "name" in msg and (not isinstance(msg["name"], str) or not msg["name"].strip()):
+            errors.append(f"{where} 'name' must be a non-empty string")
+        if "weight" in msg:
+            weight = msg["weight"]
+            if isinstance(weight, bool) or weight not in (0, 1):
+                errors.append(f"{where} 'weight' must be 0 or 1, got {weight!r}")
+            if role != "assistant":
+                errors.append(f"{where} 'weight' is only allowed on assistant messages")
+
+    for i, role in enumerate(roles):
+        if role == "system" and i != 0:
+            errors.append(f"messages[{i}] is a system message: only the first may be")
+    if "assistant" not in roles:
+        errors.append("no assistant message")
+    if roles[-1] != "assistant":
+        errors.append(f"last message must be from the assistant, got {roles[-1]!r}")
+
+    if max_tokens is not None and not errors:
+        n = count_example_tokens(obj, count)
+        if n > max_tokens:
+            errors.append(f"example has {n} tokens, more than the limit of {max_tokens}")
+    return errors
+
+
+def split_of(example_id: str, validation_fraction: float, seed: str) -> str:
+    """ "train" or "validation" for one id: a hash of (seed, id), independent of any batch."""
+    digest = hashlib.blake2b(f"{seed}\x1f{example_id}".encode(), digest_size=8).digest()
+    return VALIDATION if int.from_bytes(digest, "big") / 2**64 < validation_fraction else TRAIN
+
+
+def assign_split(
+    ids: pa.Array | pa.ChunkedArray, validation_fraction: float, seed: str
+) -> pa.Array:
+    """Deterministic train/validation split per id (same id + seed → same split, whatever the
+    order or batch). A null id gets a null split."""
+    if not 0.0 <= validation_fraction <= 1.0:
+        raise ValueError(f"validation_fraction must be within [0, 1], got {validation_fraction}")
+    values = ids.to_pylist()
+    return pa.array(
+        [None if v is None else split_of(str(v), validation_fraction, seed) for v in values],
+        pa.string(),
+    )
