@@ -66,7 +66,7 @@ def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
         started = time.perf_counter()
         label = kwargs.get("partition_key") or (f"{days[0]}..{days[-1]}" if "tags" in kwargs else "")
         log(f"→ {job_name} {label}".rstrip())
-        result = defs.get_job_def(job_name).execute_in_process(
+        result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, raise_on_error=False, **kwargs
         )
         timings[job_name] = time.perf_counter() - started

@@ -39,7 +39,7 @@ def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
 
 def test_jobs_sensors_schedules_resolve():
     for job in ("daily_job", "weekly_training_job", "rag_index_job", "ingest_conversations_job"):
-        assert defs.get_job_def(job) is not None
+        assert defs.resolve_job_def(job) is not None
     assert defs.get_sensor_def("landing_conversations_sensor")
     assert defs.get_sensor_def("landing_documents_sensor")
     assert defs.get_schedule_def("weekly_training_job_schedule")

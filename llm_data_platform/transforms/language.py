@@ -5,8 +5,8 @@ n-gram features, then a naive-Bayes dot product scores the languages. Here the s
 over the whole batch at once: the DFA walk advances every row one byte per numpy step (rows
 sorted by length, so the active rows are a prefix), the features form a sparse matrix, and one
 sparse x dense product scores every row. Results equal ``LanguageIdentifier.classify`` (a test
-checks it); it is ~20x faster on chat-sized text. If scipy is missing the per-row classifier is
-used instead.
+checks it). Measured on 160k distinct chat messages (~110 chars, 2 cores): 159k texts/s batched
+vs 19k texts/s with ``classify`` in a loop. If scipy is missing, the per-row classifier is used.
 
 The model is loaded once per process (~0.6 s); restricted variants share its arrays.
 """
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
+from llm_data_platform.transforms.pii import PLACEHOLDER_PATTERN
 from llm_data_platform.transforms.text_normalize import (
     as_string_array,
     replace_regex_where,
@@ -48,7 +49,7 @@ _NOT_LANGUAGE = (
     r"(?s)```.*?```",  # fenced code blocks
     r"`[^`\n]*`",  # inline code
     r"\b(?:https?|ftp)://\S+|\bwww\.\S+",
-    r"\[(?:EMAIL|PHONE|CARD|IP|IBAN|SSN|SECRET)\]",
+    PLACEHOLDER_PATTERN,
 )
 
 DEFAULT_MAX_CHARS = 256  # the first sentences decide; longer text only costs time

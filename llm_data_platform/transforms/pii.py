@@ -7,10 +7,16 @@ detector (or a second pass of the whole redactor, as the clean-table PII check d
 matches inside them.
 
 RE2 has no look-around and cannot run a checksum, so a few detectors carry a Python
-``validate`` function (Luhn for cards, mod-97 for IBANs, context rules for IPs). For those the
-RE2 pattern only finds *candidate* rows, and Python's ``re`` with the validator rewrites just
-those rows: rare in chat traffic, so the hot path stays vectorised. Counts always report the
-spans actually replaced, never rejected candidates.
+``rewrite`` function (Luhn and print groupings for cards, mod-97 for IBANs, context rules for
+IPs). For those the RE2 pattern only finds *candidate* rows (``match_substring_regex``), and
+Python's ``re`` with the rewrite function processes just those rows: rare in chat traffic, so
+the hot path stays vectorised. Counts always report spans actually replaced, never rejected
+candidates, so a re-scan of redacted text (the clean-table PII check) reports zero.
+
+Kinds, in order: secret (API keys, tokens, private keys), email, iban, card, ip (v4 and v6),
+ssn (US, dashed), phone (international "+CC ..." and North-American with separators).
+Ordinary numbers are left alone: years, versions ("3.11.7"), "1,000", line numbers, dates,
+times, epoch seconds/milliseconds, ids, ISBNs, "1.2.3.4.5".
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from llm_data_platform.transforms.text_normalize import as_string_array
 
 @dataclass(frozen=True)
 class PiiDetector:
-    """One kind of PII: an RE2 pattern (also valid Python ``re``) and its placeholder.
+    """One kind of PII: an RE2 pattern (see ``python_regex`` for Python) and its placeholder.
 
     ``rewrite``, when set, sees each candidate match and returns its replacement (the token, or
     a string with one or more tokens inside) or ``None`` to leave the match as it is.
@@ -135,15 +141,22 @@ def _rewrite_iban(m: re.Match[str], token: str) -> str | None:
     return token if int(number) % 97 == 1 else None
 
 
+def _ipv6_looks_real(candidate: str) -> bool:
+    """Code has "::" too (``Foo::bar``, ``a[::1]``, ``arr[:, 1::2]``): an address candidate
+    needs a digit and two hex groups, and a full 4-digit group unless it has four groups."""
+    groups = [g for g in candidate.split(":") if g]
+    if len(groups) < 2 or not any(ch.isdigit() for ch in candidate):
+        return False
+    return len(groups) >= 4 or max(len(g) for g in groups) == 4
+
+
 def _rewrite_ip(m: re.Match[str], token: str) -> str | None:
-    """A real address, not part of a longer dotted number ("1.2.3.4.5") nor code such as
-    ``Foo::bar`` or ``a[::1]`` (an IPv6 candidate needs a digit and two hex groups)."""
+    """A real address, not part of a longer dotted number ("1.2.3.4.5") nor code."""
     text, start, end = m.string, m.start(), m.end()
     candidate = m.group(0)
     before = text[start - 1] if start else ""
     if ":" in candidate:
-        groups = [g for g in candidate.split(":") if g]
-        if len(groups) < 2 or not any(ch.isdigit() for ch in candidate) or before in (":", "["):
+        if before == ":" or not _ipv6_looks_real(candidate):
             return None
         try:
             ipaddress.IPv6Address(candidate)
@@ -161,8 +174,8 @@ _IPV4 = rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
 _H = r"[0-9A-Fa-f]{1,4}"
 _IPV6 = rf"\b(?:(?:{_H}:){{7}}{_H}\b|(?:{_H}:){{1,7}}:(?:{_H}(?::{_H}){{0,6}}\b)?)"
 
-# Order matters: secrets before emails (tokens can contain "@"-free base64 that later patterns
-# would cut up), cards and IBANs before phones (their digit groups look like phone numbers).
+# Order matters: secrets first (later patterns would cut a key into pieces and leave the rest),
+# IBANs and cards before phones (their digit groups look like phone numbers).
 DETECTORS: tuple[PiiDetector, ...] = (
     PiiDetector(
         "secret",
