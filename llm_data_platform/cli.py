@@ -56,15 +56,15 @@ def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
         "dagster/asset_partition_range_start": days[0],
         "dagster/asset_partition_range_end": days[-1],
     }
-    plan = [("daily_job", {"tags": tags})]
-    weeks = sorted(
-        {weekly_partitions.get_partition_key_for_timestamp(_ts(d)) for d in days}
-    )
+    plan = [("retrieval_eval_set_job", {}), ("daily_job", {"tags": tags})]
+    weeks = sorted({weekly_partitions.get_partition_key_for_timestamp(_ts(d)) for d in days})
     plan += [("weekly_training_job", {"partition_key": w}) for w in weeks]
     plan += [("rag_index_job", {})]
     for job_name, kwargs in plan:
         started = time.perf_counter()
-        label = kwargs.get("partition_key") or (f"{days[0]}..{days[-1]}" if "tags" in kwargs else "")
+        label = kwargs.get("partition_key") or (
+            f"{days[0]}..{days[-1]}" if "tags" in kwargs else ""
+        )
         log(f"→ {job_name} {label}".rstrip())
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, raise_on_error=False, **kwargs
@@ -202,5 +202,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

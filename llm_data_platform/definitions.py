@@ -5,12 +5,19 @@ from __future__ import annotations
 import warnings
 
 import dagster as dg
+
+# Partitioned asset checks are "preview" and backfill_policy "beta" in Dagster 1.13; both are
+# the documented way to get what the platform needs. Filtered before the modules below import.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from llm_data_platform.assets.clean import conversations_clean, documents_clean
 from llm_data_platform.assets.curated_rag import chunk_embeddings, document_chunks
 from llm_data_platform.assets.curated_training import training_batches, training_examples
+from llm_data_platform.assets.evaluation import retrieval_eval_set
 from llm_data_platform.assets.raw import raw_conversations, raw_documents
 from llm_data_platform.assets.serve import rag_index
 from llm_data_platform.automation.jobs import ALL_JOBS
@@ -26,11 +33,6 @@ from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.settings import Settings, load_settings
 
-# Partitioned asset checks are marked "preview" in Dagster 1.13; they are what we want here.
-# backfill_policy is "beta"; both are the documented way to get what the platform needs.
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
 ASSETS = [
     raw_conversations,
     raw_documents,
@@ -41,6 +43,7 @@ ASSETS = [
     document_chunks,
     chunk_embeddings,
     rag_index,
+    retrieval_eval_set,
 ]
 CHECKS = [*CONVERSATION_CHECKS, *TRAINING_CHECKS, *RAG_CHECKS]
 
@@ -52,7 +55,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         region_name=settings.s3_region,
         endpoint_url=settings.s3_endpoint_url or None,
     )
-    lake = LakeResource(root=settings.lake_root, s3=s3 if settings.lake_root.startswith("s3://") else None)
+    lake = LakeResource(
+        root=settings.lake_root, s3=s3 if settings.lake_root.startswith("s3://") else None
+    )
     if settings.embedding_provider == "openai":
         embeddings = EmbeddingsResource(
             provider="openai",

@@ -9,7 +9,8 @@ import pyarrow as pa
 TS = pa.timestamp("us", tz="UTC")
 
 # Landing JSONL (conversations stream), one event per line:
-#   {"event_id", "type": "message", "conversation_id", "turn", "role", "content", "user_id", "timestamp"}
+#   {"event_id", "type": "message", "conversation_id", "turn", "role", "content", "user_id",
+#    "timestamp"}
 #   {"event_id", "type": "feedback", "conversation_id", "rating": 1..5, "user_id", "timestamp"}
 RAW_CONVERSATIONS = pa.schema(
     [

@@ -68,7 +68,9 @@ def make_platform(root: Path) -> Platform:
     )
 
 
-def materialize_daily(platform: Platform, days: list[str], selection=None) -> dg.ExecuteInProcessResult:
+def materialize_daily(
+    platform: Platform, days: list[str], selection=None
+) -> dg.ExecuteInProcessResult:
     from llm_data_platform.definitions import ASSETS, CHECKS
 
     selection = selection or dg.AssetSelection.assets(
@@ -109,6 +111,7 @@ def built(tmp_path_factory) -> tuple[Platform, dict[str, dg.ExecuteInProcessResu
     """The whole graph for two demo days, as `make demo` runs it."""
     platform = make_platform(tmp_path_factory.mktemp("platform"))
     results = {
+        "eval_set": materialize_one(platform, "retrieval_eval_set"),
         "daily": materialize_daily(platform, DAYS),
         "weekly": materialize_one(platform, "training_batches", WEEK),
         "index": materialize_one(platform, "rag_index"),

@@ -52,9 +52,7 @@ def s3_server():
     endpoint = f"http://{host}:{port}"
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-        Bucket="lake"
-    )
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="lake")
     yield endpoint
     server.stop()
     for k, v in saved.items():
@@ -113,7 +111,11 @@ def test_raw_and_clean_assets_materialize_into_s3(s3_server, tmp_path):
         partition_key="2026-01-05",
     )
     assert result.success
-    blocking = [e for e in result.get_asset_check_evaluations() if e.check_name != "raw_conversations_quarantine_rate"]
+    blocking = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name != "raw_conversations_quarantine_rate"
+    ]
     assert blocking and all(e.passed for e in blocking)
     clean = lake.read_partition("clean", "conversations_clean", "2026-01-05")
     assert clean is not None and clean.num_rows > 0

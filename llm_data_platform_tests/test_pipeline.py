@@ -45,9 +45,7 @@ def test_raw_counts_add_up(built, day):
     assert all(r for r in quarantined["reason"].to_pylist())
     # late events sit in their own (earlier) event day, with a later arrival
     late = pc.sum(
-        pc.greater(
-            pc.cast(kept["arrived_at"], "date32"), pc.cast(kept["event_time"], "date32")
-        )
+        pc.greater(pc.cast(kept["arrived_at"], "date32"), pc.cast(kept["event_time"], "date32"))
     ).as_py()
     assert late == truth.late_events
 

@@ -4,10 +4,9 @@ The work is done by plain transforms (``transforms/``); these assets wire them t
 report every count. Dropped rows are kept beside the table (``*_dropped``) with the reason.
 """
 
-
 import time
-from datetime import timedelta
 from collections import Counter
+from datetime import timedelta
 
 import dagster as dg
 import pyarrow as pa

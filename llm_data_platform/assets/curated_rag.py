@@ -1,6 +1,5 @@
 """Curated zone, retrieval side: token-aware chunks and their embeddings, by update day."""
 
-
 import time
 
 import dagster as dg
@@ -15,7 +14,6 @@ from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.settings import load_settings
 from llm_data_platform.transforms.chunking import chunk_documents
 from llm_data_platform.transforms.embedding_text import embedding_inputs, input_hash
-
 
 
 @dg.asset(

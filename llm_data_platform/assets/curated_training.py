@@ -1,6 +1,5 @@
 """Curated zone, training side: chat fine-tuning examples by day, validated batches by week."""
 
-
 import hashlib
 import json
 import posixpath
@@ -11,6 +10,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_data_platform.assets.evaluation import read_eval_questions
 from llm_data_platform.partitions import (
     daily_backfill_policy,
     daily_partitions,
@@ -20,6 +20,7 @@ from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.settings import load_settings
 from llm_data_platform.transforms.training_examples import TrainingConfig, build_training_examples
 from llm_data_platform.transforms.training_format import validate_chat_example
+from llm_data_platform.transforms.training_selection import select_examples
 
 BATCH_FILES = ("train.jsonl", "validation.jsonl")
 MANIFEST = "manifest.json"
@@ -41,23 +42,36 @@ def training_config() -> TrainingConfig:
     group_name="curated",
     kinds={"parquet", "openai"},
     metadata={"lake_zone": "curated", "lake_sort_by": ["example_id"]},
+    deps=["retrieval_eval_set"],
 )
 def training_examples(
-    context: dg.AssetExecutionContext, conversations_clean: dict[str, pa.Table]
+    context: dg.AssetExecutionContext,
+    conversations_clean: dict[str, pa.Table],
+    lake: LakeResource,
 ) -> dict[str, pa.Table]:
-    """The day's best conversations in chat fine-tuning format, system prompt applied."""
+    """The day's best conversations in chat fine-tuning format, system prompt applied; no
+    near-duplicates and nothing that overlaps the retrieval-evaluation questions."""
     config = training_config()
+    eval_questions = read_eval_questions(lake)
+    if not eval_questions:
+        context.log.warning(
+            "No retrieval_eval_set materialized: training examples are not decontaminated."
+        )
     out: dict[str, pa.Table] = {}
     totals: Counter[str] = Counter()
     for key, clean in conversations_clean.items():
         result = build_training_examples(clean, config)
-        out[key] = result.examples
+        selection = select_examples(result.examples, eval_questions)
+        out[key] = selection.kept
         totals.update(result.rejected)
-        totals["examples"] += result.examples.num_rows
-        totals["tokens"] += int(pc.sum(result.examples["n_tokens"]).as_py() or 0)
+        totals["kept"] -= result.examples.num_rows - selection.kept.num_rows
+        totals.update(selection.counts)
+        totals["examples"] += selection.kept.num_rows
+        totals["tokens"] += int(pc.sum(selection.kept["n_tokens"]).as_py() or 0)
     context.add_output_metadata(
         {
             **{k: int(v) for k, v in sorted(totals.items())},
+            "decontaminated_against_questions": len(eval_questions),
             "system_prompt": dg.MetadataValue.text(config.system_prompt),
             "min_rating": config.min_rating,
         }
@@ -114,9 +128,12 @@ def training_batches(
         first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
         duplicates = combined.num_rows - sum(first)
         combined = combined.filter(pa.array(first))
-        kept, over_budget = select_within_budget(combined, budget)
+        # A near-copy of a conversation from another day of the week is caught here.
+        selection = select_examples(combined, read_eval_questions(lake))
+        cross_day = selection.counts
+        kept, over_budget = select_within_budget(selection.kept, budget)
     else:
-        kept, duplicates, over_budget = combined, 0, 0
+        kept, duplicates, over_budget, cross_day = combined, 0, 0, {}
 
     lines: dict[str, list[str]] = {name: [] for name in BATCH_FILES}
     invalid = 0
@@ -148,6 +165,8 @@ def training_batches(
         "token_budget": budget,
         "files": files,
         "duplicates_removed": duplicates,
+        "near_duplicates_across_days": cross_day.get("near_duplicate", 0),
+        "contaminated_removed": cross_day.get("contaminated", 0),
         "over_budget": over_budget,
         "invalid_excluded": invalid,
         "format": "openai-chat-jsonl",
@@ -162,6 +181,7 @@ def training_batches(
             "train_tokens": files["train.jsonl"]["tokens"],
             "days_with_data": len(days),
             "duplicates_removed": duplicates,
+            "near_duplicates_across_days": cross_day.get("near_duplicate", 0),
             "over_budget": over_budget,
             "invalid_excluded": invalid,
             "directory": dg.MetadataValue.path(lake.uri(directory)),

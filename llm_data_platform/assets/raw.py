@@ -5,7 +5,6 @@ A partition is an event day. Its run reads the landing files, keeps the events o
 beside it with the reason. Received = kept + quarantined, per partition, in the metadata.
 """
 
-
 import time
 from collections import Counter
 from datetime import date, timedelta
@@ -113,7 +112,7 @@ def ingest_stream(
 
 
 def _reason_family(reason: str) -> str:
-    """Group reasons for the metadata ('invalid JSON: Expecting value at column 3' → 'invalid JSON')."""
+    """Reason family for the metadata: 'invalid JSON: Expecting value…' → 'invalid JSON'."""
     return reason.split(":")[0]
 
 

@@ -5,7 +5,6 @@ lazily, the diff against what the collection holds decides what to upsert and de
 vectors to upsert stream in batches of the client's maximum batch size.
 """
 
-
 import io
 import time
 
@@ -168,4 +167,3 @@ def _upsert(collection, batch: pa.RecordBatch, dimension: int) -> int:
         metadatas=metadatas,
     )
     return len(rows)
-

@@ -46,7 +46,14 @@ weekly_training_job = dg.define_asset_job(
     description="Build the week's validated fine-tuning batch from its daily examples.",
 )
 
+retrieval_eval_set_job = dg.define_asset_job(
+    "retrieval_eval_set_job",
+    selection=["retrieval_eval_set"],
+    description="Reload the retrieval-evaluation questions (decontamination, index quality).",
+)
+
 ALL_JOBS = [
+    retrieval_eval_set_job,
     ingest_conversations_job,
     ingest_documents_job,
     daily_job,

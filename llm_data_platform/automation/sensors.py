@@ -6,7 +6,6 @@ overlap window below it inside which file identities already taken are remembere
 of the files that caused them (Dagster never launches a run key twice).
 """
 
-
 import hashlib
 import json
 from collections import defaultdict

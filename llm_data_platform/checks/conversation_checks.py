@@ -1,6 +1,5 @@
 """Quality gates on the conversation tables. Blocking checks stop bad data flowing on."""
 
-
 import os
 
 import dagster as dg
@@ -98,15 +97,15 @@ def conversations_clean_expectations(
             gxe.ExpectColumnValuesToNotBeNull(column="event_id"),
             gxe.ExpectColumnValuesToBeUnique(column="event_id"),
             gxe.ExpectColumnValuesToNotBeNull(column="content"),
-            gxe.ExpectColumnValuesToBeInSet(column="role", value_set=["system", "user", "assistant"]),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="role", value_set=["system", "user", "assistant"]
+            ),
             gxe.ExpectColumnValuesToBeBetween(column="quality_score", min_value=0, max_value=1),
             gxe.ExpectColumnValueLengthsToBeBetween(column="language", min_value=2, max_value=3),
         ],
     )
     result = batch.validate(suite)
-    failed = [
-        r.expectation_config.type for r in result.results if not r.success
-    ]
+    failed = [r.expectation_config.type for r in result.results if not r.success]
     return dg.AssetCheckResult(
         passed=bool(result.success),
         metadata={

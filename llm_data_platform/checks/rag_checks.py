@@ -1,6 +1,5 @@
 """Gates on the retrieval side: chunks fit the model, vectors are sane, the index matches."""
 
-
 import dagster as dg
 import numpy as np
 import pyarrow as pa
@@ -69,7 +68,9 @@ def embeddings_well_formed(
     finite = bool(np.isfinite(matrix).all())
     unit = bool(np.allclose(norms, 1.0, atol=1e-3))
     return dg.AssetCheckResult(
-        passed=finite and unit and emb.num_rows == n_chunks
+        passed=finite
+        and unit
+        and emb.num_rows == n_chunks
         and matrix.shape[1] == embeddings.dimension,
         metadata={
             "vectors": emb.num_rows,

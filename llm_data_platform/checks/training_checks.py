@@ -1,6 +1,5 @@
 """Gates on the fine-tuning data: every example and every JSONL line in valid chat format."""
 
-
 import hashlib
 import json
 import posixpath

@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from llm_data_platform.demo.corpus import Doc, load_module_docs, load_topics
+from llm_data_platform.demo.eval_set import write_eval_questions
 
 __all__ = [
     "GARBAGE_MESSAGES",
@@ -971,6 +972,9 @@ def generate_demo(
 
     conv_truth = _conversation_truth(days, conv_days, planned)
     eval_questions = [(q, doc_id) for doc_id, q in eval_by_doc.items()]
+    # The retrieval-evaluation set ships with the knowledge base: the platform decontaminates
+    # training data against it and (later) gates new index versions on it.
+    write_eval_questions(landing, eval_questions)
     return DemoTruth(
         seed=seed,
         days=[d.isoformat() for d in days],

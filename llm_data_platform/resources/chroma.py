@@ -41,7 +41,9 @@ class ChromaResource(dg.ConfigurableResource):
 
             settings = ChromaSettings(anonymized_telemetry=False)
             if self.host:
-                self._client = chromadb.HttpClient(host=self.host, port=self.port, settings=settings)
+                self._client = chromadb.HttpClient(
+                    host=self.host, port=self.port, settings=settings
+                )
             elif self.path:
                 self._client = chromadb.PersistentClient(path=self.path, settings=settings)
             else:

@@ -120,9 +120,9 @@ class LakeResource(dg.ConfigurableResource):
         keys = []
         for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
             name = posixpath.basename(info.path)
-            if info.type == pafs.FileType.Directory and name.startswith(prefix):
-                if self.exists(posixpath.join(info.path, DATA_FILE)):
-                    keys.append(name[len(prefix) :])
+            is_partition = info.type == pafs.FileType.Directory and name.startswith(prefix)
+            if is_partition and self.exists(posixpath.join(info.path, DATA_FILE)):
+                keys.append(name[len(prefix) :])
         return sorted(keys)
 
     def list_partitions_any(self, zone: str, table_name: str, partition_name: str) -> list[str]:

@@ -9,8 +9,13 @@ dropped list with a reason, steps that change rows count what they changed. Orde
   (d) redact PII                                                          - "pii_<kind>"
   (e) score quality, drop garbage                                         - reason from quality
   (f) drop repeated content within a turn: same (conversation_id, turn_index, role,
-      content_hash)                                                       - "duplicate_content"
+      content_hash), the hash ignoring case and spacing                   - "duplicate_content"
   (g) tag language                                                        - "language_<code>"
+
+counts: received, kept, normalised, dropped_<reason> for every reason in ``DROP_REASONS``
+(zeros included), pii_<kind> for every kind in ``PII_KINDS`` (spans redacted in step (d),
+including messages dropped later), pii_messages (messages with at least one redaction), and
+language_<code> over the kept rows (feedback counts as "und"), which sum to ``kept``.
 
 Feedback events (event_type "feedback", content null) are only subject to (a): the content
 steps leave them untouched. Their ``language`` is "und", ``quality_score`` null (there is no

@@ -4,8 +4,11 @@ If a fine-tuning example contains a question of the retrieval evaluation set, th
 trained on the test and the evaluation scores it then gets are inflated: they measure recall of
 the training data, not retrieval quality. The usual guard is n-gram overlap: GPT-3 removed
 training documents sharing a 13-gram with a benchmark (Brown et al., 2020, appendix C), and
-curation toolkits (NeMo Curator's task decontamination, DataTrove, Dolma) apply the same rule
-with configurable n. Eval questions here are short, so the default is 8 words.
+curation toolkits (NeMo Curator's task decontamination, DataTrove's n-gram decontamination)
+apply the same rule with configurable n. Eval questions here are short, so the default is 8
+words. It errs on the safe side: when questions come from a template, an 8-gram of the template
+alone ("what does the python language reference say about") also flags a text that asks it
+about another subject.
 
 The reference n-grams are hashed once into a sorted numpy array (`ReferenceNgrams`), so one
 index serves any number of batches; a batch's n-grams are hashed in one vectorised pass

@@ -17,9 +17,7 @@ def embedding_input(heading_path: str | None, text: str) -> str:
 def embedding_inputs(chunks: pa.Table) -> list[str]:
     return [
         embedding_input(h, t)
-        for h, t in zip(
-            chunks["heading_path"].to_pylist(), chunks["text"].to_pylist(), strict=True
-        )
+        for h, t in zip(chunks["heading_path"].to_pylist(), chunks["text"].to_pylist(), strict=True)
     ]
 
 

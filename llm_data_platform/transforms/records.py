@@ -7,6 +7,7 @@ earlier day), else the day the file arrived.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -159,10 +160,8 @@ def parse_lines(
         except InvalidRecord as exc:
             day = arrived_at.date()
             if isinstance(obj, dict):
-                try:
+                with contextlib.suppress(InvalidRecord):
                     day = parse_timestamp(obj.get(json_time_key)).date()
-                except InvalidRecord:
-                    pass
             record = text if text is not None else raw[:MAX_LINE_BYTES].decode("utf-8", "replace")
             if len(record) > 10_000:
                 record = record[:10_000] + f"…[{len(raw)} bytes]"

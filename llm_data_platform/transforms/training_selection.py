@@ -1,0 +1,62 @@
+"""Final selection of fine-tuning examples: no near-duplicates, nothing from the eval set.
+
+Runs on the day's examples and again on the week's, so a copy that arrives on another day is
+caught too. Keep-first in time order: the original conversation wins over its copy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from llm_data_platform.transforms.decontamination import contaminated_mask
+from llm_data_platform.transforms.near_dedup import near_duplicate_mask
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    kept: pa.Table
+    counts: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, str] = field(default_factory=dict)  # example_id -> reason
+
+
+def example_text(messages_json: str) -> str:
+    """What makes two examples the same: their user and assistant turns (the shared system
+    prompt would make every pair look alike)."""
+    messages = json.loads(messages_json)["messages"]
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages if m.get("role") != "system")
+
+
+def select_examples(
+    examples: pa.Table,
+    eval_questions: list[str],
+    near_dup_threshold: float = 0.8,
+    contamination_ngram: int = 8,
+) -> SelectionResult:
+    if examples.num_rows == 0:
+        return SelectionResult(examples, {"near_duplicate": 0, "contaminated": 0})
+    ordered = examples.sort_by([("event_time", "ascending"), ("example_id", "ascending")])
+    ids = ordered["example_id"].to_pylist()
+    texts = [example_text(m) for m in ordered["messages_json"].to_pylist()]
+    near = near_duplicate_mask(texts, ids, threshold=near_dup_threshold)
+    dirty = (
+        contaminated_mask(texts, eval_questions, ngram=contamination_ngram)
+        if eval_questions
+        else [False] * len(texts)
+    )
+    removed: dict[str, str] = {}
+    keep = []
+    for i, example_id in enumerate(ids):
+        if dirty[i]:
+            removed[example_id] = "contaminated"
+        elif not near.keep[i]:
+            removed[example_id] = f"near_duplicate_of:{near.duplicate_of[i]}"
+        keep.append(example_id not in removed)
+    kept = ordered.filter(pa.array(keep)).sort_by([("example_id", "ascending")])
+    counts = {
+        "contaminated": sum(1 for r in removed.values() if r == "contaminated"),
+        "near_duplicate": sum(1 for r in removed.values() if r.startswith("near_duplicate")),
+    }
+    return SelectionResult(kept, counts, removed)
