@@ -14,6 +14,8 @@ import time
 from datetime import date
 
 DEMO_DAYS = ("2026-01-05", "2026-01-06", "2026-01-07")
+# Step-by-step logs stay in the run's page in the UI; the terminal shows progress lines only.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SAMPLE_QUESTION = "How do I handle exceptions with try and except?"
 
 
@@ -67,7 +69,7 @@ def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
         )
         log(f"→ {job_name} {label}".rstrip())
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, raise_on_error=False, **kwargs
+            instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
         )
         timings[job_name] = time.perf_counter() - started
         if not result.success:

@@ -35,9 +35,9 @@ class LakeSummary:
     def render(self) -> str:
         lines = ["Rows per table:"]
         for name, n in self.rows.items():
-            lines.append(f"  {name:<34} {n:>8,}")
+            lines.append(f"  {name:<30} {n:>8,}")
             for reason, count in sorted(self.reasons.get(name, {}).items()):
-                lines.append(f"      {reason:<30} {count:>8,}")
+                lines.append(f"      {count:>6,}  {reason}")
         lines.append("Training batches:")
         if not self.batches:
             lines.append("  (none)")

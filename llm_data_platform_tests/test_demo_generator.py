@@ -249,9 +249,13 @@ def test_eval_contamination_uses_the_eval_question_verbatim(demo, reparsed):
 
 def test_file_mtimes_are_arrival_times_on_the_arrival_day(demo):
     landing, truth = demo
+    # every landed stream file is in the truth; the eval set is a file beside the streams
     assert {f.path for f in truth.files} == {
-        p.relative_to(landing).as_posix() for p in landing.rglob("*") if p.is_file()
+        p.relative_to(landing).as_posix()
+        for p in landing.rglob("*")
+        if p.is_file() and p.parent.name != "eval"
     }
+    assert (landing / "eval" / "questions.jsonl").exists()
     for f in truth.files:
         path = landing / f.path
         arrival = _arrival(path)

