@@ -133,11 +133,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from llm_data_platform.retrieval import retriever_from_settings
 
     try:
+        where = json.loads(args.where) if args.where else None
+    except json.JSONDecodeError as exc:
+        _say(f'--where is not JSON ({exc}); e.g. --where \'{{"doc_id": "kb/faq"}}\'.')
+        return 2
+    if args.answer:
+        from llm_data_platform.serving.answer import AnswerError, ChatConfig
+
+        try:  # fail before loading the embedding model, not after
+            ChatConfig.from_env().require()
+        except AnswerError as exc:
+            _say(str(exc))
+            return 2
+    try:
         retriever = retriever_from_settings()
     except Exception as exc:  # noqa: BLE001 - a missing collection is the common case
         _say(f"The RAG index is not built yet ({exc}). Run `make demo` or materialize rag_index.")
         return 2
-    hits = retriever.search(args.question, k=args.k)
+    hybrid = True if args.hybrid else None
+    hits = retriever.search(args.question, k=args.k, where=where, hybrid=hybrid)
+    if args.answer:
+        return _print_answer(args, hits)
     if args.json:
         _say(json.dumps([h.as_dict() for h in hits], indent=2))
         return 0
@@ -145,6 +161,44 @@ def cmd_ask(args: argparse.Namespace) -> int:
         _say(f"{hit.rank}. score {hit.score:.3f}  {hit.doc_id} (version {hit.version})")
         _say(f"   {hit.heading_path or hit.title}  <{hit.source_uri}>")
         _say("   " + " ".join(hit.text.split())[:300])
+    return 0
+
+
+def _print_answer(args: argparse.Namespace, hits: list) -> int:
+    from llm_data_platform.serving.answer import AnswerError, ChatConfig, generate_answer
+
+    try:
+        answer = generate_answer(args.question, hits, ChatConfig.from_env())
+    except AnswerError as exc:
+        _say(str(exc))
+        return 2
+    if args.json:
+        _say(json.dumps({**answer.as_dict(), "hits": [h.as_dict() for h in hits]}, indent=2))
+        return 0
+    _say(answer.text)
+    _say("\nSources:")
+    for source in answer.sources:
+        label = source["heading_path"] or source["title"] or source["doc_id"]
+        _say(f"  [{source['n']}] {label}  <{source['source_uri']}>")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from llm_data_platform.retrieval import retriever_from_settings
+    from llm_data_platform.serving.api import create_app
+
+    try:
+        retriever = retriever_from_settings()
+    except Exception as exc:  # noqa: BLE001 - a missing collection is the common case
+        _say(f"The RAG index is not built yet ({exc}). Run `make demo` or materialize rag_index.")
+        return 2
+    _say(
+        f"serving '{retriever.collection.name}' ({retriever.count} chunks) on "
+        f"http://{args.host}:{args.port}  (POST /search, POST /answer, GET /health, /docs)"
+    )
+    uvicorn.run(create_app(retriever), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -185,7 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--where", help='Chroma metadata filter as JSON, e.g. \'{"doc_id": "kb/faq"}\'')
+    p.add_argument("--hybrid", action="store_true", help="fuse vector and BM25 rankings (RRF)")
+    p.add_argument(
+        "--answer",
+        action="store_true",
+        help="a grounded answer citing the chunks (OPENAI_API_KEY or OPENAI_BASE_URL)",
+    )
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="the retrieval HTTP API (POST /search, /answer; GET /health)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("summary", help="rows per table, drops, batches, index, a sample query")
     p.add_argument("--question", default=SAMPLE_QUESTION)

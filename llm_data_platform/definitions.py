@@ -19,7 +19,7 @@ from llm_data_platform.assets.curated_rag import chunk_embeddings, document_chun
 from llm_data_platform.assets.curated_training import training_batches, training_examples
 from llm_data_platform.assets.evaluation import retrieval_eval_set
 from llm_data_platform.assets.raw import raw_conversations, raw_documents
-from llm_data_platform.assets.serve import rag_index
+from llm_data_platform.assets.serve import rag_index, rag_index_live
 from llm_data_platform.automation.jobs import ALL_JOBS
 from llm_data_platform.automation.schedules import ALL_SCHEDULES
 from llm_data_platform.automation.sensors import ALL_SENSORS
@@ -43,6 +43,7 @@ ASSETS = [
     document_chunks,
     chunk_embeddings,
     rag_index,
+    rag_index_live,
     retrieval_eval_set,
 ]
 CHECKS = [*CONVERSATION_CHECKS, *TRAINING_CHECKS, *RAG_CHECKS]

@@ -1,20 +1,38 @@
-"""Retrieval entry point for chatbot backends: a question in, the top-k chunks out."""
+"""Retrieval entry point for chatbot backends: a question in, the top-k chunks out.
+
+Hot path: a repeated question is answered from a results cache (no embedding, no Chroma call);
+a new question costs one embedding (itself cached) plus one Chroma query. Both caches are
+emptied when the index version changes, which is re-checked at most every
+``version_check_seconds``, never per query. Hybrid mode adds BM25 over the chunk texts (built
+lazily from the collection, rebuilt when the version changes) and fuses both rankings with
+reciprocal rank fusion.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import threading
+import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 
+RRF_K = 60
+_INCLUDE = ["documents", "metadatas"]
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
 
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float  # cosine similarity, 1 = identical direction
+    score: float  # vector mode: cosine similarity (1 = same direction); hybrid: the RRF score
     chunk_id: str
     doc_id: str
     version: str
@@ -22,83 +40,342 @@ class Hit:
     heading_path: str
     source_uri: str
     text: str
+    mode: str = "vector"
+    vector_score: float | None = None  # cosine similarity, when the vector search found it
+    bm25_score: float | None = None  # BM25 score, when the keyword search found it
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    index_version: str
+    cached: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _State:
+    collection: Any
+    version: str
+    count: int
+
+
+class LRU:
+    """A small thread-safe LRU mapping (the API serves requests from a thread pool)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
+    """RRF (Cormack et al., 2009): sum over rankings of 1 / (k + rank), ranks from 1."""
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    return dict(sorted(fused.items(), key=lambda kv: -kv[1]))
+
+
+class BM25Index:
+    """BM25 (bm25s, sparse matrices) over every chunk of one collection version.
+
+    Only the ids and the index live in memory; texts and metadata of keyword-only hits are
+    fetched from Chroma per query.
+    """
+
+    def __init__(self, collection: Any, page_size: int = 5000):
+        import bm25s
+
+        ids: list[str] = []
+        corpus: list[list[str]] = []
+        offset = 0
+        while True:
+            got = collection.get(include=_INCLUDE, limit=page_size, offset=offset)
+            for chunk_id, text, meta in zip(
+                got["ids"], got["documents"], got["metadatas"], strict=True
+            ):
+                meta = meta or {}
+                ids.append(chunk_id)
+                corpus.append(tokenize(f"{meta.get('heading_path', '')}\n{text or ''}"))
+            if len(got["ids"]) < page_size:
+                break
+            offset += page_size
+        self.ids = ids
+        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+        self.model = bm25s.BM25()
+        if ids:
+            self.model.index(corpus, show_progress=False)
+
+    def top(self, question: str, n: int, allowed: np.ndarray | None = None) -> list[tuple]:
+        """(chunk_id, score) of the n best chunks with a positive score, best first."""
+        tokens = [t for t in tokenize(question) if t in self.model.vocab_dict] if self.ids else []
+        if not tokens:
+            return []
+        scores = self.model.get_scores(tokens)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0)
+        n = min(n, len(scores))
+        best = np.argpartition(-scores, n - 1)[:n]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [(self.ids[i], float(scores[i])) for i in best if scores[i] > 0]
+
+
 class Retriever:
     """Embeds the question with the index's own model and searches its collection.
 
-    Query vectors are kept in a small LRU cache: chat traffic repeats questions.
+    ``search`` and ``search_detailed`` are safe to call from several threads.
     """
 
     def __init__(
-        self, chroma: ChromaResource, embeddings: EmbeddingsResource, cache_size: int = 1024
+        self,
+        chroma: ChromaResource,
+        embeddings: EmbeddingsResource,
+        cache_size: int = 1024,
+        results_cache_size: int = 4096,
+        version_check_seconds: float = 2.0,
+        hybrid: bool = False,
+        hybrid_candidates: int = 20,
     ):
         self.chroma = chroma
         self.embeddings = embeddings
-        self.collection = chroma.get_collection(
-            embeddings.model_id, embeddings.dimension, create=False
-        )
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
+        self.hybrid = hybrid
+        self.hybrid_candidates = hybrid_candidates
+        self.version_check_seconds = version_check_seconds
+        self._vectors = LRU(cache_size)
+        self._results = LRU(results_cache_size)
+        self._masks = LRU(64)  # where filter -> boolean mask over the BM25 index
+        self._refresh_lock = threading.Lock()
+        self._bm25_lock = threading.Lock()
+        self._bm25: tuple[str, BM25Index] | None = None  # (index version, its BM25 index)
+        self._state = _State(None, "", 0)  # replaced whole, so readers see one consistent state
+        self._next_check = 0.0
+        self.refresh()
 
+    # -- the index and its version -------------------------------------------------------
+    def _open_collection(self) -> Any:
+        """The collection searched. The one place that decides which collection that is."""
+        return self.chroma.get_collection(
+            self.embeddings.model_id, self.embeddings.dimension, create=False
+        )
+
+    def refresh(self) -> str:
+        """Re-open the collection and re-read its version now; empty the caches if it changed."""
+        with self._refresh_lock:
+            collection = self._open_collection()
+            count = collection.count()
+            parts = [collection.name, str(count)]
+            meta_version = (collection.metadata or {}).get("version")
+            if meta_version is not None:
+                parts.append(f"v{meta_version}")
+            version = ":".join(parts)
+            if version != self._state.version:
+                self._results.clear()
+                self._vectors.clear()
+                self._masks.clear()
+            self._state = _State(collection, version, count)
+            self._next_check = time.monotonic() + self.version_check_seconds
+            return version
+
+    def _current(self) -> _State:
+        if time.monotonic() >= self._next_check:
+            self.refresh()
+        return self._state
+
+    @property
+    def index_version(self) -> str:
+        """Collection name, chunk count and the ``version`` in its metadata, if present."""
+        return self._current().version
+
+    @property
+    def collection(self) -> Any:
+        return self._current().collection
+
+    @property
+    def count(self) -> int:
+        return self._current().count
+
+    def _bm25_index(self, state: _State) -> BM25Index:
+        """Built on first use for each index version (paged reads of every chunk)."""
+        with self._bm25_lock:
+            if self._bm25 is None or self._bm25[0] != state.version:
+                self._bm25 = (state.version, BM25Index(state.collection))
+            return self._bm25[1]
+
+    # -- search ----------------------------------------------------------------------------
     def _embed(self, question: str) -> np.ndarray:
-        vector = self._cache.get(question)
+        vector = self._vectors.get(question)
         if vector is None:
             vector = self.embeddings.embed([question])[0]
-            self._cache[question] = vector
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(question)
+            self._vectors.put(question, vector)
         return vector
 
-    def search(self, question: str, k: int = 5, where: dict | None = None) -> list[Hit]:
-        if not question.strip():
+    def search(
+        self, question: str, k: int = 5, where: dict | None = None, hybrid: bool | None = None
+    ) -> list[Hit]:
+        return self.search_detailed(question, k, where, hybrid).hits
+
+    def search_detailed(
+        self, question: str, k: int = 5, where: dict | None = None, hybrid: bool | None = None
+    ) -> SearchResult:
+        """Hits plus the index version they come from and where the time went (ms)."""
+        started = time.perf_counter()
+        question = " ".join(question.split())
+        if not question:
             raise ValueError("The question is empty.")
-        result = self.collection.query(
-            query_embeddings=[self._embed(question)],
-            n_results=k,
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}.")
+        state = self._current()
+        mode = "hybrid" if (self.hybrid if hybrid is None else hybrid) else "vector"
+        key = (question, k, json.dumps(where, sort_keys=True) if where else None, mode)
+        hits = self._results.get(key)
+        if hits is not None:
+            return SearchResult(list(hits), state.version, True, {"total": _ms(started)})
+        if not state.count:
+            return SearchResult([], state.version, False, {"total": _ms(started)})
+
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        vector = self._embed(question)
+        timings["embed"] = _ms(t)
+        n_vector = k if mode == "vector" else max(k, self.hybrid_candidates)
+        t = time.perf_counter()
+        result = state.collection.query(
+            query_embeddings=[vector],
+            n_results=min(n_vector, state.count),
             where=where,
             include=["documents", "metadatas", "distances"],
         )
-        hits = []
-        for rank, (chunk_id, text, meta, distance) in enumerate(
-            zip(
-                result["ids"][0],
-                result["documents"][0],
-                result["metadatas"][0],
-                result["distances"][0],
-                strict=True,
-            ),
-            start=1,
-        ):
-            meta = meta or {}
-            hits.append(
-                Hit(
-                    rank=rank,
-                    score=round(1.0 - float(distance), 4),
-                    chunk_id=chunk_id,
-                    doc_id=str(meta.get("doc_id", "")),
-                    version=str(meta.get("version", "")),
-                    title=str(meta.get("title", "")),
-                    heading_path=str(meta.get("heading_path", "")),
-                    source_uri=str(meta.get("source_uri", "")),
-                    text=text or "",
-                )
+        timings["vector"] = _ms(t)
+        rows = {
+            cid: (text, meta or {})
+            for cid, text, meta in zip(
+                result["ids"][0], result["documents"][0], result["metadatas"][0], strict=True
             )
-        return hits
+        }
+        cosine = {
+            cid: round(1.0 - float(d), 4)
+            for cid, d in zip(result["ids"][0], result["distances"][0], strict=True)
+        }
+        if mode == "vector":
+            hits = [
+                _hit(rank, cosine[cid], cid, *rows[cid], mode, cosine[cid], None)
+                for rank, cid in enumerate(result["ids"][0][:k], start=1)
+            ]
+        else:
+            t = time.perf_counter()
+            hits = self._hybrid(state, question, k, where, rows, cosine, result["ids"][0])
+            timings["bm25"] = _ms(t)
+        if state is self._state:  # not refreshed meanwhile: the hits belong to this version
+            self._results.put(key, tuple(hits))
+        timings["total"] = _ms(started)
+        return SearchResult(hits, state.version, False, timings)
+
+    def _hybrid(self, state, question, k, where, rows, cosine, vector_ids) -> list[Hit]:
+        bm25 = self._bm25_index(state)
+        allowed = self._allowed(state, bm25, where) if where else None
+        keyword = bm25.top(question, max(k, self.hybrid_candidates), allowed)
+        bm25_scores = {cid: round(s, 4) for cid, s in keyword}
+        fused = reciprocal_rank_fusion([list(vector_ids), [cid for cid, _ in keyword]])
+        chosen = list(fused)[:k]
+        missing = [cid for cid in chosen if cid not in rows]
+        if missing:
+            got = state.collection.get(ids=missing, include=_INCLUDE)
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                rows[cid] = (text, meta or {})
+        return [
+            _hit(
+                rank,
+                round(fused[cid], 6),
+                cid,
+                *rows[cid],
+                "hybrid",
+                cosine.get(cid),
+                bm25_scores.get(cid),
+            )  # fmt: skip
+            for rank, cid in enumerate(chosen, start=1)
+        ]
+
+    def _allowed(self, state: _State, bm25: BM25Index, where: dict) -> np.ndarray:
+        """Chroma evaluates the filter; the mask keeps BM25 to the same chunks."""
+        key = (state.version, json.dumps(where, sort_keys=True))
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = np.zeros(len(bm25.ids), dtype=bool)
+            ids = state.collection.get(where=where, include=[])["ids"]
+            mask[[bm25.position[i] for i in ids if i in bm25.position]] = True
+            self._masks.put(key, mask)
+        return mask
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _hit(rank, score, chunk_id, text, meta, mode, vector_score, bm25_score) -> Hit:
+    return Hit(
+        rank=rank,
+        score=score,
+        chunk_id=chunk_id,
+        doc_id=str(meta.get("doc_id", "")),
+        version=str(meta.get("version", "")),
+        title=str(meta.get("title", "")),
+        heading_path=str(meta.get("heading_path", "")),
+        source_uri=str(meta.get("source_uri", "")),
+        text=text or "",
+        mode=mode,
+        vector_score=vector_score,
+        bm25_score=bm25_score,
+    )
+
+
+def hybrid_by_default() -> bool:
+    """LDP_RETRIEVAL_HYBRID (see settings.py)."""
+    from llm_data_platform.settings import SETTINGS
+
+    default = next(s.default for s in SETTINGS if s.name == "LDP_RETRIEVAL_HYBRID")
+    value = os.environ.get("LDP_RETRIEVAL_HYBRID") or default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def retriever_from_settings() -> Retriever:
     from llm_data_platform.definitions import build_resources
 
     resources = build_resources()
-    return Retriever(resources["chroma"], resources["embeddings"])
+    return Retriever(resources["chroma"], resources["embeddings"], hybrid=hybrid_by_default())
 
 
-def ask(question: str, k: int = 5) -> list[Hit]:
+def ask(question: str, k: int = 5, where: dict | None = None) -> list[Hit]:
     """One-shot helper: ``from llm_data_platform.retrieval import ask``."""
-    return retriever_from_settings().search(question, k=k)
+    return retriever_from_settings().search(question, k=k, where=where)

@@ -58,6 +58,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
     Setting("LDP_SENSOR_MAX_FILES", "200", "Landing files a sensor tick takes at most."),
     Setting("LDP_SENSOR_INTERVAL_SECONDS", "30", "Seconds between landing-sensor ticks."),
+    Setting("LDP_CHAT_MODEL", "gpt-4o-mini", "Chat model of grounded answers (ask --answer)."),
+    Setting(
+        "LDP_RETRIEVAL_HYBRID",
+        "false",
+        "true: retrieval fuses vector and BM25 rankings (RRF) unless a call says otherwise.",
+    ),
+    Setting("LDP_EVAL_MIN_HIT_AT_5", "0.8", "A new index version needs this hit@5 to go live."),
+    Setting("LDP_EVAL_MIN_MRR_AT_10", "0.5", "…and this MRR@10 on the evaluation set."),
 )
 
 
@@ -92,6 +100,8 @@ class Settings:
     training_token_budget: int
     sensor_max_files: int
     sensor_interval_seconds: int
+    eval_min_hit_at_5: float
+    eval_min_mrr_at_10: float
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -142,4 +152,6 @@ def load_settings() -> Settings:
         training_token_budget=int(get("LDP_TRAINING_TOKEN_BUDGET")),
         sensor_max_files=int(get("LDP_SENSOR_MAX_FILES")),
         sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
+        eval_min_hit_at_5=float(get("LDP_EVAL_MIN_HIT_AT_5")),
+        eval_min_mrr_at_10=float(get("LDP_EVAL_MIN_MRR_AT_10")),
     )

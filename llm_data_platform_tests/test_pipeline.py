@@ -12,7 +12,7 @@ import pytest
 
 from llm_data_platform.retrieval import Retriever
 from llm_data_platform.transforms.training_format import validate_chat_example
-from llm_data_platform_tests.conftest import DAYS, WEEK, materialize_daily, materialize_one
+from llm_data_platform_tests.conftest import DAYS, WEEK, materialize_daily, materialize_index
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 PHONE = re.compile(r"\(\d{3}\)\s*\d{3}-\d{4}|\+?\d[\d ]{0,3}\d{3}[- ]\d{3}[- ]\d{4}")
@@ -120,7 +120,7 @@ def test_sample_questions_retrieve_their_topic(built):
 def test_index_holds_exactly_the_live_documents(built):
     platform, _ = built
     chroma, embeddings = platform.resources["chroma"], platform.resources["embeddings"]
-    collection = chroma.get_collection(embeddings.model_id, embeddings.dimension, create=False)
+    collection = chroma.get_collection(embeddings.model_id, embeddings.dimension)
     got = collection.get(include=["metadatas"])
     indexed_docs = {m["doc_id"] for m in got["metadatas"]}
     assert indexed_docs == set(platform.truth.final_doc_ids)
@@ -147,6 +147,7 @@ def test_rematerializing_changes_nothing(built):
         assert _table(platform, *t, day).equals(before[t]), t
     mats = result.asset_materializations_for_node("chunk_embeddings")
     assert mats[0].metadata["embedded"] == dg.IntMetadataValue(0)  # all from the cache
-    index = materialize_one(platform, "rag_index")
+    index = materialize_index(platform)
     meta = index.asset_materializations_for_node("rag_index")[0].metadata
     assert meta["upserted"].value == 0 and meta["deleted"].value == 0
+    assert meta["already_live"].value is True  # no change → no new version

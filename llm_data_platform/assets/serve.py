@@ -1,5 +1,7 @@
 """Serve zone: the Chroma collection, synced exactly to the latest version of every live document.
 
+Two versions live side by side (blue/green, see ``resources/index_versions.py``): a build syncs
+the candidate slot incrementally; a blocking retrieval-quality check gates its promotion.
 Nothing is loaded through an IO manager: DuckDB scans the lake's chunk and embedding tables
 lazily, the diff against what the collection holds decides what to upsert and delete, and the
 vectors to upsert stream in batches of the client's maximum batch size.
@@ -7,6 +9,7 @@ vectors to upsert stream in batches of the client's maximum batch size.
 
 import io
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 import pyarrow as pa
@@ -16,6 +19,12 @@ from dagster_duckdb import DuckDBResource
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embedding_cache import to_matrix
 from llm_data_platform.resources.embeddings import EmbeddingsResource
+from llm_data_platform.resources.index_versions import (
+    IndexVersion,
+    candidate_version,
+    promote,
+    record_candidate,
+)
 from llm_data_platform.resources.lake import LakeResource
 
 MANIFEST_COLUMNS = ["chunk_id", "doc_id", "version", "content_hash"]
@@ -66,6 +75,10 @@ def read_manifest(lake: LakeResource) -> pa.Table | None:
     return None if data is None else pq.read_table(io.BytesIO(data))
 
 
+def _other(slot: str) -> str:
+    return "green" if slot == "blue" else "blue"
+
+
 @dg.asset(
     group_name="serve",
     kinds={"chromadb", "duckdb"},
@@ -79,7 +92,9 @@ def rag_index(
     chroma: ChromaResource,
     embeddings: EmbeddingsResource,
 ) -> dg.MaterializeResult:
-    """The Chroma collection, holding exactly the chunks of every live document's latest version."""
+    """The next version of the Chroma index: the candidate slot, synced to exactly the chunks of
+    every live document's latest version. ``rag_index_live`` promotes it once it has passed the
+    retrieval-evaluation check."""
     started = time.perf_counter()
     docs = lake.dataset("clean", "documents_clean")
     chunks = lake.dataset("curated", "document_chunks")
@@ -91,58 +106,126 @@ def rag_index(
             "llm_data_platform --select 'documents_clean+' --partition 2026-01-05`."
         )
     model_id, dimension = embeddings.model_id, embeddings.dimension
-    collection = chroma.get_collection(model_id, dimension)
+    live = chroma.live_collection(model_id, dimension)
+    live_meta = (live.metadata or {}) if live is not None else {}
     with duckdb.get_connection() as con:
         con.register("docs", docs)
         con.register("chunks", chunks)
         con.register("emb", emb)
         desired = con.sql(LIVE_CHUNKS_SQL).to_arrow_table()
-        held = existing_entries(collection)
         wanted_ids = desired["chunk_id"].to_pylist()
         versions = desired["version"].to_pylist()
-        stale = [
-            i
-            for i, (cid, ver) in enumerate(zip(wanted_ids, versions, strict=True))
-            if held.get(cid, {}).get("version") != ver
-        ]
-        to_delete = sorted(set(held) - set(wanted_ids))
-        batch = chroma.get_client().get_max_batch_size()
-        for i in range(0, len(to_delete), batch):
-            collection.delete(ids=to_delete[i : i + batch])
-        wanted = desired.take(pa.array(stale, pa.int64())) if stale else desired.slice(0, 0)
-        con.register("wanted", wanted)
-        upserted = 0
-        reader = con.execute(UPSERT_ROWS_SQL, {"model_id": model_id}).to_arrow_reader(batch)
-        for record_batch in reader:
-            upserted += _upsert(collection, record_batch, dimension)
-            context.log.info(f"upserted {upserted}/{len(stale)} chunks")
-    if upserted != len(stale):
-        raise dg.Failure(
-            f"{len(stale) - upserted} chunks have no embedding from {model_id}. Re-materialize "
-            "chunk_embeddings for their days (the embedding model changed or a day is missing)."
-        )
+        wanted = dict(zip(wanted_ids, versions, strict=True))
+
+        if live is not None and _holds_exactly(existing_entries(live), wanted):
+            # Nothing changed since the live version: no new version, nothing to evaluate.
+            slot, version = str(live_meta["slot"]), int(live_meta.get("version", 0))
+            collection, upserted, to_delete, unchanged = live, 0, [], len(wanted_ids)
+            context.log.info(f"index unchanged: live version {version} ({slot}) holds it all")
+        else:
+            slot = _other(str(live_meta["slot"])) if live is not None else "blue"
+            version = int(live_meta.get("version", 0)) + 1
+            collection = chroma.get_collection(model_id, dimension, create=True, slot=slot)
+            chroma.set_metadata(collection, live_seq=0, version=version)
+            held = existing_entries(collection)
+            stale = [
+                i
+                for i, (cid, ver) in enumerate(zip(wanted_ids, versions, strict=True))
+                if held.get(cid, {}).get("version") != ver
+            ]
+            to_delete = sorted(set(held) - set(wanted_ids))
+            batch = chroma.get_client().get_max_batch_size()
+            for i in range(0, len(to_delete), batch):
+                collection.delete(ids=to_delete[i : i + batch])
+            rows = desired.take(pa.array(stale, pa.int64())) if stale else desired.slice(0, 0)
+            con.register("wanted", rows)
+            upserted = 0
+            reader = con.execute(UPSERT_ROWS_SQL, {"model_id": model_id}).to_arrow_reader(batch)
+            for record_batch in reader:
+                upserted += _upsert(collection, record_batch, dimension)
+                context.log.info(f"upserted {upserted}/{len(stale)} chunks into {slot}")
+            if upserted != len(stale):
+                raise dg.Failure(
+                    f"{len(stale) - upserted} chunks have no embedding from {model_id}. "
+                    "Re-materialize chunk_embeddings for their days (the embedding model "
+                    "changed or a day is missing)."
+                )
+            unchanged = len(wanted_ids) - len(stale)
     manifest = desired.select(MANIFEST_COLUMNS).sort_by("chunk_id")
     buffer = io.BytesIO()
     pq.write_table(manifest, buffer, compression="zstd")
     lake.write_bytes(manifest_path(lake), buffer.getvalue())
-    count = collection.count()
-    live_docs = len(set(desired["doc_id"].to_pylist()))
-    summary = {
-        "collection": collection.name,
-        "embedding_model": model_id,
-        "dimension": dimension,
-        "location": chroma.location,
-    }
+    is_live = live is not None and collection.name == live.name
+    candidate = IndexVersion(
+        slot=slot,
+        version=version,
+        collection=collection.name,
+        model_id=model_id,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        chunks=collection.count(),
+        passed=True if is_live else None,
+        metrics=(candidate_version(lake, model_id).metrics if is_live else {}) or {},
+    )
+    record_candidate(lake, candidate)
     return dg.MaterializeResult(
         metadata={
-            "chunks_in_index": count,
-            "live_documents": live_docs,
+            "index_version": version,
+            "slot": slot,
+            "already_live": is_live,
+            "chunks_in_index": candidate.chunks,
+            "live_documents": len(set(desired["doc_id"].to_pylist())),
             "upserted": upserted,
             "deleted": len(to_delete),
-            "unchanged": len(wanted_ids) - len(stale),
+            "unchanged": unchanged,
             "manifest": dg.MetadataValue.path(lake.uri(manifest_path(lake))),
-            "index": dg.MetadataValue.json(summary),
+            "collection": collection.name,
+            "embedding_model": model_id,
+            "location": chroma.location,
             "sync_seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+
+
+def _holds_exactly(held: dict[str, dict], wanted: dict[str, str]) -> bool:
+    return held.keys() == wanted.keys() and all(
+        held[cid].get("version") == ver for cid, ver in wanted.items()
+    )
+
+
+@dg.asset(group_name="serve", kinds={"chromadb"}, deps=["rag_index"], pool="chroma")
+def rag_index_live(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    chroma: ChromaResource,
+    embeddings: EmbeddingsResource,
+) -> dg.MaterializeResult:
+    """Promotes the candidate index version to live — only when its evaluation passed.
+
+    In a run with rag_index this step does not even start if the blocking quality check fails;
+    run on its own, it re-reads the candidate's recorded evaluation and refuses a failed one.
+    """
+    candidate = candidate_version(lake, embeddings.model_id)
+    if candidate is None:
+        raise dg.Failure("No candidate index version: materialize rag_index first.")
+    if candidate.passed is not True:
+        raise dg.Failure(
+            f"Index version {candidate.version} ({candidate.slot}) has not passed the retrieval "
+            f"evaluation (recorded: {candidate.passed}, {candidate.metrics}); the live version "
+            "stays. Fix the data or the thresholds, then re-materialize rag_index."
+        )
+    live = chroma.live_collection(embeddings.model_id, embeddings.dimension)
+    if live is not None and live.name == candidate.collection:
+        context.log.info(f"version {candidate.version} is already live")
+    else:
+        chroma.promote(embeddings.model_id, embeddings.dimension, candidate.slot, candidate.version)
+        promote(lake, candidate)
+    return dg.MaterializeResult(
+        metadata={
+            "live_version": candidate.version,
+            "slot": candidate.slot,
+            "collection": candidate.collection,
+            "chunks": candidate.chunks,
+            **{k: v for k, v in candidate.metrics.items() if isinstance(v, int | float)},
         }
     )
 

@@ -35,8 +35,8 @@ daily_job = dg.define_asset_job(
 
 rag_index_job = dg.define_asset_job(
     "rag_index_job",
-    selection=["rag_index"],
-    description="Sync the Chroma collection to the latest chunks (upserts and deletes).",
+    selection=["rag_index", "rag_index_live"],
+    description="Build the next index version (upserts and deletes), evaluate it, promote it.",
 )
 
 weekly_training_job = dg.define_asset_job(

@@ -5,14 +5,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.assets.serve import read_manifest
+from llm_data_platform.assets.serve import existing_entries, read_manifest
 from llm_data_platform.checks._partitions import checked_keys
 from llm_data_platform.partitions import daily_partitions
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embedding_cache import to_matrix
 from llm_data_platform.resources.embeddings import EmbeddingsResource
+from llm_data_platform.resources.index_versions import candidate_version, record_evaluation
 from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.settings import load_settings
 from llm_data_platform.transforms.embedding_text import embedding_inputs
+from llm_data_platform.transforms.retrieval_metrics import retrieval_metrics
 from llm_data_platform.transforms.tokenizer import count_tokens, model_max_tokens
 
 # The model adds [CLS] and [SEP]; a longer chunk would be silently truncated when embedded.
@@ -82,27 +85,31 @@ def embeddings_well_formed(
     )
 
 
+def _candidate_collection(lake, chroma, embeddings):
+    candidate = candidate_version(lake, embeddings.model_id)
+    if candidate is None:
+        return None, None
+    collection = chroma.get_collection(
+        embeddings.model_id, embeddings.dimension, create=False, slot=candidate.slot
+    )
+    return candidate, collection
+
+
 @dg.asset_check(asset="rag_index", blocking=True)
 def rag_index_matches_manifest(
     lake: LakeResource, chroma: ChromaResource, embeddings: EmbeddingsResource
 ) -> dg.AssetCheckResult:
-    """The collection holds exactly the chunk ids of the manifest: no stale, none missing."""
+    """The new version holds exactly the chunk ids of the manifest: no stale, none missing."""
     manifest = read_manifest(lake)
-    if manifest is None:
-        return dg.AssetCheckResult(passed=False, metadata={"error": "no manifest"})
-    collection = chroma.get_collection(embeddings.model_id, embeddings.dimension, create=False)
-    held: set[str] = set()
-    offset = 0
-    while True:
-        got = collection.get(include=[], limit=5000, offset=offset)
-        held.update(got["ids"])
-        if len(got["ids"]) < 5000:
-            break
-        offset += 5000
+    candidate, collection = _candidate_collection(lake, chroma, embeddings)
+    if manifest is None or collection is None:
+        return dg.AssetCheckResult(passed=False, metadata={"error": "no manifest or candidate"})
+    held = set(existing_entries(collection))
     expected = set(manifest["chunk_id"].to_pylist())
     return dg.AssetCheckResult(
         passed=held == expected,
         metadata={
+            "index_version": candidate.version,
             "manifest_chunks": len(expected),
             "index_chunks": len(held),
             "missing": len(expected - held),
@@ -111,4 +118,58 @@ def rag_index_matches_manifest(
     )
 
 
-RAG_CHECKS = [chunks_fit_embedding_model, embeddings_well_formed, rag_index_matches_manifest]
+@dg.asset_check(asset="rag_index", blocking=True, additional_deps=["retrieval_eval_set"])
+def rag_index_retrieval_quality(
+    context: dg.AssetCheckExecutionContext,
+    lake: LakeResource,
+    chroma: ChromaResource,
+    embeddings: EmbeddingsResource,
+) -> dg.AssetCheckResult:
+    """hit@1, hit@5 and MRR@10 of the new version on the evaluation set; below the thresholds
+    the version is not promoted (``rag_index_live`` does not run) and the live one stays."""
+    settings = load_settings()
+    candidate, collection = _candidate_collection(lake, chroma, embeddings)
+    if collection is None:
+        return dg.AssetCheckResult(passed=False, metadata={"error": "no candidate version"})
+    eval_set = lake.read_partition("curated", "retrieval_eval_set", "all")
+    if eval_set is None or eval_set.num_rows == 0:
+        record_evaluation(lake, candidate, {"note": "no evaluation set"}, passed=True)
+        context.log.warning("No retrieval_eval_set: the index version is promoted ungated.")
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"note": "no evaluation set; not gated"},
+        )
+    questions = eval_set["question"].to_pylist()
+    expected = eval_set["doc_id"].to_pylist()
+    vectors = embeddings.embed(questions)
+    result = collection.query(query_embeddings=vectors, n_results=10, include=["metadatas"])
+    ranked = [[(m or {}).get("doc_id", "") for m in metas] for metas in result["metadatas"]]
+    metrics = retrieval_metrics(ranked, expected, mrr_k=10)
+    passed = (
+        metrics["hit@5"] >= settings.eval_min_hit_at_5
+        and metrics["mrr@10"] >= settings.eval_min_mrr_at_10
+    )
+    record_evaluation(lake, candidate, metrics, passed)
+    misses = [q for q, r, d in zip(questions, ranked, expected, strict=True) if d not in r[:5]]
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={
+            "index_version": candidate.version,
+            "hit_at_1": metrics["hit@1"],
+            "hit_at_5": metrics["hit@5"],
+            "mrr_at_10": metrics["mrr@10"],
+            "questions": metrics["questions"],
+            "min_hit_at_5": settings.eval_min_hit_at_5,
+            "min_mrr_at_10": settings.eval_min_mrr_at_10,
+            "missed_at_5": misses[:10] or ["none"],
+        },
+    )
+
+
+RAG_CHECKS = [
+    chunks_fit_embedding_model,
+    embeddings_well_formed,
+    rag_index_matches_manifest,
+    rag_index_retrieval_quality,
+]

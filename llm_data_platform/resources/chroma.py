@@ -1,4 +1,10 @@
-"""Chroma vector store: a persistent folder by default, a Chroma server when configured."""
+"""Chroma vector store: a persistent folder by default, a Chroma server when configured.
+
+The index has two collections per embedding model, ``…-blue`` and ``…-green`` (see
+``resources/index_versions.py``). Which one is live is recorded in the collections' own
+metadata (``live_seq``: highest live wins), so any client of the Chroma server — not only this
+package — can find the live version.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,15 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 _NAME_OK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
+SLOTS = ("blue", "green")
 
 
-def collection_name(prefix: str, model_id: str, dimension: int) -> str:
-    """One collection per embedding model, so vectors of two models are never mixed."""
+def collection_name(prefix: str, model_id: str, dimension: int, slot: str) -> str:
+    """One pair of collections per embedding model: vectors of two models are never mixed."""
+    if slot not in SLOTS:
+        raise ValueError(f"slot must be one of {SLOTS}, got {slot!r}")
     slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", model_id).strip("-._")
-    name = f"{prefix}-{slug}-{dimension}"
+    name = f"{prefix}-{slug}-{dimension}-{slot}"
     if not _NAME_OK.match(name):
         raise ValueError(
             f"Chroma collection name {name!r} is invalid: 3-512 characters of [a-zA-Z0-9._-], "
@@ -50,16 +59,72 @@ class ChromaResource(dg.ConfigurableResource):
                 raise dg.Failure("Chroma needs LDP_CHROMA_PATH (a folder) or LDP_CHROMA_HOST.")
         return self._client
 
-    def get_collection(self, model_id: str, dimension: int, create: bool = True) -> Any:
-        name = collection_name(self.collection_prefix, model_id, dimension)
+    def slot_collection(self, model_id: str, dimension: int, slot: str, create: bool) -> Any:
+        name = collection_name(self.collection_prefix, model_id, dimension, slot)
         client = self.get_client()
-        if not create:
+        if create:
+            return client.get_or_create_collection(
+                name,
+                embedding_function=None,
+                metadata={
+                    "hnsw:space": "cosine",
+                    "embedding_model": model_id,
+                    "dimension": dimension,
+                    "slot": slot,
+                    "version": 0,
+                    "live_seq": 0,
+                },
+            )
+        try:
             return client.get_collection(name, embedding_function=None)
-        return client.get_or_create_collection(
-            name,
-            embedding_function=None,
-            metadata={"embedding_model": model_id, "dimension": dimension, "hnsw:space": "cosine"},
-        )
+        except Exception:  # noqa: BLE001 - chroma raises different types per client/version
+            return None
+
+    def get_collection(
+        self, model_id: str, dimension: int, create: bool = False, slot: str | None = None
+    ) -> Any:
+        """A slot's collection, or (no slot) the live one: what retrieval should read."""
+        if slot is not None:
+            return self.slot_collection(model_id, dimension, slot, create)
+        live = self.live_collection(model_id, dimension)
+        if live is None:
+            raise LookupError(
+                f"No live RAG index for {model_id} in {self.location}. Materialize rag_index "
+                "and rag_index_live (`dagster asset materialize -m llm_data_platform --select "
+                "rag_index,rag_index_live`) or run `make demo`."
+            )
+        return live
+
+    def live_collection(self, model_id: str, dimension: int) -> Any:
+        best, best_seq = None, 0
+        for slot in SLOTS:
+            collection = self.slot_collection(model_id, dimension, slot, create=False)
+            seq = int((collection.metadata or {}).get("live_seq", 0)) if collection else 0
+            if seq > best_seq:
+                best, best_seq = collection, seq
+        return best
+
+    @staticmethod
+    def set_metadata(collection: Any, **changes: Any) -> None:
+        """Chroma refuses metadata that repeats ``hnsw:*`` keys on modify: drop them."""
+        metadata = {
+            k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")
+        }
+        metadata.update(changes)
+        collection.modify(metadata=metadata)
+
+    def promote(self, model_id: str, dimension: int, slot: str, version: int) -> int:
+        """Make ``slot`` live: its live_seq becomes the highest; the other slot is kept as it is
+        (the previous version, for rollback) until the next build overwrites it."""
+        seqs = []
+        for other in SLOTS:
+            collection = self.slot_collection(model_id, dimension, other, create=False)
+            if collection is not None:
+                seqs.append(int((collection.metadata or {}).get("live_seq", 0)))
+        seq = max(seqs, default=0) + 1
+        target = self.slot_collection(model_id, dimension, slot, create=False)
+        self.set_metadata(target, live_seq=seq, version=version)
+        return seq
 
     @property
     def location(self) -> str:

@@ -1,0 +1,1 @@
+"""Serving: the HTTP retrieval API for chatbot backends and grounded answers."""

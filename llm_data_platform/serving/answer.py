@@ -1,0 +1,157 @@
+"""Grounded answers: the retrieved chunks become numbered sources of an OpenAI chat call.
+
+Works with OpenAI (OPENAI_API_KEY) or any OpenAI-compatible server (OPENAI_BASE_URL: vLLM,
+Ollama, ...). The model answers from the sources only and cites them as [1], [2].
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from llm_data_platform.retrieval import Hit
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources you are given. Cite the sources "
+    "that support each statement with their numbers in square brackets, like [1] or [2][3]. "
+    "If the sources do not contain the answer, say that you do not know; do not guess."
+)
+_CITATION = re.compile(r"\[(\d+)\]")
+
+
+class AnswerError(RuntimeError):
+    """A grounded answer could not be produced; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    model: str = "gpt-4o-mini"
+    api_key: str | None = None
+    base_url: str | None = None
+    timeout_seconds: float = 30.0
+    max_retries: int = 2
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ChatConfig:
+        """LDP_CHAT_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL (secrets only from the environment)."""
+        from llm_data_platform.settings import SETTINGS
+
+        default_model = next(s.default for s in SETTINGS if s.name == "LDP_CHAT_MODEL")
+        values = dict(
+            model=os.environ.get("LDP_CHAT_MODEL") or default_model,
+            api_key=os.environ.get("OPENAI_API_KEY") or None,
+            base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        )
+        return cls(**{**values, **overrides})
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_key or self.base_url)
+
+    def require(self) -> ChatConfig:
+        if not self.configured:
+            raise AnswerError(
+                "Grounded answers need a chat model: set OPENAI_API_KEY (OpenAI) or "
+                "OPENAI_BASE_URL (an OpenAI-compatible server such as vLLM or Ollama), and "
+                "LDP_CHAT_MODEL if the "
+                f"default {self.model!r} is not served there."
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    model: str
+    sources: list[dict]  # numbered like the prompt: n, chunk_id, doc_id, version, source_uri...
+    cited: list[int]  # source numbers the answer actually cites
+    usage: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "answer": self.text,
+            "model": self.model,
+            "sources": self.sources,
+            "cited": self.cited,
+            "usage": self.usage,
+        }
+
+
+def source_list(hits: list[Hit]) -> list[dict]:
+    keys = ("chunk_id", "doc_id", "version", "title", "heading_path", "source_uri", "score")
+    return [{"n": n, **{k: getattr(h, k) for k in keys}} for n, h in enumerate(hits, start=1)]
+
+
+def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
+    blocks = []
+    for n, hit in enumerate(hits, start=1):
+        heading = " > ".join(p for p in (hit.title, hit.heading_path) if p)
+        blocks.append(
+            f"[{n}] {heading}\n(source: {hit.source_uri}; document {hit.doc_id}, "
+            f"version {hit.version})\n{hit.text.strip()}"
+        )
+    user = "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+@lru_cache(maxsize=4)
+def _client(config: ChatConfig) -> Any:
+    from openai import OpenAI
+
+    class _QuotaAwareOpenAI(OpenAI):
+        """The SDK retries every 429; an exhausted quota is not transient, so never retry it."""
+
+        def _should_retry(self, response: Any) -> bool:
+            if response.status_code == 429:
+                response.read()
+                if b"insufficient_quota" in response.content:
+                    return False
+            return super()._should_retry(response)
+
+    return _QuotaAwareOpenAI(
+        api_key=config.api_key or "not-needed",
+        base_url=config.base_url or None,
+        timeout=config.timeout_seconds,
+        max_retries=config.max_retries,
+    )
+
+
+def generate_answer(question: str, hits: list[Hit], config: ChatConfig) -> Answer:
+    """One chat completion grounded in ``hits``; raises AnswerError with a clear reason."""
+    config.require()
+    if not hits:
+        return Answer("The knowledge base has nothing on this question.", config.model, [], [])
+    import openai
+
+    try:
+        response = _client(config).chat.completions.create(
+            model=config.model, messages=build_messages(question, hits), temperature=0
+        )
+    except openai.RateLimitError as exc:
+        if "insufficient_quota" in str(exc):
+            raise AnswerError(
+                "The chat provider refused the request: insufficient_quota. This is not "
+                "transient: add credit to the account or point OPENAI_BASE_URL elsewhere."
+            ) from exc
+        raise AnswerError(f"The chat provider is rate limiting us (429): {exc}") from exc
+    except openai.AuthenticationError as exc:
+        raise AnswerError(
+            "The chat provider rejected the API key (401): check OPENAI_API_KEY."
+        ) from exc
+    except openai.APITimeoutError as exc:
+        raise AnswerError(
+            f"The chat provider did not answer within {config.timeout_seconds:g} s "
+            f"({config.max_retries} retries)."
+        ) from exc
+    except openai.APIConnectionError as exc:
+        where = config.base_url or "api.openai.com"
+        raise AnswerError(f"Cannot reach the chat provider at {where}: {exc}") from exc
+    except openai.APIStatusError as exc:
+        raise AnswerError(f"The chat provider failed ({exc.status_code}): {exc.message}") from exc
+    text = response.choices[0].message.content or ""
+    cited = sorted({int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= len(hits)})
+    usage = response.usage.model_dump() if response.usage else {}
+    return Answer(text, response.model or config.model, source_list(hits), cited, usage)

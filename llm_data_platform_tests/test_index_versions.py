@@ -1,0 +1,102 @@
+"""Blue/green index versions: a build that retrieves badly never reaches users."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from llm_data_platform.resources.index_versions import candidate_version, evaluation_history
+from llm_data_platform.transforms.retrieval_metrics import retrieval_metrics
+from llm_data_platform_tests.conftest import DAYS, make_platform, materialize_daily
+
+BAD_DAY = "2026-01-08"
+
+
+def test_retrieval_metrics():
+    ranked = [["a", "a", "b"], ["c", "b"], ["x", "y", "z", "w", "v", "b"]]
+    m = retrieval_metrics(ranked, ["a", "b", "b"])
+    assert m["hit@1"] == pytest.approx(1 / 3, abs=1e-3)
+    assert m["hit@5"] == pytest.approx(2 / 3, abs=1e-3)
+    assert m["mrr@10"] == pytest.approx((1 + 1 / 2 + 1 / 6) / 3, abs=1e-3)
+
+
+def _index_run(platform, selection=("rag_index", "rag_index_live")):
+    from llm_data_platform.definitions import ASSETS, CHECKS
+
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets(*selection),
+        resources=platform.resources,
+        instance=platform.instance,
+        raise_on_error=False,
+    )
+
+
+def _vandalise_all_documents(platform) -> None:
+    """A day on which every live document is overwritten with unrelated text."""
+    folder = os.path.join(platform.settings.landing_dir, "documents", BAD_DAY)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "documents-vandal.jsonl")
+    with open(path, "w") as f:
+        for i, doc_id in enumerate(platform.truth.final_doc_ids):
+            junk = " ".join(f"Shipping invoice {i} pallet {j} cardboard tape." for j in range(8))
+            f.write(
+                json.dumps(
+                    {
+                        "event_id": f"vandal-{i}",
+                        "doc_id": doc_id,
+                        "op": "upsert",
+                        "format": "text",
+                        "title": "Warehouse notes",
+                        "content": junk,
+                        "updated_at": f"{BAD_DAY}T09:00:00Z",
+                    }
+                )
+                + "\n"
+            )
+    arrival = datetime.fromisoformat(f"{BAD_DAY}T23:00:00+00:00").astimezone(UTC).timestamp()
+    os.utime(path, (arrival, arrival))
+
+
+def test_a_bad_build_is_not_promoted_and_the_live_version_keeps_serving(tmp_path):
+    from llm_data_platform.retrieval import Retriever
+
+    platform = make_platform(tmp_path)
+    chroma, embeddings, lake = (platform.resources[k] for k in ("chroma", "embeddings", "lake"))
+    from llm_data_platform_tests.conftest import materialize_one
+
+    assert materialize_one(platform, "retrieval_eval_set").success
+    assert materialize_daily(platform, DAYS).success
+    first = _index_run(platform)
+    assert first.success
+    live = chroma.live_collection(embeddings.model_id, embeddings.dimension)
+    assert live.metadata["version"] == 1
+
+    _vandalise_all_documents(platform)
+    assert materialize_daily(platform, [BAD_DAY]).success
+    bad = _index_run(platform)
+    assert not bad.success
+    failed = [e for e in bad.get_asset_check_evaluations() if not e.passed]
+    assert [e.check_name for e in failed] == ["rag_index_retrieval_quality"]
+    assert not bad.asset_materializations_for_node("rag_index_live")  # never started
+
+    # users still get version 1 and its answers
+    live = chroma.live_collection(embeddings.model_id, embeddings.dimension)
+    assert live.metadata["version"] == 1
+    question, doc_id = next(
+        (q, d) for q, d in platform.truth.eval_questions if d in platform.truth.final_doc_ids
+    )
+    hits = Retriever(chroma, embeddings).search(question, k=5)
+    assert doc_id in {h.doc_id for h in hits}
+    assert "Shipping invoice" not in hits[0].text
+
+    # promoting by hand is refused too: the failed evaluation is on record
+    candidate = candidate_version(lake, embeddings.model_id)
+    assert candidate.version == 2 and candidate.passed is False
+    alone = _index_run(platform, selection=("rag_index_live",))
+    assert not alone.success
+    assert [v.passed for v in evaluation_history(lake, embeddings.model_id)] == [True, False]
