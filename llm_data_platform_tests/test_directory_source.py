@@ -276,6 +276,22 @@ def test_prefix_and_missing_root(kb: Path, landing: Path, tmp_path: Path):
         sync_directory(tmp_path / "nope", landing)
 
 
+def test_not_before_lifts_old_files_into_the_partition_range(kb: Path, landing: Path):
+    floor = datetime(2026, 1, 5, tzinfo=UTC)
+    _write(kb / "ancient.md", "# Ancient\n", datetime(2019, 5, 1, tzinfo=UTC))
+    report = sync_directory(kb, landing, now=SYNC_1, not_before=floor)
+    dates = {e["doc_id"]: parse_timestamp(e["updated_at"]) for e in _events(report)}
+    assert dates["ancient.md"] == floor and dates["notes.txt"] == MTIME
+
+
+def test_command_line(kb: Path, landing: Path, capsys):
+    assert directory_module.main([str(kb), str(landing), "--prefix", "kb"]) == 0
+    assert "4 upserts, 0 deletes" in capsys.readouterr().out
+    assert directory_module.main([str(kb), str(landing), "--prefix", "kb", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["unchanged"] == 4 and printed["landing_file"] is None
+
+
 def test_crash_before_state_write_resends_the_same_events(kb: Path, landing: Path, monkeypatch):
     sync_directory(kb, landing, now=SYNC_1)
     _write(kb / "notes.txt", "new notes\n", SYNC_2)

@@ -119,3 +119,11 @@ def test_document_sensor_reads_its_own_stream(tmp_path):
     result = _tick(landing_documents_sensor, landing, None)
     assert [r.partition_key for r in result.run_requests] == ["2026-01-07"]
     assert isinstance(_tick(landing_conversations_sensor, landing, None), dg.SkipReason)
+
+
+def test_events_outside_the_partitions_are_quarantined_not_requested(tmp_path):
+    landing = LandingFolderResource(path=str(tmp_path))
+    _write(tmp_path, "old.jsonl", [_event(1, "2019-03-01"), _event(2, "2026-01-06")])
+    result = _tick(landing_conversations_sensor, landing, None)
+    # the 2019 event has no partition: it is quarantined under the first day, not dropped
+    assert sorted(r.partition_key for r in result.run_requests) == ["2026-01-05", "2026-01-06"]

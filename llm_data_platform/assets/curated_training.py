@@ -186,6 +186,9 @@ def training_batches(
             "invalid_excluded": invalid,
             "directory": dg.MetadataValue.path(lake.uri(directory)),
             "manifest": dg.MetadataValue.json(manifest),
+            "sample_train_line": dg.MetadataValue.json(
+                json.loads(lines["train.jsonl"][0]) if lines["train.jsonl"] else {}
+            ),
             "build_seconds": round(time.perf_counter() - started, 3),
         }
     )

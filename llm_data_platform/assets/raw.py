@@ -30,8 +30,18 @@ RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
-@lru_cache(maxsize=4096)
+def partition_bounds() -> tuple[date, date]:
+    """First and last day that exist as partitions now (the last moves at midnight)."""
+    first = date.fromisoformat(daily_partitions.get_first_partition_key())
+    return first, date.fromisoformat(daily_partitions.get_last_partition_key())
+
+
 def parse_landing_file(stream: str, file: LandingFile) -> ParsedLines:
+    return _parse_landing_file(stream, file, partition_bounds())
+
+
+@lru_cache(maxsize=4096)
+def _parse_landing_file(stream: str, file: LandingFile, bounds: tuple[date, date]) -> ParsedLines:
     """Parsed once per process per file version (its identity includes mtime and size)."""
     spec = STREAMS[stream]
     return parse_lines(
@@ -41,6 +51,9 @@ def parse_landing_file(stream: str, file: LandingFile) -> ParsedLines:
         validate=spec.validate,
         json_time_key=spec.json_time_key,
         row_time_key=spec.row_time_key,
+        max_line_bytes=spec.max_line_bytes,
+        first_day=bounds[0],
+        last_day=bounds[1],
     )
 
 

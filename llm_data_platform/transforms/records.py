@@ -138,14 +138,27 @@ def parse_lines(
     validate: Callable[[dict], dict],
     json_time_key: str,
     row_time_key: str,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    first_day: date | None = None,
+    last_day: date | None = None,
 ) -> ParsedLines:
+    """``first_day``/``last_day`` bound the days that exist as partitions: an event dated
+    outside them is quarantined (never silently lost to a partition nobody can run)."""
+
+    def clamp(day: date) -> date:
+        if first_day and day < first_day:
+            return first_day
+        if last_day and day > last_day:
+            return last_day
+        return day
+
     parsed = ParsedLines()
     for number, raw in lines:
         text: str | None = None
         obj: Any = None
         try:
-            if len(raw) > MAX_LINE_BYTES:
-                raise InvalidRecord(f"line of {len(raw)} bytes exceeds {MAX_LINE_BYTES}")
+            if len(raw) > max_line_bytes:
+                raise InvalidRecord(f"line of {len(raw)} bytes exceeds {max_line_bytes}")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -157,12 +170,19 @@ def parse_lines(
             if not isinstance(obj, dict):
                 raise InvalidRecord(f"a JSON {type(obj).__name__}, not an object")
             row = validate(obj)
+            event_day = row[row_time_key].date()
+            if clamp(event_day) != event_day:
+                raise InvalidRecord(
+                    f"event day {event_day} outside the partitioned range "
+                    f"{first_day or '…'}..{last_day or '…'}"
+                )
         except InvalidRecord as exc:
             day = arrived_at.date()
             if isinstance(obj, dict):
                 with contextlib.suppress(InvalidRecord):
                     day = parse_timestamp(obj.get(json_time_key)).date()
-            record = text if text is not None else raw[:MAX_LINE_BYTES].decode("utf-8", "replace")
+            day = clamp(day)
+            record = text if text is not None else raw[:max_line_bytes].decode("utf-8", "replace")
             if len(record) > 10_000:
                 record = record[:10_000] + f"…[{len(raw)} bytes]"
             parsed.quarantine.append(
@@ -196,11 +216,15 @@ class StreamSpec:
     json_time_key: str
     row_time_key: str
     schema: pa.Schema
+    max_line_bytes: int = MAX_LINE_BYTES
 
 
 STREAMS: dict[str, StreamSpec] = {
     "conversations": StreamSpec(
         conversation_event, "timestamp", "event_time", schemas.RAW_CONVERSATIONS
     ),
-    "documents": StreamSpec(document_event, "updated_at", "updated_at", schemas.RAW_DOCUMENTS),
+    # whole documents travel in one line: up to 8 MB (a 5 MB page plus JSON escaping)
+    "documents": StreamSpec(
+        document_event, "updated_at", "updated_at", schemas.RAW_DOCUMENTS, 8_000_000
+    ),
 }

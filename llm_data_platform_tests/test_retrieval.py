@@ -1,0 +1,190 @@
+"""The Retriever: caches, index-version invalidation, metadata filters, hybrid (BM25 + RRF)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_data_platform.resources.chroma import ChromaResource
+from llm_data_platform.retrieval import LRU, Retriever, reciprocal_rank_fusion, tokenize
+
+LINEAGE = ("chunk_id", "doc_id", "version", "source_uri", "heading_path", "score")
+
+
+def _questions(platform) -> list[tuple[str, str]]:
+    live = set(platform.truth.final_doc_ids)
+    questions = [(q, d) for q, d in platform.truth.eval_questions if d in live]
+    assert questions
+    return questions
+
+
+@pytest.fixture(scope="module")
+def retriever(built) -> Retriever:
+    platform, _ = built
+    return Retriever(platform.resources["chroma"], platform.resources["embeddings"])
+
+
+def test_rrf_rewards_agreement_between_rankings():
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "d"]])
+    assert list(fused)[0] == "b"
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["a"] == pytest.approx(1 / 61)
+    assert set(fused) == {"a", "b", "c", "d"}
+
+
+def test_lru_evicts_the_least_recently_used():
+    lru = LRU(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1  # "b" is now the oldest
+    lru.put("c", 3)
+    assert lru.get("b") is None and lru.get("a") == 1 and lru.get("c") == 3
+    assert len(lru) == 2
+
+
+def test_tokenize_keeps_identifiers():
+    assert tokenize("What does __init__ do in os.path?") == [
+        "what",
+        "does",
+        "__init__",
+        "do",
+        "in",
+        "os",
+        "path",
+    ]
+
+
+def test_vector_hits_carry_lineage(built, retriever):
+    platform, _ = built
+    question, doc_id = _questions(platform)[0]
+    hits = retriever.search(question, k=3)
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert doc_id in {h.doc_id for h in hits}
+    for hit in hits:
+        assert all(
+            getattr(hit, name) not in ("", None) for name in LINEAGE if name != "heading_path"
+        )
+        assert hit.mode == "vector" and hit.vector_score == hit.score and hit.bm25_score is None
+        assert hit.text
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_repeat_is_served_from_the_results_cache(built, retriever):
+    platform, _ = built
+    question = _questions(platform)[1][0]
+    first = retriever.search_detailed(question, k=4)
+    again = retriever.search_detailed("  " + question.replace(" ", "   ") + " ", k=4)
+    assert not first.cached and again.cached
+    assert again.hits == first.hits
+    assert set(first.timings_ms) >= {"embed", "vector", "total"}
+    assert again.index_version == first.index_version == retriever.index_version
+    # k, where and mode are part of the key
+    assert not retriever.search_detailed(question, k=2).cached
+    assert not retriever.search_detailed(question, k=4, hybrid=True).cached
+
+
+def test_index_version_names_the_collection_its_size_and_version(retriever):
+    collection = retriever.collection
+    name, count = collection.name, collection.count()
+    version = (collection.metadata or {}).get("version")
+    suffix = "" if version is None else f":v{version}"
+    assert retriever.index_version == f"{name}:{count}{suffix}"
+    assert retriever.count == count > 0
+
+
+def test_where_filters_reach_chroma_in_both_modes(built, retriever):
+    platform, _ = built
+    question, _ = _questions(platform)[0]
+    other = _questions(platform)[-1][1]
+    for hybrid in (False, True):
+        hits = retriever.search(question, k=5, where={"doc_id": other}, hybrid=hybrid)
+        assert hits and {h.doc_id for h in hits} == {other}
+    assert retriever.search(question, k=5, where={"doc_id": "no/such/doc"}) == []
+    assert retriever.search(question, k=5, where={"doc_id": "no/such/doc"}, hybrid=True) == []
+
+
+def test_hybrid_retrieves_the_topic_as_well_as_vectors_alone(built, retriever):
+    platform, _ = built
+    questions = _questions(platform)
+    top3 = {False: 0, True: 0}
+    for question, doc_id in questions:
+        for hybrid in (False, True):
+            hits = retriever.search(question, k=3, hybrid=hybrid)
+            top3[hybrid] += doc_id in {h.doc_id for h in hits}
+    assert top3[True] / len(questions) >= 0.9, (top3, len(questions))
+    hits = retriever.search(questions[0][0], k=5, hybrid=True)
+    assert {h.mode for h in hits} == {"hybrid"}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert any(h.bm25_score for h in hits) and any(h.vector_score for h in hits)
+    for hit in hits:  # keyword-only hits get their text and lineage from Chroma too
+        assert hit.text and hit.chunk_id and hit.doc_id and hit.source_uri
+
+
+def test_hybrid_is_the_setting_default(built, monkeypatch):
+    from llm_data_platform.retrieval import hybrid_by_default
+
+    monkeypatch.setenv("LDP_RETRIEVAL_HYBRID", "true")
+    assert hybrid_by_default()
+    monkeypatch.delenv("LDP_RETRIEVAL_HYBRID")
+    assert not hybrid_by_default()
+    platform, _ = built
+    r = Retriever(platform.resources["chroma"], platform.resources["embeddings"], hybrid=True)
+    assert {h.mode for h in r.search(_questions(platform)[0][0], k=2)} == {"hybrid"}
+    assert {h.mode for h in r.search(_questions(platform)[0][0], k=2, hybrid=False)} == {"vector"}
+
+
+def test_a_new_index_version_empties_the_caches_and_rebuilds_bm25(built, tmp_path):
+    """A small collection of our own (the built one is shared): real model, real Chroma."""
+    platform, _ = built
+    embeddings = platform.resources["embeddings"]
+    chroma = ChromaResource(path=str(tmp_path / "chroma"))
+    collection = chroma.get_client().create_collection(
+        "test-invalidation", embedding_function=None, metadata={"hnsw:space": "cosine"}
+    )
+
+    class OwnCollection(Retriever):
+        def _open_collection(self):
+            return chroma.get_client().get_collection("test-invalidation", embedding_function=None)
+
+    texts = {
+        "c1": "The try statement specifies exception handlers for a group of statements.",
+        "c2": "A for loop iterates over the items of any sequence, in order.",
+        "c3": "The with statement wraps a block with methods of a context manager.",
+    }
+
+    def add(ids):
+        collection.upsert(
+            ids=ids,
+            embeddings=embeddings.embed([texts[i] for i in ids]),
+            documents=[texts[i] for i in ids],
+            metadatas=[
+                {"doc_id": f"kb/{i}", "version": "1", "source_uri": f"https://kb/{i}"} for i in ids
+            ],
+        )
+
+    add(["c1", "c2", "c3"])
+    retriever = OwnCollection(chroma, embeddings, version_check_seconds=3600)
+    v1 = retriever.index_version
+    assert v1 == f"{collection.name}:3"
+    assert retriever.search("quuxfrobnicate", k=2, hybrid=True)[0].bm25_score is None
+    assert retriever.search_detailed("quuxfrobnicate", k=2, hybrid=True).cached
+
+    texts["c4"] = "The quuxfrobnicate builtin frobnicates a quux."
+    add(["c4"])
+    # re-checked at most every version_check_seconds: still the old version, still cached
+    assert retriever.index_version == v1
+    assert retriever.search_detailed("quuxfrobnicate", k=2, hybrid=True).cached
+
+    assert retriever.refresh() == f"{collection.name}:4"
+    result = retriever.search_detailed("quuxfrobnicate", k=2, hybrid=True)
+    assert not result.cached
+    assert result.hits[0].chunk_id == "c4" and result.hits[0].bm25_score > 0
+
+    # a version entry in the collection's metadata is part of the index version too
+    collection.modify(metadata={"version": 7})
+    assert retriever.refresh() == f"{collection.name}:4:v7"
+    assert not retriever.search_detailed("quuxfrobnicate", k=2, hybrid=True).cached
+
+
+def test_empty_question_is_refused(retriever):
+    with pytest.raises(ValueError, match="empty"):
+        retriever.search("   ")
