@@ -96,6 +96,8 @@ class LRU:
 
 
 def tokenize(text: str) -> list[str]:
+    """Lower-cased words of 2+ characters. No stop-word list: in a Python knowledge base "if",
+    "for", "with" and "not" are the subject; BM25's IDF already discounts common words."""
     return _TOKEN.findall(text.lower())
 
 

@@ -140,7 +140,7 @@ def rag_index(
             rows = desired.take(pa.array(stale, pa.int64())) if stale else desired.slice(0, 0)
             con.register("wanted", rows)
             upserted = 0
-            reader = con.execute(UPSERT_ROWS_SQL, {"model_id": model_id}).to_arrow_reader(batch)
+            reader = con.sql(UPSERT_ROWS_SQL, params={"model_id": model_id}).to_arrow_reader(batch)
             for record_batch in reader:
                 upserted += _upsert(collection, record_batch, dimension)
                 context.log.info(f"upserted {upserted}/{len(stale)} chunks into {slot}")

@@ -131,7 +131,7 @@ def generate_answer(question: str, hits: list[Hit], config: ChatConfig) -> Answe
             model=config.model, messages=build_messages(question, hits), temperature=0
         )
     except openai.RateLimitError as exc:
-        if "insufficient_quota" in str(exc):
+        if exc.code == "insufficient_quota" or "insufficient_quota" in str(exc.body):
             raise AnswerError(
                 "The chat provider refused the request: insufficient_quota. This is not "
                 "transient: add credit to the account or point OPENAI_BASE_URL elsewhere."

@@ -80,6 +80,8 @@ def create_app(retriever: Retriever | None = None, chat: ChatConfig | None = Non
             )
         except ValueError as exc:  # empty question, or a filter Chroma cannot parse
             raise HTTPException(400, str(exc)) from exc
+        except LookupError as exc:  # no live index
+            raise HTTPException(503, str(exc)) from exc
 
     @app.post("/search", response_model=SearchResponse)
     def post_search(request: SearchRequest) -> dict:
@@ -102,11 +104,15 @@ def create_app(retriever: Retriever | None = None, chat: ChatConfig | None = Non
     @app.get("/health")
     def health() -> dict:
         r: Retriever = state["retriever"]
+        try:
+            version, count, name = r.index_version, r.count, r.collection.name
+        except Exception as exc:  # noqa: BLE001 - the index vanished or Chroma is down
+            raise HTTPException(503, f"The RAG index is not available: {exc}") from exc
         return {
             "status": "ok",
-            "index_version": r.index_version,
-            "chunks": r.count,
-            "collection": r.collection.name,
+            "index_version": version,
+            "chunks": count,
+            "collection": name,
             "embedding_model": r.embeddings.model_id,
             "dimension": r.embeddings.dimension,
             "hybrid_default": r.hybrid,

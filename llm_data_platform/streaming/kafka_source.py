@@ -1,0 +1,466 @@
+"""Kafka topic → raw micro-batches, exactly once in effect (confluent-kafka, no Dagster import).
+
+One ``ingest_once`` call is one bounded run of a consumer group over one topic:
+
+1. Take, per partition, the group's committed offset and the high watermark *at the start of
+   the run*; the run reads ``[committed, high)`` (from the log start when nothing is committed),
+   at most ``max_messages`` in all, shared fairly between partitions.
+2. Messages are grouped per partition into micro-batches of at most ``batch_messages``,
+   named by their offset range: ``kafka-<topic>-<partition>-<first>-<last>`` (20-digit offsets,
+   like Kafka's own segment files). ``source_file`` is ``kafka://<topic>/<partition>/<first>``
+   and ``source_line`` is ``offset - first + 1``: a pointer back to the original message.
+3. Per batch: a ledger entry records the range (state ``writing``), the files are written
+   (``write_microbatch``, each file atomic), the entry is marked ``written``, and only then the
+   offset ``last + 1`` is committed (synchronously); the entry is then removed.
+
+Crash anywhere and restart: before the commit the group's offset still points at the batch's
+first offset, so the batch is read again. A ``written`` ledger entry at that offset means the
+files are complete: the offset is committed without re-reading. A ``writing`` entry fixes the
+batch's range, so the re-read writes exactly the same files (same names, same bytes) and
+completes the batch. Every event is therefore in the raw zone once per identity, and
+``read_day`` de-duplicates by ``event_id`` whatever is replayed outside the ledger (a group
+reset by an operator, two concurrent runs of the same group).
+
+Malformed messages (bad JSON, missing fields, wrong types, oversize, undecodable bytes, null
+values) are quarantined with the reason by ``write_microbatch``; their offsets are committed
+with the batch like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from llm_data_platform.streaming.microbatch import (
+    ZONE,
+    FaultHook,
+    MicroBatchResult,
+    arrival_times,
+    batch_table_names,
+    safe_identity,
+    write_microbatch,
+)
+
+if TYPE_CHECKING:
+    from llm_data_platform.resources.lake import LakeResource
+
+log = logging.getLogger(__name__)
+
+OFFSET_WIDTH = 20
+
+
+@dataclass(frozen=True)
+class KafkaSourceConfig:
+    bootstrap_servers: str
+    topic: str
+    group_id: str
+    stream: str = "conversations"
+    max_messages: int = 100_000  # per ingest run, all partitions together
+    batch_messages: int = 25_000  # per micro-batch (bounds memory)
+    poll_timeout_s: float = 1.0  # one consume() call
+    run_timeout_s: float = 45.0  # stop reading after this (what was read is still written)
+    idle_timeout_s: float = 10.0  # give up on offsets below the watermark that never come
+    metadata_timeout_s: float = 10.0
+    consumer_config: Mapping[str, Any] = field(default_factory=dict)  # security.protocol, …
+
+    @classmethod
+    def from_url(cls, url: str, group_id: str, **kwargs: Any) -> KafkaSourceConfig:
+        """``kafka://host:port[,host:port]/topic``."""
+        parsed = urlparse(url)
+        topic = parsed.path.strip("/")
+        if parsed.scheme != "kafka" or not parsed.netloc or not topic:
+            raise ValueError(f"Expected kafka://host:port/topic, got {url!r}")
+        return cls(bootstrap_servers=parsed.netloc, topic=topic, group_id=group_id, **kwargs)
+
+
+def consumer_settings(config: KafkaSourceConfig) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": config.bootstrap_servers,
+        "group.id": config.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "client.id": f"ldp-{config.stream}-ingest",
+        "logger": logging.getLogger("llm_data_platform.streaming.librdkafka"),
+        **dict(config.consumer_config),
+    }
+
+
+@dataclass
+class PartitionReport:
+    partition: int
+    start: int  # first offset this run read from
+    high_watermark: int  # at the start of the run
+    target: int  # exclusive bound of this run (≤ high_watermark unless recovering)
+    committed: int  # the group's offset after the run
+    messages: int = 0
+    lost_to_retention: int = 0  # committed offset had already been deleted by retention
+
+
+@dataclass
+class IngestReport:
+    topic: str
+    group_id: str
+    stream: str
+    messages: int = 0
+    rows: int = 0
+    quarantined: int = 0
+    late_events: int = 0
+    batches: list[MicroBatchResult] = field(default_factory=list)
+    partitions: dict[int, PartitionReport] = field(default_factory=dict)
+    recovered: list[str] = field(default_factory=list)  # written, uncommitted: now committed
+    recovered_days: dict[str, list[str]] = field(default_factory=dict)  # their event days
+    reasons: dict[str, int] = field(default_factory=dict)
+    stopped: str = "caught_up"  # caught_up | max_messages | timeout | idle | no_topic
+    seconds: float = 0.0
+
+    @property
+    def lag_before(self) -> dict[int, int]:
+        return {p: r.high_watermark - r.start for p, r in self.partitions.items()}
+
+    @property
+    def lag_after(self) -> dict[int, int]:
+        """Lag left against the start-of-run watermarks (new arrivals not counted)."""
+        return {p: max(0, r.high_watermark - r.committed) for p, r in self.partitions.items()}
+
+    @property
+    def days(self) -> dict[str, list[str]]:
+        """Event day → identities of the batches this run wrote or recovered for it: the daily
+        partitions to refresh (a crashed run never got to request its days)."""
+        out: dict[str, list[str]] = {}
+        for batch in self.batches:
+            for day in batch.days:
+                out.setdefault(day, []).append(batch.identity)
+        for day, identities in self.recovered_days.items():
+            out.setdefault(day, []).extend(identities)
+        return {d: sorted(set(ids)) for d, ids in sorted(out.items())}
+
+
+class _Buffer:
+    __slots__ = ("offsets", "values", "stamps")
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.values: list[bytes] = []
+        self.stamps: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+def batch_identity(topic: str, partition: int, first: int, last: int) -> str:
+    return f"kafka-{topic}-{partition}-{first:0{OFFSET_WIDTH}d}-{last:0{OFFSET_WIDTH}d}"
+
+
+def batch_source(topic: str, partition: int, first: int) -> str:
+    return f"kafka://{topic}/{partition}/{first:0{OFFSET_WIDTH}d}"
+
+
+# ---- ledger ----------------------------------------------------------------------------------
+def _ledger_path(lake: LakeResource, config: KafkaSourceConfig, partition: int, first: int) -> str:
+    events_table, _ = batch_table_names(config.stream)
+    return lake.path(
+        ZONE,
+        events_table,
+        "_ledger",
+        "kafka",
+        safe_identity(config.group_id),
+        safe_identity(config.topic),
+        f"p={partition}",
+        f"{first:0{OFFSET_WIDTH}d}.json",
+    )
+
+
+def _ledger_read(lake: LakeResource, path: str) -> dict | None:
+    data = lake.read_bytes(path)
+    return json.loads(data) if data else None
+
+
+def _ledger_delete(lake: LakeResource, path: str) -> None:
+    fs, _ = lake.filesystem()
+    try:
+        fs.delete_file(path)
+    except (FileNotFoundError, OSError):  # already gone; a stale entry below the offset is inert
+        log.debug("ledger entry %s not deleted", path)
+
+
+# ---- offsets -----------------------------------------------------------------------------------
+def _partitions(consumer: Consumer, config: KafkaSourceConfig) -> list[int]:
+    meta = consumer.list_topics(config.topic, timeout=config.metadata_timeout_s)
+    topic = meta.topics.get(config.topic)
+    if topic is None or topic.error is not None:
+        return []
+    return sorted(topic.partitions)
+
+
+def _offsets(
+    consumer: Consumer, config: KafkaSourceConfig, partitions: list[int]
+) -> dict[int, tuple[int, int, int]]:
+    """partition -> (committed or -1, low watermark, high watermark), high taken now."""
+    tps = [TopicPartition(config.topic, p) for p in partitions]
+    committed = {
+        tp.partition: tp.offset for tp in consumer.committed(tps, timeout=config.metadata_timeout_s)
+    }
+    out = {}
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(config.topic, p), timeout=config.metadata_timeout_s, cached=False
+        )
+        out[p] = (committed.get(p, -1), low, high)
+    return out
+
+
+def lag(config: KafkaSourceConfig) -> dict[int, int]:
+    """Messages per partition not yet committed by the group (what a sensor polls)."""
+    consumer = Consumer(consumer_settings(config))
+    try:
+        partitions = _partitions(consumer, config)
+        return {
+            p: high - max(committed, low) if committed >= 0 else high - low
+            for p, (committed, low, high) in _offsets(consumer, config, partitions).items()
+        }
+    finally:
+        consumer.close()
+
+
+def _share(available: dict[int, int], budget: int) -> dict[int, int]:
+    """Split ``budget`` between partitions fairly (water-filling), never above what each has."""
+    out = {p: 0 for p in available}
+    left = {p: a for p, a in available.items() if a > 0}
+    while budget > 0 and left:
+        each = max(1, budget // len(left))
+        for p in sorted(left):
+            take = min(each, left[p], budget)
+            out[p] += take
+            left[p] -= take
+            budget -= take
+            if left[p] == 0:
+                del left[p]
+            if budget == 0:
+                break
+    return out
+
+
+def _commit(consumer: Consumer, topic: str, partition: int, offset: int) -> None:
+    result = consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
+    for tp in result or []:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def ingest_once(
+    config: KafkaSourceConfig,
+    lake: LakeResource,
+    *,
+    fault: FaultHook | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> IngestReport:
+    """Read the group's backlog (as of now, bounded) into raw micro-batches and commit it.
+
+    ``fault(stage, details)`` is called at ``before_write``, ``mid_write`` (before each file
+    of a batch), ``after_write_before_commit`` and ``after_commit``; raising there simulates a
+    crash at that point (tests).
+    """
+    started = clock()
+    report = IngestReport(config.topic, config.group_id, config.stream)
+    reasons: Counter[str] = Counter()
+    consumer = Consumer(consumer_settings(config))
+    try:
+        partitions = _partitions(consumer, config)
+        if not partitions:
+            report.stopped = "no_topic"
+            return report
+        offsets = _offsets(consumer, config, partitions)
+
+        start: dict[int, int] = {}
+        forced: dict[int, tuple[int, int]] = {}  # partition -> (first, last) of an unfinished batch
+        for p, (committed, low, high) in offsets.items():
+            begin = committed if committed >= 0 else low
+            lost = 0
+            if begin < low:
+                lost, begin = low - begin, low
+                log.warning("%s[%d]: %d messages deleted by retention", config.topic, p, lost)
+            begin = min(begin, high)
+            # Recovery: batches written by a crashed run but not committed.
+            while begin < high:
+                path = _ledger_path(lake, config, p, begin)
+                entry = _ledger_read(lake, path)
+                if entry is None:
+                    break
+                if entry.get("state") == "written":
+                    _commit(consumer, config.topic, p, entry["last"] + 1)
+                    report.recovered.append(entry["identity"])
+                    for day in entry.get("days", {}):
+                        report.recovered_days.setdefault(day, []).append(entry["identity"])
+                    _ledger_delete(lake, path)
+                    begin = entry["last"] + 1
+                    continue
+                forced[p] = (entry["first"], entry["last"])
+                break
+            start[p] = begin
+            report.partitions[p] = PartitionReport(p, begin, high, begin, begin, 0, lost)
+
+        share = _share({p: offsets[p][2] - start[p] for p in partitions}, config.max_messages)
+        target: dict[int, int] = {}
+        for p in partitions:
+            bound = start[p] + share[p]
+            if p in forced:
+                bound = max(bound, min(forced[p][1] + 1, offsets[p][2]))
+            target[p] = bound
+            report.partitions[p].target = bound
+        if sum(offsets[p][2] - start[p] for p in partitions) > sum(
+            target[p] - start[p] for p in partitions
+        ):
+            report.stopped = "max_messages"
+
+        active = {p for p in partitions if target[p] > start[p]}
+        if not active:
+            return report
+        consumer.assign([TopicPartition(config.topic, p, start[p]) for p in sorted(active)])
+        buffers = {p: _Buffer() for p in active}
+
+        def flush(p: int) -> None:
+            buf = buffers[p]
+            if not buf:
+                return
+            buffers[p] = _Buffer()
+            first, last = buf.offsets[0], buf.offsets[-1]
+            identity = batch_identity(config.topic, p, first, last)
+            path = _ledger_path(lake, config, p, first)
+            entry = {
+                "identity": safe_identity(identity),
+                "topic": config.topic,
+                "partition": p,
+                "first": first,
+                "last": last,
+                "state": "writing",
+            }
+            lake.write_bytes(path, json.dumps(entry).encode())
+            if fault is not None:
+                fault("before_write", {"identity": identity, "partition": p})
+            now_ms = int(time.time() * 1000)
+            stamps = [ms if ms >= 0 else now_ms for ms in buf.stamps]
+            result = write_microbatch(
+                lake,
+                config.stream,
+                identity,
+                [(o - first + 1, v) for o, v in zip(buf.offsets, buf.values, strict=True)],
+                batch_source(config.topic, p, first),
+                arrival_times(stamps),
+                fault=fault,
+            )
+            entry.update(state="written", days=result.days, rows=result.rows)
+            lake.write_bytes(path, json.dumps(entry).encode())
+            if fault is not None:
+                fault("after_write_before_commit", {"identity": identity, "partition": p})
+            _commit(consumer, config.topic, p, last + 1)
+            if fault is not None:
+                fault("after_commit", {"identity": identity, "partition": p})
+            _ledger_delete(lake, path)
+            part = report.partitions[p]
+            part.committed = last + 1
+            part.messages += len(buf)
+            report.batches.append(result)
+            report.messages += len(buf)
+            report.rows += result.rows
+            report.quarantined += result.quarantined
+            report.late_events += result.late_events
+            reasons.update(result.reasons)
+
+        def finish(p: int) -> None:
+            flush(p)
+            active.discard(p)
+            consumer.pause([TopicPartition(config.topic, p)])
+
+        deadline = started + config.run_timeout_s
+        last_progress = clock()
+        while active:
+            if clock() > deadline:
+                report.stopped = "timeout"
+                break
+            messages = consumer.consume(num_messages=10_000, timeout=config.poll_timeout_s)
+            if not messages:
+                # Offsets below the watermark that are never delivered (transaction markers,
+                # compacted gaps): the consumer's position tells when a partition is done.
+                for tp in consumer.position([TopicPartition(config.topic, p) for p in active]):
+                    if tp.offset >= target[tp.partition]:
+                        finish(tp.partition)
+                        if report.partitions[tp.partition].committed < target[tp.partition]:
+                            _commit(consumer, config.topic, tp.partition, target[tp.partition])
+                            report.partitions[tp.partition].committed = target[tp.partition]
+                if clock() - last_progress > config.idle_timeout_s:
+                    report.stopped = "idle"
+                    break
+                continue
+            last_progress = clock()
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(error)
+                p, offset = message.partition(), message.offset()
+                if p not in active or offset >= target[p]:
+                    continue
+                buf = buffers[p]
+                kind, ms = message.timestamp()
+                buf.offsets.append(offset)
+                buf.values.append(message.value() or b"")
+                buf.stamps.append(ms if kind != TIMESTAMP_NOT_AVAILABLE else -1)
+                pinned = forced.get(p)
+                if pinned is not None and buf.offsets[0] != pinned[0]:
+                    forced.pop(p)  # the log moved under us (retention): the pin no longer applies
+                    pinned = None
+                if offset >= target[p] - 1:
+                    finish(p)
+                elif pinned is not None:
+                    if offset >= pinned[1]:
+                        forced.pop(p)
+                        flush(p)
+                elif len(buf) >= config.batch_messages:
+                    flush(p)
+        for p in sorted(buffers):
+            flush(p)
+    finally:
+        consumer.close()
+        report.reasons = dict(reasons)
+        report.seconds = clock() - started
+    return report
+
+
+def describe(report: IngestReport) -> str:
+    """One line for logs."""
+    return (
+        f"{report.topic}: {report.messages} messages → {report.rows} rows, "
+        f"{report.quarantined} quarantined in {len(report.batches)} batches "
+        f"({report.stopped}, {report.seconds:.1f}s); lag left {sum(report.lag_after.values())}"
+    )
+
+
+__all__ = [
+    "IngestReport",
+    "KafkaSourceConfig",
+    "PartitionReport",
+    "batch_identity",
+    "batch_source",
+    "consumer_settings",
+    "describe",
+    "ingest_once",
+    "lag",
+]
