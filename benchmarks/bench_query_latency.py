@@ -33,7 +33,7 @@ from llm_data_platform.retrieval import Retriever
 
 NAME = "bench-latency"
 TEMPLATES = (
-    "How does {s} work in Python?",
+    "How does {s} work in Python ({i})?",
     "Can you explain {s}, case {i}?",
     "What should I know about {s} (question {i})?",
     "Show me an example of {s} number {i}.",

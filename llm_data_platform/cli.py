@@ -115,8 +115,19 @@ def print_summary(days: list[str] | None = None, question: str = SAMPLE_QUESTION
     resources = build_resources()
     summary = lake_summary(resources["lake"], days)
     _say(summary.render())
-    retriever = Retriever(resources["chroma"], resources["embeddings"])
-    _say(f"\nIndex: {retriever.collection.count()} chunks in '{retriever.collection.name}'")
+    from llm_data_platform.resources.index_versions import evaluation_history
+
+    embeddings = resources["embeddings"]
+    retriever = Retriever(resources["chroma"], embeddings)
+    collection = retriever.collection
+    _say(
+        f"\nIndex: {collection.count()} chunks, live version "
+        f"{(collection.metadata or {}).get('version')} in '{collection.name}'"
+    )
+    for version in evaluation_history(resources["lake"], embeddings.model_id)[-3:]:
+        metrics = ", ".join(f"{k} {v}" for k, v in version.metrics.items())
+        verdict = "passed" if version.passed else "FAILED"
+        _say(f"  version {version.version} ({version.slot}) evaluation {verdict}: {metrics}")
     _say(f"\nQ: {question}")
     for hit in retriever.search(question, k=3):
         snippet = " ".join(hit.text.split())[:110]
@@ -150,8 +161,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - a missing collection is the common case
         _say(f"The RAG index is not built yet ({exc}). Run `make demo` or materialize rag_index.")
         return 2
-    hybrid = True if args.hybrid else None
-    hits = retriever.search(args.question, k=args.k, where=where, hybrid=hybrid)
+    try:
+        hits = retriever.search(args.question, k=args.k, where=where, hybrid=args.hybrid)
+    except ValueError as exc:  # an empty question, or a filter Chroma cannot parse
+        _say(str(exc))
+        return 2
     if args.answer:
         return _print_answer(args, hits)
     if args.json:
@@ -202,6 +216,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest_docs(args: argparse.Namespace) -> int:
+    """A directory of HTML/Markdown/text files → one documents landing file of what changed."""
+    from datetime import UTC, datetime
+
+    from llm_data_platform.settings import load_settings
+    from llm_data_platform.sources import sync_directory
+
+    settings = load_settings()
+    floor = datetime.fromisoformat(settings.partitions_start).replace(tzinfo=UTC)
+    report = sync_directory(
+        args.path, settings.landing_dir, prefix=args.prefix, not_before=floor, rehash=args.rehash
+    )
+    _say(
+        f"{args.path}: {len(report.upserts)} upserts, {len(report.deletes)} deletes, "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped"
+    )
+    for path, reason in report.skipped[:20]:
+        _say(f"  skipped {path}: {reason}")
+    if report.landing_file:
+        _say(
+            f"landed {report.landing_file}; the landing_documents_sensor picks it up (make dev), "
+            "or materialize the documents day partitions and rag_index,rag_index_live."
+        )
+    else:
+        _say("nothing changed since the last sync; nothing landed.")
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from llm_data_platform.settings import SETTINGS
 
@@ -240,7 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--json", action="store_true")
     p.add_argument("--where", help='Chroma metadata filter as JSON, e.g. \'{"doc_id": "kb/faq"}\'')
-    p.add_argument("--hybrid", action="store_true", help="fuse vector and BM25 rankings (RRF)")
+    p.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        help="fuse vector and BM25 rankings (RRF); default: LDP_RETRIEVAL_HYBRID",
+    )
     p.add_argument(
         "--answer",
         action="store_true",
@@ -257,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="rows per table, drops, batches, index, a sample query")
     p.add_argument("--question", default=SAMPLE_QUESTION)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        "ingest-docs", help="sync a folder of HTML/Markdown/text docs into the landing folder"
+    )
+    p.add_argument("path", help="the knowledge-base folder; a removed file becomes a deletion")
+    p.add_argument("--prefix", help="doc id prefix (default: ids are relative paths)")
+    p.add_argument("--rehash", action="store_true", help="re-read files whose mtime is unchanged")
+    p.set_defaults(func=cmd_ingest_docs)
 
     p = sub.add_parser("settings", help="every setting with its default (Markdown table)")
     p.set_defaults(func=cmd_settings)

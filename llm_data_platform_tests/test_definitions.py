@@ -16,6 +16,7 @@ ASSET_NAMES = {
     "document_chunks",
     "chunk_embeddings",
     "rag_index",
+    "rag_index_live",
     "retrieval_eval_set",
 }
 
@@ -30,7 +31,12 @@ def test_definitions_load_with_the_contracted_asset_names():
 
 def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
     graph = defs.resolve_asset_graph()
-    for name in ASSET_NAMES - {"rag_index", "training_batches", "retrieval_eval_set"}:
+    for name in ASSET_NAMES - {
+        "rag_index",
+        "rag_index_live",
+        "training_batches",
+        "retrieval_eval_set",
+    }:
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def is not None, name
         assert node.backfill_policy is not None, name

@@ -153,13 +153,6 @@ def test_embeddings_batch_within_limits_keep_order_and_are_normalised(fake_opena
     np.testing.assert_array_equal(decoded, np.arange(4100))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resources/embeddings.py (not owned by this change): the SDK retries every 429, and "
-    "openai 3.x's str(exc) lacks the error code, so the quota check never matches and a raw "
-    "RateLimitError escapes after max_retries+1 requests. Fix: test exc.code and do not retry "
-    "insufficient_quota (as serving/answer.py does); then drop this marker.",
-)
 def test_embeddings_insufficient_quota_is_a_clear_failure_not_retried(fake_openai):
     fake_openai.fail = QUOTA
     with pytest.raises(dg.Failure, match="insufficient_quota"):

@@ -188,3 +188,22 @@ def test_a_new_index_version_empties_the_caches_and_rebuilds_bm25(built, tmp_pat
 def test_empty_question_is_refused(retriever):
     with pytest.raises(ValueError, match="empty"):
         retriever.search("   ")
+
+
+def test_ask_command_filters_and_fuses(built, monkeypatch, capsys):
+    import json
+
+    from llm_data_platform.cli import main
+
+    platform, _ = built
+    for name, value in platform.env.items():
+        monkeypatch.setenv(name, value)
+    question, _ = _questions(platform)[0]
+    other = _questions(platform)[-1][1]
+    where = json.dumps({"doc_id": other})
+    assert main(["ask", question, "-k", "3", "--hybrid", "--json", "--where", where]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and {h["doc_id"] for h in hits} == {other}
+    assert {h["mode"] for h in hits} == {"hybrid"}
+    assert main(["ask", question, "--where", "{not json"]) == 2
+    assert "--where is not JSON" in capsys.readouterr().out

@@ -11,6 +11,8 @@ import dagster as dg
 import numpy as np
 from pydantic import PrivateAttr
 
+from llm_data_platform.resources.openai_client import is_insufficient_quota, make_openai_client
+
 LOCAL_MODELS = {"all-MiniLM-L6-v2": 384}
 OPENAI_DIMENSIONS = {
     "text-embedding-3-small": 1536,
@@ -92,18 +94,13 @@ class EmbeddingsResource(dg.ConfigurableResource):
 
     def _openai(self) -> Any:
         if self._client is None:
-            from openai import OpenAI
-
             if not self.api_key and not self.base_url:
                 raise dg.Failure(
                     "LDP_EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
                     "compatible server that needs no key)."
                 )
-            self._client = OpenAI(
-                api_key=self.api_key or "not-needed",
-                base_url=self.base_url or None,
-                timeout=self.request_timeout_seconds,
-                max_retries=self.max_retries,
+            self._client = make_openai_client(
+                self.api_key, self.base_url, self.request_timeout_seconds, self.max_retries
             )
         return self._client
 
@@ -116,7 +113,7 @@ class EmbeddingsResource(dg.ConfigurableResource):
             try:
                 response = client.embeddings.create(model=self.model, input=batch)
             except openai.RateLimitError as exc:
-                if "insufficient_quota" in str(exc):
+                if is_insufficient_quota(exc):
                     raise dg.Failure(
                         "OpenAI refused the embedding request: insufficient_quota. This is not "
                         "transient — add credit to the account or switch LDP_EMBEDDING_PROVIDER."

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from llm_data_platform.resources.openai_client import is_insufficient_quota, make_openai_client
 from llm_data_platform.retrieval import Hit
 
 SYSTEM_PROMPT = (
@@ -99,23 +100,8 @@ def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
 
 @lru_cache(maxsize=4)
 def _client(config: ChatConfig) -> Any:
-    from openai import OpenAI
-
-    class _QuotaAwareOpenAI(OpenAI):
-        """The SDK retries every 429; an exhausted quota is not transient, so never retry it."""
-
-        def _should_retry(self, response: Any) -> bool:
-            if response.status_code == 429:
-                response.read()
-                if b"insufficient_quota" in response.content:
-                    return False
-            return super()._should_retry(response)
-
-    return _QuotaAwareOpenAI(
-        api_key=config.api_key or "not-needed",
-        base_url=config.base_url or None,
-        timeout=config.timeout_seconds,
-        max_retries=config.max_retries,
+    return make_openai_client(
+        config.api_key, config.base_url, config.timeout_seconds, config.max_retries
     )
 
 
@@ -131,7 +117,7 @@ def generate_answer(question: str, hits: list[Hit], config: ChatConfig) -> Answe
             model=config.model, messages=build_messages(question, hits), temperature=0
         )
     except openai.RateLimitError as exc:
-        if exc.code == "insufficient_quota" or "insufficient_quota" in str(exc.body):
+        if is_insufficient_quota(exc):
             raise AnswerError(
                 "The chat provider refused the request: insufficient_quota. This is not "
                 "transient: add credit to the account or point OPENAI_BASE_URL elsewhere."

@@ -28,28 +28,34 @@ with the batch like any other.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import (
-    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 
 from llm_data_platform.streaming.microbatch import (
     ZONE,
     FaultHook,
+    LineColumns,
     MicroBatchResult,
-    arrival_times,
     batch_table_names,
     safe_identity,
     write_microbatch,
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OFFSET_WIDTH = 20
+NULL_VALUE = "null message value (a tombstone or an empty produce)"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class KafkaSourceConfig:
     stream: str = "conversations"
     max_messages: int = 100_000  # per ingest run, all partitions together
     batch_messages: int = 25_000  # per micro-batch (bounds memory)
+    max_in_flight: int = 2  # batches written while the next ones are read
     poll_timeout_s: float = 1.0  # one consume() call
     run_timeout_s: float = 45.0  # stop reading after this (what was read is still written)
     idle_timeout_s: float = 10.0  # give up on offsets below the watermark that never come
@@ -96,6 +104,10 @@ def consumer_settings(config: KafkaSourceConfig) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "client.id": f"ldp-{config.stream}-ingest",
+        # librdkafka ≥ 2.x pauses fetching for fetch.queue.backoff.ms (1 s) whenever its local
+        # queue is full: a bulk reader wants it short. The queue itself bounds memory.
+        "fetch.queue.backoff.ms": 20,
+        "queued.max.messages.kbytes": 32_768,
         "logger": logging.getLogger("llm_data_platform.streaming.librdkafka"),
         **dict(config.consumer_config),
     }
@@ -125,6 +137,8 @@ class IngestReport:
     partitions: dict[int, PartitionReport] = field(default_factory=dict)
     recovered: list[str] = field(default_factory=list)  # written, uncommitted: now committed
     recovered_days: dict[str, list[str]] = field(default_factory=dict)  # their event days
+    recovered_messages: int = 0
+    first_message_seconds: float | None = None  # start-up: until the first message arrived
     reasons: dict[str, int] = field(default_factory=dict)
     stopped: str = "caught_up"  # caught_up | max_messages | timeout | idle | no_topic
     seconds: float = 0.0
@@ -151,16 +165,30 @@ class IngestReport:
         return {d: sorted(set(ids)) for d, ids in sorted(out.items())}
 
 
-class _Buffer:
-    __slots__ = ("offsets", "values", "stamps")
-
-    def __init__(self) -> None:
-        self.offsets: list[int] = []
-        self.values: list[bytes] = []
-        self.stamps: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.offsets)
+def _batch_lines(topic: str, partition: int, batch: list[Message], offsets: list[int]):
+    """(lines, source, arrival times, rejected) of a batch; line number = offset - first + 1;
+    null values (tombstones) are ``rejected``: quarantined with their reason."""
+    first = offsets[0]
+    stamps = pa.array([m.timestamp()[1] for m in batch], pa.int64())
+    if pc.min(stamps).as_py() < 0:  # no timestamp (old message format): arrival = now
+        stamps = pc.if_else(pc.less(stamps, 0), int(time.time() * 1000), stamps)
+    arrivals = stamps.cast(pa.timestamp("ms", tz="UTC"))
+    values = [m.value() for m in batch]
+    numbers = [o - first + 1 for o in offsets]
+    rejected: list[tuple[int, bytes, str, datetime]] = []
+    if None in values:
+        keep = [v is not None for v in values]
+        times = arrivals.to_pylist()
+        rejected = [
+            (number, b"", NULL_VALUE, when)
+            for number, when, k in zip(numbers, times, keep, strict=True)
+            if not k
+        ]
+        numbers = [n for n, k in zip(numbers, keep, strict=True) if k]
+        values = [v for v, k in zip(values, keep, strict=True) if k]
+        arrivals = arrivals.filter(pa.array(keep))
+    lines = LineColumns(numbers, values)
+    return lines, batch_source(topic, partition, first), arrivals, rejected
 
 
 def batch_identity(topic: str, partition: int, first: int, last: int) -> str:
@@ -264,6 +292,21 @@ def _commit(consumer: Consumer, topic: str, partition: int, offset: int) -> None
 
 
 # ---- the run -----------------------------------------------------------------------------------
+@dataclass
+class _InFlight:
+    partition: int
+    first: int
+    last: int
+    messages: int
+    identity: str
+    ledger: str
+    future: Future
+
+
+class _Stopped(Exception):
+    """A write job skipped because an earlier one failed (the run is going down)."""
+
+
 def ingest_once(
     config: KafkaSourceConfig,
     lake: LakeResource,
@@ -273,6 +316,12 @@ def ingest_once(
 ) -> IngestReport:
     """Read the group's backlog (as of now, bounded) into raw micro-batches and commit it.
 
+    Consuming and writing overlap: batches are written by one writer thread, in order, while
+    the next messages are read (at most ``max_in_flight`` batches wait); each batch's offset is
+    committed by this thread once its files and its ``written`` ledger entry are durable. After
+    a failure no further batch is started, so the ledger of every partition holds written
+    batches first, then at most one unfinished one: what the next run's recovery expects.
+
     ``fault(stage, details)`` is called at ``before_write``, ``mid_write`` (before each file
     of a batch), ``after_write_before_commit`` and ``after_commit``; raising there simulates a
     crash at that point (tests).
@@ -280,7 +329,11 @@ def ingest_once(
     started = clock()
     report = IngestReport(config.topic, config.group_id, config.stream)
     reasons: Counter[str] = Counter()
+    lake.filesystem()  # resolve the lake's filesystem once, before the writer thread uses it
     consumer = Consumer(consumer_settings(config))
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldp-kafka-writer")
+    failed = threading.Event()
+    in_flight: deque[_InFlight] = deque()
     try:
         partitions = _partitions(consumer, config)
         if not partitions:
@@ -297,7 +350,7 @@ def ingest_once(
                 lost, begin = low - begin, low
                 log.warning("%s[%d]: %d messages deleted by retention", config.topic, p, lost)
             begin = min(begin, high)
-            # Recovery: batches written by a crashed run but not committed.
+            # Recovery: batches a crashed run wrote but did not commit, then its unfinished one.
             while begin < high:
                 path = _ledger_path(lake, config, p, begin)
                 entry = _ledger_read(lake, path)
@@ -306,6 +359,7 @@ def ingest_once(
                 if entry.get("state") == "written":
                     _commit(consumer, config.topic, p, entry["last"] + 1)
                     report.recovered.append(entry["identity"])
+                    report.recovered_messages += entry["last"] - entry["first"] + 1
                     for day in entry.get("days", {}):
                         report.recovered_days.setdefault(day, []).append(entry["identity"])
                     _ledger_delete(lake, path)
@@ -324,73 +378,121 @@ def ingest_once(
                 bound = max(bound, min(forced[p][1] + 1, offsets[p][2]))
             target[p] = bound
             report.partitions[p].target = bound
-        if sum(offsets[p][2] - start[p] for p in partitions) > sum(
-            target[p] - start[p] for p in partitions
-        ):
+        if sum(offsets[p][2] - target[p] for p in partitions) > 0:
             report.stopped = "max_messages"
 
         active = {p for p in partitions if target[p] > start[p]}
         if not active:
             return report
         consumer.assign([TopicPartition(config.topic, p, start[p]) for p in sorted(active)])
-        buffers = {p: _Buffer() for p in active}
+        buffers: dict[int, list[Message]] = {p: [] for p in active}
 
-        def flush(p: int) -> None:
-            buf = buffers[p]
-            if not buf:
-                return
-            buffers[p] = _Buffer()
-            first, last = buf.offsets[0], buf.offsets[-1]
+        def write(p: int, batch: list[Message], identity: str, path: str) -> MicroBatchResult:
+            """Writer thread: ledger entry, files, ledger entry marked written."""
+            if failed.is_set():
+                raise _Stopped(identity)
+            try:
+                offsets = [m.offset() for m in batch]
+                entry = {
+                    "identity": safe_identity(identity),
+                    "topic": config.topic,
+                    "partition": p,
+                    "first": offsets[0],
+                    "last": offsets[-1],
+                    "state": "writing",
+                }
+                lake.write_bytes(path, json.dumps(entry).encode())
+                if fault is not None:
+                    fault("before_write", {"identity": identity, "partition": p})
+                lines, source, arrivals, rejected = _batch_lines(config.topic, p, batch, offsets)
+                result = write_microbatch(
+                    lake,
+                    config.stream,
+                    identity,
+                    lines,
+                    source,
+                    arrivals,
+                    rejected=rejected,
+                    fault=fault,
+                )
+                entry.update(state="written", days=result.days, rows=result.rows)
+                lake.write_bytes(path, json.dumps(entry).encode())
+                return result
+            except BaseException:
+                failed.set()
+                raise
+
+        def settle(wait: bool) -> None:
+            """Commit finished batches in order; with ``wait``, wait for the oldest first."""
+            while in_flight and (wait or in_flight[0].future.done()):
+                job = in_flight.popleft()
+                wait = False
+                result = job.future.result()  # a failed write raises here
+                if fault is not None:
+                    fault(
+                        "after_write_before_commit",
+                        {"identity": job.identity, "partition": job.partition},
+                    )
+                _commit(consumer, config.topic, job.partition, job.last + 1)
+                if fault is not None:
+                    fault("after_commit", {"identity": job.identity, "partition": job.partition})
+                _ledger_delete(lake, job.ledger)
+                part = report.partitions[job.partition]
+                part.committed = job.last + 1
+                part.messages += job.messages
+                report.batches.append(result)
+                report.messages += job.messages
+                report.rows += result.rows
+                report.quarantined += result.quarantined
+                report.late_events += result.late_events
+                reasons.update(result.reasons)
+
+        def flush(p: int, batch: list[Message]) -> None:
+            first, last = batch[0].offset(), batch[-1].offset()
             identity = batch_identity(config.topic, p, first, last)
             path = _ledger_path(lake, config, p, first)
-            entry = {
-                "identity": safe_identity(identity),
-                "topic": config.topic,
-                "partition": p,
-                "first": first,
-                "last": last,
-                "state": "writing",
-            }
-            lake.write_bytes(path, json.dumps(entry).encode())
-            if fault is not None:
-                fault("before_write", {"identity": identity, "partition": p})
-            now_ms = int(time.time() * 1000)
-            stamps = [ms if ms >= 0 else now_ms for ms in buf.stamps]
-            result = write_microbatch(
-                lake,
-                config.stream,
-                identity,
-                [(o - first + 1, v) for o, v in zip(buf.offsets, buf.values, strict=True)],
-                batch_source(config.topic, p, first),
-                arrival_times(stamps),
-                fault=fault,
-            )
-            entry.update(state="written", days=result.days, rows=result.rows)
-            lake.write_bytes(path, json.dumps(entry).encode())
-            if fault is not None:
-                fault("after_write_before_commit", {"identity": identity, "partition": p})
-            _commit(consumer, config.topic, p, last + 1)
-            if fault is not None:
-                fault("after_commit", {"identity": identity, "partition": p})
-            _ledger_delete(lake, path)
-            part = report.partitions[p]
-            part.committed = last + 1
-            part.messages += len(buf)
-            report.batches.append(result)
-            report.messages += len(buf)
-            report.rows += result.rows
-            report.quarantined += result.quarantined
-            report.late_events += result.late_events
-            reasons.update(result.reasons)
+            future = writer.submit(write, p, batch, identity, path)
+            in_flight.append(_InFlight(p, first, last, len(batch), identity, path, future))
+            while len(in_flight) > config.max_in_flight:
+                settle(wait=True)
+
+        def take(p: int, run: list[Message]) -> None:
+            """Add a run of one partition's messages (offset order); cut and write batches."""
+            done = run[-1].offset() >= target[p] - 1
+            if run[-1].offset() >= target[p]:
+                run = run[: bisect.bisect_left([m.offset() for m in run], target[p])]
+            buf = buffers[p] + run if buffers[p] else run
+            while buf:
+                pinned = forced.get(p)
+                if pinned is not None and buf[0].offset() != pinned[0]:
+                    forced.pop(p)  # the log moved under us (retention): the pin no longer applies
+                    continue
+                if pinned is not None:
+                    if buf[-1].offset() < pinned[1]:
+                        break
+                    cut = bisect.bisect_right([m.offset() for m in buf], pinned[1])
+                    forced.pop(p)
+                elif len(buf) >= config.batch_messages:
+                    cut = config.batch_messages
+                else:
+                    break
+                batch, buf = buf[:cut], buf[cut:]
+                flush(p, batch)
+            buffers[p] = buf
+            if done:
+                finish(p)
 
         def finish(p: int) -> None:
-            flush(p)
+            if buffers[p]:
+                batch, buffers[p] = buffers[p], []
+                flush(p, batch)
             active.discard(p)
             consumer.pause([TopicPartition(config.topic, p)])
 
         deadline = started + config.run_timeout_s
         last_progress = clock()
         while active:
+            settle(wait=False)
             if clock() > deadline:
                 report.stopped = "timeout"
                 break
@@ -399,45 +501,44 @@ def ingest_once(
                 # Offsets below the watermark that are never delivered (transaction markers,
                 # compacted gaps): the consumer's position tells when a partition is done.
                 for tp in consumer.position([TopicPartition(config.topic, p) for p in active]):
-                    if tp.offset >= target[tp.partition]:
-                        finish(tp.partition)
-                        if report.partitions[tp.partition].committed < target[tp.partition]:
-                            _commit(consumer, config.topic, tp.partition, target[tp.partition])
-                            report.partitions[tp.partition].committed = target[tp.partition]
+                    p = tp.partition
+                    if tp.offset >= target[p]:
+                        finish(p)
+                        while in_flight:  # the gap is committed only after what precedes it
+                            settle(wait=True)
+                        if report.partitions[p].committed < target[p]:
+                            _commit(consumer, config.topic, p, target[p])
+                            report.partitions[p].committed = target[p]
                 if clock() - last_progress > config.idle_timeout_s:
                     report.stopped = "idle"
                     break
                 continue
+            if report.first_message_seconds is None:
+                report.first_message_seconds = clock() - started
             last_progress = clock()
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(error)
-                p, offset = message.partition(), message.offset()
-                if p not in active or offset >= target[p]:
-                    continue
-                buf = buffers[p]
-                kind, ms = message.timestamp()
-                buf.offsets.append(offset)
-                buf.values.append(message.value() or b"")
-                buf.stamps.append(ms if kind != TIMESTAMP_NOT_AVAILABLE else -1)
-                pinned = forced.get(p)
-                if pinned is not None and buf.offsets[0] != pinned[0]:
-                    forced.pop(p)  # the log moved under us (retention): the pin no longer applies
-                    pinned = None
-                if offset >= target[p] - 1:
-                    finish(p)
-                elif pinned is not None:
-                    if offset >= pinned[1]:
-                        forced.pop(p)
-                        flush(p)
-                elif len(buf) >= config.batch_messages:
-                    flush(p)
+            if any(m.error() is not None for m in messages):
+                for m in messages:
+                    error = m.error()
+                    if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                messages = [m for m in messages if m.error() is None]
+            # runs of one partition (librdkafka hands messages out fetch by fetch)
+            parts = [m.partition() for m in messages]
+            edges = [i for i in range(1, len(parts)) if parts[i] != parts[i - 1]]
+            for a, b in zip([0, *edges], [*edges, len(parts)], strict=True):
+                if a < b and parts[a] in active:
+                    take(parts[a], messages[a:b])
         for p in sorted(buffers):
-            flush(p)
+            if buffers[p]:
+                batch, buffers[p] = buffers[p], []
+                flush(p, batch)
+        while in_flight:
+            settle(wait=True)
+    except BaseException:
+        failed.set()  # no new batch starts; the one being written finishes (or fails) alone
+        raise
     finally:
+        writer.shutdown(wait=True, cancel_futures=True)
         consumer.close()
         report.reasons = dict(reasons)
         report.seconds = clock() - started

@@ -37,12 +37,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from llm_data_platform import schemas
-from llm_data_platform.transforms.records import STREAMS, ParsedLines, parse_lines
+from llm_data_platform.transforms.records import (
+    MAX_LINE_BYTES,
+    MESSAGE_ROLES,
+    STREAMS,
+    ParsedLines,
+    parse_lines,
+)
 
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource
@@ -90,6 +98,7 @@ class MicroBatchResult:
     seconds: float
     late_events: int  # rows whose arrival day is after their event day
     reasons: dict[str, int] = field(default_factory=dict)  # quarantine reason families
+    fast_rows: int = 0  # rows parsed by the vectorised path
 
 
 def _spec(stream: str):
@@ -98,45 +107,320 @@ def _spec(stream: str):
     return STREAMS[stream]
 
 
-def _parse(
-    stream: str,
-    lines: Sequence[tuple[int, bytes]],
-    source: str,
-    arrived_at: datetime | Sequence[datetime],
-) -> ParsedLines:
-    """parse_lines, with one arrival time for the batch or one per line.
+# ---- parsing: records.parse_lines, with a vectorised fast path -------------------------------
+#
+# ``parse_lines`` (json.loads + validation per line) is the definition of what a valid event is.
+# For the conversations stream — the high-volume one — a batch is first parsed by Arrow's JSON
+# reader and validated with Arrow compute kernels; a line takes that path only when the result
+# is provably the one ``parse_lines`` gives (strict timestamp format, the exact whitespace set
+# of ``str.strip``, same JSON grammar — lines where Arrow's reader is more lenient than Python's
+# are routed away before parsing). Every other line — anything malformed, unusual or merely
+# ambiguous — goes through ``parse_lines`` itself, which also writes every quarantine reason.
+# ``test_streaming_kafka.py`` checks both paths give identical tables on a corpus of edge cases.
 
-    With per-line times, lines are parsed in runs of the same arrival *day* (so a line whose
-    timestamp cannot be read falls back to its own arrival day, as in the landing folder) and
-    each row then gets its own line's exact arrival time.
-    """
-    spec = _spec(stream)
+TS = schemas.TS
+_CONVERSATION_JSON = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("type", pa.string()),
+        ("conversation_id", pa.string()),
+        ("turn", pa.int64()),
+        ("role", pa.string()),
+        ("content", pa.string()),
+        ("rating", pa.int64()),
+        ("user_id", pa.string()),
+        ("timestamp", pa.string()),
+    ]
+)
+# Characters str.strip() removes (str.isspace); a field is "non-empty" when it has another one.
+_NOT_PY_SPACE = (
+    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
+    r"\x{202f}\x{205f}\x{3000}]"
+)
+# The one timestamp shape both datetime.fromisoformat and Arrow's cast read the same way.
+_STRICT_TS = (
+    r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+)
+# Non-standard numbers Arrow's reader takes and json.loads refuses (``Inf``, ``-NaN``).
+_ARROW_ONLY_NUMBERS = re.compile(rb"[:\[,]\s*(?:-NaN|[-+]?Inf(?!inity))")
+_BISECT_MIN = 128  # below this many lines a failing block goes to parse_lines whole
+_JSON_READ = pj.ReadOptions(use_threads=True, block_size=1 << 20)
+_JSON_PARSE = pj.ParseOptions(
+    explicit_schema=_CONVERSATION_JSON, unexpected_field_behavior="ignore"
+)
+_FAST_STREAMS = {"conversations"}
 
-    def run(chunk, when: datetime) -> ParsedLines:
-        return parse_lines(
-            chunk,
-            source_file=source,
-            arrived_at=when,
-            validate=spec.validate,
-            json_time_key=spec.json_time_key,
-            row_time_key=spec.row_time_key,
-        )
 
+@dataclass
+class ParsedBatch:
+    """A parsed micro-batch as Arrow: rows and quarantine, each with its day per row."""
+
+    rows: pa.Table  # the stream's schema, in line order
+    row_days: pa.Array  # date32, per row
+    quarantine: pa.Table  # schemas.QUARANTINE, in line order
+    quarantine_days: pa.Array
+    fast_rows: int = 0  # rows that took the vectorised path
+
+
+def _arrivals(arrived_at, n: int) -> pa.Array:
+    """One arrival time per line, as timestamp[us, UTC]."""
     if isinstance(arrived_at, datetime):
-        return run(lines, arrived_at)
-    if len(arrived_at) != len(lines):
-        raise ValueError(f"{len(arrived_at)} arrival times for {len(lines)} lines")
+        return pa.repeat(pa.scalar(_utc(arrived_at), type=TS), n)
+    if isinstance(arrived_at, pa.ChunkedArray):
+        arrived_at = arrived_at.combine_chunks()
+    if isinstance(arrived_at, pa.Array):
+        out = arrived_at.cast(TS)
+    else:
+        out = pa.array([_utc(t) for t in arrived_at], type=TS)
+    if len(out) != n:
+        raise ValueError(f"{len(out)} arrival times for {n} lines")
+    return out
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _fast_eligible(values: list[bytes]) -> tuple[list[bool], bytes]:
+    """Lines the vectorised path may take — one JSON object per line, valid UTF-8, not
+    oversize, none of the syntax Arrow accepts and Python refuses — and the joined batch.
+    Checked on the joined batch (C speed); per line only when the batch check fails. A value
+    holding several objects is caught later by the row count per block."""
+    n = len(values)
+    ok = [True] * n
+    blob = b"\n".join(values)
+
+    def per_line(test) -> None:
+        for i, v in enumerate(values):
+            if ok[i] and not test(v):
+                ok[i] = False
+
+    if n and max(map(len, values)) > MAX_LINE_BYTES:
+        per_line(lambda v: len(v) <= MAX_LINE_BYTES)
+    if b"\r" in blob or blob.count(b"\n") != n - 1:
+        # one line per value, always: Arrow's reader must never see a line that is not an
+        # object (it crashes on a block that starts with ``null``)
+        per_line(lambda v: b"\n" not in v and b"\r" not in v)
+    if blob[:1] != b"{" or blob.count(b"\n{") != n - 1:
+        per_line(lambda v: v[:1] == b"{")  # a BOM, leading blanks, not an object: Python's call
+    try:
+        blob.decode("utf-8")
+    except UnicodeDecodeError:
+        per_line(_is_utf8)
+    if (b"Inf" in blob or b"-NaN" in blob) and _ARROW_ONLY_NUMBERS.search(blob):
+        per_line(lambda v: _ARROW_ONLY_NUMBERS.search(v) is None)
+    return ok, blob
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _read_json(
+    values: list[bytes], index: list[int], joined: bytes | None = None
+) -> tuple[list[tuple[pa.Array, pa.Table]], list[int]]:
+    """Arrow-parse ``values[index]`` (``joined``: those values already joined by newlines);
+    blocks that fail, or yield another number of rows than lines, are halved until the failing
+    lines are isolated. Returns ([(positions, table)] in line order, positions left over)."""
+    parsed: list[tuple[pa.Array, pa.Table]] = []
+    leftover: list[int] = []
+    pending = [index] if index else []
+    while pending:
+        part = pending.pop()
+        if joined is not None:
+            data, joined = joined, None
+        else:
+            data = b"\n".join(values[i] for i in part)
+        try:
+            table = pj.read_json(pa.BufferReader(data), _JSON_READ, _JSON_PARSE)
+        except (pa.ArrowException, ValueError):
+            table = None
+        if table is not None and table.num_rows == len(part):
+            parsed.append((pa.array(part, pa.int64()), table))
+        elif len(part) <= _BISECT_MIN:
+            leftover.extend(part)
+        else:
+            mid = len(part) // 2
+            pending += [part[mid:], part[:mid]]
+    parsed.sort(key=lambda item: item[0][0].as_py())
+    return parsed, sorted(leftover)
+
+
+def _flag(array) -> pa.Array:
+    return pc.fill_null(array, False)
+
+
+def _valid_conversations(t: pa.Table) -> pa.Array:
+    """The checks of records.conversation_event, as kernels (null → invalid)."""
+    is_message = _flag(pc.equal(t["type"], "message"))
+    is_feedback = _flag(pc.equal(t["type"], "feedback"))
+    turn, rating = t["turn"], t["rating"]
+    message_ok = pc.and_(
+        pc.and_(is_message, _flag(pc.and_(pc.greater_equal(turn, 0), pc.less(turn, 10_000)))),
+        pc.and_(
+            _flag(pc.is_in(t["role"], value_set=pa.array(sorted(MESSAGE_ROLES)))),
+            pc.is_valid(t["content"]),
+        ),
+    )
+    feedback_ok = pc.and_(
+        is_feedback, _flag(pc.and_(pc.greater_equal(rating, 1), pc.less_equal(rating, 5)))
+    )
+    common = pc.and_(
+        pc.and_(
+            _flag(pc.match_substring_regex(t["event_id"], _NOT_PY_SPACE)),
+            _flag(pc.match_substring_regex(t["conversation_id"], _NOT_PY_SPACE)),
+        ),
+        _flag(pc.match_substring_regex(t["timestamp"], _STRICT_TS)),
+    )
+    return pc.and_(common, pc.or_(message_ok, feedback_ok))
+
+
+def _event_times(timestamps: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(parsed times, mask of the ones parsed); impossible dates (Feb 30) are left unparsed."""
+    try:
+        return pc.cast(timestamps, TS), pa.repeat(True, len(timestamps))
+    except pa.ArrowInvalid:
+        day_ok = pc.is_valid(
+            pc.strptime(
+                pc.utf8_slice_codeunits(timestamps, 0, 10),
+                format="%Y-%m-%d",
+                unit="s",
+                error_is_null=True,
+            )
+        )
+        try:
+            parsed = pc.cast(pc.if_else(day_ok, timestamps, pa.scalar(None, pa.string())), TS)
+        except pa.ArrowInvalid:  # anything else odd: let parse_lines decide every line
+            return pa.nulls(len(timestamps), TS), pa.repeat(False, len(timestamps))
+        return parsed, day_ok
+
+
+def _fast_conversations(
+    values: list[bytes], numbers: pa.Array, arrivals: pa.Array, source: str
+) -> tuple[pa.Table, pa.Array, list[int]]:
+    """(rows with a ``__pos`` column, their days, positions left for parse_lines)."""
+    eligible, blob = _fast_eligible(values)
+    if all(eligible):
+        parts, leftover = _read_json(values, list(range(len(values))), blob)
+    else:
+        parts, leftover = _read_json(values, [i for i, ok in enumerate(eligible) if ok])
+        leftover += [i for i, ok in enumerate(eligible) if not ok]
+    tables = []
+    for positions, table in parts:
+        valid = _valid_conversations(table)
+        if not pc.all(valid).as_py():
+            leftover += pc.filter(positions, pc.invert(valid)).to_pylist()
+            table, positions = table.filter(valid), positions.filter(valid)
+        times, parsed = _event_times(table["timestamp"])
+        if not pc.all(parsed).as_py():
+            leftover += positions.filter(pc.invert(parsed)).to_pylist()
+            table, positions, times = (
+                table.filter(parsed),
+                positions.filter(parsed),
+                times.filter(parsed),
+            )
+        is_message = pc.equal(table["type"], "message")
+        is_feedback = pc.invert(is_message)
+        n = table.num_rows
+        tables.append(
+            pa.table(
+                {
+                    "event_id": table["event_id"],
+                    "event_type": table["type"],
+                    "conversation_id": table["conversation_id"],
+                    "turn_index": pc.cast(
+                        pc.if_else(is_message, table["turn"], pa.scalar(None, pa.int64())),
+                        pa.int32(),
+                    ),
+                    "role": pc.if_else(is_message, table["role"], pa.scalar(None, pa.string())),
+                    "content": pc.if_else(
+                        is_message, table["content"], pa.scalar(None, pa.string())
+                    ),
+                    "rating": pc.cast(
+                        pc.if_else(is_feedback, table["rating"], pa.scalar(None, pa.int64())),
+                        pa.int8(),
+                    ),
+                    "user_id": table["user_id"],
+                    "event_time": times,
+                    "source_file": pa.repeat(pa.scalar(source, pa.string()), n),
+                    "source_line": numbers.take(positions),
+                    "arrived_at": arrivals.take(positions),
+                    "__pos": positions,
+                }
+            )
+        )
+    schema = schemas.RAW_CONVERSATIONS.append(pa.field("__pos", pa.int64()))
+    rows = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+    days = pc.cast(rows["event_time"], pa.date32()).combine_chunks()
+    return rows, days, sorted(leftover)
+
+
+def _parse_lines_robust(spec, lines, source: str, arrived_at: datetime) -> ParsedLines:
+    """parse_lines; a line on which it raises (nesting beyond the recursion limit, a date that
+    overflows when converted to UTC) is quarantined with the error instead of failing the batch."""
+    kwargs = dict(
+        source_file=source,
+        arrived_at=arrived_at,
+        validate=spec.validate,
+        json_time_key=spec.json_time_key,
+        row_time_key=spec.row_time_key,
+    )
+    try:
+        return parse_lines(lines, **kwargs)
+    except Exception:  # isolate the failing line, below
+        out = ParsedLines()
+        for line in lines:
+            try:
+                one = parse_lines([line], **kwargs)
+            except Exception as exc:
+                out.quarantine.append(_quarantine_row(source, line[0], line[1], exc, arrived_at))
+                out.quarantine_days.append(arrived_at.date())
+                continue
+            out.rows += one.rows
+            out.row_days += one.row_days
+            out.quarantine += one.quarantine
+            out.quarantine_days += one.quarantine_days
+        return out
+
+
+def _quarantine_row(source: str, number: int, raw: bytes, reason, when: datetime) -> dict:
+    if isinstance(reason, BaseException):
+        reason = f"unparseable record: {type(reason).__name__}: {reason}"
+    return {
+        "source_file": source,
+        "source_line": number,
+        "record": _record_text(raw),
+        "reason": str(reason),
+        "arrived_at": when,
+    }
+
+
+def _slow_path(
+    stream: str,
+    lines: list[tuple[int, bytes]],
+    source: str,
+    arrivals: list[datetime],
+) -> ParsedLines:
+    """parse_lines over lines with per-line arrival times: in runs of one arrival *day* (a line
+    whose timestamp cannot be read falls back to its own arrival day), then each row gets its
+    own line's exact arrival time."""
+    spec = _spec(stream)
     out = ParsedLines()
     start = 0
     while start < len(lines):
-        day = arrived_at[start].date()
+        day = arrivals[start].date()
         end = start + 1
-        while end < len(lines) and arrived_at[end].date() == day:
+        while end < len(lines) and arrivals[end].date() == day:
             end += 1
-        chunk_times = arrived_at[start:end]
-        parsed = run(lines[start:end], chunk_times[0])
-        if any(t != chunk_times[0] for t in chunk_times):
-            when = {number: t for (number, _), t in zip(lines[start:end], chunk_times, strict=True)}
+        chunk, times = lines[start:end], arrivals[start:end]
+        parsed = _parse_lines_robust(spec, chunk, source, times[0])
+        if any(t != times[0] for t in times):
+            when = {number: t for (number, _), t in zip(chunk, times, strict=True)}
             for row in parsed.rows:
                 row["arrived_at"] = when[row["source_line"]]
             for row in parsed.quarantine:
@@ -158,6 +442,104 @@ def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     )
 
 
+def _encodable(row: dict) -> bool:
+    try:
+        for value in row.values():
+            if isinstance(value, str):
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _record_text(raw: bytes) -> str:
+    text = raw[:MAX_LINE_BYTES].decode("utf-8", "replace")
+    return text if len(text) <= 10_000 else text[:10_000] + f"…[{len(raw)} bytes]"
+
+
+@dataclass(frozen=True)
+class LineColumns:
+    """Lines as two parallel lists (what a Kafka batch already has): no tuple per line."""
+
+    numbers: list[int]
+    values: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+
+def _columns(lines: Sequence[tuple[int, bytes]] | LineColumns) -> LineColumns:
+    if isinstance(lines, LineColumns):
+        return lines
+    lines = list(lines)
+    return LineColumns([number for number, _ in lines], [value for _, value in lines])
+
+
+def parse_batch(
+    stream: str,
+    lines: Sequence[tuple[int, bytes]] | LineColumns,
+    source: str,
+    arrived_at: datetime | Sequence[datetime] | pa.Array,
+    *,
+    rejected: Sequence[tuple[int, bytes, str, datetime]] = (),
+    fast: bool = True,
+) -> ParsedBatch:
+    """Every line → exactly one row or one quarantine row, with its day (see write_microbatch)."""
+    spec = _spec(stream)
+    cols = _columns(lines)
+    arrivals = _arrivals(arrived_at, len(cols))
+    numbers = pa.array(cols.numbers, pa.int32())
+    helper = spec.schema.append(pa.field("__pos", pa.int64()))
+    if fast and stream in _FAST_STREAMS and len(cols):
+        fast_rows, fast_days, slow = _fast_conversations(cols.values, numbers, arrivals, source)
+    else:
+        fast_rows, fast_days = helper.empty_table(), pa.array([], pa.date32())
+        slow = list(range(len(cols)))
+
+    slow_lines = [(cols.numbers[i], cols.values[i]) for i in slow]
+    if isinstance(arrived_at, datetime):
+        parsed = _parse_lines_robust(spec, slow_lines, source, _utc(arrived_at))
+    else:
+        slow_times = arrivals.take(pa.array(slow, pa.int64())).to_pylist()
+        parsed = _slow_path(stream, slow_lines, source, slow_times)
+    position = {number: i for i, (number, _) in zip(slow, slow_lines, strict=True)}
+    # a lone surrogate (``"\ud800"``) is valid JSON for Python but not storable as UTF-8
+    good_rows, good_days = [], []
+    for row, day in zip(parsed.rows, parsed.row_days, strict=True):
+        if _encodable(row):
+            good_rows.append(row)
+            good_days.append(day)
+            continue
+        raw = cols.values[position[row["source_line"]]]
+        reason = "string not encodable as UTF-8 (a lone surrogate escape)"
+        parsed.quarantine.append(
+            _quarantine_row(source, row["source_line"], raw, reason, row["arrived_at"])
+        )
+        parsed.quarantine_days.append(day)
+    for number, raw, reason, when in rejected:
+        parsed.quarantine.append(_quarantine_row(source, number, raw, reason, _utc(when)))
+        parsed.quarantine_days.append(_utc(when).date())
+
+    if good_rows:
+        slow_table = _table(good_rows, spec.schema).append_column(
+            "__pos", pa.array([position.get(r["source_line"], -1) for r in good_rows], pa.int64())
+        )
+        rows = pa.concat_tables([fast_rows, slow_table])
+        days = pa.concat_arrays([fast_days, pa.array(good_days, pa.date32())])
+        order = pc.sort_indices(rows["__pos"])
+        rows, days = rows.take(order), days.take(order)
+    else:  # the fast path keeps line order
+        rows, days = fast_rows, fast_days
+    rows = rows.drop_columns(["__pos"])
+
+    quarantine = _table(parsed.quarantine, schemas.QUARANTINE)
+    quarantine_days = pa.array(parsed.quarantine_days, pa.date32())
+    if quarantine.num_rows:
+        order = pc.sort_indices(quarantine["source_line"])
+        quarantine, quarantine_days = quarantine.take(order), quarantine_days.take(order)
+    return ParsedBatch(rows, days, quarantine, quarantine_days, fast_rows.num_rows)
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", row_group_size=64_000)
@@ -168,44 +550,50 @@ def write_microbatch(
     lake: LakeResource,
     stream: str,
     identity: str,
-    lines: Sequence[tuple[int, bytes]],
+    lines: Sequence[tuple[int, bytes]] | LineColumns,
     source: str,
-    arrived_at: datetime | Sequence[datetime],
+    arrived_at: datetime | Sequence[datetime] | pa.Array,
     *,
+    rejected: Sequence[tuple[int, bytes, str, datetime]] = (),
     fault: FaultHook | None = None,
 ) -> MicroBatchResult:
     """Parse ``lines`` ((line number, raw bytes)) and write the batch, one file per event day.
 
     ``source`` becomes every row's ``source_file`` and the line number its ``source_line``, a
     pointer back to the original bytes. ``arrived_at`` is one time for the whole batch or one per
-    line. Idempotent: the same (identity, lines, arrived_at) always writes the same files.
+    line (datetimes or an Arrow timestamp array). ``rejected`` are records the source already
+    knows are bad ((line, raw bytes, reason, arrival time): a null Kafka value, an unreadable
+    object); they are quarantined under their arrival day. Idempotent: the same inputs always
+    write the same files, byte for byte.
     """
     started = time.perf_counter()
-    spec = _spec(stream)
     name = safe_identity(identity)
     events_table, quarantine_name = batch_table_names(stream)
-    parsed = _parse(stream, lines, source, arrived_at)
-
-    by_day: dict[date, tuple[list[dict], list[dict]]] = {}
-    for row, day in zip(parsed.rows, parsed.row_days, strict=True):
-        by_day.setdefault(day, ([], []))[0].append(row)
-    for row, day in zip(parsed.quarantine, parsed.quarantine_days, strict=True):
-        by_day.setdefault(day, ([], []))[1].append(row)
+    parsed = parse_batch(stream, lines, source, arrived_at, rejected=rejected)
 
     planned: list[tuple[str, pa.Table]] = []
     days: dict[str, tuple[int, int]] = {}
-    late = 0
-    for day in sorted(by_day):
-        good, bad = by_day[day]
+    all_days = sorted(
+        set(pc.unique(parsed.row_days).to_pylist())
+        | set(pc.unique(parsed.quarantine_days).to_pylist())
+    )
+    for day in all_days:
         key = day.isoformat()
-        days[key] = (len(good), len(bad))
-        late += sum(1 for r in good if r["arrived_at"].date() > day)
-        if good:
+        good, bad = parsed.rows, parsed.quarantine
+        if len(all_days) > 1:
+            good = good.filter(pc.equal(parsed.row_days, pa.scalar(day, pa.date32())))
+            bad = bad.filter(pc.equal(parsed.quarantine_days, pa.scalar(day, pa.date32())))
+        days[key] = (good.num_rows, bad.num_rows)
+        if good.num_rows:
             path = lake.path(ZONE, events_table, f"dt={key}", f"{name}.parquet")
-            planned.append((path, _table(good, spec.schema)))
-        if bad:
+            planned.append((path, good))
+        if bad.num_rows:
             path = lake.path(ZONE, quarantine_name, f"dt={key}", f"{name}.parquet")
-            planned.append((path, _table(bad, schemas.QUARANTINE)))
+            planned.append((path, bad))
+    late = 0
+    if parsed.rows.num_rows:
+        arrived_days = pc.cast(parsed.rows["arrived_at"], pa.date32())
+        late = pc.sum(pc.greater(arrived_days, parsed.row_days)).as_py() or 0
 
     files: list[str] = []
     size = 0
@@ -215,19 +603,20 @@ def write_microbatch(
             fault("mid_write", {"identity": name, "index": index, "files": len(planned)})
         size += lake.write_bytes(path, data)
         files.append(lake.uri(path))
-    reasons = Counter(q["reason"].split(":")[0] for q in parsed.quarantine)
+    reasons = Counter(r.split(":")[0] for r in parsed.quarantine["reason"].to_pylist())
     return MicroBatchResult(
         identity=name,
         source=source,
-        received=len(lines),
-        rows=len(parsed.rows),
-        quarantined=len(parsed.quarantine),
+        received=len(lines) + len(rejected),
+        rows=parsed.rows.num_rows,
+        quarantined=parsed.quarantine.num_rows,
         days=days,
         files=files,
         bytes=size,
         seconds=time.perf_counter() - started,
         late_events=late,
         reasons=dict(reasons),
+        fast_rows=parsed.fast_rows,
     )
 
 

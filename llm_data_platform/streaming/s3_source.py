@@ -1,0 +1,288 @@
+"""Objects arriving under an S3 prefix → raw micro-batches (boto3, no Dagster import).
+
+The way Kinesis Firehose or any uploader delivers: JSONL objects (gzip-compressed or not,
+with or without an extension) appear under a prefix. ``S3PrefixSource.poll`` lists the prefix
+and returns the new objects in (last_modified, key) order, at most ``max_objects`` per call,
+with a cursor that cannot miss or repeat one:
+
+- a watermark on ``LastModified`` plus an overlap window below it (S3 lists an object only
+  once its upload completes, and a multipart upload's ``LastModified`` is its *start*: an
+  object can show up later than newer ones), inside which the identities already taken are
+  remembered (as short hashes, so a burst of thousands of objects keeps the cursor small);
+- an object's identity is key + ETag: an object re-uploaded with new content is a new
+  arrival, a replay of the same object version is not.
+
+``ingest_object`` downloads one object version (``IfMatch`` its ETag: if it was overwritten
+since the listing, the new version is ingested when the listing shows it) and writes it with
+``write_microbatch`` under the identity ``s3-<sha256(key, etag)>``; ingesting it again writes
+the same files. The caller saves the cursor only after the objects are written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from llm_data_platform.streaming.microbatch import (
+    FaultHook,
+    MicroBatchResult,
+    write_microbatch,
+)
+
+if TYPE_CHECKING:
+    from llm_data_platform.resources.lake import LakeResource
+
+OVERLAP_SECONDS = 300.0
+
+
+@dataclass(frozen=True, order=True)
+class S3Object:
+    """One object version under the prefix, ordered as the source consumes them."""
+
+    last_modified: float  # epoch seconds
+    key: str
+    etag: str  # without quotes
+    size: int
+
+    @property
+    def identity(self) -> str:
+        return f"{self.key}@{self.etag}"
+
+    @property
+    def batch_identity(self) -> str:
+        return object_batch_identity(self.key, self.etag)
+
+
+def object_batch_identity(key: str, etag: str) -> str:
+    digest = hashlib.sha256(f"{key}\n{etag.strip(chr(34))}".encode()).hexdigest()[:32]
+    return f"s3-{digest}"
+
+
+def _short(identity: str) -> str:
+    return hashlib.sha1(identity.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class S3Cursor:
+    watermark: float = 0.0  # LastModified (epoch s) of the newest object taken
+    taken: list[str] = field(default_factory=list)  # short hashes of identities in the overlap
+
+    @classmethod
+    def parse(cls, text: str | None) -> S3Cursor:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(float(data.get("watermark", 0.0)), list(data.get("taken", [])))
+
+    def dump(self) -> str:
+        return json.dumps({"watermark": self.watermark, "taken": sorted(self.taken)})
+
+
+@dataclass(frozen=True)
+class S3Poll:
+    objects: list[S3Object]  # to ingest now, in order
+    cursor: S3Cursor  # to save once they are written
+    backlog: int  # new objects left for later calls
+
+
+def plan_poll(
+    listing: Iterable[S3Object],
+    cursor: S3Cursor,
+    max_objects: int,
+    overlap_seconds: float = OVERLAP_SECONDS,
+) -> S3Poll:
+    """Pure step: which listed objects are new, the next ``max_objects`` of them in order, and
+    the cursor after taking them."""
+    listing = list(listing)
+    floor = cursor.watermark - overlap_seconds
+    taken = set(cursor.taken)
+    new = sorted(o for o in listing if o.last_modified >= floor and _short(o.identity) not in taken)
+    batch, backlog = new[:max_objects], max(0, len(new) - max_objects)
+    watermark = max([cursor.watermark] + [o.last_modified for o in batch])
+    modified_by_short = {_short(o.identity): o.last_modified for o in listing}
+    # Identities no longer listed are dropped: should the same version come back, ingesting it
+    # again writes the same files (its batch identity is its key + ETag).
+    keep = {
+        h
+        for h in taken | {_short(o.identity) for o in batch}
+        if modified_by_short.get(h, float("-inf")) >= watermark - overlap_seconds
+    }
+    return S3Poll(batch, S3Cursor(watermark, sorted(keep)), backlog)
+
+
+def _is_gzip(key: str, encoding: str | None, data: bytes) -> bool:
+    return data[:2] == b"\x1f\x8b" or key.endswith(".gz") or (encoding or "").lower() == "gzip"
+
+
+def split_lines(data: bytes) -> list[tuple[int, bytes]]:
+    """(1-based line number, bytes) of the non-blank lines, as the landing folder reads them."""
+    out = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            out.append((number, line))
+    return out
+
+
+class S3PrefixSource:
+    """New objects under ``s3://bucket/prefix`` for one stream.
+
+    ``client_factory`` returns a boto3 S3 client (e.g. dagster-aws ``S3Resource.get_client``,
+    or ``lambda: boto3.client("s3", endpoint_url=...)``); it is called once per source.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        stream: str,
+        client_factory: Callable[[], Any],
+        *,
+        max_objects: int = 200,
+        overlap_seconds: float = OVERLAP_SECONDS,
+        max_object_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.lstrip("/")
+        self.stream = stream
+        self.max_objects = max_objects
+        self.overlap_seconds = overlap_seconds
+        self.max_object_bytes = max_object_bytes
+        self._factory = client_factory
+        self._client: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, stream: str, client_factory: Callable[[], Any], **kw: Any):
+        """``s3://bucket/prefix``."""
+        if not url.startswith("s3://"):
+            raise ValueError(f"Expected s3://bucket/prefix, got {url!r}")
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        return cls(bucket, prefix, stream, client_factory, **kw)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def list_objects(self) -> list[S3Object]:
+        """Every object under the prefix (paginated), except folder markers and hidden names."""
+        objects = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                name = key.rsplit("/", 1)[-1]
+                if not name or name.startswith((".", "_")):
+                    continue
+                modified: datetime = item["LastModified"]
+                objects.append(
+                    S3Object(modified.timestamp(), key, item["ETag"].strip('"'), item["Size"])
+                )
+        return objects
+
+    def poll(self, cursor: S3Cursor | str | None = None, max_objects: int | None = None) -> S3Poll:
+        if not isinstance(cursor, S3Cursor):
+            cursor = S3Cursor.parse(cursor)
+        return plan_poll(
+            self.list_objects(), cursor, max_objects or self.max_objects, self.overlap_seconds
+        )
+
+    def ingest_object(
+        self,
+        key: str,
+        etag: str,
+        lake: LakeResource,
+        *,
+        fault: FaultHook | None = None,
+    ) -> MicroBatchResult | None:
+        """Download one object version and write it as a micro-batch.
+
+        Returns None when that version no longer exists (overwritten or deleted since it was
+        listed): its successor, if any, is a new arrival for ``poll``.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"')
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"PreconditionFailed", "NoSuchKey", "412", "404"}:
+                return None
+            raise
+        arrived_at: datetime = response["LastModified"].astimezone(UTC)
+        identity = object_batch_identity(key, etag)
+        source = f"s3://{self.bucket}/{key}"
+        size = int(response.get("ContentLength") or 0)
+        if size > self.max_object_bytes:
+            response["Body"].close()
+            reason = f"object of {size} bytes exceeds {self.max_object_bytes}"
+            return write_microbatch(
+                lake,
+                self.stream,
+                identity,
+                [],
+                source,
+                arrived_at,
+                rejected=[(0, b"", reason, arrived_at)],
+                fault=fault,
+            )
+        data = response["Body"].read()
+        if _is_gzip(key, response.get("ContentEncoding"), data):
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError, zlib.error) as exc:
+                reason = f"unreadable gzip object: {exc}"
+                return write_microbatch(
+                    lake,
+                    self.stream,
+                    identity,
+                    [],
+                    source,
+                    arrived_at,
+                    rejected=[(0, data[:200], reason, arrived_at)],
+                    fault=fault,
+                )
+        return write_microbatch(
+            lake, self.stream, identity, split_lines(data), source, arrived_at, fault=fault
+        )
+
+    def drain(
+        self,
+        lake: LakeResource,
+        cursor: S3Cursor | str | None = None,
+        max_objects: int | None = None,
+        *,
+        fault: FaultHook | None = None,
+    ) -> tuple[list[MicroBatchResult], S3Cursor, int]:
+        """One bounded step: poll, ingest the objects in order, return (results, the cursor to
+        save now that they are written, backlog left)."""
+        plan = self.poll(cursor, max_objects)
+        results = []
+        for obj in plan.objects:
+            result = self.ingest_object(obj.key, obj.etag, lake, fault=fault)
+            if result is not None:
+                results.append(result)
+        return results, plan.cursor, plan.backlog
+
+
+__all__ = [
+    "OVERLAP_SECONDS",
+    "S3Cursor",
+    "S3Object",
+    "S3Poll",
+    "S3PrefixSource",
+    "object_batch_identity",
+    "plan_poll",
+    "split_lines",
+]
