@@ -1,4 +1,4 @@
-"""``ldp``: the platform's command line (demo, ask, summary, settings).
+"""``ldp``: the platform's command line (demo, ask, serve, ingest-docs, summary, settings).
 
 Materializing assets goes through Dagster's own CLI (`dagster asset materialize ...`) or the
 jobs below, so the UI shows every run; this CLI adds what Dagster's does not have.

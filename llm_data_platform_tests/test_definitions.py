@@ -51,3 +51,14 @@ def test_jobs_sensors_schedules_resolve():
     assert defs.get_sensor_def("landing_documents_sensor")
     assert defs.get_schedule_def("weekly_training_job_schedule")
     assert defs.get_schedule_def("daily_job_schedule")
+
+
+def test_readme_lists_every_setting_with_its_default():
+    from pathlib import Path
+
+    from llm_data_platform.settings import SETTINGS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for setting in SETTINGS:
+        default = f"`{setting.default}`" if setting.default else "(unset)"
+        assert f"| `{setting.name}` | {default} |" in readme, setting.name

@@ -359,3 +359,148 @@ def test_synthetic_producer_into_kafka(bootstrap, lake):
     assert report.messages == 400
     assert report.rows + report.quarantined == 400
     assert report.quarantined == sent.malformed
+
+
+# ---- the vectorised parse path gives exactly what records.parse_lines gives -------------------
+def _tricky_lines() -> list[bytes]:
+    message = _event(0)
+    feedback = _event(3)
+
+    def dumps(obj) -> bytes:
+        return json.dumps(obj, ensure_ascii=False).encode()
+
+    lines = [dumps(message), dumps(feedback)]
+    variants = {
+        "turn": [0, 9999, 10000, -1, 1.0, True, "1", None, 10**30],
+        "rating": [0, 1, 5, 6, True, 5.0, None],
+        "role": ["user", "assistant", "system", "USER", "", None, 3],
+        "content": ["", None, 3, ["x"], "é\u2028\x00ok", "\U0001f600"],
+        "type": ["message", "feedback", "Message", None, 1],
+        "user_id": ["u", 5, None, ""],
+        "event_id": [" ", "\u2003", "\x1c", "\u200b", " e ", "", None, 7],
+        "conversation_id": ["\t", "c", "\u3000x", None],
+        "timestamp": [
+            "2026-01-05T10:00:00Z",
+            "2026-01-05T10:00:00.5Z",
+            "2026-01-05T10:00:00.123456+05:30",
+            "2026-01-05T23:30:00-23:59",
+            "2026-01-05T10:00:00",
+            "2026-01-05",
+            " 2026-01-05T10:00:00Z",
+            "2026-01-05T10:00:00.1234567Z",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T10:00:00Z",
+            "2026-01-05T24:00:00Z",
+            "0001-01-01T00:00:00+01:00",
+            "2026-01-05T10:00:00z",
+            "2026-01-05 10:00:00Z",
+            20260105,
+            None,
+        ],
+    }
+    for base in (message, feedback):
+        for key, values in variants.items():
+            for value in values:
+                lines.append(dumps({**base, key: value}))
+            lines.append(dumps({k: v for k, v in base.items() if k != key}))
+    text = dumps(message).decode()
+    lines += [
+        text.replace('{"event_id"', '{"event_id": "dup", "event_id"', 1).encode(),
+        text.replace("{", '{"x": 1, "x": 2, ', 1).encode(),
+        text.replace("{", '{"nested": {"a": [1, {"b": null}]}, ', 1).encode(),
+        *[text.replace("{", '{"n": ' + s + ", ", 1).encode() for s in ("NaN", "Infinity")],
+        *[text.replace("{", '{"n": ' + s + ", ", 1).encode() for s in ("-Infinity", "Inf")],
+        *[text.replace("{", '{"n": ' + s + ", ", 1).encode() for s in ("-Inf", "-NaN", "1E400")],
+        text.replace("}", ", }").encode(),
+        text.replace('"', "'").encode(),
+        b"\xef\xbb\xbf" + text.encode(),
+        b" " + text.encode(),
+        text.encode() + b" ",
+        text.encode() + b"\n",
+        text.replace(", ", ",\n", 1).encode(),
+        text.replace(", ", ",\r", 1).encode(),
+        text.encode() + text.encode(),
+        text.encode() + b"\nnull",
+        b"null",
+        b"\nnull",
+        b"[]",
+        b'"s"',
+        b"",
+        b"   ",
+        b"[" * 5000 + b"]" * 5000,
+        text.replace("message 0", "\\ud800 lone").encode(),
+        text.replace("message 0", "\\ud83d\\ude00 pair").encode(),
+        text.replace("message 0", "caf\xc3").encode(),
+        text.replace("message 0", "\xed\xa0\x80").encode(),
+        text.replace("message 0", "x" * 1_000_001).encode(),
+        text.replace("message 0", "\\u00e9\\/\\t").encode(),
+        text.replace("message 0", "\x01").encode(),
+    ]
+    return lines
+
+
+def _both_paths(lines: list[bytes], arrivals):
+    from llm_data_platform.streaming.microbatch import parse_batch
+
+    numbered = list(enumerate(lines, start=1))
+    fast = parse_batch(STREAM, numbered, "kafka://t/0/00000000000000000000", arrivals)
+    slow = parse_batch(STREAM, numbered, "kafka://t/0/00000000000000000000", arrivals, fast=False)
+    return fast, slow
+
+
+def test_vectorised_parse_equals_parse_lines_on_edge_cases():
+    import pyarrow as pa
+
+    from llm_data_platform.transforms.records import STREAMS, parse_lines
+
+    lines = _tricky_lines() * 3  # blocks of good and bad lines, bisected down
+    lines += [json.dumps(_event(i)).encode() for i in range(1000)]
+    base = datetime(2026, 1, 6, 23, 59, 59, 900_000, tzinfo=UTC)
+    times = [base + timedelta(milliseconds=i) for i in range(len(lines))]  # two arrival days
+    for arrivals in (base, times, pa.array(times, pa.timestamp("us", tz="UTC"))):
+        fast, slow = _both_paths(lines, arrivals)
+        assert fast.fast_rows > 800  # the vectorised path did the bulk
+        assert slow.fast_rows == 0
+        assert fast.rows.equals(slow.rows)
+        assert fast.row_days.equals(slow.row_days)
+        assert fast.quarantine.equals(slow.quarantine)
+        assert fast.quarantine_days.equals(slow.quarantine_days)
+        assert fast.rows.num_rows + fast.quarantine.num_rows == len(lines)
+
+    # and the slow path is parse_lines itself wherever parse_lines does not raise
+    spec = STREAMS[STREAM]
+    plain = [
+        line
+        for line in lines
+        if b"[[[" not in line and b"\\ud800" not in line and b"0001-01-01" not in line
+    ]
+    reference = parse_lines(
+        list(enumerate(plain, start=1)),
+        source_file="s",
+        arrived_at=base,
+        validate=spec.validate,
+        json_time_key=spec.json_time_key,
+        row_time_key=spec.row_time_key,
+    )
+    from llm_data_platform.streaming.microbatch import parse_batch
+
+    ours = parse_batch(STREAM, list(enumerate(plain, start=1)), "s", base)
+    assert ours.rows.to_pylist() == reference.rows
+    assert ours.quarantine.to_pylist() == reference.quarantine
+    assert ours.row_days.to_pylist() == reference.row_days
+
+
+def test_records_that_break_parse_lines_are_quarantined_not_raised():
+    fast, _ = _both_paths(
+        [
+            b"[" * 5000 + b"]" * 5000,
+            json.dumps(dict(_event(1), timestamp="0001-01-01T00:00:00+01:00")).encode(),
+            json.dumps(_event(2)).encode().replace(b"message 2", b"\\ud800"),
+        ],
+        datetime(2026, 1, 6, tzinfo=UTC),
+    )
+    reasons = fast.quarantine["reason"].to_pylist()
+    assert fast.rows.num_rows == 0 and len(reasons) == 3
+    assert reasons[0].startswith("unparseable record: RecursionError")
+    assert reasons[1].startswith("unparseable record: OverflowError")
+    assert reasons[2].startswith("string not encodable as UTF-8")
