@@ -157,6 +157,7 @@ def memory_phase(backlog: int, round_size: int, max_messages: int, batch_message
         consumer_config={"logger": QUIET},
     )
     lake = LakeResource(root=root)
+    baseline = rss_mb()  # imports (pyarrow, confluent-kafka, the package) + the mock cluster
     samples, done, runs = [], 0, 0
     started = time.perf_counter()
     try:
@@ -171,7 +172,7 @@ def memory_phase(backlog: int, round_size: int, max_messages: int, batch_message
     finally:
         shutil.rmtree(root, ignore_errors=True)
         del cluster
-    out.put((samples, runs, time.perf_counter() - started))
+    out.put((baseline, samples, runs, time.perf_counter() - started))
 
 
 def main(argv=None) -> int:
@@ -217,12 +218,16 @@ def main(argv=None) -> int:
         args=(args.backlog, args.round, args.max_messages, args.batch_messages, queue),
     )
     child.start()
-    samples, runs, seconds = queue.get(timeout=3600)
+    baseline, samples, runs, seconds = queue.get(timeout=3600)
     child.join()
     print(
         f"backlog of {args.backlog:,} events ingested in {runs} bounded runs "
         f"(max_messages={args.max_messages:,}, batch_messages={args.batch_messages:,}, "
         f"produced in rounds of {args.round:,}) in {seconds:.1f}s, fresh process:"
+    )
+    print(
+        f"  before ingesting (imports + mock cluster): peak RSS {baseline[0]:7.1f} MB, "
+        f"current RSS {baseline[1]:7.1f} MB"
     )
     marks = sorted(
         {0, len(samples) // 4, len(samples) // 2, 3 * len(samples) // 4, len(samples) - 1}

@@ -23,6 +23,7 @@ from llm_data_platform.assets.serve import rag_index, rag_index_live
 from llm_data_platform.automation.jobs import ALL_JOBS
 from llm_data_platform.automation.schedules import ALL_SCHEDULES
 from llm_data_platform.automation.sensors import ALL_SENSORS
+from llm_data_platform.automation.stream_sensors import stream_sensors
 from llm_data_platform.checks.conversation_checks import CONVERSATION_CHECKS
 from llm_data_platform.checks.rag_checks import RAG_CHECKS
 from llm_data_platform.checks.training_checks import TRAINING_CHECKS
@@ -31,6 +32,7 @@ from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.io_manager import LakeIOManager
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
+from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import Settings, load_settings
 
 ASSETS = [
@@ -85,15 +87,28 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             collection_prefix=settings.chroma_collection,
         ),
         "embeddings": embeddings,
+        "sources": StreamSourcesResource(
+            kafka_bootstrap=settings.kafka_bootstrap,
+            kafka_topics=settings.kafka_topics,
+            kafka_group=settings.kafka_group,
+            kafka_max_messages=settings.kafka_max_messages,
+            s3_source_uri=settings.s3_source_uri,
+            s3=s3 if settings.s3_source_uri else None,
+            max_objects=settings.sensor_max_files,
+        ),
     }
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=ALL_JOBS,
-        sensors=ALL_SENSORS,
+        sensors=[
+            *ALL_SENSORS,
+            *stream_sensors(kafka=bool(settings.kafka_bootstrap), s3=bool(settings.s3_source_uri)),
+        ],
         schedules=ALL_SCHEDULES,
         resources=build_resources(settings),
     )

@@ -66,6 +66,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("LDP_EVAL_MIN_HIT_AT_5", "0.8", "A new index version needs this hit@5 to go live."),
     Setting("LDP_EVAL_MIN_MRR_AT_10", "0.5", "…and this MRR@10 on the evaluation set."),
+    Setting("LDP_KAFKA_BOOTSTRAP", "", "Kafka brokers (host:port,…); set it to switch Kafka on."),
+    Setting(
+        "LDP_KAFKA_TOPICS",
+        "conversations=ldp.conversations,documents=ldp.documents",
+        "Topic of each stream.",
+    ),
+    Setting("LDP_KAFKA_GROUP", "llm-data-platform", "Consumer group (offsets committed here)."),
+    Setting("LDP_KAFKA_MAX_MESSAGES", "100000", "Messages one sensor tick ingests at most."),
+    Setting(
+        "LDP_S3_SOURCE_URI",
+        "",
+        "s3://bucket/prefix watched for <prefix>/<stream>/*.jsonl[.gz]; set it to switch S3 on.",
+    ),
 )
 
 
@@ -102,6 +115,11 @@ class Settings:
     sensor_interval_seconds: int
     eval_min_hit_at_5: float
     eval_min_mrr_at_10: float
+    kafka_bootstrap: str = ""
+    kafka_topics: str = ""
+    kafka_group: str = "llm-data-platform"
+    kafka_max_messages: int = 100_000
+    s3_source_uri: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -154,4 +172,9 @@ def load_settings() -> Settings:
         sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
         eval_min_hit_at_5=float(get("LDP_EVAL_MIN_HIT_AT_5")),
         eval_min_mrr_at_10=float(get("LDP_EVAL_MIN_MRR_AT_10")),
+        kafka_bootstrap=get("LDP_KAFKA_BOOTSTRAP"),
+        kafka_topics=get("LDP_KAFKA_TOPICS"),
+        kafka_group=get("LDP_KAFKA_GROUP"),
+        kafka_max_messages=int(get("LDP_KAFKA_MAX_MESSAGES")),
+        s3_source_uri=get("LDP_S3_SOURCE_URI"),
     )

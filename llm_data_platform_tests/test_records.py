@@ -110,3 +110,18 @@ def test_document_events_get_a_content_version():
         stream="documents",
     )
     assert deleted.rows[0]["version"] is None and deleted.rows[0]["op"] == "delete"
+
+
+def test_hostile_lines_are_quarantined_not_fatal():
+    lines = [
+        b"[" * 100_000 + b"]" * 100_000,  # nesting beyond the recursion limit
+        _msg(timestamp="0001-01-01T00:00:00+01:00"),  # overflows when moved to UTC
+        _msg(content="\ud800 alone"),  # json.dumps writes it as a lone \ud800 escape
+        _msg(content="\U0001f600 fine"),  # written as a surrogate pair: a real character
+    ]
+    parsed = _parse(lines)
+    assert [q["source_line"] for q in parsed.quarantine] == [1, 2, 3]
+    assert "nested" in parsed.quarantine[0]["reason"]
+    assert "timestamp" in parsed.quarantine[1]["reason"]
+    assert "surrogate" in parsed.quarantine[2]["reason"]
+    assert parsed.rows[0]["content"] == "😀 fine"

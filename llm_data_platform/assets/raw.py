@@ -12,11 +12,13 @@ from functools import lru_cache
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from llm_data_platform.partitions import daily_backfill_policy, daily_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFile, LandingFolderResource
 from llm_data_platform.resources.metadata import preview_markdown
+from llm_data_platform.streaming.microbatch import read_day_detailed
 from llm_data_platform.transforms.records import (
     STREAMS,
     ParsedLines,
@@ -87,15 +89,35 @@ def ingest_stream(
     out: dict[str, pa.Table] = {}
     totals: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    per_source: Counter[str] = Counter()
     quarantine_preview = None
     for key in keys:
         table = to_table(rows[key], spec.schema)
         quarantine = quarantine_table(bad[key])
+        per_source["landing"] += table.num_rows
+        # Micro-batches staged by the streaming sources (Kafka, S3) for this day: each event
+        # once (a replay under another batch identity is dropped and counted).
+        staged = read_day_detailed(lake, stream, key)
+        replays = staged.duplicates if staged.files else 0
+        if staged.files:
+            table = pa.concat_tables([table, staged.rows.select(spec.schema.names)])
+            quarantine = pa.concat_tables(
+                [quarantine, staged.quarantine.select(quarantine.schema.names)]
+            )
+            bad[key] = bad[key] + staged.quarantine.to_pylist()
+            totals.update(
+                stream_replays_dropped=staged.duplicates, stream_batches=len(staged.batches)
+            )
+            for source, n in staged.per_source.items():
+                per_source[source] += n
+        arrived = pc.cast(table["arrived_at"], pa.date32())
+        event_day = pc.cast(table[spec.row_time_key], pa.date32())
+        late = int(pc.sum(pc.greater(arrived, event_day)).as_py() or 0)
         lake.write_partition("raw", f"{asset_name}_quarantine", key, quarantine)
         out[key] = table
-        late = sum(1 for r in rows[key] if r["arrived_at"].date() > r[spec.row_time_key].date())
-        totals.update(received=len(rows[key]) + len(bad[key]), kept=len(rows[key]))
-        totals.update(quarantined=len(bad[key]), late_events=late)
+        # received = kept + quarantined + replays dropped, for every partition
+        totals.update(received=table.num_rows + quarantine.num_rows + replays, kept=table.num_rows)
+        totals.update(quarantined=quarantine.num_rows, late_events=late)
         reasons.update(_reason_family(q["reason"]) for q in bad[key])
         if quarantine.num_rows and quarantine_preview is None:
             quarantine_preview = quarantine
@@ -105,6 +127,9 @@ def ingest_stream(
     )
     meta: dict[str, object] = {
         **{k: totals[k] for k in ("received", "kept", "quarantined", "late_events")},
+        "events_per_source": dict(per_source),
+        "stream_batches": totals["stream_batches"],
+        "stream_replays_dropped": totals["stream_replays_dropped"],
         "landing_files_scanned": len(files),
         "landing_files_used": len(files_used),
         "quarantine_reasons": dict(reasons),
@@ -116,10 +141,11 @@ def ingest_stream(
     if quarantine_preview is not None:
         meta["quarantine_preview"] = dg.MetadataValue.md(preview_markdown(quarantine_preview))
     if stream == "conversations":
-        counts = Counter()
         for key in keys:
-            counts.update(r["event_type"] for r in rows[key])
-        meta.update({f"events_{k}": v for k, v in counts.items()})
+            for item in pc.value_counts(out[key]["event_type"]).to_pylist():
+                meta[f"events_{item['values']}"] = (
+                    meta.get(f"events_{item['values']}", 0) + item["counts"]
+                )
     context.add_output_metadata(meta)
     return out
 

@@ -11,7 +11,9 @@ One ``ingest_once`` call is one bounded run of a consumer group over one topic:
    and ``source_line`` is ``offset - first + 1``: a pointer back to the original message.
 3. Per batch: a ledger entry records the range (state ``writing``), the files are written
    (``write_microbatch``, each file atomic), the entry is marked ``written``, and only then the
-   offset ``last + 1`` is committed (synchronously); the entry is then removed.
+   offset ``last + 1`` is committed (synchronously); the entry is then removed. Batches are
+   written by one writer thread, in order, while the next messages are read; commits follow
+   in the same order.
 
 Crash anywhere and restart: before the commit the group's offset still points at the batch's
 first offset, so the batch is read again. A ``written`` ledger entry at that offset means the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import posixpath
 import threading
 import time
 from collections import Counter, deque
@@ -83,6 +86,10 @@ class KafkaSourceConfig:
     run_timeout_s: float = 45.0  # stop reading after this (what was read is still written)
     idle_timeout_s: float = 10.0  # give up on offsets below the watermark that never come
     metadata_timeout_s: float = 10.0
+    # Keep each committed batch's ledger entry (state ``committed``, with its event days) until
+    # ``acknowledge`` removes it: a sensor requests runs for ``pending_days`` and acknowledges
+    # them, so even a crash between the commit and the run requests loses no trigger.
+    keep_committed_ledger: bool = False
     consumer_config: Mapping[str, Any] = field(default_factory=dict)  # security.protocol, …
 
     @classmethod
@@ -227,6 +234,51 @@ def _ledger_delete(lake: LakeResource, path: str) -> None:
         log.debug("ledger entry %s not deleted", path)
 
 
+def _ledger_done(lake: LakeResource, config: KafkaSourceConfig, path: str, entry: dict) -> None:
+    """A batch's offsets are committed: drop its entry, or keep it for ``pending_days``."""
+    if config.keep_committed_ledger:
+        done = {**entry, "topic": config.topic, "state": "committed"}
+        lake.write_bytes(path, json.dumps(done).encode())
+    else:
+        _ledger_delete(lake, path)
+
+
+def _ledger_entries(lake: LakeResource, config: KafkaSourceConfig) -> list[tuple[str, dict]]:
+    import pyarrow.fs as pafs
+
+    folder = posixpath.dirname(posixpath.dirname(_ledger_path(lake, config, 0, 0)))
+    fs, _ = lake.filesystem()
+    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+    out = []
+    for info in sorted(infos, key=lambda i: i.path):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
+            entry = _ledger_read(lake, info.path)
+            if entry is not None:
+                out.append((info.path, entry))
+    return out
+
+
+def pending_days(lake: LakeResource, config: KafkaSourceConfig) -> dict[str, list[str]]:
+    """Event day → identities of committed batches not yet acknowledged (with
+    ``keep_committed_ledger``): the daily partitions a sensor still has to request."""
+    out: dict[str, list[str]] = {}
+    for _, entry in _ledger_entries(lake, config):
+        if entry.get("state") == "committed":
+            for day in entry.get("days", {}):
+                out.setdefault(day, []).append(entry["identity"])
+    return {day: sorted(ids) for day, ids in sorted(out.items())}
+
+
+def acknowledge(lake: LakeResource, config: KafkaSourceConfig, identities: set[str]) -> int:
+    """Forget committed batches whose runs have been requested; returns how many."""
+    done = 0
+    for path, entry in _ledger_entries(lake, config):
+        if entry.get("state") == "committed" and entry.get("identity") in identities:
+            _ledger_delete(lake, path)
+            done += 1
+    return done
+
+
 # ---- offsets -----------------------------------------------------------------------------------
 def _partitions(consumer: Consumer, config: KafkaSourceConfig) -> list[int]:
     meta = consumer.list_topics(config.topic, timeout=config.metadata_timeout_s)
@@ -300,6 +352,7 @@ class _InFlight:
     messages: int
     identity: str
     ledger: str
+    entry: dict
     future: Future
 
 
@@ -340,6 +393,14 @@ def ingest_once(
             report.stopped = "no_topic"
             return report
         offsets = _offsets(consumer, config, partitions)
+        # Entries of batches whose offsets were committed just before a crash: settle them.
+        for path, entry in _ledger_entries(lake, config):
+            committed = offsets.get(entry.get("partition"), (-1, 0, 0))[0]
+            if entry.get("state") != "committed" and 0 <= entry["last"] < committed:
+                if entry.get("state") == "written":
+                    _ledger_done(lake, config, path, entry)
+                else:
+                    _ledger_delete(lake, path)
 
         start: dict[int, int] = {}
         forced: dict[int, tuple[int, int]] = {}  # partition -> (first, last) of an unfinished batch
@@ -362,7 +423,7 @@ def ingest_once(
                     report.recovered_messages += entry["last"] - entry["first"] + 1
                     for day in entry.get("days", {}):
                         report.recovered_days.setdefault(day, []).append(entry["identity"])
-                    _ledger_delete(lake, path)
+                    _ledger_done(lake, config, path, entry)
                     begin = entry["last"] + 1
                     continue
                 forced[p] = (entry["first"], entry["last"])
@@ -436,7 +497,7 @@ def ingest_once(
                 _commit(consumer, config.topic, job.partition, job.last + 1)
                 if fault is not None:
                     fault("after_commit", {"identity": job.identity, "partition": job.partition})
-                _ledger_delete(lake, job.ledger)
+                _ledger_done(lake, config, job.ledger, {**job.entry, "days": result.days})
                 part = report.partitions[job.partition]
                 part.committed = job.last + 1
                 part.messages += job.messages
@@ -452,7 +513,13 @@ def ingest_once(
             identity = batch_identity(config.topic, p, first, last)
             path = _ledger_path(lake, config, p, first)
             future = writer.submit(write, p, batch, identity, path)
-            in_flight.append(_InFlight(p, first, last, len(batch), identity, path, future))
+            entry = {
+                "identity": safe_identity(identity),
+                "partition": p,
+                "first": first,
+                "last": last,
+            }
+            in_flight.append(_InFlight(p, first, last, len(batch), identity, path, entry, future))
             while len(in_flight) > config.max_in_flight:
                 settle(wait=True)
 
@@ -558,10 +625,12 @@ __all__ = [
     "IngestReport",
     "KafkaSourceConfig",
     "PartitionReport",
+    "acknowledge",
     "batch_identity",
     "batch_source",
     "consumer_settings",
     "describe",
     "ingest_once",
     "lag",
+    "pending_days",
 ]

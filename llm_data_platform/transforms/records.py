@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -20,6 +21,7 @@ import pyarrow as pa
 from llm_data_platform import schemas
 
 MAX_LINE_BYTES = 1_000_000
+_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 MESSAGE_ROLES = {"system", "user", "assistant"}
 DOCUMENT_FORMATS = {"html", "markdown", "text"}
 
@@ -34,11 +36,11 @@ def parse_timestamp(value: Any) -> datetime:
     text = value.strip().replace("Z", "+00:00") if value.endswith("Z") else value.strip()
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)  # naive times are taken as UTC, documented
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidRecord(f"unparseable timestamp {value!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # naive times are taken as UTC, documented
-    return parsed.astimezone(UTC)
 
 
 def _require_str(obj: dict, key: str) -> str:
@@ -167,6 +169,13 @@ def parse_lines(
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InvalidRecord(f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
+            except RecursionError as exc:
+                raise InvalidRecord("invalid JSON: nested too deeply") from exc
+            if "\\u" in text and _LONE_SURROGATE.search(text):
+                try:
+                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InvalidRecord("a string holds a lone UTF-16 surrogate") from exc
             if not isinstance(obj, dict):
                 raise InvalidRecord(f"a JSON {type(obj).__name__}, not an object")
             row = validate(obj)

@@ -1,0 +1,52 @@
+"""Streaming sources beside the landing folder: Kafka topics and S3 prefixes.
+
+Each is switched on by configuration alone (LDP_KAFKA_BOOTSTRAP, LDP_S3_SOURCE_URI); both
+stage exactly-once micro-batches into the raw zone (``streaming/``), which the raw assets
+compact into their day partitions.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from llm_data_platform.streaming.kafka_source import KafkaSourceConfig
+from llm_data_platform.streaming.s3_source import S3PrefixSource
+
+# A sensor tick must finish within 60 s: reading stops here, what was read is still written.
+TICK_READ_SECONDS = 35.0
+
+
+class StreamSourcesResource(dg.ConfigurableResource):
+    kafka_bootstrap: str = ""
+    kafka_topics: str = "conversations=ldp.conversations,documents=ldp.documents"
+    kafka_group: str = "llm-data-platform"
+    kafka_max_messages: int = 100_000
+    s3_source_uri: str = ""
+    s3: S3Resource | None = None
+    max_objects: int = 200
+
+    def topics(self) -> dict[str, str]:
+        pairs = [p.split("=", 1) for p in self.kafka_topics.split(",") if "=" in p]
+        return {stream.strip(): topic.strip() for stream, topic in pairs}
+
+    def kafka_config(self, stream: str) -> KafkaSourceConfig | None:
+        topic = self.topics().get(stream)
+        if not self.kafka_bootstrap or not topic:
+            return None
+        return KafkaSourceConfig(
+            bootstrap_servers=self.kafka_bootstrap,
+            topic=topic,
+            group_id=self.kafka_group,
+            stream=stream,
+            max_messages=self.kafka_max_messages,
+            run_timeout_s=TICK_READ_SECONDS,
+            keep_committed_ledger=True,
+        )
+
+    def s3_source(self, stream: str) -> S3PrefixSource | None:
+        if not self.s3_source_uri:
+            return None
+        s3 = self.s3 or S3Resource()
+        url = f"{self.s3_source_uri.rstrip('/')}/{stream}/"
+        return S3PrefixSource.from_url(url, stream, s3.get_client, max_objects=self.max_objects)
