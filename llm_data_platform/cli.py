@@ -244,6 +244,47 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_produce(args: argparse.Namespace) -> int:
+    """A synthetic chat stream into a source, to watch the sensors pick it up in the UI."""
+    from llm_data_platform.settings import load_settings
+    from llm_data_platform.streaming.producer import produce_synthetic
+
+    settings = load_settings()
+    target = args.target
+    if target == "landing":
+        target = settings.landing_dir
+    elif target == "s3":
+        if not settings.s3_source_uri:
+            _say("Set LDP_S3_SOURCE_URI=s3://bucket/prefix (the prefix the s3 sensors watch).")
+            return 2
+        target = f"{settings.s3_source_uri.rstrip('/')}/{args.stream}"
+    elif target == "kafka":
+        if not settings.kafka_bootstrap:
+            _say("Set LDP_KAFKA_BOOTSTRAP=host:port (the brokers the kafka sensors read).")
+            return 2
+        topics = dict(p.split("=", 1) for p in settings.kafka_topics.split(",") if "=" in p)
+        target = f"kafka://{settings.kafka_bootstrap.split(',')[0]}/{topics[args.stream]}"
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done:,}/{total:,} events", end="", flush=True)
+
+    report = produce_synthetic(
+        target,
+        args.rate,
+        args.duration,
+        stream=args.stream,
+        endpoint_url=settings.s3_endpoint_url or None,
+        malformed_fraction=args.malformed,
+        progress=progress,
+    )
+    print()
+    _say(
+        f"{report.events:,} events ({report.malformed} malformed) in {report.units} "
+        f"{report.kind} units to {report.target} in {report.seconds:.1f}s"
+    )
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from llm_data_platform.settings import SETTINGS
 
@@ -311,6 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", help="doc id prefix (default: ids are relative paths)")
     p.add_argument("--rehash", action="store_true", help="re-read files whose mtime is unchanged")
     p.set_defaults(func=cmd_ingest_docs)
+
+    p = sub.add_parser("produce", help="a synthetic chat stream into landing, S3 or Kafka")
+    p.add_argument(
+        "--target",
+        default="landing",
+        help="landing | s3 | kafka (from the settings), or a folder, s3://… or kafka://…",
+    )
+    p.add_argument("--stream", default="conversations", choices=["conversations"])
+    p.add_argument("--rate", type=float, default=20.0, help="events per second")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds")
+    p.add_argument("--malformed", type=float, default=0.01, help="share of malformed lines")
+    p.set_defaults(func=cmd_produce)
 
     p = sub.add_parser("settings", help="every setting with its default (Markdown table)")
     p.set_defaults(func=cmd_settings)
