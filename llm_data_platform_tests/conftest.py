@@ -71,17 +71,10 @@ def make_platform(root: Path) -> Platform:
 def materialize_daily(
     platform: Platform, days: list[str], selection=None
 ) -> dg.ExecuteInProcessResult:
+    from llm_data_platform.automation.jobs import DAILY_ASSETS
     from llm_data_platform.definitions import ASSETS, CHECKS
 
-    selection = selection or dg.AssetSelection.assets(
-        "raw_conversations",
-        "raw_documents",
-        "conversations_clean",
-        "documents_clean",
-        "training_examples",
-        "document_chunks",
-        "chunk_embeddings",
-    )
+    selection = selection or dg.AssetSelection.assets(*DAILY_ASSETS)
     return dg.materialize(
         [*ASSETS, *CHECKS],
         selection=selection,

@@ -6,6 +6,7 @@ report every count. Dropped rows are kept beside the table (``*_dropped``) with 
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 import dagster as dg
@@ -29,13 +30,35 @@ _COMMON = dict(
 )
 
 
-def _dropped_metadata(lake: LakeResource, table: str, sample: pa.Table | None) -> dict:
-    meta: dict[str, object] = {
-        "dropped_table": dg.MetadataValue.path(lake.uri(lake.table_path("clean", table)))
-    }
-    if sample is not None and sample.num_rows:
+def clean_partitions(
+    context: dg.AssetExecutionContext,
+    raw_by_day: dict[str, pa.Table],
+    clean: Callable[[pa.Table], object],
+    lake: LakeResource,
+    dropped_table: str,
+) -> dict[str, pa.Table]:
+    """Run a cleaning transform per day; dropped rows go beside the table, counts to metadata.
+
+    ``clean`` returns an object with ``clean``, ``dropped`` (tables) and ``counts`` (dict).
+    """
+    started = time.perf_counter()
+    out: dict[str, pa.Table] = {}
+    totals: Counter[str] = Counter()
+    sample = None
+    for key, raw in raw_by_day.items():
+        result = clean(raw)
+        lake.write_partition("clean", dropped_table, key, result.dropped)
+        out[key] = result.clean
+        totals.update(result.counts)
+        if sample is None and result.dropped.num_rows:
+            sample = result.dropped
+    meta: dict[str, object] = {k: int(v) for k, v in sorted(totals.items())}
+    meta["dropped_table"] = dg.MetadataValue.path(lake.uri(lake.table_path("clean", dropped_table)))
+    if sample is not None:
         meta["dropped_preview"] = dg.MetadataValue.md(preview_markdown(sample))
-    return meta
+    meta["clean_seconds"] = round(time.perf_counter() - started, 3)
+    context.add_output_metadata(meta)
+    return out
 
 
 @dg.asset(
@@ -49,27 +72,14 @@ def conversations_clean(
     lake: LakeResource,
 ) -> dict[str, pa.Table]:
     """Messages normalised, PII-redacted, language-tagged, quality-scored and deduplicated."""
-    started = time.perf_counter()
-    settings = load_settings()
-    config = CleaningConfig(min_quality_score=settings.min_quality)
-    out: dict[str, pa.Table] = {}
-    totals: Counter[str] = Counter()
-    sample = None
-    for key, raw in raw_conversations.items():
-        result = clean_conversations(raw, config)
-        lake.write_partition("clean", "conversations_clean_dropped", key, result.dropped)
-        out[key] = result.clean
-        totals.update(result.counts)
-        if sample is None and result.dropped.num_rows:
-            sample = result.dropped
-    context.add_output_metadata(
-        {
-            **{k: int(v) for k, v in sorted(totals.items())},
-            **_dropped_metadata(lake, "conversations_clean_dropped", sample),
-            "clean_seconds": round(time.perf_counter() - started, 3),
-        }
+    config = CleaningConfig(min_quality_score=load_settings().min_quality)
+    return clean_partitions(
+        context,
+        raw_conversations,
+        lambda raw: clean_conversations(raw, config),
+        lake,
+        "conversations_clean_dropped",
     )
-    return out
 
 
 @dg.asset(
@@ -83,22 +93,6 @@ def documents_clean(
     lake: LakeResource,
 ) -> dict[str, pa.Table]:
     """Text extracted from each document's latest version of the day; deletions as tombstones."""
-    started = time.perf_counter()
-    out: dict[str, pa.Table] = {}
-    totals: Counter[str] = Counter()
-    sample = None
-    for key, raw in raw_documents.items():
-        result = clean_documents(raw)
-        lake.write_partition("clean", "documents_clean_dropped", key, result.dropped)
-        out[key] = result.clean
-        totals.update(result.counts)
-        if sample is None and result.dropped.num_rows:
-            sample = result.dropped
-    context.add_output_metadata(
-        {
-            **{k: int(v) for k, v in sorted(totals.items())},
-            **_dropped_metadata(lake, "documents_clean_dropped", sample),
-            "clean_seconds": round(time.perf_counter() - started, 3),
-        }
+    return clean_partitions(
+        context, raw_documents, clean_documents, lake, "documents_clean_dropped"
     )
-    return out

@@ -18,17 +18,20 @@ ingest_documents_job = dg.define_asset_job(
     description="Landed document versions → raw → clean → chunks → embeddings.",
 )
 
+# Every daily-partitioned asset, raw to curated.
+DAILY_ASSETS = (
+    "raw_conversations",
+    "raw_documents",
+    "conversations_clean",
+    "documents_clean",
+    "training_examples",
+    "document_chunks",
+    "chunk_embeddings",
+)
+
 daily_job = dg.define_asset_job(
     "daily_job",
-    selection=dg.AssetSelection.assets(
-        "raw_conversations",
-        "raw_documents",
-        "conversations_clean",
-        "documents_clean",
-        "training_examples",
-        "document_chunks",
-        "chunk_embeddings",
-    ),
+    selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     partitions_def=daily_partitions,
     description="Every daily partition from raw to curated; idempotent, safe to re-run.",
 )

@@ -10,10 +10,13 @@ One ``ingest_once`` call is one bounded run of a consumer group over one topic:
    like Kafka's own segment files). ``source_file`` is ``kafka://<topic>/<partition>/<first>``
    and ``source_line`` is ``offset - first + 1``: a pointer back to the original message.
 3. Per batch: a ledger entry records the range (state ``writing``), the files are written
-   (``write_microbatch``, each file atomic), the entry is marked ``written``, and only then the
+   (``write_encoded``, each file atomic), the entry is marked ``written``, and only then the
    offset ``last + 1`` is committed (synchronously); the entry is then removed. Batches are
    written by one writer thread, in order, while the next messages are read; commits follow
-   in the same order.
+   in the same order. Parsing has no side effect and runs ahead: parser threads parse an open
+   batch piece by piece (``PARSE_PIECE`` lines) as it fills, then combine a closed batch's
+   pieces (``combine_parsed``: the same rows, hence the same file bytes, as parsing it whole)
+   and encode its Parquet files; the writer only writes them.
 
 Crash anywhere and restart: before the commit the group's offset still points at the batch's
 first offset, so the batch is read again. A ``written`` ledger entry at that offset means the
@@ -24,13 +27,18 @@ completes the batch. Every event is therefore in the raw zone once per identity,
 reset by an operator, two concurrent runs of the same group).
 
 Malformed messages (bad JSON, missing fields, wrong types, oversize, undecodable bytes, null
-values) are quarantined with the reason by ``write_microbatch``; their offsets are committed
+values) are quarantined with the reason by ``parse_batch``; their offsets are committed
 with the batch like any other.
+
+Throughput: the consume loop does no per-message Python beyond unpacking each ``consume``
+result into plain columns (``_unpack``, with cyclic GC paused so the short-lived ``Message``
+objects never reach a collection); parsing and writing run on other threads.
 """
 
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import logging
 import posixpath
@@ -39,11 +47,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import (
@@ -56,12 +66,17 @@ from confluent_kafka import (
 
 from llm_data_platform.streaming.microbatch import (
     ZONE,
+    EncodedBatch,
     FaultHook,
     LineColumns,
     MicroBatchResult,
+    ParsedBatch,
     batch_table_names,
+    combine_parsed,
+    encode_parsed,
+    parse_batch,
     safe_identity,
-    write_microbatch,
+    write_encoded,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +96,7 @@ class KafkaSourceConfig:
     stream: str = "conversations"
     max_messages: int = 100_000  # per ingest run, all partitions together
     batch_messages: int = 25_000  # per micro-batch (bounds memory)
-    max_in_flight: int = 2  # batches written while the next ones are read
+    max_in_flight: int = 4  # batches parsed and written while the next ones are read
     poll_timeout_s: float = 1.0  # one consume() call
     run_timeout_s: float = 45.0  # stop reading after this (what was read is still written)
     idle_timeout_s: float = 10.0  # give up on offsets below the watermark that never come
@@ -172,16 +187,67 @@ class IngestReport:
         return {d: sorted(set(ids)) for d, ids in sorted(out.items())}
 
 
-def _batch_lines(topic: str, partition: int, batch: list[Message], offsets: list[int]):
-    """(lines, source, arrival times, rejected) of a batch; line number = offset - first + 1;
-    null values (tombstones) are ``rejected``: quarantined with their reason."""
-    first = offsets[0]
-    stamps = pa.array([m.timestamp()[1] for m in batch], pa.int64())
+@dataclass
+class _Messages:
+    """One partition's messages as parallel columns, in offset order. ``consume`` hands out
+    ``Message`` objects; only these plain columns are kept (see ``_unpack``)."""
+
+    offsets: list[int]
+    values: list[bytes | None]
+    stamps: list[int]  # message timestamps, epoch ms (-1: none)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def extend(self, offsets: list[int], values: list[bytes | None], stamps: list[int]) -> None:
+        self.offsets += offsets
+        self.values += values
+        self.stamps += stamps
+
+
+@contextmanager
+def _gc_paused():
+    """Cyclic GC off while a ``consume`` result is unpacked. Each ``Message`` is a GC-tracked
+    object: 10,000 of them at a time trigger collections that promote them, and every promotion
+    brings the next full collection (over every object of the process) nearer — that cost
+    dominated ingest. Unpacked into plain columns (ints, bytes) and released before GC is back
+    on, they never reach a collection. Collections are only deferred, never skipped."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _unpack(messages: list[Message]):
+    """(partitions as numpy, offsets, values, timestamps) of a ``consume`` result; a message
+    carrying an error (other than a partition EOF) raises; EOF events are dropped."""
+    errors = list(map(Message.error, messages))
+    if errors.count(None) != len(errors):
+        for error in errors:
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(error)
+        messages = [m for m, e in zip(messages, errors, strict=True) if e is None]
+    parts = np.fromiter(map(Message.partition, messages), np.int64, len(messages))
+    offsets = list(map(Message.offset, messages))
+    values = list(map(Message.value, messages))
+    stamps = [t for _, t in map(Message.timestamp, messages)]
+    return parts, offsets, values, stamps
+
+
+def _batch_lines(topic: str, partition: int, first: int, batch: _Messages):
+    """(lines, source, arrival times, rejected) of a batch starting at offset ``first`` (or of
+    a piece of it); line number = offset - first + 1; null values (tombstones) are
+    ``rejected``: quarantined with their reason."""
+    offsets = batch.offsets
+    stamps = pa.array(batch.stamps, pa.int64())
     if pc.min(stamps).as_py() < 0:  # no timestamp (old message format): arrival = now
         stamps = pc.if_else(pc.less(stamps, 0), int(time.time() * 1000), stamps)
     arrivals = stamps.cast(pa.timestamp("ms", tz="UTC"))
-    values = [m.value() for m in batch]
-    numbers = [o - first + 1 for o in offsets]
+    values = batch.values
+    numbers = (np.asarray(offsets, dtype=np.int64) - (first - 1)).tolist()
     rejected: list[tuple[int, bytes, str, datetime]] = []
     if None in values:
         keep = [v is not None for v in values]
@@ -356,6 +422,23 @@ class _InFlight:
     future: Future
 
 
+PARSE_PIECE = 10_000  # lines of an open batch parsed at a time, while the rest is read
+
+
+@dataclass
+class _OpenBatch:
+    """A partition's batch being filled. Its range becomes final when it is closed (full,
+    its pinned end reached, or the run's end); its lines are parsed piece by piece meanwhile,
+    by the parser thread, so parsing overlaps reading."""
+
+    first: int
+    pin: int | None  # the last offset of a crashed run's unfinished batch: this batch ends there
+    last: int = -1
+    count: int = 0
+    pending: _Messages = field(default_factory=lambda: _Messages([], [], []))
+    pieces: list[Future] = field(default_factory=list)
+
+
 class _Stopped(Exception):
     """A write job skipped because an earlier one failed (the run is going down)."""
 
@@ -369,8 +452,9 @@ def ingest_once(
 ) -> IngestReport:
     """Read the group's backlog (as of now, bounded) into raw micro-batches and commit it.
 
-    Consuming and writing overlap: batches are written by one writer thread, in order, while
-    the next messages are read (at most ``max_in_flight`` batches wait); each batch's offset is
+    Consuming, parsing and writing overlap: open batches are parsed piece by piece by parser
+    threads (pure work), closed batches are written by one writer thread, in order, while the
+    next messages are read (at most ``max_in_flight`` closed batches wait); each batch's offset is
     committed by this thread once its files and its ``written`` ledger entry are durable. After
     a failure no further batch is started, so the ledger of every partition holds written
     batches first, then at most one unfinished one: what the next run's recovery expects.
@@ -385,6 +469,9 @@ def ingest_once(
     lake.filesystem()  # resolve the lake's filesystem once, before the writer thread uses it
     consumer = Consumer(consumer_settings(config))
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldp-kafka-writer")
+    # Parsing is mostly Arrow and numpy work that releases the GIL: two threads keep both cores
+    # busy once the reading is done. Pieces may finish out of order; the writer takes them in order.
+    parser = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ldp-kafka-parser")
     failed = threading.Event()
     in_flight: deque[_InFlight] = deque()
     try:
@@ -446,36 +533,49 @@ def ingest_once(
         if not active:
             return report
         consumer.assign([TopicPartition(config.topic, p, start[p]) for p in sorted(active)])
-        buffers: dict[int, list[Message]] = {p: [] for p in active}
+        opened: dict[int, _OpenBatch] = {}  # partition -> the batch being filled
 
-        def write(p: int, batch: list[Message], identity: str, path: str) -> MicroBatchResult:
+        def parse(p: int, first: int, piece: _Messages) -> tuple[ParsedBatch, int, float]:
+            """Parser thread: one piece of a batch (no side effects)."""
+            begun = time.perf_counter()
+            lines, source, arrivals, rejected = _batch_lines(config.topic, p, first, piece)
+            parsed = parse_batch(config.stream, lines, source, arrivals, rejected=rejected)
+            return parsed, len(piece), time.perf_counter() - begun
+
+        def encode(p: int, first: int, last: int, pieces: list[Future]) -> EncodedBatch:
+            """Parser thread: a closed batch's pieces → its files' bytes (no side effects).
+            Its pieces were queued before it, so they are running or done: no deadlock."""
+            parts = [piece.result() for piece in pieces]
+            encoded = encode_parsed(
+                lake,
+                config.stream,
+                batch_identity(config.topic, p, first, last),
+                batch_source(config.topic, p, first),
+                combine_parsed([parsed for parsed, _, _ in parts]),
+                sum(received for _, received, _ in parts),
+            )
+            encoded.seconds += sum(seconds for _, _, seconds in parts)
+            return encoded
+
+        def write(
+            p: int, first: int, last: int, encoding: Future, identity: str, path: str
+        ) -> MicroBatchResult:
             """Writer thread: ledger entry, files, ledger entry marked written."""
             if failed.is_set():
                 raise _Stopped(identity)
             try:
-                offsets = [m.offset() for m in batch]
                 entry = {
                     "identity": safe_identity(identity),
                     "topic": config.topic,
                     "partition": p,
-                    "first": offsets[0],
-                    "last": offsets[-1],
+                    "first": first,
+                    "last": last,
                     "state": "writing",
                 }
                 lake.write_bytes(path, json.dumps(entry).encode())
                 if fault is not None:
                     fault("before_write", {"identity": identity, "partition": p})
-                lines, source, arrivals, rejected = _batch_lines(config.topic, p, batch, offsets)
-                result = write_microbatch(
-                    lake,
-                    config.stream,
-                    identity,
-                    lines,
-                    source,
-                    arrivals,
-                    rejected=rejected,
-                    fault=fault,
-                )
+                result = write_encoded(lake, encoding.result(), fault=fault)
                 entry.update(state="written", days=result.days, rows=result.rows)
                 lake.write_bytes(path, json.dumps(entry).encode())
                 return result
@@ -508,50 +608,65 @@ def ingest_once(
                 report.late_events += result.late_events
                 reasons.update(result.reasons)
 
-        def flush(p: int, batch: list[Message]) -> None:
-            first, last = batch[0].offset(), batch[-1].offset()
+        def flush(p: int, batch: _OpenBatch) -> None:
+            """The batch's range is final: parse its last piece, queue its encoding and write."""
+            submit_piece(p, batch)
+            first, last = batch.first, batch.last
             identity = batch_identity(config.topic, p, first, last)
             path = _ledger_path(lake, config, p, first)
-            future = writer.submit(write, p, batch, identity, path)
+            encoding = parser.submit(encode, p, first, last, batch.pieces)
+            future = writer.submit(write, p, first, last, encoding, identity, path)
             entry = {
                 "identity": safe_identity(identity),
                 "partition": p,
                 "first": first,
                 "last": last,
             }
-            in_flight.append(_InFlight(p, first, last, len(batch), identity, path, entry, future))
+            in_flight.append(_InFlight(p, first, last, batch.count, identity, path, entry, future))
             while len(in_flight) > config.max_in_flight:
                 settle(wait=True)
 
-        def take(p: int, run: list[Message]) -> None:
-            """Add a run of one partition's messages (offset order); cut and write batches."""
-            done = run[-1].offset() >= target[p] - 1
-            if run[-1].offset() >= target[p]:
-                run = run[: bisect.bisect_left([m.offset() for m in run], target[p])]
-            buf = buffers[p] + run if buffers[p] else run
-            while buf:
-                pinned = forced.get(p)
-                if pinned is not None and buf[0].offset() != pinned[0]:
-                    forced.pop(p)  # the log moved under us (retention): the pin no longer applies
-                    continue
-                if pinned is not None:
-                    if buf[-1].offset() < pinned[1]:
-                        break
-                    cut = bisect.bisect_right([m.offset() for m in buf], pinned[1])
-                    forced.pop(p)
-                elif len(buf) >= config.batch_messages:
-                    cut = config.batch_messages
+        def submit_piece(p: int, batch: _OpenBatch) -> None:
+            if len(batch.pending):
+                batch.pieces.append(parser.submit(parse, p, batch.first, batch.pending))
+                batch.pending = _Messages([], [], [])
+
+        def take(p: int, offsets: list[int], values: list, stamps: list[int]) -> None:
+            """Add a run of one partition's messages (offset order) to its open batch; close
+            batches when full; hand their lines to the parser a piece at a time."""
+            done = offsets[-1] >= target[p] - 1
+            if offsets[-1] >= target[p]:
+                k = bisect.bisect_left(offsets, target[p])
+                offsets, values, stamps = offsets[:k], values[:k], stamps[:k]
+            while offsets:
+                batch = opened.get(p)
+                if batch is None:
+                    pinned = forced.pop(p, None)
+                    if pinned is not None and offsets[0] != pinned[0]:
+                        pinned = None  # the log moved under us (retention): the pin is void
+                    batch = opened[p] = _OpenBatch(offsets[0], pinned[1] if pinned else None)
+                if batch.pin is not None:  # a crashed run's unfinished batch: same range
+                    n = bisect.bisect_right(offsets, batch.pin)
+                    full = offsets[-1] >= batch.pin
                 else:
+                    n = min(len(offsets), config.batch_messages - batch.count)
+                    full = batch.count + n >= config.batch_messages
+                if n:
+                    batch.pending.extend(offsets[:n], values[:n], stamps[:n])
+                    batch.count += n
+                    batch.last = offsets[n - 1]
+                    if len(batch.pending) >= PARSE_PIECE:
+                        submit_piece(p, batch)
+                    offsets, values, stamps = offsets[n:], values[n:], stamps[n:]
+                if not full:
                     break
-                batch, buf = buf[:cut], buf[cut:]
-                flush(p, batch)
-            buffers[p] = buf
+                flush(p, opened.pop(p))
             if done:
                 finish(p)
 
         def finish(p: int) -> None:
-            if buffers[p]:
-                batch, buffers[p] = buffers[p], []
+            batch = opened.pop(p, None)
+            if batch is not None and batch.count:
                 flush(p, batch)
             active.discard(p)
             consumer.pause([TopicPartition(config.topic, p)])
@@ -563,8 +678,11 @@ def ingest_once(
             if clock() > deadline:
                 report.stopped = "timeout"
                 break
-            messages = consumer.consume(num_messages=10_000, timeout=config.poll_timeout_s)
-            if not messages:
+            with _gc_paused():
+                messages = consumer.consume(num_messages=10_000, timeout=config.poll_timeout_s)
+                parts, offsets, values, stamps = _unpack(messages)
+                del messages
+            if not offsets:
                 # Offsets below the watermark that are never delivered (transaction markers,
                 # compacted gaps): the consumer's position tells when a partition is done.
                 for tp in consumer.position([TopicPartition(config.topic, p) for p in active]):
@@ -583,21 +701,15 @@ def ingest_once(
             if report.first_message_seconds is None:
                 report.first_message_seconds = clock() - started
             last_progress = clock()
-            if any(m.error() is not None for m in messages):
-                for m in messages:
-                    error = m.error()
-                    if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                messages = [m for m in messages if m.error() is None]
             # runs of one partition (librdkafka hands messages out fetch by fetch)
-            parts = [m.partition() for m in messages]
-            edges = [i for i in range(1, len(parts)) if parts[i] != parts[i - 1]]
+            edges = (np.flatnonzero(parts[1:] != parts[:-1]) + 1).tolist()
             for a, b in zip([0, *edges], [*edges, len(parts)], strict=True):
-                if a < b and parts[a] in active:
-                    take(parts[a], messages[a:b])
-        for p in sorted(buffers):
-            if buffers[p]:
-                batch, buffers[p] = buffers[p], []
+                p = int(parts[a])
+                if p in active:
+                    take(p, offsets[a:b], values[a:b], stamps[a:b])
+        for p in sorted(opened):
+            batch = opened.pop(p)
+            if batch.count:
                 flush(p, batch)
         while in_flight:
             settle(wait=True)
@@ -605,7 +717,8 @@ def ingest_once(
         failed.set()  # no new batch starts; the one being written finishes (or fails) alone
         raise
     finally:
-        writer.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True, cancel_futures=True)  # a write under way waits for its pieces
+        parser.shutdown(wait=True, cancel_futures=True)
         consumer.close()
         report.reasons = dict(reasons)
         report.seconds = clock() - started
