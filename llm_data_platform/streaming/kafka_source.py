@@ -429,7 +429,7 @@ PARSE_PIECE = 10_000  # lines of an open batch parsed at a time, while the rest 
 class _OpenBatch:
     """A partition's batch being filled. Its range becomes final when it is closed (full,
     its pinned end reached, or the run's end); its lines are parsed piece by piece meanwhile,
-    by the parser thread, so parsing overlaps reading."""
+    by the parser threads, so parsing overlaps reading."""
 
     first: int
     pin: int | None  # the last offset of a crashed run's unfinished batch: this batch ends there
@@ -470,7 +470,8 @@ def ingest_once(
     consumer = Consumer(consumer_settings(config))
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldp-kafka-writer")
     # Parsing is mostly Arrow and numpy work that releases the GIL: two threads keep both cores
-    # busy once the reading is done. Pieces may finish out of order; the writer takes them in order.
+    # busy once the reading is done. Pieces may finish out of order; ``encode`` takes them in
+    # order, and the one writer writes the batches in order.
     parser = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ldp-kafka-parser")
     failed = threading.Event()
     in_flight: deque[_InFlight] = deque()

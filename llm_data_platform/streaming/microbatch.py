@@ -581,11 +581,19 @@ _DICTIONARY = {
 }
 
 
+# Free text: min/max statistics of it prune nothing and cost a comparison per value.
+_NO_STATISTICS = {"content", "record", "title"}
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
-    dictionary = [c for c in table.column_names if c in _DICTIONARY]
     pq.write_table(
-        table, buffer, compression="zstd", row_group_size=64_000, use_dictionary=dictionary
+        table,
+        buffer,
+        compression="zstd",
+        row_group_size=64_000,
+        use_dictionary=[c for c in table.column_names if c in _DICTIONARY],
+        write_statistics=[c for c in table.column_names if c not in _NO_STATISTICS],
     )
     return buffer.getvalue()
 
