@@ -171,6 +171,44 @@ def test_s3_prefix_to_raw_exactly_once(tmp_path):
         days = sorted({r.partition_key for r in first.run_requests + second.run_requests})
         assert _materialize(resources, days).success
         assert sorted(_raw_ids(resources, days)) == sorted(f"k{i:05d}" for i in range(60))
+        # the documents stream through the same source: a page and its later deletion
+        docs = [
+            {
+                "event_id": "d1",
+                "doc_id": "kb/lists",
+                "op": "upsert",
+                "format": "html",
+                "title": "Lists",
+                "content": "<html><body><h1>Lists</h1><p>Lists are mutable sequences "
+                "that hold items in order; append adds one at the end.</p></body></html>",
+                "updated_at": "2026-01-05T08:00:00Z",
+            },
+            {
+                "event_id": "d2",
+                "doc_id": "kb/old",
+                "op": "delete",
+                "updated_at": "2026-01-05T09:00:00Z",
+            },
+        ]
+        client.put_object(
+            Bucket="events",
+            Key="firehose/documents/part-000.jsonl",
+            Body="\n".join(json.dumps(d) for d in docs) + "\n",
+        )
+        doc_tick = _tick(s3_sensor("documents"), resources, None)
+        assert [r.partition_key for r in doc_tick.run_requests] == ["2026-01-05"]
+        result = dg.materialize(
+            [*ASSETS, *CHECKS],
+            selection=dg.AssetSelection.assets("raw_documents", "documents_clean"),
+            resources=resources,
+            partition_key="2026-01-05",
+        )
+        assert result.success
+        clean = resources["lake"].read_partition("clean", "documents_clean", "2026-01-05")
+        rows = {r["doc_id"]: r for r in clean.to_pylist()}
+        assert "mutable sequences" in rows["kb/lists"]["text"]
+        assert rows["kb/old"]["is_deleted"] is True
+
         # the same tick replayed (a crash before its cursor was saved) changes nothing
         replay = _tick(sensor, resources, None)
         assert {r.run_key for r in replay.run_requests} >= {r.run_key for r in first.run_requests}
