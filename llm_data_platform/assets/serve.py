@@ -103,7 +103,8 @@ def rag_index(
         raise dg.Failure(
             "rag_index needs documents_clean, document_chunks and chunk_embeddings in the lake. "
             "Materialize them for at least one day first, e.g. `dagster asset materialize -m "
-            "llm_data_platform --select 'documents_clean+' --partition 2026-01-05`."
+            "llm_data_platform --select raw_documents,documents_clean,document_chunks,"
+            "chunk_embeddings --partition 2026-01-05`."
         )
     model_id, dimension = embeddings.model_id, embeddings.dimension
     live = chroma.live_collection(model_id, dimension)
