@@ -35,15 +35,6 @@ from pathlib import Path
 DOCS = Path("/usr/share/doc/python3.11/html")
 DAY = "2026-01-05"
 DEMO_SIZE = dict(n_topics=60, n_modules=6, conversations_per_day=4, seed=11)
-DAILY_ASSETS = (
-    "raw_conversations",
-    "raw_documents",
-    "conversations_clean",
-    "documents_clean",
-    "training_examples",
-    "document_chunks",
-    "chunk_embeddings",
-)
 RAG_ASSETS = ("raw_documents", "documents_clean", "document_chunks", "chunk_embeddings")
 K = 10
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -117,6 +108,7 @@ def evaluate(retriever, questions: list[str], expected: list[str], hybrid: bool)
 
 # -- part 1: the demo knowledge base -----------------------------------------------------------
 def demo_part(root: Path) -> tuple[list[tuple[str, str, dict]], str]:
+    from llm_data_platform.automation.jobs import DAILY_ASSETS
     from llm_data_platform.demo import generate_demo
 
     started = time.perf_counter()

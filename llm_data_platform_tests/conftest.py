@@ -45,23 +45,29 @@ def platform_env(root: Path) -> dict[str, str]:
     }
 
 
-def make_platform(root: Path) -> Platform:
-    from llm_data_platform.definitions import build_resources
-    from llm_data_platform.demo import generate_demo
+def settings_for(env: dict[str, str]):
+    """Settings as a process started with ``env`` would read them (os.environ is restored)."""
     from llm_data_platform.settings import load_settings
 
-    env = platform_env(root)
-    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        settings = load_settings()
+        return load_settings()
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def make_platform(root: Path) -> Platform:
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform.demo import generate_demo
+
+    env = platform_env(root)
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    settings = settings_for(env)
     truth = generate_demo(settings.landing_dir, [date.fromisoformat(d) for d in DAYS], **DEMO_SIZE)
     return Platform(
         root, env, settings, build_resources(settings), truth, dg.DagsterInstance.ephemeral()

@@ -142,8 +142,7 @@ def _server_platform(root: Path, server: ChromaServer):
 
     from llm_data_platform.definitions import build_resources
     from llm_data_platform.demo import generate_demo
-    from llm_data_platform.settings import load_settings
-    from llm_data_platform_tests.conftest import Platform, platform_env
+    from llm_data_platform_tests.conftest import Platform, platform_env, settings_for
 
     env = {
         **platform_env(root),
@@ -151,16 +150,7 @@ def _server_platform(root: Path, server: ChromaServer):
         "LDP_CHROMA_PORT": str(server.port),
     }
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        settings = load_settings()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    settings = settings_for(env)
     truth = generate_demo(settings.landing_dir, [date.fromisoformat(DAY)], **TINY_DEMO)
     resources = build_resources(settings)
     return Platform(root, env, settings, resources, truth, dg.DagsterInstance.ephemeral())

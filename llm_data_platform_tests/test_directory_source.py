@@ -340,20 +340,10 @@ def test_synced_directory_flows_through_raw_and_clean(tmp_path: Path):
     import dagster as dg
 
     from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
-    from llm_data_platform.settings import load_settings
-    from llm_data_platform_tests.conftest import platform_env
+    from llm_data_platform_tests.conftest import platform_env, settings_for
 
     env = platform_env(tmp_path / "platform")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        settings = load_settings()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    settings = settings_for(env)
     resources = build_resources(settings)
     lake = resources["lake"]
 
