@@ -7,9 +7,8 @@ of the files that caused them (Dagster never launches a run key twice).
 """
 
 import hashlib
-import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -21,24 +20,10 @@ from llm_data_platform.automation.jobs import (
 )
 from llm_data_platform.resources.landing import LandingFile, LandingFolderResource
 from llm_data_platform.settings import load_settings
+from llm_data_platform.streaming.cursor import WatermarkCursor, take_new
 
-OVERLAP_SECONDS = 300.0
-
-
-@dataclass
-class LandingCursor:
-    watermark: float = 0.0
-    taken: list[str] = field(default_factory=list)  # identities landed within the overlap
-
-    @classmethod
-    def parse(cls, text: str | None) -> "LandingCursor":
-        if not text:
-            return cls()
-        data = json.loads(text)
-        return cls(float(data.get("watermark", 0.0)), list(data.get("taken", [])))
-
-    def dump(self) -> str:
-        return json.dumps({"watermark": self.watermark, "taken": sorted(self.taken)})
+# The landing folder uses the arrival cursor of every source (streaming/cursor.py).
+LandingCursor = WatermarkCursor
 
 
 @dataclass(frozen=True)
@@ -51,25 +36,14 @@ class TickPlan:
 
 def plan_tick(files: list[LandingFile], cursor: LandingCursor, stream: str, max_files: int):
     """Pure planning step of a tick, unit-testable without Dagster's sensor machinery."""
-    floor = cursor.watermark - OVERLAP_SECONDS
-    taken = set(cursor.taken)
-    new = sorted(
-        (f for f in files if f.landed >= floor and f.identity not in taken),
-        key=lambda f: (f.landed, f.key),
+    take = take_new(
+        files, cursor, max_files, arrived=lambda f: f.landed, identity=lambda f: f.identity
     )
-    batch, backlog = new[:max_files], max(0, len(new) - max_files)
     partitions: dict[str, list[str]] = defaultdict(list)
-    for file in batch:
+    for file in take.items:
         for key in partitions_of(stream, file):
             partitions[key].append(file.identity)
-    watermark = max([cursor.watermark] + [f.landed for f in batch])
-    landed_by_id = {f.identity: f.landed for f in files}
-    keep = [
-        i
-        for i in taken | {f.identity for f in batch}
-        if landed_by_id.get(i, watermark) >= watermark - OVERLAP_SECONDS
-    ]
-    return TickPlan(batch, dict(partitions), LandingCursor(watermark, keep), backlog)
+    return TickPlan(take.items, dict(partitions), take.cursor, take.backlog)
 
 
 def run_key(stream: str, partition: str, identities: list[str]) -> str:

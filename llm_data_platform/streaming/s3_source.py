@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from llm_data_platform.streaming.cursor import OVERLAP_SECONDS, WatermarkCursor, take_new
 from llm_data_platform.streaming.microbatch import (
     FaultHook,
     MicroBatchResult,
@@ -37,8 +37,6 @@ from llm_data_platform.streaming.microbatch import (
 
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource
-
-OVERLAP_SECONDS = 300.0
 
 
 @dataclass(frozen=True, order=True)
@@ -64,24 +62,8 @@ def object_batch_identity(key: str, etag: str) -> str:
     return f"s3-{digest}"
 
 
-def _short(identity: str) -> str:
-    return hashlib.sha1(identity.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass
-class S3Cursor:
-    watermark: float = 0.0  # LastModified (epoch s) of the newest object taken
-    taken: list[str] = field(default_factory=list)  # short hashes of identities in the overlap
-
-    @classmethod
-    def parse(cls, text: str | None) -> S3Cursor:
-        if not text:
-            return cls()
-        data = json.loads(text)
-        return cls(float(data.get("watermark", 0.0)), list(data.get("taken", [])))
-
-    def dump(self) -> str:
-        return json.dumps({"watermark": self.watermark, "taken": sorted(self.taken)})
+# One cursor for every arrival source (see streaming/cursor.py).
+S3Cursor = WatermarkCursor
 
 
 @dataclass(frozen=True)
@@ -97,23 +79,17 @@ def plan_poll(
     max_objects: int,
     overlap_seconds: float = OVERLAP_SECONDS,
 ) -> S3Poll:
-    """Pure step: which listed objects are new, the next ``max_objects`` of them in order, and
-    the cursor after taking them."""
-    listing = list(listing)
-    floor = cursor.watermark - overlap_seconds
-    taken = set(cursor.taken)
-    new = sorted(o for o in listing if o.last_modified >= floor and _short(o.identity) not in taken)
-    batch, backlog = new[:max_objects], max(0, len(new) - max_objects)
-    watermark = max([cursor.watermark] + [o.last_modified for o in batch])
-    modified_by_short = {_short(o.identity): o.last_modified for o in listing}
-    # Identities no longer listed are dropped: should the same version come back, ingesting it
-    # again writes the same files (its batch identity is its key + ETag).
-    keep = {
-        h
-        for h in taken | {_short(o.identity) for o in batch}
-        if modified_by_short.get(h, float("-inf")) >= watermark - overlap_seconds
-    }
-    return S3Poll(batch, S3Cursor(watermark, sorted(keep)), backlog)
+    """Pure step: which listed objects are new, the next ``max_objects`` of them in order
+    (by LastModified, then key), and the cursor after taking them."""
+    take = take_new(
+        listing,
+        cursor,
+        max_objects,
+        arrived=lambda o: o.last_modified,
+        identity=lambda o: o.identity,
+        overlap_seconds=overlap_seconds,
+    )
+    return S3Poll(take.items, take.cursor, take.backlog)
 
 
 def _is_gzip(key: str, encoding: str | None, data: bytes) -> bool:
