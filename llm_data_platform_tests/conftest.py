@@ -128,3 +128,23 @@ def built(tmp_path_factory) -> tuple[Platform, dict[str, dg.ExecuteInProcessResu
         "index": materialize_index(platform),
     }
     return platform, results
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real S3 API on loopback (moto's server, free port) and test credentials for it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield f"http://{host}:{port}"
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -139,82 +139,71 @@ def test_kafka_topic_to_raw_and_clean_exactly_once(bootstrap, tmp_path):
     assert len(ids) == len(set(ids)) == 301
 
 
-def test_s3_prefix_to_raw_exactly_once(tmp_path):
+def test_s3_prefix_to_raw_exactly_once(tmp_path, moto_endpoint):
     import boto3
     from dagster_aws.s3 import S3Resource
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="events")
-        for n in range(6):
-            body = "\n".join(json.dumps(_event(n * 10 + i)) for i in range(10)) + "\n"
-            client.put_object(
-                Bucket="events", Key=f"firehose/conversations/part-{n:03d}.jsonl", Body=body
-            )
-        sources = StreamSourcesResource(
-            s3_source_uri="s3://events/firehose",
-            s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
-            max_objects=4,  # a burst is drained over several ticks
-        )
-        resources = _resources(tmp_path, sources)
-        sensor = s3_sensor("conversations")
-        first = _tick(sensor, resources, None)
-        second = _tick(sensor, resources, first.cursor)
-        assert isinstance(_tick(sensor, resources, second.cursor), dg.SkipReason)
-        days = sorted({r.partition_key for r in first.run_requests + second.run_requests})
-        assert _materialize(resources, days).success
-        assert sorted(_raw_ids(resources, days)) == sorted(f"k{i:05d}" for i in range(60))
-        # the documents stream through the same source: a page and its later deletion
-        docs = [
-            {
-                "event_id": "d1",
-                "doc_id": "kb/lists",
-                "op": "upsert",
-                "format": "html",
-                "title": "Lists",
-                "content": "<html><body><h1>Lists</h1><p>Lists are mutable sequences "
-                "that hold items in order; append adds one at the end.</p></body></html>",
-                "updated_at": "2026-01-05T08:00:00Z",
-            },
-            {
-                "event_id": "d2",
-                "doc_id": "kb/old",
-                "op": "delete",
-                "updated_at": "2026-01-05T09:00:00Z",
-            },
-        ]
+    endpoint = moto_endpoint
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="events")
+    for n in range(6):
+        body = "\n".join(json.dumps(_event(n * 10 + i)) for i in range(10)) + "\n"
         client.put_object(
-            Bucket="events",
-            Key="firehose/documents/part-000.jsonl",
-            Body="\n".join(json.dumps(d) for d in docs) + "\n",
+            Bucket="events", Key=f"firehose/conversations/part-{n:03d}.jsonl", Body=body
         )
-        doc_tick = _tick(s3_sensor("documents"), resources, None)
-        assert [r.partition_key for r in doc_tick.run_requests] == ["2026-01-05"]
-        result = dg.materialize(
-            [*ASSETS, *CHECKS],
-            selection=dg.AssetSelection.assets("raw_documents", "documents_clean"),
-            resources=resources,
-            partition_key="2026-01-05",
-        )
-        assert result.success
-        clean = resources["lake"].read_partition("clean", "documents_clean", "2026-01-05")
-        rows = {r["doc_id"]: r for r in clean.to_pylist()}
-        assert "mutable sequences" in rows["kb/lists"]["text"]
-        assert rows["kb/old"]["is_deleted"] is True
+    sources = StreamSourcesResource(
+        s3_source_uri="s3://events/firehose",
+        s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
+        max_objects=4,  # a burst is drained over several ticks
+    )
+    resources = _resources(tmp_path, sources)
+    sensor = s3_sensor("conversations")
+    first = _tick(sensor, resources, None)
+    second = _tick(sensor, resources, first.cursor)
+    assert isinstance(_tick(sensor, resources, second.cursor), dg.SkipReason)
+    days = sorted({r.partition_key for r in first.run_requests + second.run_requests})
+    assert _materialize(resources, days).success
+    assert sorted(_raw_ids(resources, days)) == sorted(f"k{i:05d}" for i in range(60))
+    # the documents stream through the same source: a page and its later deletion
+    docs = [
+        {
+            "event_id": "d1",
+            "doc_id": "kb/lists",
+            "op": "upsert",
+            "format": "html",
+            "title": "Lists",
+            "content": "<html><body><h1>Lists</h1><p>Lists are mutable sequences "
+            "that hold items in order; append adds one at the end.</p></body></html>",
+            "updated_at": "2026-01-05T08:00:00Z",
+        },
+        {
+            "event_id": "d2",
+            "doc_id": "kb/old",
+            "op": "delete",
+            "updated_at": "2026-01-05T09:00:00Z",
+        },
+    ]
+    client.put_object(
+        Bucket="events",
+        Key="firehose/documents/part-000.jsonl",
+        Body="\n".join(json.dumps(d) for d in docs) + "\n",
+    )
+    doc_tick = _tick(s3_sensor("documents"), resources, None)
+    assert [r.partition_key for r in doc_tick.run_requests] == ["2026-01-05"]
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets("raw_documents", "documents_clean"),
+        resources=resources,
+        partition_key="2026-01-05",
+    )
+    assert result.success
+    clean = resources["lake"].read_partition("clean", "documents_clean", "2026-01-05")
+    rows = {r["doc_id"]: r for r in clean.to_pylist()}
+    assert "mutable sequences" in rows["kb/lists"]["text"]
+    assert rows["kb/old"]["is_deleted"] is True
 
-        # the same tick replayed (a crash before its cursor was saved) changes nothing
-        replay = _tick(sensor, resources, None)
-        assert {r.run_key for r in replay.run_requests} >= {r.run_key for r in first.run_requests}
-        assert _materialize(resources, days).success
-        assert len(_raw_ids(resources, days)) == 60
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    # the same tick replayed (a crash before its cursor was saved) changes nothing
+    replay = _tick(sensor, resources, None)
+    assert {r.run_key for r in replay.run_requests} >= {r.run_key for r in first.run_requests}
+    assert _materialize(resources, days).success
+    assert len(_raw_ids(resources, days)) == 60

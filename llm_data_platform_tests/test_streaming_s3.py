@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,19 +41,8 @@ def time_bound():
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield f"http://{host}:{port}"
-    server.stop()
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+def endpoint(moto_endpoint):
+    return moto_endpoint
 
 
 @pytest.fixture
