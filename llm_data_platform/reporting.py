@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pyarrow.compute as pc
 
 from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.transforms.records import reason_family
 
 TABLES = (
     ("raw", "raw_conversations"),
@@ -56,7 +57,7 @@ def lake_summary(lake: LakeResource, days: list[str] | None = None) -> LakeSumma
         data = lake.read_partitions(zone, table, keys=days)
         summary.rows[table] = data.num_rows if data is not None else 0
         if data is not None and "reason" in data.column_names and data.num_rows:
-            families = Counter(r.split(":")[0] for r in data["reason"].to_pylist())
+            families = Counter(map(reason_family, data["reason"].to_pylist()))
             summary.reasons[table] = dict(families)
         if table == "documents_clean" and data is not None and data.num_rows:
             summary.reasons[table] = {

@@ -8,7 +8,7 @@ Dagster starts, which re-import this module, see the same locations as the paren
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -120,7 +120,6 @@ class Settings:
     kafka_group: str = "llm-data-platform"
     kafka_max_messages: int = 100_000
     s3_source_uri: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def load_settings() -> Settings:

@@ -24,6 +24,7 @@ from llm_data_platform.transforms.records import (
     ParsedLines,
     parse_lines,
     quarantine_table,
+    reason_family,
     to_table,
 )
 
@@ -104,10 +105,7 @@ def ingest_stream(
             quarantine = pa.concat_tables(
                 [quarantine, staged.quarantine.select(quarantine.schema.names)]
             )
-            bad[key] = bad[key] + staged.quarantine.to_pylist()
-            totals.update(
-                stream_replays_dropped=staged.duplicates, stream_batches=len(staged.batches)
-            )
+            totals.update(stream_replays_dropped=replays, stream_batches=len(staged.batches))
             for source, n in staged.per_source.items():
                 per_source[source] += n
         arrived = pc.cast(table["arrived_at"], pa.date32())
@@ -118,7 +116,7 @@ def ingest_stream(
         # received = kept + quarantined + replays dropped, for every partition
         totals.update(received=table.num_rows + quarantine.num_rows + replays, kept=table.num_rows)
         totals.update(quarantined=quarantine.num_rows, late_events=late)
-        reasons.update(_reason_family(q["reason"]) for q in bad[key])
+        reasons.update(map(reason_family, quarantine["reason"].to_pylist()))
         if quarantine.num_rows and quarantine_preview is None:
             quarantine_preview = quarantine
     context.log.info(
@@ -148,11 +146,6 @@ def ingest_stream(
                 )
     context.add_output_metadata(meta)
     return out
-
-
-def _reason_family(reason: str) -> str:
-    """Reason family for the metadata: 'invalid JSON: Expecting value…' → 'invalid JSON'."""
-    return reason.split(":")[0]
 
 
 _COMMON = dict(

@@ -6,7 +6,6 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.checks._partitions import checked_keys
 from llm_data_platform.partitions import daily_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.pii import redact_pii
@@ -23,7 +22,7 @@ def raw_conversations_quarantine_rate(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """Warns when more than 10% of a day's lines are malformed: an upstream producer broke."""
-    keys = checked_keys(context)
+    keys = list(context.partition_keys)
     kept = _read(lake, "raw", "raw_conversations", keys)
     bad = _read(lake, "raw", "raw_conversations_quarantine", keys)
     n_kept = kept.num_rows if kept is not None else 0
@@ -41,7 +40,7 @@ def conversations_clean_has_no_pii(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """Re-scans the clean text with the PII detectors: any hit blocks training and indexing."""
-    table = _read(lake, "clean", "conversations_clean", checked_keys(context))
+    table = _read(lake, "clean", "conversations_clean", list(context.partition_keys))
     if table is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
     result = redact_pii(table["content"])
@@ -57,7 +56,7 @@ def conversations_clean_reconciles_with_raw(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """Every raw event is either kept or in the dropped table with a reason: nothing vanishes."""
-    keys = checked_keys(context)
+    keys = list(context.partition_keys)
     counts = {}
     for zone, table in (
         ("raw", "raw_conversations"),
@@ -76,7 +75,7 @@ def conversations_clean_expectations(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """Column expectations validated with Great Expectations (imported lazily: ~6 s)."""
-    table = _read(lake, "clean", "conversations_clean", checked_keys(context))
+    table = _read(lake, "clean", "conversations_clean", list(context.partition_keys))
     if table is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

@@ -6,7 +6,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform.assets.serve import existing_entries, read_manifest
-from llm_data_platform.checks._partitions import checked_keys
 from llm_data_platform.partitions import daily_partitions
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embedding_cache import to_matrix
@@ -27,7 +26,7 @@ def chunks_fit_embedding_model(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """No chunk longer than the model's window (nothing truncated), none empty, ids unique."""
-    keys = checked_keys(context)
+    keys = list(context.partition_keys)
     table = lake.read_partitions("curated", "document_chunks", keys=keys)
     if table is None or table.num_rows == 0:
         return dg.AssetCheckResult(passed=True, metadata={"chunks": 0})
@@ -60,7 +59,7 @@ def embeddings_well_formed(
     context: dg.AssetCheckExecutionContext, lake: LakeResource, embeddings: EmbeddingsResource
 ) -> dg.AssetCheckResult:
     """One finite, unit-length vector of the configured dimension per chunk."""
-    keys = checked_keys(context)
+    keys = list(context.partition_keys)
     emb = lake.read_partitions("curated", "chunk_embeddings", keys=keys)
     chunks = lake.read_partitions("curated", "document_chunks", keys=keys, columns=["chunk_id"])
     n_chunks = chunks.num_rows if chunks is not None else 0

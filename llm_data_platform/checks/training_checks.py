@@ -7,7 +7,6 @@ import posixpath
 import dagster as dg
 
 from llm_data_platform.assets.curated_training import BATCH_FILES, MANIFEST, batch_dir
-from llm_data_platform.checks._partitions import checked_keys
 from llm_data_platform.partitions import daily_partitions, weekly_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.training_format import validate_chat_example
@@ -17,7 +16,7 @@ from llm_data_platform.transforms.training_format import validate_chat_example
 def training_examples_valid_chat_format(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
-    table = lake.read_partitions("curated", "training_examples", keys=checked_keys(context))
+    table = lake.read_partitions("curated", "training_examples", keys=list(context.partition_keys))
     if table is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
     invalid = []
@@ -40,7 +39,7 @@ def training_batch_files_valid(
     """Reads the files back: manifest checksums match and every line is a valid chat example."""
     problems: list[str] = []
     lines_checked = 0
-    for week in checked_keys(context):
+    for week in list(context.partition_keys):
         directory = batch_dir(lake, week)
         raw_manifest = lake.read_bytes(posixpath.join(directory, MANIFEST))
         if raw_manifest is None:

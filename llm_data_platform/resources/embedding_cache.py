@@ -51,7 +51,7 @@ class EmbeddingCache:
         )
         if not found.num_rows:
             return {}
-        vectors = _to_matrix(found["embedding"], self.dimension)
+        vectors = to_matrix(found["embedding"], self.dimension)
         return dict(zip(found["content_hash"].to_pylist(), vectors, strict=True))
 
     def add(self, hashes: list[str], vectors: np.ndarray) -> int:
@@ -76,12 +76,9 @@ def embeddings_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
-def _to_matrix(column: pa.ChunkedArray | pa.Array, dimension: int) -> np.ndarray:
+def to_matrix(column: pa.ChunkedArray | pa.Array, dimension: int) -> np.ndarray:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not len(array):
         return np.zeros((0, dimension), np.float32)
     flat = array.flatten().to_numpy(zero_copy_only=False)
     return flat.astype(np.float32, copy=False).reshape(len(array), -1)
-
-
-to_matrix = _to_matrix

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from llm_data_platform.retrieval import Retriever, SearchResult
+from llm_data_platform.retrieval import Hit, Retriever, SearchResult
 from llm_data_platform.serving.answer import AnswerError, ChatConfig, generate_answer
 
 
@@ -27,23 +27,8 @@ class SearchRequest(BaseModel):
     hybrid: bool | None = Field(default=None, description="vector + BM25; default: the setting")
 
 
-class HitOut(BaseModel):
-    rank: int
-    score: float
-    chunk_id: str
-    doc_id: str
-    version: str
-    title: str
-    heading_path: str
-    source_uri: str
-    text: str
-    mode: str
-    vector_score: float | None
-    bm25_score: float | None
-
-
 class SearchResponse(BaseModel):
-    hits: list[HitOut]
+    hits: list[Hit]  # the Retriever's own dataclass: one definition of a hit
     index_version: str
     cached: bool
     timings_ms: dict[str, float]

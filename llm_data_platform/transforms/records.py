@@ -211,6 +211,11 @@ def parse_lines(
     return parsed
 
 
+def reason_family(reason: str) -> str:
+    """For counting: 'invalid JSON: Expecting value at column 3' → 'invalid JSON'."""
+    return reason.split(":")[0]
+
+
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
