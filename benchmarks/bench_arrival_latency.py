@@ -35,8 +35,8 @@ def main() -> None:
     import dagster as dg
     from confluent_kafka import Producer
 
-    from llm_data_platform.automation.stream_sensors import kafka_sensor
     from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
+    from llm_data_platform.defs.ingest.stream_sensors import kafka_sensor
     from llm_data_platform.resources.stream_sources import StreamSourcesResource
     from llm_data_platform.settings import load_settings
 

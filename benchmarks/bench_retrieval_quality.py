@@ -108,7 +108,7 @@ def evaluate(retriever, questions: list[str], expected: list[str], hybrid: bool)
 
 # -- part 1: the demo knowledge base -----------------------------------------------------------
 def demo_part(root: Path) -> tuple[list[tuple[str, str, dict]], str]:
-    from llm_data_platform.automation.jobs import DAILY_ASSETS
+    from llm_data_platform.defs.jobs import DAILY_ASSETS
     from llm_data_platform.demo import generate_demo
 
     started = time.perf_counter()

@@ -49,7 +49,7 @@ def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
     import dagster as dg
 
     from llm_data_platform.definitions import defs
-    from llm_data_platform.partitions import weekly_partitions
+    from llm_data_platform.defs.partitions import weekly_partitions
 
     instance = instance or dg.DagsterInstance.get()
     timings: dict[str, float] = {}
@@ -115,7 +115,7 @@ def print_summary(days: list[str] | None = None, question: str = SAMPLE_QUESTION
     resources = build_resources()
     summary = lake_summary(resources["lake"], days)
     _say(summary.render())
-    from llm_data_platform.resources.index_versions import evaluation_history
+    from llm_data_platform.lib.index_versions import evaluation_history
 
     embeddings = resources["embeddings"]
     retriever = Retriever(resources["chroma"], embeddings)

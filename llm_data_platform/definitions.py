@@ -1,4 +1,4 @@
-"""The code location: assets by zone, their checks, jobs, sensors, schedules and resources."""
+"""The code location: the domains under ``defs/`` merged, with the resources they share."""
 
 from __future__ import annotations
 
@@ -14,19 +14,11 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
-from llm_data_platform.assets.clean import conversations_clean, documents_clean
-from llm_data_platform.assets.curated_rag import chunk_embeddings, document_chunks
-from llm_data_platform.assets.curated_training import training_batches, training_examples
-from llm_data_platform.assets.evaluation import retrieval_eval_set
-from llm_data_platform.assets.raw import raw_conversations, raw_documents
-from llm_data_platform.assets.serve import rag_index, rag_index_live
-from llm_data_platform.automation.jobs import ALL_JOBS
-from llm_data_platform.automation.schedules import ALL_SCHEDULES
-from llm_data_platform.automation.sensors import ALL_SENSORS
-from llm_data_platform.automation.stream_sensors import stream_sensors
-from llm_data_platform.checks.conversation_checks import CONVERSATION_CHECKS
-from llm_data_platform.checks.rag_checks import RAG_CHECKS
-from llm_data_platform.checks.training_checks import TRAINING_CHECKS
+from llm_data_platform.defs.conversations import definitions as conversations_defs
+from llm_data_platform.defs.ingest import definitions as ingest_defs
+from llm_data_platform.defs.jobs import daily_job, daily_schedule
+from llm_data_platform.defs.rag import definitions as rag_defs
+from llm_data_platform.defs.training import definitions as training_defs
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.io_manager import LakeIOManager
@@ -35,20 +27,9 @@ from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import Settings, load_settings
 
-ASSETS = [
-    raw_conversations,
-    raw_documents,
-    conversations_clean,
-    documents_clean,
-    training_examples,
-    training_batches,
-    document_chunks,
-    chunk_embeddings,
-    rag_index,
-    rag_index_live,
-    retrieval_eval_set,
-]
-CHECKS = [*CONVERSATION_CHECKS, *TRAINING_CHECKS, *RAG_CHECKS]
+DOMAINS = (ingest_defs, conversations_defs, training_defs, rag_defs)
+ASSETS = [asset for domain in DOMAINS for asset in domain.ASSETS]
+CHECKS = [check for domain in DOMAINS if hasattr(domain, "CHECKS") for check in domain.CHECKS]
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
@@ -100,17 +81,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """The code location: each domain's definitions, the daily job, and the resources."""
     settings = settings or load_settings()
-    return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        jobs=ALL_JOBS,
-        sensors=[
-            *ALL_SENSORS,
-            *stream_sensors(kafka=bool(settings.kafka_bootstrap), s3=bool(settings.s3_source_uri)),
-        ],
-        schedules=ALL_SCHEDULES,
-        resources=build_resources(settings),
+    return dg.Definitions.merge(
+        *(domain.build_defs(settings) for domain in DOMAINS),
+        dg.Definitions(
+            jobs=[daily_job], schedules=[daily_schedule], resources=build_resources(settings)
+        ),
     )
 
 

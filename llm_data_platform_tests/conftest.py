@@ -77,8 +77,8 @@ def make_platform(root: Path) -> Platform:
 def materialize_daily(
     platform: Platform, days: list[str], selection=None
 ) -> dg.ExecuteInProcessResult:
-    from llm_data_platform.automation.jobs import DAILY_ASSETS
     from llm_data_platform.definitions import ASSETS, CHECKS
+    from llm_data_platform.defs.jobs import DAILY_ASSETS
 
     selection = selection or dg.AssetSelection.assets(*DAILY_ASSETS)
     return dg.materialize(

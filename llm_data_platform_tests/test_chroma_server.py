@@ -168,8 +168,8 @@ def _metadata(result, asset: str) -> dict:
 def test_rag_index_syncs_the_server_to_the_manifest(chroma_server: ChromaServer, tmp_path):
     import dagster as dg
 
-    from llm_data_platform.assets.serve import existing_entries, read_manifest
     from llm_data_platform.definitions import ASSETS, CHECKS
+    from llm_data_platform.defs.rag.index import existing_entries, read_manifest
     from llm_data_platform.resources.chroma import ChromaResource
     from llm_data_platform_tests.conftest import materialize_daily
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from llm_data_platform.resources.index_versions import candidate_version, evaluation_history
+from llm_data_platform.lib.index_versions import candidate_version, evaluation_history
 from llm_data_platform.transforms.retrieval_metrics import retrieval_metrics
 from llm_data_platform_tests.conftest import DAYS, make_platform, materialize_daily
 

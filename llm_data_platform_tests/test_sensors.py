@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from llm_data_platform.automation.sensors import (
+from llm_data_platform.defs.ingest.sensors import (
     LandingCursor,
     landing_conversations_sensor,
     landing_documents_sensor,

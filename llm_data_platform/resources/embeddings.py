@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 from pydantic import PrivateAttr
 
-from llm_data_platform.resources.openai_client import is_insufficient_quota, make_openai_client
+from llm_data_platform.lib.openai_client import is_insufficient_quota, make_openai_client
 
 LOCAL_MODELS = {"all-MiniLM-L6-v2": 384}
 OPENAI_DIMENSIONS = {

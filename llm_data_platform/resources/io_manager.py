@@ -10,8 +10,8 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
+from llm_data_platform.lib.metadata import table_metadata
 from llm_data_platform.resources.lake import LakeResource
-from llm_data_platform.resources.metadata import table_metadata
 
 
 def _location(definition_metadata: dict) -> tuple[str, list[str] | None]:

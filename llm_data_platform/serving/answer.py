@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from llm_data_platform.resources.openai_client import is_insufficient_quota, make_openai_client
+from llm_data_platform.lib.openai_client import is_insufficient_quota, make_openai_client
 from llm_data_platform.retrieval import Hit
 
 SYSTEM_PROMPT = (

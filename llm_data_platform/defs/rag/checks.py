@@ -5,12 +5,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.assets.serve import existing_entries, read_manifest
-from llm_data_platform.partitions import daily_partitions
+from llm_data_platform.defs.partitions import daily_partitions
+from llm_data_platform.defs.rag.index import existing_entries, read_manifest
+from llm_data_platform.lib.embedding_cache import to_matrix
+from llm_data_platform.lib.index_versions import candidate_version, record_evaluation
 from llm_data_platform.resources.chroma import ChromaResource
-from llm_data_platform.resources.embedding_cache import to_matrix
 from llm_data_platform.resources.embeddings import EmbeddingsResource
-from llm_data_platform.resources.index_versions import candidate_version, record_evaluation
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.settings import load_settings
 from llm_data_platform.transforms.embedding_text import embedding_inputs

@@ -16,15 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
 
-from llm_data_platform.resources.chroma import ChromaResource
-from llm_data_platform.resources.embedding_cache import to_matrix
-from llm_data_platform.resources.embeddings import EmbeddingsResource
-from llm_data_platform.resources.index_versions import (
+from llm_data_platform.lib.embedding_cache import to_matrix
+from llm_data_platform.lib.index_versions import (
     IndexVersion,
     candidate_version,
     promote,
     record_candidate,
 )
+from llm_data_platform.resources.chroma import ChromaResource
+from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
 
 MANIFEST_COLUMNS = ["chunk_id", "doc_id", "version", "content_hash"]

@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import dagster as dg
 
-from llm_data_platform.automation.jobs import ingest_conversations_job, ingest_documents_job
-from llm_data_platform.partitions import daily_partitions
+from llm_data_platform.defs.ingest.jobs import INGEST_JOBS
+from llm_data_platform.defs.partitions import daily_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.streaming.kafka_source import (
@@ -27,7 +27,7 @@ from llm_data_platform.streaming.kafka_source import (
     pending_days,
 )
 
-JOBS = {"conversations": ingest_conversations_job, "documents": ingest_documents_job}
+JOBS = INGEST_JOBS
 STREAM_SENSOR_INTERVAL_SECONDS = 10
 
 

@@ -15,7 +15,7 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llm_data_platform.resources.embedding_cache import model_slug
+from llm_data_platform.lib.embedding_cache import model_slug
 from llm_data_platform.resources.lake import LakeResource
 
 

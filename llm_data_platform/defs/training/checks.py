@@ -6,8 +6,8 @@ import posixpath
 
 import dagster as dg
 
-from llm_data_platform.assets.curated_training import BATCH_FILES, MANIFEST, batch_dir
-from llm_data_platform.partitions import daily_partitions, weekly_partitions
+from llm_data_platform.defs.partitions import daily_partitions, weekly_partitions
+from llm_data_platform.defs.training.assets import BATCH_FILES, MANIFEST, batch_dir
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.training_format import validate_chat_example
 

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from llm_data_platform.assets.raw import partitions_of
-from llm_data_platform.automation.jobs import (
-    ingest_conversations_job,
-    ingest_documents_job,
-    rag_index_job,
-)
+from llm_data_platform.defs.ingest.assets import partitions_of
+from llm_data_platform.defs.ingest.jobs import ingest_conversations_job, ingest_documents_job
 from llm_data_platform.resources.landing import LandingFile, LandingFolderResource
 from llm_data_platform.settings import load_settings
 from llm_data_platform.streaming.cursor import WatermarkCursor, take_new
@@ -87,20 +83,4 @@ landing_conversations_sensor = landing_sensor("conversations", ingest_conversati
 landing_documents_sensor = landing_sensor("documents", ingest_documents_job)
 
 
-@dg.run_status_sensor(
-    name="rag_index_after_documents_sensor",
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[ingest_documents_job],
-    request_job=rag_index_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps the index in sync: each successful document ingest triggers a sync.",
-)
-def rag_index_after_documents_sensor(context: dg.RunStatusSensorContext):
-    return dg.RunRequest(run_key=f"rag_index_after:{context.dagster_run.run_id}")
-
-
-ALL_SENSORS = [
-    landing_conversations_sensor,
-    landing_documents_sensor,
-    rag_index_after_documents_sensor,
-]
+LANDING_SENSORS = [landing_conversations_sensor, landing_documents_sensor]

@@ -14,10 +14,10 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.partitions import daily_backfill_policy, daily_partitions
+from llm_data_platform.defs.partitions import daily_backfill_policy, daily_partitions
+from llm_data_platform.lib.metadata import preview_markdown
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFile, LandingFolderResource
-from llm_data_platform.resources.metadata import preview_markdown
 from llm_data_platform.streaming.microbatch import read_day_detailed
 from llm_data_platform.transforms.records import (
     STREAMS,

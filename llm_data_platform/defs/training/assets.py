@@ -10,12 +10,12 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.assets.evaluation import read_eval_questions
-from llm_data_platform.partitions import (
+from llm_data_platform.defs.partitions import (
     daily_backfill_policy,
     daily_partitions,
     weekly_partitions,
 )
+from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.settings import load_settings
 from llm_data_platform.transforms.training_examples import TrainingConfig, build_training_examples

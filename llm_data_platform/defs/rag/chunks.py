@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.partitions import daily_backfill_policy, daily_partitions
-from llm_data_platform.resources.embedding_cache import EmbeddingCache, embeddings_array
+from llm_data_platform.defs.partitions import daily_backfill_policy, daily_partitions
+from llm_data_platform.lib.embedding_cache import EmbeddingCache, embeddings_array
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.settings import load_settings

@@ -6,7 +6,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.partitions import daily_partitions
+from llm_data_platform.defs.partitions import daily_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.pii import redact_pii
 

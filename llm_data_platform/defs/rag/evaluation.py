@@ -10,9 +10,9 @@ import os
 import dagster as dg
 import pyarrow as pa
 
+from llm_data_platform.lib.metadata import preview_markdown
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
-from llm_data_platform.resources.metadata import preview_markdown
 
 EVAL_SCHEMA = pa.schema([("question", pa.string()), ("doc_id", pa.string())])
 

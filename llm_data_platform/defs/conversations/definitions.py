@@ -1,0 +1,14 @@
+"""Conversations domain: the clean conversations table and its quality gates."""
+
+import dagster as dg
+
+from llm_data_platform.defs.conversations.assets import conversations_clean
+from llm_data_platform.defs.conversations.checks import CONVERSATION_CHECKS
+from llm_data_platform.settings import Settings
+
+ASSETS = [conversations_clean]
+CHECKS = CONVERSATION_CHECKS
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=ASSETS, asset_checks=CHECKS)
