@@ -49,6 +49,7 @@ from llm_data_platform.transforms.records import (
     MESSAGE_ROLES,
     STREAMS,
     ParsedLines,
+    out_of_range_reason,
     parse_lines,
 )
 
@@ -509,8 +510,12 @@ def parse_batch(
     *,
     rejected: Sequence[tuple[int, bytes, str, datetime]] = (),
     fast: bool = True,
+    bounds: tuple[date, date] | None = None,
 ) -> ParsedBatch:
-    """Every line → exactly one row or one quarantine row, with its day (see write_microbatch)."""
+    """Every line → exactly one row or one quarantine row, with its day (see write_microbatch).
+
+    ``bounds`` (first, last day that exist as partitions): an event dated outside them is
+    quarantined with the reason, under the nearest day — for every source alike."""
     spec = _spec(stream)
     cols = _columns(lines)
     arrivals = _arrivals(arrived_at, len(cols))
@@ -560,10 +565,41 @@ def parse_batch(
 
     quarantine = _table(parsed.quarantine, schemas.QUARANTINE)
     quarantine_days = pa.array(parsed.quarantine_days, pa.date32())
+    if bounds is not None:
+        rows, days, quarantine, quarantine_days = _outside_bounds(
+            rows, days, quarantine, quarantine_days, cols, bounds
+        )
     if quarantine.num_rows:
         order = pc.sort_indices(quarantine["source_line"])
         quarantine, quarantine_days = quarantine.take(order), quarantine_days.take(order)
     return ParsedBatch(rows, days, quarantine, quarantine_days, fast_rows.num_rows)
+
+
+def _outside_bounds(rows, days, quarantine, quarantine_days, cols: LineColumns, bounds):
+    """Move rows dated outside ``bounds`` to quarantine (original line kept, day clamped)."""
+    first, last = (pa.scalar(d, pa.date32()) for d in bounds)
+    outside = pc.or_(pc.less(days, first), pc.greater(days, last))
+    if pc.any(outside).as_py():
+        moved, moved_days = rows.filter(outside), days.filter(outside)
+        line = dict(zip(cols.numbers, cols.values, strict=True))
+        extra = [
+            {
+                "source_file": r["source_file"],
+                "source_line": r["source_line"],
+                "record": _record_text(line.get(r["source_line"], b"")),
+                "reason": out_of_range_reason(d, *bounds),
+                "arrived_at": r["arrived_at"],
+            }
+            for r, d in zip(moved.to_pylist(), moved_days.to_pylist(), strict=True)
+        ]
+        keep = pc.invert(outside)
+        rows, days = rows.filter(keep), days.filter(keep)
+        quarantine = pa.concat_tables([quarantine, _table(extra, schemas.QUARANTINE)])
+        quarantine_days = pa.concat_arrays([quarantine_days, moved_days])
+    if len(quarantine_days):
+        clamped = pc.min_element_wise(pc.max_element_wise(quarantine_days, first), last)
+        quarantine_days = clamped
+    return rows, days, quarantine, quarantine_days
 
 
 # Dictionary encoding only for columns that repeat a handful of values in a batch; ids, texts,
@@ -624,6 +660,7 @@ def write_microbatch(
     *,
     rejected: Sequence[tuple[int, bytes, str, datetime]] = (),
     fault: FaultHook | None = None,
+    bounds: tuple[date, date] | None = None,
 ) -> MicroBatchResult:
     """Parse ``lines`` ((line number, raw bytes)) and write the batch, one file per event day.
 
@@ -635,7 +672,7 @@ def write_microbatch(
     write the same files, byte for byte.
     """
     started = time.perf_counter()
-    parsed = parse_batch(stream, lines, source, arrived_at, rejected=rejected)
+    parsed = parse_batch(stream, lines, source, arrived_at, rejected=rejected, bounds=bounds)
     received = len(lines) + len(rejected)
     return write_parsed(lake, stream, identity, source, parsed, received, fault, started)
 

@@ -181,10 +181,7 @@ def parse_lines(
             row = validate(obj)
             event_day = row[row_time_key].date()
             if clamp(event_day) != event_day:
-                raise InvalidRecord(
-                    f"event day {event_day} outside the partitioned range "
-                    f"{first_day or '…'}..{last_day or '…'}"
-                )
+                raise InvalidRecord(out_of_range_reason(event_day, first_day, last_day))
         except InvalidRecord as exc:
             day = arrived_at.date()
             if isinstance(obj, dict):
@@ -209,6 +206,10 @@ def parse_lines(
         parsed.rows.append(row)
         parsed.row_days.append(row[row_time_key].date())
     return parsed
+
+
+def out_of_range_reason(day: date, first: date | None, last: date | None) -> str:
+    return f"event day outside the partitioned range: {day} not in {first or '…'}..{last or '…'}"
 
 
 def reason_family(reason: str) -> str:
