@@ -58,7 +58,8 @@ def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
         "dagster/asset_partition_range_start": days[0],
         "dagster/asset_partition_range_end": days[-1],
     }
-    plan = [("retrieval_eval_set_job", {}), ("daily_job", {"tags": tags})]
+    plan = [("retrieval_eval_set_job", {}), ("stage_conversations_job", {})]
+    plan += [("stage_documents_job", {}), ("daily_job", {"tags": tags})]
     weeks = sorted({weekly_partitions.get_partition_key_for_timestamp(_ts(d)) for d in days})
     plan += [("weekly_training_job", {"partition_key": w}) for w in weeks]
     plan += [("rag_index_job", {})]

@@ -81,6 +81,7 @@ def materialize_daily(
     from llm_data_platform.defs.jobs import DAILY_ASSETS
 
     selection = selection or dg.AssetSelection.assets(*DAILY_ASSETS)
+    stage(platform)
     return dg.materialize(
         [*ASSETS, *CHECKS],
         selection=selection,
@@ -90,6 +91,21 @@ def materialize_daily(
             "dagster/asset_partition_range_start": days[0],
             "dagster/asset_partition_range_end": days[-1],
         },
+    )
+
+
+def stage(platform: Platform) -> dg.ExecuteInProcessResult:
+    """Stage every new landing file of both streams, as the landing sensors' runs do."""
+    from llm_data_platform.definitions import ASSETS, CHECKS
+
+    batches = [
+        f"{s}_batches{q}" for s in ("conversations", "documents") for q in ("", "_quarantine")
+    ]
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets(*batches),
+        resources=platform.resources,
+        instance=platform.instance,
     )
 
 

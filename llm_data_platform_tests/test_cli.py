@@ -18,8 +18,20 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 300):
     return subprocess.run(args, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_dagster_cli_materializes_one_partition(tmp_path):
+def test_dagster_cli_stages_then_materializes_one_partition(tmp_path):
+    """The README's two commands: stage what landed, then build a day from it."""
     platform = make_platform(tmp_path)
+    staging = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "llm_data_platform",
+        "--select",
+        "conversations_batches,conversations_batches_quarantine",
+    ]
+    proc = _run(staging, platform.env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     proc = _run(
         [
             str(BIN / "dagster"),
@@ -28,7 +40,7 @@ def test_dagster_cli_materializes_one_partition(tmp_path):
             "-m",
             "llm_data_platform",
             "--select",
-            "raw_conversations,conversations_clean",
+            "raw_conversations,raw_conversations_quarantine,conversations_clean",
             "--partition",
             "2026-01-05",
         ],
@@ -38,7 +50,8 @@ def test_dagster_cli_materializes_one_partition(tmp_path):
     lake = platform.resources["lake"]
     raw = lake.read_partition("raw", "raw_conversations", "2026-01-05")
     clean = lake.read_partition("clean", "conversations_clean", "2026-01-05")
-    assert raw.num_rows == platform.truth.conversations["2026-01-05"].lines
+    truth = platform.truth.conversations["2026-01-05"]
+    assert raw.num_rows == truth.lines - truth.exact_duplicate_events
     assert 0 < clean.num_rows < raw.num_rows
 
 

@@ -7,8 +7,14 @@ import dagster as dg
 from llm_data_platform import defs
 
 ASSET_NAMES = {
+    "conversations_batches",
+    "conversations_batches_quarantine",
+    "documents_batches",
+    "documents_batches_quarantine",
     "raw_conversations",
+    "raw_conversations_quarantine",
     "raw_documents",
+    "raw_documents_quarantine",
     "conversations_clean",
     "documents_clean",
     "training_examples",
@@ -26,17 +32,24 @@ def test_definitions_load_with_the_contracted_asset_names():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == ASSET_NAMES
     groups = {graph.get(dg.AssetKey(n)).group_name for n in ASSET_NAMES}
-    assert groups == {"raw", "clean", "curated", "serve"}
+    assert groups == {"ingest", "raw", "clean", "curated", "serve"}
 
 
 def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
     graph = defs.resolve_asset_graph()
-    for name in ASSET_NAMES - {
-        "rag_index",
-        "rag_index_live",
-        "training_batches",
-        "retrieval_eval_set",
-    }:
+    unpartitioned = {
+        f"{s}_batches{q}" for s in ("conversations", "documents") for q in ("", "_quarantine")
+    }
+    for name in (
+        ASSET_NAMES
+        - unpartitioned
+        - {
+            "rag_index",
+            "rag_index_live",
+            "training_batches",
+            "retrieval_eval_set",
+        }
+    ):
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def is not None, name
         assert node.backfill_policy is not None, name
@@ -49,6 +62,8 @@ def test_jobs_sensors_schedules_resolve():
         assert defs.resolve_job_def(job) is not None
     assert defs.get_sensor_def("landing_conversations_sensor")
     assert defs.get_sensor_def("landing_documents_sensor")
+    assert defs.get_sensor_def("raw_conversations_after_staging_sensor")
+    assert defs.resolve_job_def("stage_conversations_job") is not None
     assert defs.get_schedule_def("weekly_training_job_schedule")
     assert defs.get_schedule_def("daily_job_schedule")
 

@@ -357,9 +357,18 @@ def test_synced_directory_flows_through_raw_and_clean(tmp_path: Path):
     second = sync_directory(kb, settings.landing_dir, now=SYNC_2)
     assert second.deletes == ["stdlib/fnmatch.html"] and second.upserts == []
 
+    staged = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets("documents_batches", "documents_batches_quarantine"),
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert staged.success
     result = dg.materialize(
         [*ASSETS, *CHECKS],
-        selection=dg.AssetSelection.assets("raw_documents", "documents_clean"),
+        selection=dg.AssetSelection.assets(
+            "raw_documents", "raw_documents_quarantine", "documents_clean"
+        ),
         resources=resources,
         instance=dg.DagsterInstance.ephemeral(),
         tags={

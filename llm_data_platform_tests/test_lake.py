@@ -88,16 +88,27 @@ def test_raw_and_clean_assets_materialize_into_s3(s3_server, tmp_path):
     lake = LakeResource(
         root="s3://lake/e2e", s3=S3Resource(endpoint_url=s3_server, region_name="us-east-1")
     )
+    resources = {
+        # unused by the selected assets, but every resource of the graph must be bound
+        **build_resources(load_settings()),
+        "lake": lake,
+        "io_manager": LakeIOManager(lake=lake),
+        "landing": LandingFolderResource(path=str(tmp_path / "landing")),
+    }
+    staged = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets(
+            "conversations_batches", "conversations_batches_quarantine"
+        ),
+        resources=resources,
+    )
+    assert staged.success
     result = dg.materialize(
         [*ASSETS, *CHECKS],
-        selection=dg.AssetSelection.assets("raw_conversations", "conversations_clean"),
-        resources={
-            # unused by the selected assets, but every resource of the graph must be bound
-            **build_resources(load_settings()),
-            "lake": lake,
-            "io_manager": LakeIOManager(lake=lake),
-            "landing": LandingFolderResource(path=str(tmp_path / "landing")),
-        },
+        selection=dg.AssetSelection.assets(
+            "raw_conversations", "raw_conversations_quarantine", "conversations_clean"
+        ),
+        resources=resources,
         partition_key="2026-01-05",
     )
     assert result.success

@@ -1,4 +1,5 @@
-"""Landing sensors: the right partitions, nothing missed, nothing requested twice."""
+"""Landing sensors: a tick lists (never reads) files and asks for one staging run naming them;
+a staging run's touched days become raw runs. Nothing missed, nothing requested twice."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from llm_data_platform.defs.ingest.sensors import (
     LandingCursor,
-    landing_conversations_sensor,
-    landing_documents_sensor,
+    landing_sensor,
     plan_tick,
+    raw_after_staging,
 )
 from llm_data_platform.resources.landing import LandingFolderResource
+from llm_data_platform.streaming import landing_source, line_reader
+
+conversations_sensor = landing_sensor("conversations", max_files=200, interval_seconds=30)
+documents_sensor = landing_sensor("documents", max_files=200, interval_seconds=30)
 
 
 def _event(i: int, day: str) -> str:
@@ -46,40 +52,55 @@ def _tick(sensor, landing: LandingFolderResource, cursor: str | None):
     return sensor(context)
 
 
-def test_sensor_requests_the_event_days_of_new_files(tmp_path):
+def _files_of(request: dg.RunRequest) -> list[str]:
+    return request.run_config["ops"]["stage_conversations"]["config"]["files"]
+
+
+@pytest.fixture
+def no_reading(monkeypatch):
+    """A tick must not open landing files: reading them is the staging run's job."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sensor read a landing file")
+
+    monkeypatch.setattr(landing_source, "content_hash", refuse)
+    monkeypatch.setattr(line_reader, "read_lines", refuse)
+
+
+def test_a_tick_requests_one_staging_run_for_the_new_files(tmp_path, no_reading):
     landing = LandingFolderResource(path=str(tmp_path))
     _write(tmp_path, "a.jsonl", [_event(1, "2026-01-05"), _event(2, "2026-01-06")])
-    # a late event for the 5th arrives in a later file; a malformed line with no timestamp
-    # belongs to the file's arrival day
-    arrival = 1767830400.0  # 2026-01-08T00:00:00Z
-    _write(tmp_path, "b.jsonl", [_event(3, "2026-01-05"), "{not json"], mtime=arrival)
+    _write(tmp_path, "b.jsonl", [_event(3, "2026-01-05"), "{not json"], mtime=1767830400.0)
 
-    first = _tick(landing_conversations_sensor, landing, None)
+    first = _tick(conversations_sensor, landing, None)
     assert isinstance(first, dg.SensorResult)
-    by_partition = {r.partition_key: r for r in first.run_requests}
-    assert set(by_partition) == {"2026-01-05", "2026-01-06", "2026-01-08"}
-    assert by_partition["2026-01-05"].tags["ldp/files"] == "2"
+    (request,) = first.run_requests
+    assert sorted(_files_of(request)) == ["a.jsonl", "b.jsonl"]
+    assert request.partition_key is None  # the days are known once the files are parsed
 
     # nothing new: the same files are never requested again
-    again = _tick(landing_conversations_sensor, landing, first.cursor)
-    assert isinstance(again, dg.SkipReason)
+    assert isinstance(_tick(conversations_sensor, landing, first.cursor), dg.SkipReason)
 
-    # a new file → only its day, with a run key that differs from the earlier one for that day
+    # a new file → a run naming only it, under another run key
     time.sleep(0.01)
     _write(tmp_path, "c.jsonl", [_event(4, "2026-01-06")])
-    third = _tick(landing_conversations_sensor, landing, first.cursor)
-    assert [r.partition_key for r in third.run_requests] == ["2026-01-06"]
-    assert third.run_requests[0].run_key != by_partition["2026-01-06"].run_key
+    third = _tick(conversations_sensor, landing, first.cursor)
+    assert [_files_of(r) for r in third.run_requests] == [["c.jsonl"]]
+    assert third.run_requests[0].run_key != request.run_key
 
 
-def test_a_rewritten_file_is_a_new_arrival(tmp_path):
+def test_a_rewrite_with_the_same_size_and_mtime_is_a_new_arrival(tmp_path, no_reading):
     landing = LandingFolderResource(path=str(tmp_path))
-    path = _write(tmp_path, "a.jsonl", [_event(1, "2026-01-05")])
-    first = _tick(landing_conversations_sensor, landing, None)
-    path.write_text(_event(1, "2026-01-05") + "\n" + _event(2, "2026-01-05") + "\n")
-    os.utime(path, (path.stat().st_mtime + 1, path.stat().st_mtime + 1))
-    second = _tick(landing_conversations_sensor, landing, first.cursor)
-    assert [r.partition_key for r in second.run_requests] == ["2026-01-05"]
+    path = _write(tmp_path, "a.jsonl", [_event(1, "2026-01-05")], mtime=1767600000.0)
+    first = _tick(conversations_sensor, landing, None)
+    size = path.stat().st_size
+    time.sleep(0.01)
+    path.write_text(_event(7, "2026-01-05") + "\n")  # same length, other bytes
+    os.utime(path, (1767600000.0, 1767600000.0))
+    assert path.stat().st_size == size and path.stat().st_mtime == 1767600000.0
+    second = _tick(conversations_sensor, landing, first.cursor)
+    assert [_files_of(r) for r in second.run_requests] == [["a.jsonl"]]
+    assert second.run_requests[0].run_key != first.run_requests[0].run_key
 
 
 def test_a_burst_is_drained_in_order_over_several_ticks(tmp_path):
@@ -89,7 +110,7 @@ def test_a_burst_is_drained_in_order_over_several_ticks(tmp_path):
     files = landing.list_files("conversations")
     cursor, seen, ticks = LandingCursor(), [], 0
     while True:
-        plan = plan_tick(landing.list_files("conversations"), cursor, "conversations", 10)
+        plan = plan_tick(landing.list_files("conversations"), cursor, 10)
         if not plan.files:
             break
         seen += [f.key for f in plan.files]
@@ -99,31 +120,43 @@ def test_a_burst_is_drained_in_order_over_several_ticks(tmp_path):
     assert seen == [f.key for f in files]  # every file once, in landing order
 
 
-def test_document_sensor_reads_its_own_stream(tmp_path):
+def test_each_sensor_watches_its_own_stream(tmp_path):
     landing = LandingFolderResource(path=str(tmp_path))
     folder = tmp_path / "documents"
     folder.mkdir(parents=True)
-    (folder / "d.jsonl").write_text(
-        json.dumps(
-            {
-                "event_id": "d1",
-                "doc_id": "kb/a",
-                "op": "upsert",
-                "format": "text",
-                "content": "Some text.",
-                "updated_at": "2026-01-07T09:00:00Z",
-            }
-        )
-        + "\n"
+    (folder / "d.jsonl").write_text('{"event_id": "d1"}\n')
+    result = _tick(documents_sensor, landing, None)
+    (request,) = result.run_requests
+    assert request.run_config["ops"]["stage_documents"]["config"]["files"] == ["d.jsonl"]
+    assert isinstance(_tick(conversations_sensor, landing, None), dg.SkipReason)
+
+
+def test_a_staging_run_becomes_runs_of_the_days_it_touched(tmp_path):
+    from llm_data_platform.definitions import defs
+    from llm_data_platform.defs.ingest.staging import stage_conversations
+    from llm_data_platform.resources.lake import LakeResource
+
+    landing = LandingFolderResource(path=str(tmp_path / "landing"))
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    _write(tmp_path / "landing", "a.jsonl", [_event(1, "2026-01-05"), _event(2, "2026-01-07")])
+    # an event dated before the first partition is quarantined under the first day
+    _write(tmp_path / "landing", "b.jsonl", [_event(3, "2019-03-01")])
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [stage_conversations],
+        resources={"landing": landing, "lake": lake},
+        instance=instance,
+        run_config=dg.RunConfig(ops={"stage_conversations": {"config": {"files": []}}}),
     )
-    result = _tick(landing_documents_sensor, landing, None)
-    assert [r.partition_key for r in result.run_requests] == ["2026-01-07"]
-    assert isinstance(_tick(landing_conversations_sensor, landing, None), dg.SkipReason)
-
-
-def test_events_outside_the_partitions_are_quarantined_not_requested(tmp_path):
-    landing = LandingFolderResource(path=str(tmp_path))
-    _write(tmp_path, "old.jsonl", [_event(1, "2019-03-01"), _event(2, "2026-01-06")])
-    result = _tick(landing_conversations_sensor, landing, None)
-    # the 2019 event has no partition: it is quarantined under the first day, not dropped
-    assert sorted(r.partition_key for r in result.run_requests) == ["2026-01-05", "2026-01-06"]
+    assert result.success
+    sensor = raw_after_staging("conversations")
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    tick = sensor.evaluate_tick(context)
+    requests = tick.run_requests
+    assert sorted(r.partition_key for r in requests) == ["2026-01-05", "2026-01-07"]
+    assert len({r.run_key for r in requests}) == 2
+    # the cursor has moved past that staging: the next evaluation asks for nothing
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor)
+    )
+    assert not again.run_requests

@@ -248,9 +248,10 @@ def test_synthetic_producer_into_s3_and_landing(endpoint, bucket, lake, tmp_path
 
     landing = tmp_path / "landing"
     local = produce_synthetic(str(landing), rate=200, duration=0.5, batch_seconds=0.25)
-    files = LandingFolderResource(path=str(landing)).list_files(STREAM)
+    folder = LandingFolderResource(path=str(landing))
+    files = folder.list_files(STREAM)
     assert local.kind == "landing" and len(files) == local.units
-    lines = sum(1 for f in files for _ in LandingFolderResource.read_lines(f))
+    lines = sum(1 for f in files for _ in folder.read_lines(STREAM, f))
     assert lines == local.events == 100
 
 

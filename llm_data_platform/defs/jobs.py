@@ -7,7 +7,9 @@ from llm_data_platform.defs.partitions import daily_partitions
 # Every daily-partitioned asset, raw to curated.
 DAILY_ASSETS = (
     "raw_conversations",
+    "raw_conversations_quarantine",
     "raw_documents",
+    "raw_documents_quarantine",
     "conversations_clean",
     "documents_clean",
     "training_examples",

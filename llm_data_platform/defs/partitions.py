@@ -1,5 +1,7 @@
 """Partitions of the lake tables: event days, and the training weeks built from them."""
 
+from datetime import date
+
 import dagster as dg
 
 from llm_data_platform.settings import load_settings
@@ -14,3 +16,9 @@ weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=_start, day_offset=
 
 # One run handles a whole date range: a backfill loads the embedding model once, not per day.
 daily_backfill_policy = dg.BackfillPolicy.single_run()
+
+
+def partition_bounds() -> tuple[date, date]:
+    """First and last day that exist as partitions now (the last moves at midnight UTC)."""
+    first = date.fromisoformat(daily_partitions.get_first_partition_key())
+    return first, date.fromisoformat(daily_partitions.get_last_partition_key())

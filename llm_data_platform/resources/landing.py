@@ -1,42 +1,31 @@
-"""Landing folder source: JSONL (or JSONL.gz) files dropped into ``<dir>/<stream>/``."""
+"""Landing folder source: JSONL (or JSONL.gz) files dropped into ``<dir>/<stream>/``.
+
+The resource holds the folder and the caps on what one file may cost; listing and staging
+are ``streaming.landing_source``'s (no Dagster there).
+"""
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date
 
 import dagster as dg
+
+from llm_data_platform.streaming import landing_source
+from llm_data_platform.streaming.landing_source import LandingFile, StagedFile
+from llm_data_platform.streaming.line_reader import ReadLimits, read_lines
+from llm_data_platform.transforms.records import STREAMS as STREAM_SPECS
 
 STREAMS = ("conversations", "documents")
 
 
-@dataclass(frozen=True, order=True)
-class LandingFile:
-    """A landed file; ordered by (mtime, key) — the order sensors consume them in."""
-
-    mtime: float
-    key: str  # path relative to the stream folder, "/"-separated
-    size: int
-    path: str
-    # max(mtime, ctime): when the file appeared here. A copy that preserves an old mtime still
-    # gets a fresh ctime, so the sensor's watermark does not skip it.
-    landed: float = 0.0
-
-    @property
-    def identity(self) -> str:
-        """Content identity used in run keys: a rewritten file is a new arrival."""
-        return f"{self.key}@{self.mtime:.6f}:{self.size}"
-
-    @property
-    def arrived_at(self) -> datetime:
-        return datetime.fromtimestamp(self.mtime, tz=UTC)
-
-
 class LandingFolderResource(dg.ConfigurableResource):
+    """``<path>/<stream>/**/*.jsonl[.gz]``; each file version is staged once (by content)."""
+
     path: str
+    max_lines_per_file: int = ReadLimits.max_lines
+    max_bytes_per_file: int = ReadLimits.max_bytes
 
     def stream_dir(self, stream: str) -> str:
         if stream not in STREAMS:
@@ -44,30 +33,26 @@ class LandingFolderResource(dg.ConfigurableResource):
         return os.path.join(self.path, stream)
 
     def list_files(self, stream: str) -> list[LandingFile]:
-        root = self.stream_dir(stream)
-        files: list[LandingFile] = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if name.startswith(".") or not name.endswith((".jsonl", ".jsonl.gz")):
-                    continue  # temp files of writers in progress, and foreign files
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(full)
-                except FileNotFoundError:
-                    continue  # removed between listing and stat
-                key = os.path.relpath(full, root).replace(os.sep, "/")
-                files.append(
-                    LandingFile(st.st_mtime, key, st.st_size, full, max(st.st_mtime, st.st_ctime))
-                )
-        return sorted(files)
+        """Files as they are now (a stat each; nothing is opened)."""
+        return landing_source.list_files(self.stream_dir(stream))
 
-    @staticmethod
-    def read_lines(file: LandingFile) -> Iterator[tuple[int, bytes]]:
-        """(1-based line number, raw bytes) — bytes, so undecodable input can be quarantined."""
-        opener = gzip.open if file.path.endswith(".gz") else open
-        with opener(file.path, "rb") as f:
-            for number, line in enumerate(f, start=1):
-                line = line.rstrip(b"\r\n")
-                if line.strip():
-                    yield number, line
+    def limits(self, stream: str) -> ReadLimits:
+        return ReadLimits(
+            max_line_bytes=STREAM_SPECS[stream].max_line_bytes,
+            max_lines=self.max_lines_per_file,
+            max_bytes=self.max_bytes_per_file,
+        )
+
+    def stage(
+        self, lake, stream: str, key: str, bounds: tuple[date, date] | None = None
+    ) -> StagedFile:
+        """Parse the current version of ``key`` into micro-batches (no-op when staged)."""
+        return landing_source.stage_file(
+            lake, stream, self.stream_dir(stream), key, limits=self.limits(stream), bounds=bounds
+        )
+
+    def read_lines(self, stream: str, file: LandingFile) -> Iterator[tuple[int, bytes]]:
+        """(line number, bytes) of a file's good lines, through the capped reader (tools)."""
+        with open(file.path, "rb") as raw:
+            for chunk in read_lines(raw, file.key, self.limits(stream)):
+                yield from zip(chunk.numbers, chunk.values, strict=True)

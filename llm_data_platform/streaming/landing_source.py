@@ -103,6 +103,7 @@ class StagedFile:
     bytes_written: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    quarantine_sample: list[dict] = field(default_factory=list)  # a few rows, for previews
 
 
 def _path_hash(stream: str, key: str) -> str:
@@ -167,6 +168,8 @@ def stage_file(
                 rejected=_rejected(chunk, file.arrived_at),
                 bounds=bounds,
             )
+            if len(result.quarantine_sample) < 5 and parsed.quarantine.num_rows:
+                result.quarantine_sample += parsed.quarantine.slice(0, 5).to_pylist()
             written = write_parsed(lake, stream, f"{base}-{part:05d}", source, parsed, len(chunk))
             result.batches.append(written.identity)
             result.days.update(written.days)

@@ -824,6 +824,8 @@ def _read(lake: LakeResource, paths: list[str], schema: pa.Schema) -> pa.Table:
 
 
 _SOURCE_ORDER = [("source_file", "ascending"), ("source_line", "ascending")]
+# First arrival wins; among rows that arrived at the same instant, source order decides.
+_ARRIVAL_ORDER = [("arrived_at", "ascending"), *_SOURCE_ORDER]
 
 
 def _stem(path: str) -> str:
@@ -865,10 +867,10 @@ def _source_family(source: str) -> str:
 
 
 def dedupe_events(table: pa.Table) -> pa.Table:
-    """Keep the first row of each ``event_id`` in (source_file, source_line) order."""
+    """Keep the first arrival of each ``event_id`` (ties: (source_file, source_line) order)."""
     if table.num_rows == 0:
         return table
-    ordered = table.sort_by(_SOURCE_ORDER)
+    ordered = table.sort_by(_ARRIVAL_ORDER)
     index = pa.array(np.arange(ordered.num_rows, dtype=np.int64))
     firsts = (
         pa.table({"event_id": ordered["event_id"], "i": index})

@@ -6,16 +6,31 @@ from llm_data_platform.defs.partitions import daily_partitions
 
 ingest_conversations_job = dg.define_asset_job(
     "ingest_conversations_job",
-    selection=["raw_conversations", "conversations_clean"],
+    selection=["raw_conversations", "raw_conversations_quarantine", "conversations_clean"],
     partitions_def=daily_partitions,
     description="Landed chat events → raw → clean, for the days the new events belong to.",
 )
 
 ingest_documents_job = dg.define_asset_job(
     "ingest_documents_job",
-    selection=["raw_documents", "documents_clean", "document_chunks", "chunk_embeddings"],
+    selection=[
+        "raw_documents",
+        "raw_documents_quarantine",
+        "documents_clean",
+        "document_chunks",
+        "chunk_embeddings",
+    ],
     partitions_def=daily_partitions,
     description="Landed document versions → raw → clean → chunks → embeddings.",
 )
+
+STAGE_JOBS = {
+    stream: dg.define_asset_job(
+        f"stage_{stream}_job",
+        selection=[f"{stream}_batches", f"{stream}_batches_quarantine"],
+        description=f"Parse new landing files of the {stream} stream into micro-batches.",
+    )
+    for stream in ("conversations", "documents")
+}
 
 INGEST_JOBS = {"conversations": ingest_conversations_job, "documents": ingest_documents_job}

@@ -1,22 +1,27 @@
-"""Sensors: landed files become runs of exactly the day partitions their events belong to.
+"""Landing sensors: list what is new, ask for a staging run; staged days become raw runs.
 
-Cursor contract (no file missed, none run twice): a watermark on the time files landed, an
-overlap window below it inside which file identities already taken are remembered, at most
-``max_files`` files per tick in (landed, key) order, and run keys built from the identities
-of the files that caused them (Dagster never launches a run key twice).
+A landing tick only lists the folder (a stat per file, nothing opened) and requests one
+staging run naming the new file versions. Cursor contract (no file missed, none run twice):
+a watermark on the time files landed, an overlap window below it inside which identities
+already taken are remembered, at most ``max_files`` per tick in (landed, key) order, and run
+keys built from the file versions (Dagster never launches a run key twice).
+
+When a staging run has materialized the micro-batches, its metadata names the event days it
+touched; ``raw_after_staging`` turns each into a run of that day's ingest job.
 """
 
+from __future__ import annotations
+
 import hashlib
-from collections import defaultdict
 from dataclasses import dataclass
 
 import dagster as dg
 
-from llm_data_platform.defs.ingest.assets import partitions_of
-from llm_data_platform.defs.ingest.jobs import ingest_conversations_job, ingest_documents_job
-from llm_data_platform.resources.landing import LandingFile, LandingFolderResource
-from llm_data_platform.settings import load_settings
+from llm_data_platform.defs.ingest.jobs import INGEST_JOBS, STAGE_JOBS
+from llm_data_platform.defs.ingest.staging import StageConfig, batch_asset_keys
+from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.streaming.cursor import WatermarkCursor, take_new
+from llm_data_platform.streaming.landing_source import LandingFile
 
 # The landing folder uses the arrival cursor of every source (streaming/cursor.py).
 LandingCursor = WatermarkCursor
@@ -24,63 +29,90 @@ LandingCursor = WatermarkCursor
 
 @dataclass(frozen=True)
 class TickPlan:
-    files: list[LandingFile]
-    partitions: dict[str, list[str]]  # partition key -> identities of the files feeding it
-    cursor: LandingCursor
+    files: list[LandingFile]  # to stage now, in order
+    cursor: LandingCursor  # to save with the run request
     backlog: int  # new files left for later ticks
 
 
-def plan_tick(files: list[LandingFile], cursor: LandingCursor, stream: str, max_files: int):
+def plan_tick(files: list[LandingFile], cursor: LandingCursor, max_files: int) -> TickPlan:
     """Pure planning step of a tick, unit-testable without Dagster's sensor machinery."""
     take = take_new(
         files, cursor, max_files, arrived=lambda f: f.landed, identity=lambda f: f.identity
     )
-    partitions: dict[str, list[str]] = defaultdict(list)
-    for file in take.items:
-        for key in partitions_of(stream, file):
-            partitions[key].append(file.identity)
-    return TickPlan(take.items, dict(partitions), take.cursor, take.backlog)
+    return TickPlan(take.items, take.cursor, take.backlog)
 
 
-def run_key(stream: str, partition: str, identities: list[str]) -> str:
-    digest = hashlib.sha256("\n".join(sorted(identities)).encode()).hexdigest()[:20]
-    return f"{stream}:{partition}:{digest}"
+def digest(identities: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(identities)).encode()).hexdigest()[:20]
 
 
-def landing_sensor(stream: str, job) -> dg.SensorDefinition:
-    settings = load_settings()
+def stage_request(stream: str, files: list[LandingFile]) -> dg.RunRequest:
+    """The staging run of these file versions (its key: their identities)."""
+    config = StageConfig(files=[f.key for f in files])
+    return dg.RunRequest(
+        run_key=f"stage:{stream}:{digest([f.identity for f in files])}",
+        run_config=dg.RunConfig(ops={f"stage_{stream}": config}),
+        tags={"ldp/stream": stream, "ldp/files": str(len(files))},
+    )
 
+
+def landing_sensor(stream: str, max_files: int, interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"landing_{stream}_sensor",
-        job=job,
-        minimum_interval_seconds=settings.sensor_interval_seconds,
+        job=STAGE_JOBS[stream],
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New files in the landing folder's {stream}/ → runs of their event days.",
+        description=f"New files in the landing folder's {stream}/ → a staging run.",
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingFolderResource):
-        cursor = LandingCursor.parse(context.cursor)
-        plan = plan_tick(landing.list_files(stream), cursor, stream, settings.sensor_max_files)
-        requests = [
-            dg.RunRequest(
-                run_key=run_key(stream, partition, identities),
-                partition_key=partition,
-                tags={"ldp/stream": stream, "ldp/files": str(len(identities))},
-            )
-            for partition, identities in sorted(plan.partitions.items())
-        ]
+        plan = plan_tick(landing.list_files(stream), LandingCursor.parse(context.cursor), max_files)
         if not plan.files:
             return dg.SkipReason(f"No new files in {landing.stream_dir(stream)}.")
         context.log.info(
-            f"{len(plan.files)} new {stream} files → {len(requests)} partitions; "
+            f"{len(plan.files)} new {stream} files → one staging run; "
             f"{plan.backlog} left for the next ticks"
         )
-        return dg.SensorResult(run_requests=requests, cursor=plan.cursor.dump())
+        return dg.SensorResult(
+            run_requests=[stage_request(stream, plan.files)], cursor=plan.cursor.dump()
+        )
 
     return _sensor
 
 
-landing_conversations_sensor = landing_sensor("conversations", ingest_conversations_job)
-landing_documents_sensor = landing_sensor("documents", ingest_documents_job)
+def raw_after_staging(stream: str) -> dg.SensorDefinition:
+    events_key, _ = batch_asset_keys(stream)
+
+    @dg.asset_sensor(
+        name=f"raw_{stream}_after_staging_sensor",
+        asset_key=events_key,
+        job=INGEST_JOBS[stream],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=5,
+        description=f"Each staging of {stream} → runs of the event days it touched.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+        materialization = asset_event.asset_materialization
+        days = materialization.metadata.get("days") if materialization else None
+        if days is None or not days.value:
+            return dg.SkipReason("The staging run touched no day.")
+        return [
+            dg.RunRequest(
+                run_key=f"raw:{stream}:{day}:{asset_event.run_id}",
+                partition_key=day,
+                tags={"ldp/stream": stream, "ldp/staging_run": asset_event.run_id},
+            )
+            for day in days.value
+        ]
+
+    return _sensor
 
 
-LANDING_SENSORS = [landing_conversations_sensor, landing_documents_sensor]
+def landing_sensors(max_files: int, interval_seconds: int) -> list[dg.SensorDefinition]:
+    return [
+        sensor
+        for stream in ("conversations", "documents")
+        for sensor in (
+            landing_sensor(stream, max_files, interval_seconds),
+            raw_after_staging(stream),
+        )
+    ]
