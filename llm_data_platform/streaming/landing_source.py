@@ -23,14 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from llm_data_platform.streaming.line_reader import LineChunk, ReadLimits, read_lines
-from llm_data_platform.streaming.microbatch import (
-    ZONE,
-    LineColumns,
-    batch_table_names,
-    parse_batch,
-    write_parsed,
-)
+from llm_data_platform.streaming.file_batches import write_file_batches
+from llm_data_platform.streaming.line_reader import ReadLimits, read_lines
+from llm_data_platform.streaming.microbatch import ZONE, batch_table_names
 from llm_data_platform.transforms.records import STREAMS, reason_family
 
 if TYPE_CHECKING:
@@ -128,10 +123,6 @@ def content_hash(path: str) -> str:
     return digest.hexdigest()
 
 
-def _rejected(chunk: LineChunk, arrived_at: datetime) -> list[tuple[int, bytes, str, datetime]]:
-    return [(number, preview, reason, arrived_at) for number, preview, reason in chunk.rejected]
-
-
 def stage_file(
     lake: LakeResource,
     stream: str,
@@ -157,28 +148,26 @@ def stage_file(
     limits = limits or ReadLimits(max_line_bytes=spec.max_line_bytes)
     source = f"{stream}/{key}"
     base = f"landing-{_path_hash(stream, key)[:12]}-{digest[:20]}"
-    result = StagedFile(key, "staged", digest, bytes_read=file.size)
     with open(file.path, "rb") as raw:
-        for part, chunk in enumerate(read_lines(raw, key, limits)):
-            parsed = parse_batch(
-                stream,
-                LineColumns(chunk.numbers, chunk.values),
-                source,
-                file.arrived_at,
-                rejected=_rejected(chunk, file.arrived_at),
-                bounds=bounds,
-            )
-            if len(result.quarantine_sample) < 5 and parsed.quarantine.num_rows:
-                result.quarantine_sample += parsed.quarantine.slice(0, 5).to_pylist()
-            written = write_parsed(lake, stream, f"{base}-{part:05d}", source, parsed, len(chunk))
-            result.batches.append(written.identity)
-            result.days.update(written.days)
-            result.received += written.received
-            result.rows += written.rows
-            result.quarantined += written.quarantined
-            result.late_events += written.late_events
-            result.bytes_written += written.bytes
-            result.reasons.update({reason_family(r): n for r, n in written.reasons.items()})
+        staged = write_file_batches(
+            lake, stream, base, source, read_lines(raw, key, limits), file.arrived_at, bounds=bounds
+        )
+    written = staged.result
+    result = StagedFile(
+        key,
+        "staged",
+        digest,
+        batches=staged.parts,
+        days=set(written.days),
+        received=written.received,
+        rows=written.rows,
+        quarantined=written.quarantined,
+        late_events=written.late_events,
+        bytes_read=file.size,
+        bytes_written=written.bytes,
+        reasons=Counter({reason_family(r): n for r, n in written.reasons.items()}),
+        quarantine_sample=staged.quarantine_sample,
+    )
     new_days = set(result.days)
     if previous:
         _remove_batches(lake, stream, previous, keep=set(result.batches))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 READ_SIZE = 1 << 20
+GZIP_READ_SIZE = 1 << 16  # compressed bytes per step: what a damaged spot can cost
 PREVIEW_BYTES = 2_000
 
 
@@ -56,35 +57,55 @@ def is_gzip(name: str, head: bytes) -> bool:
     return head[:2] == b"\x1f\x8b" or name.endswith(".gz")
 
 
+def _inflate(member, data: bytes) -> Iterator[bytes]:
+    """All the output of ``data`` through ``member``, in blocks of at most READ_SIZE."""
+    while True:
+        out = member.decompress(data, READ_SIZE)
+        if out:
+            yield out
+        data = member.unconsumed_tail
+        if member.eof or (not data and len(out) < READ_SIZE):
+            return
+
+
+def _salvage(saved, data: bytes) -> Iterator[bytes]:
+    """The output of the longest prefix of ``data`` that inflates without an error (the
+    lines before a damaged spot), found by bisection on copies of the decompressor."""
+    good, bad = 0, len(data)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        try:
+            for _ in _inflate(saved.copy(), data[:mid]):
+                pass
+            good = mid
+        except zlib.error:
+            bad = mid
+    yield from _inflate(saved, data[:good])
+
+
 def _blocks(raw: BinaryIO, compressed: bool) -> Iterator[bytes]:
     """Decompressed blocks of at most READ_SIZE bytes, yielded as they come, so the lines
-    before a damaged spot are kept; gzip errors propagate to the caller."""
+    before a damaged spot are kept; gzip errors propagate to the caller after them."""
     if not compressed:
         while block := raw.read(READ_SIZE):
             yield block
         return
     member = zlib.decompressobj(wbits=31)
     fed = False  # input given to the current gzip member
-    while data := raw.read(READ_SIZE):
+    while data := raw.read(GZIP_READ_SIZE):
         while data:
-            fed = True
-            out = member.decompress(data, READ_SIZE)
-            if out:
-                yield out
-            if member.eof:  # a member ended: another may follow (concatenated gzip)
-                data = member.unused_data
-                member, fed = zlib.decompressobj(wbits=31), False
-                if not data.strip(b"\x00"):  # zero padding after the last member
-                    data = b""
-            elif member.unconsumed_tail:
-                data = member.unconsumed_tail
-            elif len(out) == READ_SIZE:
-                data = b""
-                while len(out) == READ_SIZE:  # output still pending inside zlib
-                    out = member.decompress(b"", READ_SIZE)
-                    if out:
-                        yield out
-            else:
+            fed, saved = True, member.copy()
+            try:
+                yield from _inflate(member, data)
+            except zlib.error:
+                yield from _salvage(saved, data)
+                raise
+            if not member.eof:
+                break
+            # a member ended: another may follow (concatenated gzip), or zero padding
+            data = member.unused_data
+            member, fed = zlib.decompressobj(wbits=31), False
+            if not data.strip(b"\x00"):
                 data = b""
     if fed and not member.eof:
         raise EOFError("gzip stream ends before its end marker")
@@ -99,10 +120,30 @@ def _damage(exc: BaseException, compressed: bool) -> str:
     )
 
 
-def read_lines(raw: BinaryIO, name: str, limits: ReadLimits = ReadLimits()) -> Iterator[LineChunk]:
-    """Chunks of the lines of ``raw`` (gzip when ``name`` ends in .gz or the bytes say so)."""
-    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    compressed = is_gzip(name, head)
+class _Prefixed:
+    """A stream whose first bytes were read ahead (to sniff gzip) and are given back first."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head, self._raw = head, raw
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._raw.read(size)
+        head, self._head = self._head, b""
+        return head + self._raw.read(max(0, size - len(head)) if size >= 0 else -1)
+
+
+def read_lines(
+    raw: BinaryIO, name: str, limits: ReadLimits = ReadLimits(), *, gzip: bool = False
+) -> Iterator[LineChunk]:
+    """Chunks of the lines of ``raw``: gzip when ``gzip`` is set, ``name`` ends in .gz or
+    the first bytes are gzip's magic number."""
+    if hasattr(raw, "peek"):
+        head = raw.peek(2)[:2]
+    else:
+        head = raw.read(2)
+        raw = _Prefixed(head, raw)  # type: ignore[assignment]
+    compressed = gzip or is_gzip(name, head)
     chunk = LineChunk()
     pending = b""  # the start of a line not yet ended
     number = 0  # lines seen so far
@@ -119,7 +160,9 @@ def read_lines(raw: BinaryIO, name: str, limits: ReadLimits = ReadLimits()) -> I
         nonlocal number
         number += 1
         line = line.rstrip(b"\r")
-        if line.strip():
+        if len(line) > limits.max_line_bytes:
+            oversize((number, line[:PREVIEW_BYTES], len(line)))
+        elif line.strip():
             chunk.numbers.append(number)
             chunk.values.append(line)
             chunk.size += len(line)
@@ -160,14 +203,14 @@ def read_lines(raw: BinaryIO, name: str, limits: ReadLimits = ReadLimits()) -> I
                         skipping = (number, pending[:PREVIEW_BYTES], len(pending))
                         pending = b""
                     break
-                add(pending + block[start:end] if pending else block[start:end])
-                pending, start = b"", end + 1
-                if number >= limits.max_lines:
+                if number >= limits.max_lines:  # a line beyond the cap
                     chunk.rejected.append(
                         (number + 1, b"", f"more than {limits.max_lines} lines; the rest not read")
                     )
                     yield from flush()
                     return
+                add(pending + block[start:end] if pending else block[start:end])
+                pending, start = b"", end + 1
                 if len(chunk.numbers) >= limits.chunk_lines or chunk.size >= limits.chunk_bytes:
                     yield from flush()
     except (OSError, EOFError, zlib.error) as exc:
@@ -177,5 +220,10 @@ def read_lines(raw: BinaryIO, name: str, limits: ReadLimits = ReadLimits()) -> I
     if skipping is not None:
         oversize(skipping)
     if pending.strip():
-        add(pending)
+        if number >= limits.max_lines:
+            chunk.rejected.append(
+                (number + 1, b"", f"more than {limits.max_lines} lines; the rest not read")
+            )
+        else:
+            add(pending)
     yield from flush()

@@ -396,6 +396,7 @@ def _parse_lines_robust(spec, lines, source: str, arrived_at: datetime) -> Parse
         validate=spec.validate,
         json_time_key=spec.json_time_key,
         row_time_key=spec.row_time_key,
+        max_line_bytes=spec.max_line_bytes,
     )
     try:
         return parse_lines(lines, **kwargs)

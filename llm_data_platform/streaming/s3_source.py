@@ -20,20 +20,17 @@ the same files. The caller saves the cursor only after the objects are written.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from llm_data_platform.streaming.cursor import OVERLAP_SECONDS, WatermarkCursor, take_new
-from llm_data_platform.streaming.microbatch import (
-    FaultHook,
-    MicroBatchResult,
-    write_microbatch,
-)
+from llm_data_platform.streaming.file_batches import write_file_batches
+from llm_data_platform.streaming.line_reader import LineChunk, ReadLimits, read_lines
+from llm_data_platform.streaming.microbatch import FaultHook, MicroBatchResult
+from llm_data_platform.transforms.records import STREAMS
 
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource
@@ -92,20 +89,6 @@ def plan_poll(
     return S3Poll(take.items, take.cursor, take.backlog)
 
 
-def _is_gzip(key: str, encoding: str | None, data: bytes) -> bool:
-    return data[:2] == b"\x1f\x8b" or key.endswith(".gz") or (encoding or "").lower() == "gzip"
-
-
-def split_lines(data: bytes) -> list[tuple[int, bytes]]:
-    """(1-based line number, bytes) of the non-blank lines, as the landing folder reads them."""
-    out = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        line = line.rstrip(b"\r\n")
-        if line.strip():
-            out.append((number, line))
-    return out
-
-
 class S3PrefixSource:
     """New objects under ``s3://bucket/prefix`` for one stream.
 
@@ -123,6 +106,7 @@ class S3PrefixSource:
         max_objects: int = 200,
         overlap_seconds: float = OVERLAP_SECONDS,
         max_object_bytes: int = 512 * 1024 * 1024,
+        limits: ReadLimits | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.lstrip("/")
@@ -130,6 +114,7 @@ class S3PrefixSource:
         self.max_objects = max_objects
         self.overlap_seconds = overlap_seconds
         self.max_object_bytes = max_object_bytes
+        self.limits = limits or ReadLimits(max_line_bytes=STREAMS[stream].max_line_bytes)
         self._factory = client_factory
         self._client: Any = None
 
@@ -180,9 +165,10 @@ class S3PrefixSource:
         etag: str,
         lake: LakeResource,
         *,
+        bounds: tuple[date, date] | None = None,
         fault: FaultHook | None = None,
     ) -> MicroBatchResult | None:
-        """Download one object version and write it as a micro-batch.
+        """Stream one object version into micro-batch parts (``file_batches``).
 
         Returns None when that version no longer exists (overwritten or deleted since it was
         listed): its successor, if any, is a new arrival for ``poll``.
@@ -200,38 +186,20 @@ class S3PrefixSource:
         identity = object_batch_identity(key, etag)
         source = f"s3://{self.bucket}/{key}"
         size = int(response.get("ContentLength") or 0)
+        body = response["Body"]
         if size > self.max_object_bytes:
-            response["Body"].close()
+            body.close()
             reason = f"object of {size} bytes exceeds {self.max_object_bytes}"
-            return write_microbatch(
-                lake,
-                self.stream,
-                identity,
-                [],
-                source,
-                arrived_at,
-                rejected=[(0, b"", reason, arrived_at)],
-                fault=fault,
-            )
-        data = response["Body"].read()
-        if _is_gzip(key, response.get("ContentEncoding"), data):
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError, zlib.error) as exc:
-                reason = f"unreadable gzip object: {exc}"
-                return write_microbatch(
-                    lake,
-                    self.stream,
-                    identity,
-                    [],
-                    source,
-                    arrived_at,
-                    rejected=[(0, data[:200], reason, arrived_at)],
-                    fault=fault,
-                )
-        return write_microbatch(
-            lake, self.stream, identity, split_lines(data), source, arrived_at, fault=fault
-        )
+            chunks: Iterable[LineChunk] = [LineChunk(rejected=[(0, b"", reason)])]
+        else:
+            gzipped = (response.get("ContentEncoding") or "").lower() == "gzip"
+            chunks = read_lines(body, key, self.limits, gzip=gzipped)
+        try:
+            return write_file_batches(
+                lake, self.stream, identity, source, chunks, arrived_at, bounds=bounds, fault=fault
+            ).result
+        finally:
+            body.close()
 
     def drain(
         self,
@@ -239,6 +207,7 @@ class S3PrefixSource:
         cursor: S3Cursor | str | None = None,
         max_objects: int | None = None,
         *,
+        bounds: tuple[date, date] | None = None,
         fault: FaultHook | None = None,
     ) -> tuple[list[MicroBatchResult], S3Cursor, int]:
         """One bounded step: poll, ingest the objects in order, return (results, the cursor to
@@ -246,7 +215,7 @@ class S3PrefixSource:
         plan = self.poll(cursor, max_objects)
         results = []
         for obj in plan.objects:
-            result = self.ingest_object(obj.key, obj.etag, lake, fault=fault)
+            result = self.ingest_object(obj.key, obj.etag, lake, bounds=bounds, fault=fault)
             if result is not None:
                 results.append(result)
         return results, plan.cursor, plan.backlog
@@ -260,5 +229,4 @@ __all__ = [
     "S3PrefixSource",
     "object_batch_identity",
     "plan_poll",
-    "split_lines",
 ]
