@@ -135,6 +135,7 @@ def test_a_staging_run_becomes_runs_of_the_days_it_touched(tmp_path):
     from llm_data_platform.definitions import defs
     from llm_data_platform.defs.ingest.staging import stage_conversations
     from llm_data_platform.resources.lake import LakeResource
+    from llm_data_platform.resources.stream_sources import StreamSourcesResource
 
     landing = LandingFolderResource(path=str(tmp_path / "landing"))
     lake = LakeResource(root=str(tmp_path / "lake"))
@@ -144,7 +145,7 @@ def test_a_staging_run_becomes_runs_of_the_days_it_touched(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [stage_conversations],
-        resources={"landing": landing, "lake": lake},
+        resources={"landing": landing, "lake": lake, "sources": StreamSourcesResource()},
         instance=instance,
         run_config=dg.RunConfig(ops={"stage_conversations": {"config": {"files": []}}}),
     )

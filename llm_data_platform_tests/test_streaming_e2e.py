@@ -102,6 +102,24 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     assert producer.flush(20) == 0
 
 
+def _stage(resources: dict, request: dg.RunRequest, stream: str = "conversations") -> list[str]:
+    """Run the staging run a sensor asked for; return the days its materialization names."""
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets(f"{stream}_batches", f"{stream}_batches_quarantine"),
+        resources=resources,
+        run_config=request.run_config,
+    )
+    assert result.success
+    (meta,) = [
+        m.metadata
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+        if m.asset_key == dg.AssetKey(f"{stream}_batches")
+    ]
+    return list(meta["days"].value)
+
+
 def test_kafka_topic_to_raw_and_clean_exactly_once(bootstrap, tmp_path):
     topic = "e2e-conversations"
     sources = StreamSourcesResource(
@@ -113,7 +131,10 @@ def test_kafka_topic_to_raw_and_clean_exactly_once(bootstrap, tmp_path):
     _produce(bootstrap, topic, good + [b"{not json", b'{"event_id": "x", "type": "message"}'])
 
     first = _tick(sensor, resources, None)
-    days = sorted(r.partition_key for r in first.run_requests)
+    (request,) = first.run_requests  # the tick only looked at offsets; the run reads
+    assert request.run_config["ops"]["stage_conversations"]["config"]["source"] == "kafka"
+    assert _tick(sensor, resources, first.cursor).run_requests[0].run_key == request.run_key
+    days = sorted(_stage(resources, request))
     # the malformed messages carry no readable time: they belong to the day they arrived
     today = datetime.now(UTC).date().isoformat()
     assert days == ["2026-01-05", "2026-01-06", "2026-01-07", today]
@@ -131,17 +152,14 @@ def test_kafka_topic_to_raw_and_clean_exactly_once(bootstrap, tmp_path):
     )
     assert meta["events_per_source"].value == {f"kafka://{topic}": 100}
 
-    # caught up: the next tick acknowledges what was requested and finds nothing new
-    second = _tick(sensor, resources, first.cursor)
-    assert isinstance(second, dg.SkipReason)
+    # caught up and reported: the next tick finds nothing to do
+    assert isinstance(_tick(sensor, resources, first.cursor), dg.SkipReason)
 
     # a replay of already-ingested events (a producer retry) under new offsets adds nothing
     _produce(bootstrap, topic, good[:50] + [json.dumps(_event(300)).encode()])
-    third = _tick(sensor, resources, first.cursor)
-    assert {r.run_key for r in third.run_requests}.isdisjoint(
-        {r.run_key for r in first.run_requests}
-    )
-    assert _materialize(resources, days).success
+    (again,) = _tick(sensor, resources, first.cursor).run_requests
+    assert again.run_key != request.run_key
+    _materialize(resources, sorted(_stage(resources, again)))
     ids = _raw_ids(resources, days)
     assert len(ids) == len(set(ids)) == 301
 
@@ -168,7 +186,14 @@ def test_s3_prefix_to_raw_exactly_once(tmp_path, moto_endpoint):
     first = _tick(sensor, resources, None)
     second = _tick(sensor, resources, first.cursor)
     assert isinstance(_tick(sensor, resources, second.cursor), dg.SkipReason)
-    days = sorted({r.partition_key for r in first.run_requests + second.run_requests})
+    named = [
+        r.run_config["ops"]["stage_conversations"]["config"]["objects"]
+        for r in first.run_requests + second.run_requests
+    ]
+    assert [len(n) for n in named] == [4, 2]
+    days = sorted(
+        {d for r in first.run_requests + second.run_requests for d in _stage(resources, r)}
+    )
     assert _materialize(resources, days).success
     assert sorted(_raw_ids(resources, days)) == sorted(f"k{i:05d}" for i in range(60))
     # the documents stream through the same source: a page and its later deletion
@@ -195,8 +220,8 @@ def test_s3_prefix_to_raw_exactly_once(tmp_path, moto_endpoint):
         Key="firehose/documents/part-000.jsonl",
         Body="\n".join(json.dumps(d) for d in docs) + "\n",
     )
-    doc_tick = _tick(s3_sensor("documents"), resources, None)
-    assert [r.partition_key for r in doc_tick.run_requests] == ["2026-01-05"]
+    (doc_request,) = _tick(s3_sensor("documents"), resources, None).run_requests
+    assert _stage(resources, doc_request, "documents") == ["2026-01-05"]
     result = dg.materialize(
         [*ASSETS, *CHECKS],
         selection=dg.AssetSelection.assets(
@@ -211,8 +236,10 @@ def test_s3_prefix_to_raw_exactly_once(tmp_path, moto_endpoint):
     assert "mutable sequences" in rows["kb/lists"]["text"]
     assert rows["kb/old"]["is_deleted"] is True
 
-    # the same tick replayed (a crash before its cursor was saved) changes nothing
+    # the same tick replayed (a crash before its cursor was saved): the same run key, and
+    # staging the same objects again changes nothing
     replay = _tick(sensor, resources, None)
-    assert {r.run_key for r in replay.run_requests} >= {r.run_key for r in first.run_requests}
+    assert replay.run_requests[0].run_key == first.run_requests[0].run_key
+    _stage(resources, replay.run_requests[0])
     assert _materialize(resources, days).success
     assert len(_raw_ids(resources, days)) == 60

@@ -15,7 +15,6 @@ import re
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -44,6 +43,8 @@ class EmbeddingCache:
         ]
         if not files:
             return {}
+        import pyarrow.dataset as pads  # pulls pandas: imported where used
+
         dataset = pads.dataset(files, filesystem=fs, format="parquet")
         found = dataset.to_table(
             filter=pc.field("content_hash").isin(pa.array(sorted(set(hashes)))),

@@ -13,15 +13,17 @@ import posixpath
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 DATA_FILE = "data.parquet"
 
@@ -151,6 +153,8 @@ class LakeResource(dg.ConfigurableResource):
             wanted = [k for k in wanted if k in set(keys)]
         if not wanted:
             return None
+        import pyarrow.dataset as pads  # pulls pandas: only where a scan happens
+
         fs, _ = self.filesystem()
         paths = [
             posixpath.join(self.partition_path(zone, table_name, k, partition_name), DATA_FILE)
@@ -162,6 +166,8 @@ class LakeResource(dg.ConfigurableResource):
     def dataset(self, zone: str, table_name: str) -> pads.Dataset | None:
         """All partitions as one lazy hive-partitioned dataset (``dt`` column), for DuckDB or
         pyarrow scans that never hold the whole table in memory."""
+        import pyarrow.dataset as pads
+
         fs, _ = self.filesystem()
         path = self.table_path(zone, table_name)
         if not self.list_partitions(zone, table_name):

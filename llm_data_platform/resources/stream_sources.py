@@ -1,11 +1,13 @@
 """Streaming sources beside the landing folder: Kafka topics and S3 prefixes.
 
-Each is switched on by configuration alone (LDP_KAFKA_BOOTSTRAP, LDP_S3_SOURCE_URI); both
-stage exactly-once micro-batches into the raw zone (``streaming/``), which the raw assets
-compact into their day partitions.
+Each is switched on by configuration alone (LDP_KAFKA_BOOTSTRAP, LDP_S3_SOURCE_URI); their
+sensors only look (Kafka: offsets; S3: a listing) and request staging runs, which stage
+exactly-once micro-batches into the raw zone (``streaming/``); the raw assets compact them.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -13,15 +15,13 @@ from dagster_aws.s3 import S3Resource
 from llm_data_platform.streaming.kafka_source import KafkaSourceConfig
 from llm_data_platform.streaming.s3_source import S3PrefixSource
 
-# A sensor tick must finish within 60 s: reading stops here, what was read is still written.
-TICK_READ_SECONDS = 35.0
-
 
 class StreamSourcesResource(dg.ConfigurableResource):
     kafka_bootstrap: str = ""
     kafka_topics: str = "conversations=ldp.conversations,documents=ldp.documents"
     kafka_group: str = "llm-data-platform"
     kafka_max_messages: int = 100_000
+    kafka_run_seconds: float = 300.0  # a staging run stops reading here; what it read is written
     s3_source_uri: str = ""
     s3: S3Resource | None = None
     max_objects: int = 200
@@ -30,7 +30,9 @@ class StreamSourcesResource(dg.ConfigurableResource):
         pairs = [p.split("=", 1) for p in self.kafka_topics.split(",") if "=" in p]
         return {stream.strip(): topic.strip() for stream, topic in pairs}
 
-    def kafka_config(self, stream: str) -> KafkaSourceConfig | None:
+    def kafka_config(
+        self, stream: str, bounds: tuple[date, date] | None = None
+    ) -> KafkaSourceConfig | None:
         topic = self.topics().get(stream)
         if not self.kafka_bootstrap or not topic:
             return None
@@ -40,8 +42,9 @@ class StreamSourcesResource(dg.ConfigurableResource):
             group_id=self.kafka_group,
             stream=stream,
             max_messages=self.kafka_max_messages,
-            run_timeout_s=TICK_READ_SECONDS,
+            run_timeout_s=self.kafka_run_seconds,
             keep_committed_ledger=True,
+            bounds=bounds,
         )
 
     def s3_source(self, stream: str) -> S3PrefixSource | None:

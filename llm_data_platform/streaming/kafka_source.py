@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -106,6 +106,8 @@ class KafkaSourceConfig:
     # them, so even a crash between the commit and the run requests loses no trigger.
     keep_committed_ledger: bool = False
     consumer_config: Mapping[str, Any] = field(default_factory=dict)  # security.protocol, …
+    # first and last day that exist as partitions: events outside are quarantined
+    bounds: tuple[date, date] | None = None
 
     @classmethod
     def from_url(cls, url: str, group_id: str, **kwargs: Any) -> KafkaSourceConfig:
@@ -371,6 +373,20 @@ def _offsets(
     return out
 
 
+def positions(config: KafkaSourceConfig) -> dict[int, tuple[int, int]]:
+    """partition -> (group's committed offset or -1, high watermark): a snapshot a sensor can
+    compare and name runs by (cheap: metadata calls only, no message is read)."""
+    consumer = Consumer(consumer_settings(config))
+    try:
+        partitions = _partitions(consumer, config)
+        return {
+            p: (committed, high)
+            for p, (committed, _, high) in _offsets(consumer, config, partitions).items()
+        }
+    finally:
+        consumer.close()
+
+
 def lag(config: KafkaSourceConfig) -> dict[int, int]:
     """Messages per partition not yet committed by the group (what a sensor polls)."""
     consumer = Consumer(consumer_settings(config))
@@ -540,7 +556,9 @@ def ingest_once(
             """Parser thread: one piece of a batch (no side effects)."""
             begun = time.perf_counter()
             lines, source, arrivals, rejected = _batch_lines(config.topic, p, first, piece)
-            parsed = parse_batch(config.stream, lines, source, arrivals, rejected=rejected)
+            parsed = parse_batch(
+                config.stream, lines, source, arrivals, rejected=rejected, bounds=config.bounds
+            )
             return parsed, len(piece), time.perf_counter() - begun
 
         def encode(p: int, first: int, last: int, pieces: list[Future]) -> EncodedBatch:
@@ -747,4 +765,5 @@ __all__ = [
     "ingest_once",
     "lag",
     "pending_days",
+    "positions",
 ]

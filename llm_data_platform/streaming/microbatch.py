@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.json as pj
 import pyarrow.parquet as pq
@@ -820,6 +819,8 @@ def _day_files(lake: LakeResource, table: str, day: str) -> list[str]:
 def _read(lake: LakeResource, paths: list[str], schema: pa.Schema) -> pa.Table:
     if not paths:
         return schema.empty_table()
+    import pyarrow.dataset as pads  # pulls pandas: only where a scan happens
+
     fs, _ = lake.filesystem()
     return pads.dataset(paths, schema=schema, filesystem=fs, format="parquet").to_table()
 

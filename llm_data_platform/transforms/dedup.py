@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +35,8 @@ def content_hash(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     md5 is used as a fingerprint, not for security: stable across versions and platforms and
     the same as ``hashlib.md5(text.encode()).hexdigest()``.
     """
+    import duckdb  # imported where used: importing the code location must stay cheap
+
     keys = pa.table({"k": hash_key_text(arr)})
     with duckdb.connect() as con:
         con.register("keys", keys)

@@ -31,12 +31,26 @@ import copy
 import logging
 import re
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import lxml.etree as etree
-import lxml.html
-import trafilatura
+# lxml and trafilatura are imported where used: importing the code location must stay cheap
+if TYPE_CHECKING:
+    import lxml.etree as etree
+    import lxml.html
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> ModuleType:
+    # the module attribute ``trafilatura`` still resolves, lazily, for callers (and tests)
+    # that reach the library through this module
+    if name == "trafilatura":
+        import trafilatura
+
+        return trafilatura
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SUPPORTED_FORMATS = ("html", "markdown", "text")
 FORMAT_ALIASES = {"htm": "html", "xhtml": "html", "md": "markdown", "txt": "text", "plain": "text"}
@@ -291,6 +305,10 @@ _LINK_SOUP_DENSITY = 0.7
 def _extract_html(content: str) -> tuple[str, str]:
     if not content.strip():
         return "", METHOD_TRAFILATURA
+    import lxml.etree as etree
+    import lxml.html
+    import trafilatura
+
     try:
         # bytes + a forced utf-8 parser: str input with an XML encoding declaration is an
         # error in lxml, and a <meta charset> must not re-decode already decoded text
@@ -329,6 +347,8 @@ def _extract_html(content: str) -> tuple[str, str]:
 
 def _preprocess_html(root: lxml.html.HtmlElement) -> None:
     """Structural clean-up before trafilatura (see the module docstring)."""
+    import lxml.etree as etree
+
     etree.strip_elements(root, etree.Comment, etree.ProcessingInstruction, with_tail=False)
     for el in list(root.iter(*_DROP_TAGS)):
         _drop(el)
@@ -350,6 +370,8 @@ def _ensure_main_container(root: lxml.html.HtmlElement) -> None:
     Without a recognisable main container trafilatura falls back to its "wild text" recovery,
     which keeps paragraphs and code but drops every heading.
     """
+    import lxml.html
+
     if root.xpath("//article|//main|//*[@role='main']"):
         return
     body = root.find("body")
@@ -371,6 +393,9 @@ def _drop(el: etree._Element) -> None:
 
 def _pydoc_to_semantic(root: lxml.html.HtmlElement) -> None:
     """Give pydoc's table layout real headings and preformatted docstrings."""
+    import lxml.etree as etree
+    import lxml.html
+
     # Page title: <table class="heading"><td class="title">json (version 2.0.9)</td>
     #             <td class="extra">index / file path / Module Reference links</td>
     for table in root.xpath(f"//table[{_cls('heading')}]"):
@@ -411,6 +436,8 @@ def _plain_pre_blocks(root: etree._Element) -> None:
 
     trafilatura keeps <pre><code> verbatim; a bare <pre> becomes a one-line quote.
     """
+    import lxml.etree as etree
+
     for pre in list(root.iter("pre")):
         text = pre.text_content()
         tail = pre.tail
@@ -475,6 +502,8 @@ def _unwrap_layout_tables(root: etree._Element) -> None:
 
 def _wrap_inline_runs(el: etree._Element) -> None:
     """Put loose text of a former layout cell into <p>s (trafilatura ignores bare div text)."""
+    import lxml.html
+
     children = list(el)
     if not any(isinstance(c.tag, str) and c.tag in _BLOCK_TAGS for c in children):
         if _squash(el.text_content()):
@@ -537,6 +566,8 @@ def _detached(el: etree._Element, root: etree._Element) -> bool:
 
 
 def _render_trafilatura_xml(xml: str) -> str:
+    import lxml.etree as etree
+
     doc = etree.fromstring(xml.encode("utf-8"))
     main = doc.find("main")
     if main is None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from llm_data_platform.transforms.pii import PLACEHOLDER_PATTERN
 from llm_data_platform.transforms.text_normalize import (
@@ -29,6 +29,9 @@ from llm_data_platform.transforms.text_normalize import (
     unicode_normalize,
     utf8_view,
 )
+
+if TYPE_CHECKING:  # py3langid is imported where used
+    from py3langid.langid import LanguageIdentifier
 
 UNDETERMINED = "und"
 
@@ -72,12 +75,16 @@ class _NaiveBayes:
 @functools.cache
 def base_identifier() -> LanguageIdentifier:
     """py3langid's identifier over all languages, loaded once per process."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 @functools.lru_cache(maxsize=8)
 def identifier(languages: tuple[str, ...] | None) -> LanguageIdentifier:
     """A per-row py3langid identifier restricted to ``languages`` (shares the base arrays)."""
+    from py3langid.langid import LanguageIdentifier
+
     base = base_identifier()
     if languages is None:
         return base

@@ -53,7 +53,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from llm_data_platform.transforms.text_normalize import as_string_array, utf8_view
 
@@ -287,6 +286,8 @@ def shingle_hashes(
 
 @functools.lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from datasketch import MinHash  # heavy (pulls scipy); imported where used
+
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
@@ -388,6 +389,8 @@ def near_duplicate_mask(
     n = len(offsets) - 1
     if len(ids) != n:
         raise ValueError(f"{n} texts but {len(ids)} ids")
+
+    from datasketch import LeanMinHash, MinHashLSH  # heavy (pulls scipy); imported where used
 
     sig = minhash_signatures(offsets, hashes, num_perm, seed)
     bands, rows = lsh_params(threshold, num_perm)

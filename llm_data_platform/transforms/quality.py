@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -211,6 +210,8 @@ def unique_word_ratio(arr: pa.Array, words: np.ndarray) -> np.ndarray:
                           [1:{_UNIQUE_WORDS_WINDOW}] AS w
               FROM subset)
     """
+    import duckdb  # imported where used: importing the code location must stay cheap
+
     with duckdb.connect() as con:
         con.register("subset", subset)
         result = con.sql(query).to_arrow_table()

@@ -8,11 +8,22 @@ RE2 pattern flags the few rows that *could* be mojibake and ftfy runs on those r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
-import ftfy
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+def __getattr__(name: str) -> ModuleType:
+    # ftfy is imported where used (importing the code location must stay cheap); the module
+    # attribute ``ftfy`` still resolves, lazily, for callers that reach it through this module
+    if name == "ftfy":
+        import ftfy
+
+        return ftfy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # UTF-8 decoded as Latin-1 / Windows-1252 turns each multi-byte sequence into a lead character
 # in U+00C2..U+00F4 ("Ã", "â", "ð"...) followed by a character that is the cp1252/latin-1
@@ -138,6 +149,8 @@ def fix_mojibake(arr: pa.Array) -> pa.Array:
     rows = pc.indices_nonzero(flagged)
     if len(rows) == 0:
         return arr
+    import ftfy
+
     fixed = [ftfy.fix_encoding(text) for text in pc.take(arr, rows).to_pylist()]
     return pc.replace_with_mask(arr, flagged, pa.array(fixed, pa.string()))
 

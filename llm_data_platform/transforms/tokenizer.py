@@ -14,8 +14,10 @@ import os
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from tokenizers import Tokenizer
+if TYPE_CHECKING:  # tokenizers is imported where used
+    from tokenizers import Tokenizer
 
 # all-MiniLM-L6-v2 embeds at most 256 word pieces, [CLS] and [SEP] included; longer input is
 # silently truncated by sentence-transformers. Used when the model folder has no config.
@@ -36,6 +38,8 @@ def model_dir() -> str:
 @lru_cache(maxsize=1)
 def load_tokenizer() -> Tokenizer:
     """The model's WordPiece tokenizer, without truncation or padding (cached per process)."""
+    from tokenizers import Tokenizer
+
     path = os.path.join(model_dir(), "tokenizer.json")
     if not os.path.exists(path):
         raise FileNotFoundError(

@@ -1,36 +1,46 @@
-"""Staging: each landing file version parsed once into micro-batches, in a run.
+"""Staging: each arrival parsed once into micro-batches, in a run — for every source.
 
 ``stage_conversations`` / ``stage_documents`` materialize the micro-batch tables of a stream
-(``conversations_batches`` and its quarantine, …). The landing sensor only lists files and
-asks for a run naming them; reading, parsing and writing happen here, on a pool, visible in
-the UI with their counts. Run with no files named, a run stages every landing file whose
-current version is not staged yet (a catch-up after an outage, or a first run).
+(``conversations_batches`` and its quarantine, …). Sensors only look — the landing folder's
+listing, Kafka's offsets, the S3 prefix's listing — and request a run; reading, parsing and
+writing happen here, on a pool (one staging step per stream at a time), visible in the UI
+with their counts. Run with no files named, a landing run stages every file whose current
+version is not staged yet (a catch-up after an outage, or a first run).
 
 A bad file — corrupt or truncated gzip, a bomb, a huge line, undecodable bytes — becomes
 quarantine rows naming the file and the reason; it never stops the other files.
 """
 
 import time
-from collections import Counter
+from collections.abc import Callable
 
 import dagster as dg
 import pyarrow as pa
 
 from llm_data_platform import schemas
-from llm_data_platform.defs.partitions import partition_bounds
+from llm_data_platform.defs.ingest.stage_sources import (
+    Staged,
+    stage_kafka,
+    stage_landing,
+    stage_s3,
+)
 from llm_data_platform.lib.metadata import preview_markdown
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
-from llm_data_platform.streaming.landing_source import StagedFile
+from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.streaming.microbatch import batch_table_names
 
 STREAMS = ("conversations", "documents")
 
 
 class StageConfig(dg.Config):
-    """Landing files to stage (keys relative to the stream folder); empty: every new one."""
+    """What to stage. ``landing``: the files named (keys under the stream folder), or every
+    file whose current version is not staged yet; ``kafka``: the topic's messages up to its
+    watermarks at the start of the run; ``s3``: the object versions named (``etag key``)."""
 
+    source: str = "landing"
     files: list[str] = []
+    objects: list[str] = []
 
 
 def batch_asset_keys(stream: str) -> tuple[dg.AssetKey, dg.AssetKey]:
@@ -39,61 +49,30 @@ def batch_asset_keys(stream: str) -> tuple[dg.AssetKey, dg.AssetKey]:
     return dg.AssetKey(events), dg.AssetKey(quarantine)
 
 
-def _stage_all(
-    context: dg.AssetExecutionContext,
-    stream: str,
-    keys: list[str],
-    landing: LandingFolderResource,
-    lake: LakeResource,
-) -> list[StagedFile]:
-    bounds = partition_bounds()
-    results: list[StagedFile] = []
-    for done, key in enumerate(keys, start=1):
-        result = landing.stage(lake, stream, key, bounds)
-        results.append(result)
-        if result.status == "staged":
-            context.log.info(
-                f"[{done}/{len(keys)}] {stream}/{key}: {result.rows} events, "
-                f"{result.quarantined} quarantined, days {sorted(result.days)} "
-                f"({result.seconds:.2f} s)"
-            )
-    return results
-
-
-def _metadata(stream: str, results: list[StagedFile], seconds: float) -> tuple[dict, dict]:
-    status = Counter(r.status for r in results)
-    staged = [r for r in results if r.status == "staged"]
-    reasons: Counter[str] = Counter()
-    for r in staged:
-        reasons.update(r.reasons)
-    days = sorted({d for r in staged for d in r.days})
-    sample = [row for r in staged for row in r.quarantine_sample][:5]
-    received = sum(r.received for r in staged)
-    kept = sum(r.rows for r in staged)
-    quarantined = sum(r.quarantined for r in staged)
+def _metadata(stream: str, staged: Staged, seconds: float) -> tuple[dict, dict]:
     events = {
-        "files_staged": status["staged"],
-        "files_unchanged": status["unchanged"],
-        "files_vanished": status["vanished"],
-        "lines_received": received,
-        "events_staged": kept,
-        "lines_quarantined": quarantined,
-        "late_events": sum(r.late_events for r in staged),
-        "days": dg.MetadataValue.json(days),
-        "bytes_read": sum(r.bytes_read for r in staged),
-        "bytes_written": sum(r.bytes_written for r in staged),
+        **{f"units_{k}": v for k, v in sorted(staged.units.items())},
+        "lines_received": staged.received,
+        "events_staged": staged.kept,
+        "lines_quarantined": staged.quarantined,
+        "late_events": staged.late_events,
+        "days": dg.MetadataValue.json(sorted(staged.days)),
+        "bytes_read": staged.bytes_read,
+        "bytes_written": staged.bytes_written,
         "stage_seconds": round(seconds, 3),
     }
     quarantine: dict[str, object] = {
-        "lines_quarantined": quarantined,
-        "quarantine_reasons": dict(reasons),
-        "files_with_quarantine": sum(1 for r in staged if r.quarantined),
+        "lines_quarantined": staged.quarantined,
+        "quarantine_reasons": dict(staged.reasons),
     }
-    if sample:
-        table = pa.Table.from_pylist(sample, schema=schemas.QUARANTINE)
+    if staged.sample:
+        table = pa.Table.from_pylist(staged.sample, schema=schemas.QUARANTINE)
         quarantine["preview"] = dg.MetadataValue.md(preview_markdown(table))
-    if received != kept + quarantined:
-        raise dg.Failure(f"{stream}: {received} lines in, {kept} events + {quarantined} out")
+    if staged.received != staged.kept + staged.quarantined:
+        raise dg.Failure(
+            f"{stream}: {staged.received} lines in, {staged.kept} events + "
+            f"{staged.quarantined} quarantined out"
+        )
     return events, quarantine
 
 
@@ -126,18 +105,28 @@ def staging_asset(stream: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         config: StageConfig,
         landing: LandingFolderResource,
+        sources: StreamSourcesResource,
         lake: LakeResource,
     ):
         started = time.perf_counter()
-        keys = config.files or [f.key for f in landing.list_files(stream)]
-        results = _stage_all(context, stream, keys, landing, lake)
-        events, quarantine = _metadata(stream, results, time.perf_counter() - started)
+        acknowledge: Callable[[], object] | None = None
+        if config.source == "landing":
+            keys = config.files or [f.key for f in landing.list_files(stream)]
+            staged = stage_landing(context, stream, keys, landing, lake)
+        elif config.source == "kafka":
+            staged, acknowledge = stage_kafka(context, stream, sources, lake)
+        elif config.source == "s3":
+            staged = stage_s3(context, stream, config.objects, sources, lake)
+        else:
+            raise dg.Failure(f"Unknown source {config.source!r}: use landing, kafka or s3.")
+        events, quarantine = _metadata(stream, staged, time.perf_counter() - started)
         context.log.info(
-            f"{stream}: {events['files_staged']} files staged, {events['files_unchanged']} "
-            f"unchanged, {events['files_vanished']} gone; days {events['days'].value}"
+            f"{stream} from {config.source}: {dict(staged.units)}; days {sorted(staged.days)}"
         )
         yield dg.MaterializeResult(asset_key=events_key, metadata=events)
         yield dg.MaterializeResult(asset_key=quarantine_key, metadata=quarantine)
+        if acknowledge is not None:  # the days are on record: forget the reported batches
+            acknowledge()
 
     return _stage
 

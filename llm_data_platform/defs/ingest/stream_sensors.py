@@ -1,65 +1,48 @@
-"""Sensors of the streaming sources: each tick stages what arrived as exactly-once
-micro-batches in the raw zone, then requests runs for exactly the event days they hold.
+"""Sensors of the streaming sources: they look and ask; staging runs do the reading.
 
-Kafka: offsets are committed only after the micro-batch files are durable; committed batches
-stay in a ledger until their runs were requested (the cursor names them, the next tick
-acknowledges them), so even a crash between commit and request loses no trigger.
-S3: objects in (last_modified, key) order with an overlap window; the cursor advances only
-after the objects' micro-batches are written. Run keys are built from batch identities, and
-Dagster never launches a run key twice.
+Kafka: a tick reads the group's committed offsets and the high watermarks (metadata calls,
+no message) and, when the group is behind or committed batches are still unreported,
+requests a staging run named by that snapshot — while a run is on its way the snapshot does
+not change, so no second run is asked for. The run consumes, commits after durable, and
+reports the days (``stage_sources.stage_kafka``).
+
+S3: a tick lists the prefix and requests a staging run naming the new object versions
+(cursor of (last_modified, key) with an overlap window, at most ``max_objects`` a tick).
+
+Either way the staging run's materialization names the days it touched, and
+``raw_<stream>_after_staging_sensor`` turns them into raw runs, as for the landing folder.
 """
 
-import hashlib
 import json
-from collections import defaultdict
 
 import dagster as dg
 
-from llm_data_platform.defs.ingest.jobs import INGEST_JOBS
-from llm_data_platform.defs.partitions import daily_partitions
+from llm_data_platform.defs.ingest.jobs import STAGE_JOBS
+from llm_data_platform.defs.ingest.sensors import digest
+from llm_data_platform.defs.ingest.staging import StageConfig
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
-from llm_data_platform.streaming.kafka_source import (
-    acknowledge,
-    describe,
-    ingest_once,
-    lag,
-    pending_days,
-)
+from llm_data_platform.streaming.kafka_source import pending_days, positions
+from llm_data_platform.streaming.s3_source import S3Cursor
 
-JOBS = INGEST_JOBS
 STREAM_SENSOR_INTERVAL_SECONDS = 10
 
 
-def _digest(identities: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(identities)).encode()).hexdigest()[:20]
-
-
-def _requests(context, source: str, stream: str, days: dict[str, list[str]]) -> list[dg.RunRequest]:
-    """Runs for the days that exist as partitions; others are logged, never dropped silently
-    (their batches stay in the raw zone and are compacted once the partition exists)."""
-    valid = set(daily_partitions.get_partition_keys())
-    outside = sorted(d for d in days if d not in valid)
-    if outside:
-        context.log.warning(f"{source}: events dated {outside} have no daily partition yet")
-    return [
-        dg.RunRequest(
-            run_key=f"{source}:{stream}:{day}:{_digest(ids)}",
-            partition_key=day,
-            tags={"ldp/stream": stream, "ldp/source": source, "ldp/batches": str(len(ids))},
-        )
-        for day, ids in sorted(days.items())
-        if day in valid
-    ]
+def _stage_request(stream: str, key: str, config: StageConfig, tags: dict) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=key,
+        run_config=dg.RunConfig(ops={f"stage_{stream}": config}),
+        tags={"ldp/stream": stream, **tags},
+    )
 
 
 def kafka_sensor(stream: str) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"kafka_{stream}_sensor",
-        job=JOBS[stream],
+        job=STAGE_JOBS[stream],
         minimum_interval_seconds=STREAM_SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Kafka topic of the {stream} stream → raw micro-batches → day runs.",
+        description=f"Kafka topic of the {stream} stream behind → a staging run.",
     )
     def _sensor(
         context: dg.SensorEvaluationContext, sources: StreamSourcesResource, lake: LakeResource
@@ -67,19 +50,17 @@ def kafka_sensor(stream: str) -> dg.SensorDefinition:
         config = sources.kafka_config(stream)
         if config is None:
             return dg.SkipReason("Kafka is not configured (LDP_KAFKA_BOOTSTRAP).")
-        previous = json.loads(context.cursor) if context.cursor else {}
-        acknowledge(lake, config, set(previous.get("requested", [])))
-        behind = sum(lag(config).values())
-        if behind:
-            report = ingest_once(config, lake)
-            context.log.info(describe(report))
-        days = pending_days(lake, config)
-        if not days:
-            return dg.SkipReason(f"{config.topic}: no lag, nothing pending.")
-        requested = sorted({i for ids in days.values() for i in ids})
+        snapshot = positions(config)
+        behind = sum(high - max(committed, 0) for committed, high in snapshot.values())
+        unreported = sorted({i for ids in pending_days(lake, config).values() for i in ids})
+        if not behind and not unreported:
+            return dg.SkipReason(f"{config.topic}: no lag, nothing unreported.")
+        state = json.dumps({"positions": sorted(snapshot.items()), "unreported": unreported})
+        key = f"stage:kafka:{config.topic}:{digest([state])}"
+        tags = {"ldp/source": f"kafka:{config.topic}", "ldp/lag": str(behind)}
         return dg.SensorResult(
-            run_requests=_requests(context, f"kafka:{config.topic}", stream, days),
-            cursor=json.dumps({"requested": requested, "lag_seen": behind}),
+            run_requests=[_stage_request(stream, key, StageConfig(source="kafka"), tags)],
+            cursor=json.dumps({"lag_seen": behind}),
         )
 
     return _sensor
@@ -88,28 +69,25 @@ def kafka_sensor(stream: str) -> dg.SensorDefinition:
 def s3_sensor(stream: str) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"s3_{stream}_sensor",
-        job=JOBS[stream],
+        job=STAGE_JOBS[stream],
         minimum_interval_seconds=STREAM_SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"S3 prefix of the {stream} stream → raw micro-batches → day runs.",
+        description=f"New objects under the S3 prefix of the {stream} stream → a staging run.",
     )
-    def _sensor(
-        context: dg.SensorEvaluationContext, sources: StreamSourcesResource, lake: LakeResource
-    ):
+    def _sensor(context: dg.SensorEvaluationContext, sources: StreamSourcesResource):
         source = sources.s3_source(stream)
         if source is None:
             return dg.SkipReason("S3 source is not configured (LDP_S3_SOURCE_URI).")
-        results, cursor, backlog = source.drain(lake, context.cursor, sources.max_objects)
-        if not results:
+        plan = source.poll(S3Cursor.parse(context.cursor), sources.max_objects)
+        if not plan.objects:
             return dg.SkipReason(f"{source.url}: no new objects.")
-        days: dict[str, list[str]] = defaultdict(list)
-        for result in results:
-            for day in result.days:
-                days[day].append(result.identity)
-        context.log.info(f"{len(results)} objects staged, {backlog} left for the next ticks")
+        objects = [f"{o.etag} {o.key}" for o in plan.objects]
+        key = f"stage:s3:{source.url}:{digest([o.identity for o in plan.objects])}"
+        config = StageConfig(source="s3", objects=objects)
+        tags = {"ldp/source": f"s3:{source.url}", "ldp/objects": str(len(objects))}
+        context.log.info(f"{len(objects)} new objects → a staging run; {plan.backlog} left")
         return dg.SensorResult(
-            run_requests=_requests(context, f"s3:{source.url}", stream, dict(days)),
-            cursor=cursor.dump(),
+            run_requests=[_stage_request(stream, key, config, tags)], cursor=plan.cursor.dump()
         )
 
     return _sensor
@@ -118,7 +96,7 @@ def s3_sensor(stream: str) -> dg.SensorDefinition:
 def stream_sensors(kafka: bool, s3: bool) -> list[dg.SensorDefinition]:
     """Only the configured sources get sensors, so the UI lists what is really switched on."""
     sensors = []
-    for stream in JOBS:
+    for stream in STAGE_JOBS:
         if kafka:
             sensors.append(kafka_sensor(stream))
         if s3:
