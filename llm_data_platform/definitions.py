@@ -24,6 +24,7 @@ from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.io_manager import LakeIOManager
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
+from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import Settings, load_settings
 
@@ -59,7 +60,11 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
     return {
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
-        "landing": LandingFolderResource(path=settings.landing_dir),
+        "landing": LandingFolderResource(
+            path=settings.landing_dir,
+            max_lines_per_file=settings.landing_max_lines,
+            max_bytes_per_file=settings.landing_max_bytes,
+        ),
         "duckdb": DuckDBResource(database=":memory:"),
         "chroma": ChromaResource(
             path=settings.chroma_path,
@@ -68,6 +73,17 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             collection_prefix=settings.chroma_collection,
         ),
         "embeddings": embeddings,
+        "pipeline": PipelineSettings(
+            min_quality=settings.min_quality,
+            min_rating=settings.min_rating,
+            validation_fraction=settings.validation_fraction,
+            training_token_budget=settings.training_token_budget,
+            chunk_max_tokens=settings.chunk_max_tokens,
+            chunk_overlap_tokens=settings.chunk_overlap_tokens,
+            eval_min_hit_at_5=settings.eval_min_hit_at_5,
+            eval_min_mrr_at_10=settings.eval_min_mrr_at_10,
+            expectations_engine=settings.expectations_engine,
+        ),
         "sources": StreamSourcesResource(
             kafka_bootstrap=settings.kafka_bootstrap,
             kafka_topics=settings.kafka_topics,
@@ -76,8 +92,22 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             s3_source_uri=settings.s3_source_uri,
             s3=s3 if settings.s3_source_uri else None,
             max_objects=settings.sensor_max_files,
+            max_lines_per_object=settings.landing_max_lines,
+            max_bytes_per_object=settings.landing_max_bytes,
         ),
     }
+
+
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """In process by default: a step then costs its work, not a Python start-up and a
+    re-import of the code location (measured: 3 small steps 9.5 s wall in process, 13 s on
+    a preloaded forkserver, 26 s with a fresh process per step). Multiprocess forks steps
+    from a server that has the code imported already, and runs them in parallel."""
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor.configured(
+            {"start_method": {"forkserver": {"preload_modules": ["llm_data_platform"]}}}
+        )
+    return dg.in_process_executor
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -86,7 +116,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         *(domain.build_defs(settings) for domain in DOMAINS),
         dg.Definitions(
-            jobs=[daily_job], schedules=[daily_schedule], resources=build_resources(settings)
+            jobs=[daily_job],
+            schedules=[daily_schedule],
+            resources=build_resources(settings),
+            executor=build_executor(settings),
         ),
     )
 

@@ -57,7 +57,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_VALIDATION_FRACTION", "0.1", "Share of examples in the validation split."),
     Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
     Setting("LDP_SENSOR_MAX_FILES", "200", "Landing files a sensor tick takes at most."),
+    Setting(
+        "LDP_LANDING_MAX_LINES",
+        "5000000",
+        "Lines one landing file or S3 object may hold; the rest is quarantined as unread.",
+    ),
+    Setting(
+        "LDP_LANDING_MAX_BYTES",
+        "2147483648",
+        "Decompressed bytes one landing file or S3 object may hold (stops gzip bombs).",
+    ),
     Setting("LDP_SENSOR_INTERVAL_SECONDS", "30", "Seconds between landing-sensor ticks."),
+    Setting(
+        "LDP_EXECUTOR",
+        "in_process",
+        "How a run executes its steps: in_process (one process, no start-up per step) or "
+        "multiprocess (a forkserver with the code preloaded; steps in parallel).",
+    ),
     Setting("LDP_CHAT_MODEL", "gpt-4o-mini", "Chat model of grounded answers (ask --answer)."),
     Setting(
         "LDP_RETRIEVAL_HYBRID",
@@ -66,6 +82,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("LDP_EVAL_MIN_HIT_AT_5", "0.8", "A new index version needs this hit@5 to go live."),
     Setting("LDP_EVAL_MIN_MRR_AT_10", "0.5", "…and this MRR@10 on the evaluation set."),
+    Setting(
+        "LDP_EXPECTATIONS_ENGINE",
+        "arrow",
+        "Engine of the column expectations check: arrow (milliseconds) or great_expectations.",
+    ),
     Setting("LDP_KAFKA_BOOTSTRAP", "", "Kafka brokers (host:port,…); set it to switch Kafka on."),
     Setting(
         "LDP_KAFKA_TOPICS",
@@ -73,7 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Topic of each stream.",
     ),
     Setting("LDP_KAFKA_GROUP", "llm-data-platform", "Consumer group (offsets committed here)."),
-    Setting("LDP_KAFKA_MAX_MESSAGES", "100000", "Messages one sensor tick ingests at most."),
+    Setting("LDP_KAFKA_MAX_MESSAGES", "100000", "Messages one Kafka staging run reads at most."),
     Setting(
         "LDP_S3_SOURCE_URI",
         "",
@@ -120,6 +141,16 @@ class Settings:
     kafka_group: str = "llm-data-platform"
     kafka_max_messages: int = 100_000
     s3_source_uri: str = ""
+    landing_max_lines: int = 5_000_000
+    landing_max_bytes: int = 2 * 1024**3
+    executor: str = "in_process"
+    expectations_engine: str = "arrow"
+
+
+def _choice(name: str, value: str, allowed: set[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported: use one of {sorted(allowed)}.")
+    return value
 
 
 def load_settings() -> Settings:
@@ -176,4 +207,12 @@ def load_settings() -> Settings:
         kafka_group=get("LDP_KAFKA_GROUP"),
         kafka_max_messages=int(get("LDP_KAFKA_MAX_MESSAGES")),
         s3_source_uri=get("LDP_S3_SOURCE_URI"),
+        landing_max_lines=int(get("LDP_LANDING_MAX_LINES")),
+        landing_max_bytes=int(get("LDP_LANDING_MAX_BYTES")),
+        executor=_choice("LDP_EXECUTOR", get("LDP_EXECUTOR"), {"in_process", "multiprocess"}),
+        expectations_engine=_choice(
+            "LDP_EXPECTATIONS_ENGINE",
+            get("LDP_EXPECTATIONS_ENGINE"),
+            {"arrow", "great_expectations"},
+        ),
     )

@@ -13,7 +13,9 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from llm_data_platform.streaming.kafka_source import KafkaSourceConfig
+from llm_data_platform.streaming.line_reader import ReadLimits
 from llm_data_platform.streaming.s3_source import S3PrefixSource
+from llm_data_platform.transforms.records import STREAMS as STREAM_SPECS
 
 
 class StreamSourcesResource(dg.ConfigurableResource):
@@ -25,6 +27,8 @@ class StreamSourcesResource(dg.ConfigurableResource):
     s3_source_uri: str = ""
     s3: S3Resource | None = None
     max_objects: int = 200
+    max_lines_per_object: int = ReadLimits.max_lines
+    max_bytes_per_object: int = ReadLimits.max_bytes
 
     def topics(self) -> dict[str, str]:
         pairs = [p.split("=", 1) for p in self.kafka_topics.split(",") if "=" in p]
@@ -52,4 +56,11 @@ class StreamSourcesResource(dg.ConfigurableResource):
             return None
         s3 = self.s3 or S3Resource()
         url = f"{self.s3_source_uri.rstrip('/')}/{stream}/"
-        return S3PrefixSource.from_url(url, stream, s3.get_client, max_objects=self.max_objects)
+        limits = ReadLimits(
+            max_line_bytes=STREAM_SPECS[stream].max_line_bytes,
+            max_lines=self.max_lines_per_object,
+            max_bytes=self.max_bytes_per_object,
+        )
+        return S3PrefixSource.from_url(
+            url, stream, s3.get_client, max_objects=self.max_objects, limits=limits
+        )

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from llm_data_platform.lib.cleaning import CLEAN_ASSET, clean_partitions
 from llm_data_platform.resources.lake import LakeResource
-from llm_data_platform.settings import load_settings
+from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.conversation_cleaning import CleaningConfig, clean_conversations
 
 
@@ -22,9 +22,10 @@ def conversations_clean(
     context: dg.AssetExecutionContext,
     raw_conversations: dict[str, pa.Table],
     lake: LakeResource,
+    pipeline: PipelineSettings,
 ) -> dict[str, pa.Table]:
     """Messages normalised, PII-redacted, language-tagged, quality-scored and deduplicated."""
-    config = CleaningConfig(min_quality_score=load_settings().min_quality)
+    config = CleaningConfig(min_quality_score=pipeline.min_quality)
     return clean_partitions(
         context,
         raw_conversations,

@@ -12,7 +12,7 @@ from llm_data_platform.lib.index_versions import candidate_version, record_evalu
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
-from llm_data_platform.settings import load_settings
+from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.embedding_text import embedding_inputs
 from llm_data_platform.transforms.retrieval_metrics import retrieval_metrics
 from llm_data_platform.transforms.tokenizer import count_tokens, model_max_tokens
@@ -123,10 +123,11 @@ def rag_index_retrieval_quality(
     lake: LakeResource,
     chroma: ChromaResource,
     embeddings: EmbeddingsResource,
+    pipeline: PipelineSettings,
 ) -> dg.AssetCheckResult:
     """hit@1, hit@5 and MRR@10 of the new version on the evaluation set; below the thresholds
     the version is not promoted (``rag_index_live`` does not run) and the live one stays."""
-    settings = load_settings()
+    settings = pipeline
     candidate, collection = _candidate_collection(lake, chroma, embeddings)
     if collection is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "no candidate version"})

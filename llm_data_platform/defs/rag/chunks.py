@@ -11,7 +11,7 @@ from llm_data_platform.defs.partitions import daily_backfill_policy, daily_parti
 from llm_data_platform.lib.embedding_cache import EmbeddingCache, embeddings_array
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
-from llm_data_platform.settings import load_settings
+from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.chunking import chunk_documents
 from llm_data_platform.transforms.embedding_text import embedding_inputs, input_hash
 
@@ -24,10 +24,12 @@ from llm_data_platform.transforms.embedding_text import embedding_inputs, input_
     metadata={"lake_zone": "curated", "lake_sort_by": ["doc_id", "chunk_index"]},
 )
 def document_chunks(
-    context: dg.AssetExecutionContext, documents_clean: dict[str, pa.Table]
+    context: dg.AssetExecutionContext,
+    documents_clean: dict[str, pa.Table],
+    pipeline: PipelineSettings,
 ) -> dict[str, pa.Table]:
     """Token-aware chunks with stable, content-derived ids and lineage to the document version."""
-    settings = load_settings()
+    settings = pipeline
     started = time.perf_counter()
     out: dict[str, pa.Table] = {}
     docs = chunks = tokens = 0

@@ -17,7 +17,7 @@ from llm_data_platform.defs.partitions import (
 )
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.resources.lake import LakeResource
-from llm_data_platform.settings import load_settings
+from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.training_examples import TrainingConfig, build_training_examples
 from llm_data_platform.transforms.training_format import validate_chat_example
 from llm_data_platform.transforms.training_selection import select_examples
@@ -26,8 +26,7 @@ BATCH_FILES = ("train.jsonl", "validation.jsonl")
 MANIFEST = "manifest.json"
 
 
-def training_config() -> TrainingConfig:
-    settings = load_settings()
+def training_config(settings: PipelineSettings) -> TrainingConfig:
     # "und" (a short "thanks!") does not disqualify a conversation that is otherwise English.
     return TrainingConfig(
         min_rating=settings.min_rating,
@@ -48,10 +47,11 @@ def training_examples(
     context: dg.AssetExecutionContext,
     conversations_clean: dict[str, pa.Table],
     lake: LakeResource,
+    pipeline: PipelineSettings,
 ) -> dict[str, pa.Table]:
     """The day's best conversations in chat fine-tuning format, system prompt applied; no
     near-duplicates and nothing that overlaps the retrieval-evaluation questions."""
-    config = training_config()
+    config = training_config(pipeline)
     eval_questions = read_eval_questions(lake)
     if not eval_questions:
         context.log.warning(
@@ -107,6 +107,7 @@ def training_batches(
     context: dg.AssetExecutionContext,
     training_examples: dict[str, pa.Table],
     lake: LakeResource,
+    pipeline: PipelineSettings,
 ) -> dg.MaterializeResult:
     """The week's validated train/validation JSONL files and their manifest.
 
@@ -115,7 +116,7 @@ def training_batches(
     """
     started = time.perf_counter()
     week = context.partition_key
-    budget = load_settings().training_token_budget
+    budget = pipeline.training_token_budget
     days = sorted(training_examples)
     if training_examples:
         combined = pa.concat_tables([training_examples[d] for d in days])
