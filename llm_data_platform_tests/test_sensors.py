@@ -17,6 +17,7 @@ from llm_data_platform.defs.ingest.sensors import (
     plan_tick,
     raw_after_staging,
 )
+from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.streaming import landing_source, line_reader
 
@@ -48,8 +49,10 @@ def _write(folder: Path, name: str, lines: list[str], mtime: float | None = None
 
 
 def _tick(sensor, landing: LandingFolderResource, cursor: str | None):
-    context = dg.build_sensor_context(cursor=cursor, resources={"landing": landing})
-    return sensor(context)
+    lake = LakeResource(root=os.path.join(landing.path, "..", "lake"))
+    resources = {"landing": landing, "lake": lake}
+    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        return sensor(context)
 
 
 def _files_of(request: dg.RunRequest) -> list[str]:
@@ -134,7 +137,6 @@ def test_each_sensor_watches_its_own_stream(tmp_path):
 def test_a_staging_run_becomes_runs_of_the_days_it_touched(tmp_path):
     from llm_data_platform.definitions import defs
     from llm_data_platform.defs.ingest.staging import stage_conversations
-    from llm_data_platform.resources.lake import LakeResource
     from llm_data_platform.resources.stream_sources import StreamSourcesResource
 
     landing = LandingFolderResource(path=str(tmp_path / "landing"))
@@ -161,3 +163,58 @@ def test_a_staging_run_becomes_runs_of_the_days_it_touched(tmp_path):
         dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor)
     )
     assert not again.run_requests
+
+
+def test_versions_staged_already_need_no_run(tmp_path):
+    """After `ldp demo` staged everything, `make dev`'s first tick asks for nothing."""
+    landing = LandingFolderResource(path=str(tmp_path / "landing"))
+    lake = LakeResource(root=str(tmp_path / "landing" / ".." / "lake"))
+    _write(tmp_path / "landing", "a.jsonl", [_event(1, "2026-01-05")])
+    _write(tmp_path / "landing", "b.jsonl", [_event(2, "2026-01-05")])
+    landing.stage(lake, "conversations", "a.jsonl")
+    result = _tick(conversations_sensor, landing, None)
+    assert [_files_of(r) for r in result.run_requests] == [["b.jsonl"]]
+    landing.stage(lake, "conversations", "b.jsonl")
+    time.sleep(0.01)
+    _write(tmp_path / "landing", "a.jsonl", [_event(3, "2026-01-05")])  # a new version
+    again = _tick(conversations_sensor, landing, None)
+    assert [_files_of(r) for r in again.run_requests] == [["a.jsonl"]]
+
+
+def test_days_compacted_after_the_staging_are_not_requested_again(tmp_path):
+    from llm_data_platform.definitions import defs
+    from llm_data_platform.defs.ingest.assets import compact_conversations
+    from llm_data_platform.defs.ingest.staging import stage_conversations
+    from llm_data_platform.resources.io_manager import LakeIOManager
+    from llm_data_platform.resources.stream_sources import StreamSourcesResource
+
+    assets = [stage_conversations, compact_conversations]
+
+    landing = LandingFolderResource(path=str(tmp_path / "landing"))
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    resources = {
+        "landing": landing,
+        "lake": lake,
+        "sources": StreamSourcesResource(),
+        "io_manager": LakeIOManager(lake=lake),
+    }
+    _write(tmp_path / "landing", "a.jsonl", [_event(1, "2026-01-05"), _event(2, "2026-01-06")])
+    instance = dg.DagsterInstance.ephemeral()
+    staged = dg.materialize(
+        assets,
+        selection=["conversations_batches", "conversations_batches_quarantine"],
+        resources=resources,
+        instance=instance,
+    )
+    assert staged.success
+    compacted = dg.materialize(
+        assets,
+        selection=["raw_conversations", "raw_conversations_quarantine"],
+        resources=resources,
+        instance=instance,
+        partition_key="2026-01-06",
+    )
+    assert compacted.success
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    tick = raw_after_staging("conversations").evaluate_tick(context)
+    assert [r.partition_key for r in tick.run_requests] == ["2026-01-05"]

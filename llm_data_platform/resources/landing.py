@@ -36,6 +36,11 @@ class LandingFolderResource(dg.ConfigurableResource):
         """Files as they are now (a stat each; nothing is opened)."""
         return landing_source.list_files(self.stream_dir(stream))
 
+    def is_staged(self, lake, stream: str, file: LandingFile) -> bool:
+        """Is this exact version staged already (its ledger names it)? One small read."""
+        ledger = landing_source.read_ledger(lake, stream, file.key)
+        return bool(ledger) and ledger.get("version") == file.version
+
     def limits(self, stream: str) -> ReadLimits:
         return ReadLimits(
             max_line_bytes=STREAM_SPECS[stream].max_line_bytes,

@@ -19,10 +19,12 @@ import dagster as dg
 
 from llm_data_platform.defs.ingest.jobs import INGEST_JOBS, STAGE_JOBS
 from llm_data_platform.defs.ingest.staging import StageConfig, batch_asset_keys
+from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.streaming.cursor import WatermarkCursor, take_new
 from llm_data_platform.streaming.landing_source import LandingFile
 
+RAW_ASSETS = {"conversations": "raw_conversations", "documents": "raw_documents"}
 # The landing folder uses the arrival cursor of every source (streaming/cursor.py).
 LandingCursor = WatermarkCursor
 
@@ -64,10 +66,19 @@ def landing_sensor(stream: str, max_files: int, interval_seconds: int) -> dg.Sen
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New files in the landing folder's {stream}/ → a staging run.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, landing: LandingFolderResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, landing: LandingFolderResource, lake: LakeResource
+    ):
         plan = plan_tick(landing.list_files(stream), LandingCursor.parse(context.cursor), max_files)
-        if not plan.files:
+        # versions staged already (by `ldp demo`, a catch-up run) need no run
+        files = [f for f in plan.files if not landing.is_staged(lake, stream, f)]
+        if not files:
+            if plan.files:
+                return dg.SensorResult(
+                    skip_reason="New files are staged already.", cursor=plan.cursor.dump()
+                )
             return dg.SkipReason(f"No new files in {landing.stream_dir(stream)}.")
+        plan = TickPlan(files, plan.cursor, plan.backlog)
         context.log.info(
             f"{len(plan.files)} new {stream} files → one staging run; "
             f"{plan.backlog} left for the next ticks"
@@ -95,16 +106,31 @@ def raw_after_staging(stream: str) -> dg.SensorDefinition:
         days = materialization.metadata.get("days") if materialization else None
         if days is None or not days.value:
             return dg.SkipReason("The staging run touched no day.")
+        stale = [d for d in days.value if not _compacted_since(context, stream, d, asset_event)]
+        if not stale:
+            return dg.SkipReason("Every day of that staging was compacted after it.")
         return [
             dg.RunRequest(
                 run_key=f"raw:{stream}:{day}:{asset_event.run_id}",
                 partition_key=day,
                 tags={"ldp/stream": stream, "ldp/staging_run": asset_event.run_id},
             )
-            for day in days.value
+            for day in stale
         ]
 
     return _sensor
+
+
+def _compacted_since(
+    context: dg.SensorEvaluationContext, stream: str, day: str, staging: dg.EventLogEntry
+) -> bool:
+    """Was raw ``day`` materialized after this staging (e.g. by ``ldp demo``)? Then a run
+    would redo work already done."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(RAW_ASSETS[stream]), asset_partitions=[day]),
+        limit=1,
+    ).records
+    return bool(records) and records[0].timestamp > staging.timestamp
 
 
 def landing_sensors(max_files: int, interval_seconds: int) -> list[dg.SensorDefinition]:
