@@ -35,7 +35,16 @@ from pathlib import Path
 DOCS = Path("/usr/share/doc/python3.11/html")
 DAY = "2026-01-05"
 DEMO_SIZE = dict(n_topics=60, n_modules=6, conversations_per_day=4, seed=11)
-RAG_ASSETS = ("raw_documents", "documents_clean", "document_chunks", "chunk_embeddings")
+RAG_ASSETS = (
+    "raw_documents",
+    "raw_documents_quarantine",
+    "documents_clean",
+    "documents_clean_dropped",
+    "document_chunks",
+    "chunk_embeddings",
+)
+STAGING = ("conversations_batches", "conversations_batches_quarantine")
+STAGING += ("documents_batches", "documents_batches_quarantine")
 K = 10
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -73,6 +82,14 @@ class Platform:
 
         from llm_data_platform.definitions import ASSETS, CHECKS
 
+        if partition_key is not None:  # what landed is staged first, as the sensors do
+            dg.materialize(
+                ASSETS,
+                selection=dg.AssetSelection.assets(*STAGING),
+                resources=self.resources,
+                instance=self.instance,
+                run_config=QUIET,
+            )
         result = dg.materialize(
             [*ASSETS, *CHECKS],
             selection=dg.AssetSelection.assets(*assets),

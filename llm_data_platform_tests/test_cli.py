@@ -40,7 +40,7 @@ def test_dagster_cli_stages_then_materializes_one_partition(tmp_path):
             "-m",
             "llm_data_platform",
             "--select",
-            "raw_conversations,raw_conversations_quarantine,conversations_clean",
+            "raw_conversations,raw_conversations_quarantine,conversations_clean,conversations_clean_dropped",
             "--partition",
             "2026-01-05",
         ],

@@ -367,7 +367,10 @@ def test_synced_directory_flows_through_raw_and_clean(tmp_path: Path):
     result = dg.materialize(
         [*ASSETS, *CHECKS],
         selection=dg.AssetSelection.assets(
-            "raw_documents", "raw_documents_quarantine", "documents_clean"
+            "raw_documents",
+            "raw_documents_quarantine",
+            "documents_clean",
+            "documents_clean_dropped",
         ),
         resources=resources,
         instance=dg.DagsterInstance.ephemeral(),

@@ -106,7 +106,10 @@ def test_raw_and_clean_assets_materialize_into_s3(s3_server, tmp_path):
     result = dg.materialize(
         [*ASSETS, *CHECKS],
         selection=dg.AssetSelection.assets(
-            "raw_conversations", "raw_conversations_quarantine", "conversations_clean"
+            "raw_conversations",
+            "raw_conversations_quarantine",
+            "conversations_clean",
+            "conversations_clean_dropped",
         ),
         resources=resources,
         partition_key="2026-01-05",

@@ -206,7 +206,7 @@ def test_same_events_from_landing_twice_kafka_and_s3_are_raw_once(
     kafka_meta = _stage(resources, kafka_request)
 
     landing = landing_sensor(STREAM, 200, 30)
-    landing_tick = _tick(landing, {"landing": resources["landing"]})
+    landing_tick = _tick(landing, {"landing": resources["landing"], "lake": lake})
     (landing_request,) = landing_tick.run_requests
     assert sorted(landing_request.run_config["ops"][f"stage_{STREAM}"]["config"]["files"]) == [
         PLAIN_KEY,
@@ -230,7 +230,8 @@ def test_same_events_from_landing_twice_kafka_and_s3_are_raw_once(
         dg.SkipReason,
     )
     assert isinstance(
-        _tick(landing, {"landing": resources["landing"]}, landing_tick.cursor), dg.SkipReason
+        _tick(landing, {"landing": resources["landing"], "lake": lake}, landing_tick.cursor),
+        dg.SkipReason,
     )
 
     # ---- the raw day: every event once, the first arrival kept --------------------------------

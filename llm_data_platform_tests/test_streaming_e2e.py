@@ -65,7 +65,10 @@ def _materialize(resources: dict, days: list[str]) -> dg.ExecuteInProcessResult:
         result = dg.materialize(
             [*ASSETS, *CHECKS],
             selection=dg.AssetSelection.assets(
-                "raw_conversations", "raw_conversations_quarantine", "conversations_clean"
+                "raw_conversations",
+                "raw_conversations_quarantine",
+                "conversations_clean",
+                "conversations_clean_dropped",
             ),
             resources=resources,
             partition_key=day,
@@ -225,7 +228,10 @@ def test_s3_prefix_to_raw_exactly_once(tmp_path, moto_endpoint):
     result = dg.materialize(
         [*ASSETS, *CHECKS],
         selection=dg.AssetSelection.assets(
-            "raw_documents", "raw_documents_quarantine", "documents_clean"
+            "raw_documents",
+            "raw_documents_quarantine",
+            "documents_clean",
+            "documents_clean_dropped",
         ),
         resources=resources,
         partition_key="2026-01-05",

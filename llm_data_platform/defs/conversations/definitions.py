@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from llm_data_platform.defs.conversations.assets import conversations_clean
+from llm_data_platform.defs.conversations.assets import clean_raw_conversations
 from llm_data_platform.defs.conversations.checks import CONVERSATION_CHECKS
 from llm_data_platform.settings import Settings
 
-ASSETS = [conversations_clean]
+ASSETS = [clean_raw_conversations]
 CHECKS = CONVERSATION_CHECKS
 
 

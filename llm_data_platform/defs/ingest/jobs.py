@@ -6,7 +6,12 @@ from llm_data_platform.defs.partitions import daily_partitions
 
 ingest_conversations_job = dg.define_asset_job(
     "ingest_conversations_job",
-    selection=["raw_conversations", "raw_conversations_quarantine", "conversations_clean"],
+    selection=[
+        "raw_conversations",
+        "raw_conversations_quarantine",
+        "conversations_clean",
+        "conversations_clean_dropped",
+    ],
     partitions_def=daily_partitions,
     description="Landed chat events → raw → clean, for the days the new events belong to.",
 )
@@ -17,6 +22,7 @@ ingest_documents_job = dg.define_asset_job(
         "raw_documents",
         "raw_documents_quarantine",
         "documents_clean",
+        "documents_clean_dropped",
         "document_chunks",
         "chunk_embeddings",
     ],

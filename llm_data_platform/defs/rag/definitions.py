@@ -10,13 +10,13 @@ from llm_data_platform.defs.rag.automation import (
 )
 from llm_data_platform.defs.rag.checks import RAG_CHECKS
 from llm_data_platform.defs.rag.chunks import chunk_embeddings, document_chunks
-from llm_data_platform.defs.rag.documents import documents_clean
+from llm_data_platform.defs.rag.documents import clean_raw_documents
 from llm_data_platform.defs.rag.evaluation import retrieval_eval_set
 from llm_data_platform.defs.rag.index import rag_index, rag_index_live
 from llm_data_platform.settings import Settings
 
 ASSETS = [
-    documents_clean,
+    clean_raw_documents,
     document_chunks,
     chunk_embeddings,
     retrieval_eval_set,
