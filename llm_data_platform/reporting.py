@@ -7,24 +7,30 @@ import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 
+import dagster as dg
 import pyarrow.compute as pc
 
+from llm_data_platform.defs.partitions import daily_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.records import reason_family
 
-TABLES = (
-    ("raw", "raw_conversations"),
-    ("raw", "raw_conversations_quarantine"),
-    ("raw", "raw_documents"),
-    ("raw", "raw_documents_quarantine"),
-    ("clean", "conversations_clean"),
-    ("clean", "conversations_clean_dropped"),
-    ("clean", "documents_clean"),
-    ("clean", "documents_clean_dropped"),
-    ("curated", "training_examples"),
-    ("curated", "document_chunks"),
-    ("curated", "chunk_embeddings"),
-)
+
+def daily_tables(defs: dg.Definitions) -> list[tuple[str, str]]:
+    """(zone, table) of every daily-partitioned asset stored in the lake, from the graph
+    itself: a table added to the graph is reported without a list to keep in step."""
+    graph = defs.resolve_asset_graph()
+    out = []
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        zone = (node.metadata or {}).get("lake_zone")
+        partitions = node.partitions_def
+        daily = isinstance(partitions, dg.TimeWindowPartitionsDefinition) and (
+            partitions.cron_schedule == daily_partitions.cron_schedule
+        )
+        if zone and daily:
+            out.append((str(zone), key.to_user_string()))
+    order = {"raw": 0, "clean": 1, "curated": 2, "serve": 3}
+    return sorted(out, key=lambda zt: (order.get(zt[0], 9), zt[1]))
 
 
 @dataclass
@@ -51,9 +57,11 @@ class LakeSummary:
         return "\n".join(lines)
 
 
-def lake_summary(lake: LakeResource, days: list[str] | None = None) -> LakeSummary:
+def lake_summary(
+    lake: LakeResource, defs: dg.Definitions, days: list[str] | None = None
+) -> LakeSummary:
     summary = LakeSummary()
-    for zone, table in TABLES:
+    for zone, table in daily_tables(defs):
         data = lake.read_partitions(zone, table, keys=days)
         summary.rows[table] = data.num_rows if data is not None else 0
         if data is not None and "reason" in data.column_names and data.num_rows:
