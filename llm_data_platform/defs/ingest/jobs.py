@@ -34,7 +34,9 @@ STAGE_JOBS = {
     stream: dg.define_asset_job(
         f"stage_{stream}_job",
         selection=[f"{stream}_batches", f"{stream}_batches_quarantine"],
-        description=f"Parse new landing files of the {stream} stream into micro-batches.",
+        description=f"Parse new arrivals of the {stream} stream into micro-batches.",
+        # idempotent (batches are named by content or offsets): a failed run is retried
+        tags={"dagster/max_retries": "2"},
     )
     for stream in ("conversations", "documents")
 }
