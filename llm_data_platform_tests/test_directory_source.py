@@ -14,12 +14,8 @@ import pytest
 
 from llm_data_platform.sources import SyncReport, default_state_path, sync_directory
 from llm_data_platform.sources import directory as directory_module
-from llm_data_platform.transforms.records import (
-    InvalidRecord,
-    document_event,
-    parse_lines,
-    parse_timestamp,
-)
+from llm_data_platform.streaming.parse import parse_batch
+from llm_data_platform.transforms.records import content_version, parse_timestamp
 
 MTIME = datetime(2026, 1, 6, 10, 0, tzinfo=UTC)
 SYNC_1 = datetime(2026, 1, 6, 12, 0, tzinfo=UTC)
@@ -133,23 +129,18 @@ def test_lines_parse_into_valid_raw_document_rows(kb: Path, landing: Path):
 
     for path in _landing_files(landing):
         lines = [(i, line) for i, line in enumerate(path.read_bytes().splitlines(), start=1)]
-        for _, line in lines:
-            row = document_event(json.loads(line))  # raises InvalidRecord if malformed
+        parsed = parse_batch("documents", lines, path.name, SYNC_2)
+        assert parsed.quarantine.num_rows == 0 and parsed.rows.num_rows == len(lines)
+        for row in parsed.rows.to_pylist():
             if row["op"] == "upsert":
                 assert row["version"] and row["content"] is not None and row["format"]
             else:
                 assert row["op"] == "delete" and row["version"] is None
-        parsed = parse_lines(
-            lines,
-            source_file=path.name,
-            arrived_at=SYNC_2,
-            validate=document_event,
-            json_time_key="updated_at",
-            row_time_key="updated_at",
-        )
-        assert parsed.quarantine == [] and len(parsed.rows) == len(lines)
-    with pytest.raises(InvalidRecord):
-        document_event({"event_id": "x", "doc_id": "y", "op": "upsert", "updated_at": "z"})
+    no_format = b'{"event_id": "x", "doc_id": "y", "op": "upsert", "updated_at": "2026-01-06"}'
+    rejected = parse_batch("documents", [(1, no_format)], "f", SYNC_2).quarantine
+    assert rejected["reason"].to_pylist() == [
+        "field 'format' must be one of ['html', 'markdown', 'text']"
+    ]
 
 
 def test_no_change_writes_no_landing_file(kb: Path, landing: Path):
@@ -181,7 +172,7 @@ def test_changed_file_is_one_upsert(kb: Path, landing: Path):
     assert event["content"] == "Plain notes about the product, revised.\n"
     assert parse_timestamp(event["updated_at"]) == SYNC_2  # the file's new mtime
     assert event["event_id"] != old["event_id"]
-    assert document_event(event)["version"] != document_event(old)["version"]
+    assert content_version(event["content"]) != content_version(old["content"])
 
 
 def test_deleted_file_is_one_delete(kb: Path, landing: Path):

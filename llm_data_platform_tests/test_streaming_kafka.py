@@ -388,7 +388,7 @@ def test_synthetic_producer_into_kafka(bootstrap, lake):
     assert report.quarantined == sent.malformed
 
 
-# ---- the vectorised parse path gives exactly what records.parse_lines gives -------------------
+# ---- Arrow's JSON reader and json.loads give the same rows under the same rules -----------
 def _tricky_lines() -> list[bytes]:
     message = _event(0)
     feedback = _event(3)
@@ -476,14 +476,13 @@ def _both_paths(lines: list[bytes], arrivals):
 
 
 @pytest.mark.parametrize("bisect_down_to", [128, 1])
-def test_vectorised_parse_equals_parse_lines_on_edge_cases(bisect_down_to, monkeypatch):
+def test_arrow_reader_equals_json_loads_on_edge_cases(bisect_down_to, monkeypatch):
     import pyarrow as pa
 
-    from llm_data_platform.streaming import microbatch
-    from llm_data_platform.transforms.records import STREAMS, parse_lines
+    from llm_data_platform.streaming import parse
 
-    # down to 1: every line Arrow can read is judged by the vectorised checks, the odd ones too
-    monkeypatch.setattr(microbatch, "_BISECT_MIN", bisect_down_to)
+    # down to 1: every line Arrow can read is read by Arrow, the odd ones too
+    monkeypatch.setattr(parse, "_BISECT_MIN", bisect_down_to)
     lines = _tricky_lines() * 3  # blocks of good and bad lines, bisected down
     lines += [json.dumps(_event(i)).encode() for i in range(1000)]
     base = datetime(2026, 1, 6, 23, 59, 59, 900_000, tzinfo=UTC)
@@ -498,30 +497,8 @@ def test_vectorised_parse_equals_parse_lines_on_edge_cases(bisect_down_to, monke
         assert fast.quarantine_days.equals(slow.quarantine_days)
         assert fast.rows.num_rows + fast.quarantine.num_rows == len(lines)
 
-    # and the slow path is parse_lines itself wherever parse_lines does not raise
-    spec = STREAMS[STREAM]
-    plain = [
-        line
-        for line in lines
-        if b"[[[" not in line and b"\\ud800" not in line and b"0001-01-01" not in line
-    ]
-    reference = parse_lines(
-        list(enumerate(plain, start=1)),
-        source_file="s",
-        arrived_at=base,
-        validate=spec.validate,
-        json_time_key=spec.json_time_key,
-        row_time_key=spec.row_time_key,
-    )
-    from llm_data_platform.streaming.microbatch import parse_batch
 
-    ours = parse_batch(STREAM, list(enumerate(plain, start=1)), "s", base)
-    assert ours.rows.to_pylist() == reference.rows
-    assert ours.quarantine.to_pylist() == reference.quarantine
-    assert ours.row_days.to_pylist() == reference.row_days
-
-
-def test_records_that_break_parse_lines_are_quarantined_not_raised():
+def test_records_that_break_json_loads_are_quarantined_not_raised():
     fast, _ = _both_paths(
         [
             b"[" * 5000 + b"]" * 5000,
@@ -537,13 +514,13 @@ def test_records_that_break_parse_lines_are_quarantined_not_raised():
     assert "surrogate" in reasons[2]
 
 
-def test_vectorised_parse_equals_parse_lines_on_mutated_lines(monkeypatch):
+def test_arrow_reader_equals_json_loads_on_mutated_lines(monkeypatch):
     """Random byte edits of valid events (seeded): both paths agree line for line."""
     import random
 
-    from llm_data_platform.streaming import microbatch
+    from llm_data_platform.streaming import parse
 
-    monkeypatch.setattr(microbatch, "_BISECT_MIN", 1)
+    monkeypatch.setattr(parse, "_BISECT_MIN", 1)
     rng = random.Random(20260105)
     alphabet = b'{}[]":,0123456789.eE+-tfnul \\/aZT\x00\xff\xc3\xa9\t'
     lines = []

@@ -1,6 +1,8 @@
 """Streaming ingest building blocks (no Dagster import): exactly-once micro-batches in the lake.
 
-- ``microbatch``: parse a batch of raw lines and write it under its content identity, per event
+- ``line_reader``: capped, streaming JSONL lines of a file or an object (gzip or not).
+- ``parse``: lines → typed rows or quarantine rows (one reader, one rule set per stream).
+- ``microbatch``: write a parsed batch under its content identity, per event
   day (``raw/<stream>_batches/dt=<day>/<identity>.parquet`` and ``…_batches_quarantine/…``);
   ``read_day`` gives a day's events de-duplicated by ``event_id``, ready to be compacted.
 - ``kafka_source``: consumer-group ingest that commits offsets only after the files are written.
@@ -13,10 +15,8 @@ Assets and sensors wire these to Dagster; the modules here are plain Python.
 from llm_data_platform.streaming.microbatch import (
     DayBatches,
     MicroBatchResult,
-    arrival_times,
     batch_table_names,
     dedupe_events,
-    list_day_batches,
     read_day,
     read_day_detailed,
     safe_identity,
@@ -26,10 +26,8 @@ from llm_data_platform.streaming.microbatch import (
 __all__ = [
     "DayBatches",
     "MicroBatchResult",
-    "arrival_times",
     "batch_table_names",
     "dedupe_events",
-    "list_day_batches",
     "read_day",
     "read_day_detailed",
     "safe_identity",

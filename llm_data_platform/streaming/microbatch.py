@@ -1,8 +1,8 @@
 """Micro-batches in the raw zone, named by their content identity.
 
 A micro-batch is what one source delivers in one piece: a Kafka offset range of one partition,
-one S3 object version, one landing file. Its lines are parsed with the same validation as the
-landing folder (``transforms.records``) and written, per event day, as
+one S3 object version, one landing file. Its lines are parsed by ``parse.parse_batch`` (the one
+reader and rule set of every source) and written, per event day, as
 
     raw/<stream>_batches/dt=<day>/<identity>.parquet              (valid events)
     raw/<stream>_batches_quarantine/dt=<day>/<identity>.parquet   (rejected lines + reason)
@@ -13,8 +13,8 @@ PUT on S3), and its name is the batch's identity (``kafka-<topic>-<partition>-<f
 bytes, never a second copy. A crash between two files of one batch leaves complete files only;
 re-writing the batch completes it.
 
-``read_day`` reads every micro-batch of a day and keeps each ``event_id`` once (the first by
-``(source_file, source_line)``), so replays under a different identity (an S3 object re-uploaded
+``read_day`` reads every micro-batch of a day and keeps each ``event_id`` once (the first
+arrival), so replays under a different identity (an S3 object re-uploaded
 with the same events, a re-read offset range) never double an event. That table is what the raw
 asset compacts into its partition.
 
@@ -32,25 +32,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from llm_data_platform import schemas
-from llm_data_platform.transforms.records import (
-    MAX_LINE_BYTES,
-    MESSAGE_ROLES,
-    STREAMS,
-    ParsedLines,
-    out_of_range_reason,
-    parse_lines,
+from llm_data_platform.streaming.parse import (
+    LineColumns,
+    ParsedBatch,
+    combine_parsed,
+    parse_batch,
+    spec_of,
 )
+
+# the sources parse through here
+__reexported__ = (LineColumns, ParsedBatch, combine_parsed, parse_batch)
 
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource
@@ -101,507 +102,6 @@ class MicroBatchResult:
     fast_rows: int = 0  # rows parsed by the vectorised path
 
 
-def _spec(stream: str):
-    if stream not in STREAMS:
-        raise ValueError(f"Unknown stream {stream!r}; expected one of {sorted(STREAMS)}.")
-    return STREAMS[stream]
-
-
-# ---- parsing: records.parse_lines, with a vectorised fast path -------------------------------
-#
-# ``parse_lines`` (json.loads + validation per line) is the definition of what a valid event is.
-# For the conversations stream — the high-volume one — a batch is first parsed by Arrow's JSON
-# reader and validated with Arrow compute kernels; a line takes that path only when the result
-# is provably the one ``parse_lines`` gives (strict timestamp format, the exact whitespace set
-# of ``str.strip``, same JSON grammar — lines where Arrow's reader is more lenient than Python's
-# are routed away before parsing). Every other line — anything malformed, unusual or merely
-# ambiguous — goes through ``parse_lines`` itself, which also writes every quarantine reason.
-# ``test_streaming_kafka.py`` checks both paths give identical tables on a corpus of edge cases.
-
-TS = schemas.TS
-_CONVERSATION_JSON = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("type", pa.string()),
-        ("conversation_id", pa.string()),
-        ("turn", pa.int64()),
-        ("role", pa.string()),
-        ("content", pa.string()),
-        ("rating", pa.int64()),
-        ("user_id", pa.string()),
-        ("timestamp", pa.string()),
-    ]
-)
-# Characters str.strip() removes (str.isspace); a field is "non-empty" when it has another one.
-_NOT_PY_SPACE = (
-    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
-    r"\x{202f}\x{205f}\x{3000}]"
-)
-# The one timestamp shape both datetime.fromisoformat and Arrow's cast read the same way.
-_STRICT_TS = (
-    r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-    r"(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
-)
-# Non-standard numbers Arrow's reader takes and json.loads refuses (``Inf``, ``-NaN``).
-_ARROW_ONLY_NUMBERS = re.compile(rb"[:\[,]\s*(?:-NaN|[-+]?Inf(?!inity))")
-_BISECT_MIN = 128  # below this many lines a failing block goes to parse_lines whole
-_JSON_READ = pj.ReadOptions(use_threads=True, block_size=1 << 20)
-_JSON_PARSE = pj.ParseOptions(
-    explicit_schema=_CONVERSATION_JSON, unexpected_field_behavior="ignore"
-)
-_FAST_STREAMS = {"conversations"}
-
-
-@dataclass
-class ParsedBatch:
-    """A parsed micro-batch as Arrow: rows and quarantine, each with its day per row."""
-
-    rows: pa.Table  # the stream's schema, in line order
-    row_days: pa.Array  # date32, per row
-    quarantine: pa.Table  # schemas.QUARANTINE, in line order
-    quarantine_days: pa.Array
-    fast_rows: int = 0  # rows that took the vectorised path
-
-
-def _arrivals(arrived_at, n: int) -> pa.Array:
-    """One arrival time per line, as timestamp[us, UTC]."""
-    if isinstance(arrived_at, datetime):
-        return pa.repeat(pa.scalar(_utc(arrived_at), type=TS), n)
-    if isinstance(arrived_at, pa.ChunkedArray):
-        arrived_at = arrived_at.combine_chunks()
-    if isinstance(arrived_at, pa.Array):
-        out = arrived_at.cast(TS)
-    else:
-        out = pa.array([_utc(t) for t in arrived_at], type=TS)
-    if len(out) != n:
-        raise ValueError(f"{len(out)} arrival times for {n} lines")
-    return out
-
-
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _fast_eligible(values: list[bytes]) -> tuple[list[bool], bytes]:
-    """Lines the vectorised path may take — one JSON object per line, valid UTF-8, not
-    oversize, none of the syntax Arrow accepts and Python refuses — and the joined batch.
-    Checked on the joined batch with numpy (no loop over lines); per line only when the batch
-    check fails. A value holding several objects is caught later by the row count per block."""
-    n = len(values)
-    ok = [True] * n
-    blob = b"\n".join(values)
-    if not n or not blob:
-        return [v[:1] == b"{" for v in values], blob
-
-    def per_line(test) -> None:
-        for i, v in enumerate(values):
-            if ok[i] and not test(v):
-                ok[i] = False
-
-    raw = np.frombuffer(blob, dtype=np.uint8)
-    if b"\r" in blob or np.count_nonzero(raw == 0x0A) != n - 1:
-        # one line per value, always: Arrow's reader must never see a line that is not an
-        # object (it crashes on a block that starts with ``null``)
-        per_line(lambda v: b"\n" not in v and b"\r" not in v)
-        per_line(lambda v: len(v) <= MAX_LINE_BYTES)
-        per_line(lambda v: v[:1] == b"{")
-    else:  # no newline inside a value: each value starts right after the previous one's end
-        lengths = np.fromiter(map(len, values), np.int64, n)
-        starts = np.cumsum(lengths + 1) - (lengths + 1)
-        if lengths.max() > MAX_LINE_BYTES:
-            per_line(lambda v: len(v) <= MAX_LINE_BYTES)
-        # "{" first: no BOM, no blank line, no top-level null/array/number
-        if (lengths == 0).any() or (raw[np.minimum(starts, len(raw) - 1)] != 0x7B).any():
-            per_line(lambda v: v[:1] == b"{")
-    if not blob.isascii():
-        try:
-            blob.decode("utf-8")
-        except UnicodeDecodeError:
-            per_line(_is_utf8)
-    if _maybe_arrow_only_numbers(raw) and _ARROW_ONLY_NUMBERS.search(blob):
-        per_line(lambda v: _ARROW_ONLY_NUMBERS.search(v) is None)
-    return ok, blob
-
-
-def _maybe_arrow_only_numbers(raw: np.ndarray) -> bool:
-    """Is ``Inf`` or ``-NaN`` anywhere in the bytes (numpy: much faster than ``in`` here)."""
-    i = np.flatnonzero(raw[:-2] == 0x49)  # I n f
-    if len(i) and ((raw[i + 1] == 0x6E) & (raw[i + 2] == 0x66)).any():
-        return True
-    j = np.flatnonzero(raw[1:-2] == 0x4E) + 1  # - N a N
-    return bool(
-        len(j) and ((raw[j - 1] == 0x2D) & (raw[j + 1] == 0x61) & (raw[j + 2] == 0x4E)).any()
-    )
-
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _read_json(
-    values: list[bytes], index: list[int], joined: bytes | None = None
-) -> tuple[list[tuple[pa.Array, pa.Table]], list[int]]:
-    """Arrow-parse ``values[index]`` (``joined``: those values already joined by newlines);
-    blocks that fail, or yield another number of rows than lines, are halved until the failing
-    lines are isolated. Returns ([(positions, table)] in line order, positions left over)."""
-    parsed: list[tuple[pa.Array, pa.Table]] = []
-    leftover: list[int] = []
-    pending = [index] if index else []
-    while pending:
-        part = pending.pop()
-        if joined is not None:
-            data, joined = joined, None
-        else:
-            data = b"\n".join(values[i] for i in part)
-        try:
-            table = pj.read_json(pa.BufferReader(data), _JSON_READ, _JSON_PARSE)
-        except (pa.ArrowException, ValueError):
-            table = None
-        if table is not None and table.num_rows == len(part):
-            parsed.append((pa.array(part, pa.int64()), table))
-        elif len(part) <= _BISECT_MIN:
-            leftover.extend(part)
-        else:
-            mid = len(part) // 2
-            pending += [part[mid:], part[:mid]]
-    parsed.sort(key=lambda item: item[0][0].as_py())
-    return parsed, sorted(leftover)
-
-
-def _flag(array) -> pa.Array:
-    return pc.fill_null(array, False)
-
-
-def _valid_conversations(t: pa.Table) -> pa.Array:
-    """The checks of records.conversation_event, as kernels (null → invalid)."""
-    is_message = _flag(pc.equal(t["type"], "message"))
-    is_feedback = _flag(pc.equal(t["type"], "feedback"))
-    turn, rating = t["turn"], t["rating"]
-    message_ok = pc.and_(
-        pc.and_(is_message, _flag(pc.and_(pc.greater_equal(turn, 0), pc.less(turn, 10_000)))),
-        pc.and_(
-            _flag(pc.is_in(t["role"], value_set=pa.array(sorted(MESSAGE_ROLES)))),
-            pc.is_valid(t["content"]),
-        ),
-    )
-    feedback_ok = pc.and_(
-        is_feedback, _flag(pc.and_(pc.greater_equal(rating, 1), pc.less_equal(rating, 5)))
-    )
-    common = pc.and_(
-        pc.and_(
-            _flag(pc.match_substring_regex(t["event_id"], _NOT_PY_SPACE)),
-            _flag(pc.match_substring_regex(t["conversation_id"], _NOT_PY_SPACE)),
-        ),
-        _flag(pc.match_substring_regex(t["timestamp"], _STRICT_TS)),
-    )
-    return pc.and_(common, pc.or_(message_ok, feedback_ok))
-
-
-def _event_times(timestamps: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(parsed times, mask of the ones parsed); impossible dates (Feb 30) are left unparsed."""
-    try:
-        parsed = pc.cast(timestamps, TS)
-    except pa.ArrowInvalid:
-        day_ok = pc.is_valid(
-            pc.strptime(
-                pc.utf8_slice_codeunits(timestamps, 0, 10),
-                format="%Y-%m-%d",
-                unit="s",
-                error_is_null=True,
-            )
-        )
-        try:
-            parsed = pc.cast(pc.if_else(day_ok, timestamps, pa.scalar(None, pa.string())), TS)
-        except pa.ArrowInvalid:  # anything else odd: let parse_lines decide every line
-            return pa.nulls(len(timestamps), TS), pa.repeat(False, len(timestamps))
-    # Arrow goes below year 1 (0001-01-01T00:00:00+01:00) where Python overflows
-    in_range = pc.and_(
-        pc.greater_equal(parsed, pa.scalar(datetime.min.replace(tzinfo=UTC), TS)),
-        pc.less_equal(parsed, pa.scalar(datetime.max.replace(tzinfo=UTC), TS)),
-    )
-    return parsed, _flag(in_range)
-
-
-def _fast_conversations(
-    values: list[bytes], numbers: pa.Array, arrivals: pa.Array, source: str
-) -> tuple[pa.Table, pa.Array, list[int]]:
-    """(rows with a ``__pos`` column, their days, positions left for parse_lines)."""
-    eligible, blob = _fast_eligible(values)
-    if all(eligible):
-        parts, leftover = _read_json(values, list(range(len(values))), blob)
-    else:
-        parts, leftover = _read_json(values, [i for i, ok in enumerate(eligible) if ok])
-        leftover += [i for i, ok in enumerate(eligible) if not ok]
-    tables = []
-    for positions, table in parts:
-        valid = _valid_conversations(table)
-        if not pc.all(valid).as_py():
-            leftover += pc.filter(positions, pc.invert(valid)).to_pylist()
-            table, positions = table.filter(valid), positions.filter(valid)
-        times, parsed = _event_times(table["timestamp"])
-        if not pc.all(parsed).as_py():
-            leftover += positions.filter(pc.invert(parsed)).to_pylist()
-            table, positions, times = (
-                table.filter(parsed),
-                positions.filter(parsed),
-                times.filter(parsed),
-            )
-        is_message = pc.equal(table["type"], "message")
-        is_feedback = pc.invert(is_message)
-        n = table.num_rows
-        tables.append(
-            pa.table(
-                {
-                    "event_id": table["event_id"],
-                    "event_type": table["type"],
-                    "conversation_id": table["conversation_id"],
-                    "turn_index": pc.cast(
-                        pc.if_else(is_message, table["turn"], pa.scalar(None, pa.int64())),
-                        pa.int32(),
-                    ),
-                    "role": pc.if_else(is_message, table["role"], pa.scalar(None, pa.string())),
-                    "content": pc.if_else(
-                        is_message, table["content"], pa.scalar(None, pa.string())
-                    ),
-                    "rating": pc.cast(
-                        pc.if_else(is_feedback, table["rating"], pa.scalar(None, pa.int64())),
-                        pa.int8(),
-                    ),
-                    "user_id": table["user_id"],
-                    "event_time": times,
-                    "source_file": pa.repeat(pa.scalar(source, pa.string()), n),
-                    "source_line": numbers.take(positions),
-                    "arrived_at": arrivals.take(positions),
-                    "__pos": positions,
-                }
-            )
-        )
-    schema = schemas.RAW_CONVERSATIONS.append(pa.field("__pos", pa.int64()))
-    rows = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
-    days = pc.cast(rows["event_time"], pa.date32()).combine_chunks()
-    return rows, days, sorted(leftover)
-
-
-def _parse_lines_robust(spec, lines, source: str, arrived_at: datetime) -> ParsedLines:
-    """parse_lines; a line on which it raises (nesting beyond the recursion limit, a date that
-    overflows when converted to UTC) is quarantined with the error instead of failing the batch."""
-    kwargs = dict(
-        source_file=source,
-        arrived_at=arrived_at,
-        validate=spec.validate,
-        json_time_key=spec.json_time_key,
-        row_time_key=spec.row_time_key,
-        max_line_bytes=spec.max_line_bytes,
-    )
-    try:
-        return parse_lines(lines, **kwargs)
-    except Exception:  # isolate the failing line, below
-        out = ParsedLines()
-        for line in lines:
-            try:
-                one = parse_lines([line], **kwargs)
-            except Exception as exc:
-                out.quarantine.append(_quarantine_row(source, line[0], line[1], exc, arrived_at))
-                out.quarantine_days.append(arrived_at.date())
-                continue
-            out.rows += one.rows
-            out.row_days += one.row_days
-            out.quarantine += one.quarantine
-            out.quarantine_days += one.quarantine_days
-        return out
-
-
-def _quarantine_row(source: str, number: int, raw: bytes, reason, when: datetime) -> dict:
-    if isinstance(reason, BaseException):
-        reason = f"unparseable record: {type(reason).__name__}: {reason}"
-    return {
-        "source_file": source,
-        "source_line": number,
-        "record": _record_text(raw),
-        "reason": str(reason),
-        "arrived_at": when,
-    }
-
-
-def _slow_path(
-    stream: str,
-    lines: list[tuple[int, bytes]],
-    source: str,
-    arrivals: list[datetime],
-) -> ParsedLines:
-    """parse_lines over lines with per-line arrival times: in runs of one arrival *day* (a line
-    whose timestamp cannot be read falls back to its own arrival day), then each row gets its
-    own line's exact arrival time."""
-    spec = _spec(stream)
-    out = ParsedLines()
-    start = 0
-    while start < len(lines):
-        day = arrivals[start].date()
-        end = start + 1
-        while end < len(lines) and arrivals[end].date() == day:
-            end += 1
-        chunk, times = lines[start:end], arrivals[start:end]
-        parsed = _parse_lines_robust(spec, chunk, source, times[0])
-        if any(t != times[0] for t in times):
-            when = {number: t for (number, _), t in zip(chunk, times, strict=True)}
-            for row in parsed.rows:
-                row["arrived_at"] = when[row["source_line"]]
-            for row in parsed.quarantine:
-                row["arrived_at"] = when[row["source_line"]]
-        out.rows += parsed.rows
-        out.row_days += parsed.row_days
-        out.quarantine += parsed.quarantine
-        out.quarantine_days += parsed.quarantine_days
-        start = end
-    return out
-
-
-def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """Column by column (several times faster than ``Table.from_pylist`` on wide rows)."""
-    if not rows:
-        return schema.empty_table()
-    return pa.Table.from_arrays(
-        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
-    )
-
-
-def _encodable(row: dict) -> bool:
-    try:
-        for value in row.values():
-            if isinstance(value, str):
-                value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _record_text(raw: bytes) -> str:
-    text = raw[:MAX_LINE_BYTES].decode("utf-8", "replace")
-    return text if len(text) <= 10_000 else text[:10_000] + f"…[{len(raw)} bytes]"
-
-
-@dataclass(frozen=True)
-class LineColumns:
-    """Lines as two parallel lists (what a Kafka batch already has): no tuple per line."""
-
-    numbers: list[int]
-    values: list[bytes]
-
-    def __len__(self) -> int:
-        return len(self.numbers)
-
-
-def _columns(lines: Sequence[tuple[int, bytes]] | LineColumns) -> LineColumns:
-    if isinstance(lines, LineColumns):
-        return lines
-    lines = list(lines)
-    return LineColumns([number for number, _ in lines], [value for _, value in lines])
-
-
-def parse_batch(
-    stream: str,
-    lines: Sequence[tuple[int, bytes]] | LineColumns,
-    source: str,
-    arrived_at: datetime | Sequence[datetime] | pa.Array,
-    *,
-    rejected: Sequence[tuple[int, bytes, str, datetime]] = (),
-    fast: bool = True,
-    bounds: tuple[date, date] | None = None,
-) -> ParsedBatch:
-    """Every line → exactly one row or one quarantine row, with its day (see write_microbatch).
-
-    ``bounds`` (first, last day that exist as partitions): an event dated outside them is
-    quarantined with the reason, under the nearest day — for every source alike."""
-    spec = _spec(stream)
-    cols = _columns(lines)
-    arrivals = _arrivals(arrived_at, len(cols))
-    numbers = pa.array(cols.numbers, pa.int32())
-    helper = spec.schema.append(pa.field("__pos", pa.int64()))
-    if fast and stream in _FAST_STREAMS and len(cols):
-        fast_rows, fast_days, slow = _fast_conversations(cols.values, numbers, arrivals, source)
-    else:
-        fast_rows, fast_days = helper.empty_table(), pa.array([], pa.date32())
-        slow = list(range(len(cols)))
-
-    slow_lines = [(cols.numbers[i], cols.values[i]) for i in slow]
-    if isinstance(arrived_at, datetime):
-        parsed = _parse_lines_robust(spec, slow_lines, source, _utc(arrived_at))
-    else:
-        slow_times = arrivals.take(pa.array(slow, pa.int64())).to_pylist()
-        parsed = _slow_path(stream, slow_lines, source, slow_times)
-    position = {number: i for i, (number, _) in zip(slow, slow_lines, strict=True)}
-    # a lone surrogate (``"\ud800"``) is valid JSON for Python but not storable as UTF-8
-    good_rows, good_days = [], []
-    for row, day in zip(parsed.rows, parsed.row_days, strict=True):
-        if _encodable(row):
-            good_rows.append(row)
-            good_days.append(day)
-            continue
-        raw = cols.values[position[row["source_line"]]]
-        reason = "string not encodable as UTF-8 (a lone surrogate escape)"
-        parsed.quarantine.append(
-            _quarantine_row(source, row["source_line"], raw, reason, row["arrived_at"])
-        )
-        parsed.quarantine_days.append(day)
-    for number, raw, reason, when in rejected:
-        parsed.quarantine.append(_quarantine_row(source, number, raw, reason, _utc(when)))
-        parsed.quarantine_days.append(_utc(when).date())
-
-    if good_rows:
-        slow_table = _table(good_rows, spec.schema).append_column(
-            "__pos", pa.array([position.get(r["source_line"], -1) for r in good_rows], pa.int64())
-        )
-        rows = pa.concat_tables([fast_rows, slow_table])
-        days = pa.concat_arrays([fast_days, pa.array(good_days, pa.date32())])
-        order = pc.sort_indices(rows["__pos"])
-        rows, days = rows.take(order), days.take(order)
-    else:  # the fast path keeps line order
-        rows, days = fast_rows, fast_days
-    rows = rows.drop_columns(["__pos"])
-
-    quarantine = _table(parsed.quarantine, schemas.QUARANTINE)
-    quarantine_days = pa.array(parsed.quarantine_days, pa.date32())
-    if bounds is not None:
-        rows, days, quarantine, quarantine_days = _outside_bounds(
-            rows, days, quarantine, quarantine_days, cols, bounds
-        )
-    if quarantine.num_rows:
-        order = pc.sort_indices(quarantine["source_line"])
-        quarantine, quarantine_days = quarantine.take(order), quarantine_days.take(order)
-    return ParsedBatch(rows, days, quarantine, quarantine_days, fast_rows.num_rows)
-
-
-def _outside_bounds(rows, days, quarantine, quarantine_days, cols: LineColumns, bounds):
-    """Move rows dated outside ``bounds`` to quarantine (original line kept, day clamped)."""
-    first, last = (pa.scalar(d, pa.date32()) for d in bounds)
-    outside = pc.or_(pc.less(days, first), pc.greater(days, last))
-    if pc.any(outside).as_py():
-        moved, moved_days = rows.filter(outside), days.filter(outside)
-        line = dict(zip(cols.numbers, cols.values, strict=True))
-        extra = [
-            {
-                "source_file": r["source_file"],
-                "source_line": r["source_line"],
-                "record": _record_text(line.get(r["source_line"], b"")),
-                "reason": out_of_range_reason(d, *bounds),
-                "arrived_at": r["arrived_at"],
-            }
-            for r, d in zip(moved.to_pylist(), moved_days.to_pylist(), strict=True)
-        ]
-        keep = pc.invert(outside)
-        rows, days = rows.filter(keep), days.filter(keep)
-        quarantine = pa.concat_tables([quarantine, _table(extra, schemas.QUARANTINE)])
-        quarantine_days = pa.concat_arrays([quarantine_days, moved_days])
-    if len(quarantine_days):
-        clamped = pc.min_element_wise(pc.max_element_wise(quarantine_days, first), last)
-        quarantine_days = clamped
-    return rows, days, quarantine, quarantine_days
-
-
 # Dictionary encoding only for columns that repeat a handful of values in a batch; ids, texts,
 # line numbers and times are (nearly) unique, and zstd packs plain ids smaller and faster than
 # a dictionary that grows to the page limit and falls back (measured on a 25,000-event batch).
@@ -632,22 +132,6 @@ def _parquet_bytes(table: pa.Table) -> bytes:
         write_statistics=[c for c in table.column_names if c not in _NO_STATISTICS],
     )
     return buffer.getvalue()
-
-
-def combine_parsed(parts: Sequence[ParsedBatch]) -> ParsedBatch:
-    """One batch from consecutive pieces of it, each parsed on its own (``parse_batch`` is
-    line by line, so the pieces' rows and quarantine rows, in piece order, are the batch's)."""
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        raise ValueError("no parsed pieces to combine")
-    return ParsedBatch(
-        rows=pa.concat_tables([p.rows for p in parts]),
-        row_days=pa.concat_arrays([p.row_days for p in parts]),
-        quarantine=pa.concat_tables([p.quarantine for p in parts]),
-        quarantine_days=pa.concat_arrays([p.quarantine_days for p in parts]),
-        fast_rows=sum(p.fast_rows for p in parts),
-    )
 
 
 def write_microbatch(
@@ -834,15 +318,6 @@ def _stem(path: str) -> str:
     return posixpath.basename(path)[: -len(".parquet")]
 
 
-def list_day_batches(lake: LakeResource, stream: str, day: str | date) -> list[str]:
-    """Identities of the micro-batches holding events or quarantine rows of ``day``."""
-    key = _day_key(day)
-    names: set[str] = set()
-    for table in batch_table_names(stream):
-        names.update(_stem(p) for p in _day_files(lake, table, key))
-    return sorted(names)
-
-
 @dataclass
 class DayBatches:
     rows: pa.Table  # events of the day, each event_id once
@@ -883,7 +358,7 @@ def dedupe_events(table: pa.Table) -> pa.Table:
 
 
 def read_day_detailed(lake: LakeResource, stream: str, day: str | date) -> DayBatches:
-    spec = _spec(stream)
+    spec = spec_of(stream)
     key = _day_key(day)
     events_table, quarantine_name = batch_table_names(stream)
     event_files = _day_files(lake, events_table, key)
@@ -909,15 +384,3 @@ def read_day(lake: LakeResource, stream: str, day: str | date) -> tuple[pa.Table
     ``event_id``: what the raw asset compacts into its partition."""
     result = read_day_detailed(lake, stream, day)
     return result.rows, result.quarantine
-
-
-def arrival_times(ms_timestamps: Sequence[int]) -> list[datetime]:
-    """UTC datetimes for epoch-millisecond timestamps (cached per distinct value)."""
-    cache: dict[int, datetime] = {}
-    out: list[datetime] = []
-    for ms in ms_timestamps:
-        when = cache.get(ms)
-        if when is None:
-            when = cache[ms] = datetime.fromtimestamp(ms / 1000, tz=UTC)
-        out.append(when)
-    return out

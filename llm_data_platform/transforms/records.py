@@ -1,211 +1,232 @@
-"""Parse landed JSONL lines into typed events; anything malformed becomes a quarantine row.
+"""What a valid event is, per stream — the one definition every source and reader uses.
 
-Every line ends up in exactly one of the two outputs, each tagged with the day partition it
-belongs to: the event's own date when a timestamp can be read (late events go to their own
-earlier day), else the day the file arrived.
+An event is first read into the stream's JSON schema (``json_schema``: one typed column per
+field; a value of the wrong JSON type reads as null), by Arrow's JSON reader or, for the lines
+it cannot take, by ``json.loads`` (``streaming/parse.py``). The rules below then run as Arrow
+kernels on that table, in order; the first rule a row breaks is its quarantine reason. Valid
+rows become the raw table's rows (``to_raw``). Timestamps are ISO 8601 (``Z`` or an offset;
+naive times are taken as UTC).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from llm_data_platform import schemas
 
+TS = schemas.TS
 MAX_LINE_BYTES = 1_000_000
-_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
-MESSAGE_ROLES = {"system", "user", "assistant"}
-DOCUMENT_FORMATS = {"html", "markdown", "text"}
+MESSAGE_ROLES = ("assistant", "system", "user")
+DOCUMENT_FORMATS = ("html", "markdown", "text")
+
+# Characters str.strip() removes (str.isspace); a field is "non-empty" when it has another one.
+NOT_PY_SPACE = (
+    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
+    r"\x{202f}\x{205f}\x{3000}]"
+)
+# The one timestamp shape both datetime.fromisoformat and Arrow's cast read the same way;
+# any other shape is parsed by ``parse_timestamp`` (Python), with the same result.
+STRICT_TS = (
+    r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+)
+_STRICT = re.compile(STRICT_TS.replace(r"\d", "[0-9]"))
 
 
-class InvalidRecord(ValueError):
-    """A record that cannot be accepted; the message is the quarantine reason."""
-
-
-def parse_timestamp(value: Any) -> datetime:
-    if not isinstance(value, str) or not value:
-        raise InvalidRecord("missing or non-string timestamp")
-    text = value.strip().replace("Z", "+00:00") if value.endswith("Z") else value.strip()
+def parse_timestamp(value: Any) -> datetime | None:
+    """One timestamp the Python way (None when unreadable)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    text = text[:-1] + "+00:00" if text.endswith("Z") else text
     try:
         parsed = datetime.fromisoformat(text)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)  # naive times are taken as UTC, documented
         return parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise InvalidRecord(f"unparseable timestamp {value!r}") from exc
+    except (ValueError, OverflowError):
+        return None
 
 
-def _require_str(obj: dict, key: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRecord(f"field {key!r} missing or not a non-empty string")
-    return value
+def parse_timestamps(values: pa.Array) -> pa.Array:
+    """Timestamps of a string column (null where unreadable): the strict shape by Arrow's
+    cast, every other shape by ``parse_timestamp``, one value at a time (rare)."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    strict = pc.fill_null(pc.match_substring_regex(values, STRICT_TS), False)
+    out = pa.nulls(len(values), TS)
+    if pc.any(strict).as_py():
+        out = _cast_strict(pc.if_else(strict, values, pa.scalar(None, pa.string())))
+        low = pa.scalar(datetime.min.replace(tzinfo=UTC), TS)
+        high = pa.scalar(datetime.max.replace(tzinfo=UTC), TS)
+        in_range = pc.and_(pc.greater_equal(out, low), pc.less_equal(out, high))
+        out = pc.if_else(pc.fill_null(in_range, False), out, pa.scalar(None, TS))
+    rest = pc.and_(pc.is_valid(values), pc.is_null(out))
+    if pc.any(rest).as_py():
+        python = [
+            parse_timestamp(v) if r else None
+            for v, r in zip(values.to_pylist(), rest.to_pylist(), strict=True)
+        ]
+        out = pc.coalesce(out, pa.array(python, TS))
+    return out
 
 
-def conversation_event(obj: dict) -> dict:
-    """Validate one conversations-stream event into a RAW_CONVERSATIONS row (no arrival cols)."""
-    event_type = obj.get("type")
-    row = {
-        "event_id": _require_str(obj, "event_id"),
-        "event_type": event_type,
-        "conversation_id": _require_str(obj, "conversation_id"),
-        "turn_index": None,
-        "role": None,
-        "content": None,
-        "rating": None,
-        "user_id": obj.get("user_id") if isinstance(obj.get("user_id"), str) else None,
-        "event_time": parse_timestamp(obj.get("timestamp")),
+def _cast_strict(kept: pa.Array) -> pa.Array:
+    """Arrow's cast of strict-shaped timestamps; an impossible date (Feb 30) fails the whole
+    cast, so those are left null here and read by ``parse_timestamp`` (which refuses them)."""
+    try:
+        return pc.cast(kept, TS)
+    except pa.ArrowInvalid:
+        pass
+    day = pc.utf8_slice_codeunits(kept, 0, 10)
+    day_ok = pc.is_valid(pc.strptime(day, "%Y-%m-%d", "s", error_is_null=True))
+    try:
+        return pc.cast(pc.if_else(day_ok, kept, pa.scalar(None, pa.string())), TS)
+    except pa.ArrowInvalid:
+        return pa.nulls(len(kept), TS)  # anything else odd: every value the Python way
+
+
+def _text(column) -> pa.Array:
+    """Non-empty string (not just whitespace), as str.strip() sees it."""
+    return pc.fill_null(pc.match_substring_regex(column, NOT_PY_SPACE), False)
+
+
+def _flag(values) -> pa.Array:
+    return pc.fill_null(values, False)
+
+
+def _between(column, low: int, high: int) -> pa.Array:
+    return _flag(pc.and_(pc.greater_equal(column, low), pc.less_equal(column, high)))
+
+
+Rule = tuple[str, Callable[[pa.Table], pa.Array]]  # (reason, row is valid)
+
+CONVERSATION_RULES: list[Rule] = [
+    ("field 'event_id' missing or not a non-empty string", lambda t: _text(t["event_id"])),
+    (
+        "field 'conversation_id' missing or not a non-empty string",
+        lambda t: _text(t["conversation_id"]),
+    ),  # noqa: E501
+    ("timestamp", lambda t: pc.is_valid(t["__time"])),  # reason written per value below
+    (
+        "field 'type' must be 'message' or 'feedback'",
+        lambda t: _flag(pc.is_in(t["type"], value_set=pa.array(["message", "feedback"]))),
+    ),
+    (
+        "field 'turn' missing or not an integer in 0..9999",
+        lambda t: pc.or_(pc.not_equal(t["type"], "message"), _between(t["turn"], 0, 9999)),
+    ),
+    (
+        f"field 'role' must be one of {list(MESSAGE_ROLES)}",
+        lambda t: pc.or_(
+            pc.not_equal(t["type"], "message"),
+            _flag(pc.is_in(t["role"], value_set=pa.array(MESSAGE_ROLES))),
+        ),
+    ),
+    (
+        "field 'content' missing or not a string",
+        lambda t: pc.or_(pc.not_equal(t["type"], "message"), pc.is_valid(t["content"])),
+    ),
+    (
+        "field 'rating' missing or not an integer in 1..5",
+        lambda t: pc.or_(pc.not_equal(t["type"], "feedback"), _between(t["rating"], 1, 5)),
+    ),
+]
+
+DOCUMENT_RULES: list[Rule] = [
+    ("field 'event_id' missing or not a non-empty string", lambda t: _text(t["event_id"])),
+    ("field 'doc_id' missing or not a non-empty string", lambda t: _text(t["doc_id"])),
+    ("timestamp", lambda t: pc.is_valid(t["__time"])),
+    (
+        "field 'op' must be 'upsert' or 'delete'",
+        lambda t: _flag(pc.is_in(t["op"], value_set=pa.array(["upsert", "delete"]))),
+    ),
+    (
+        f"field 'format' must be one of {list(DOCUMENT_FORMATS)}",
+        lambda t: pc.or_(
+            pc.not_equal(t["op"], "upsert"),
+            _flag(pc.is_in(t["format"], value_set=pa.array(DOCUMENT_FORMATS))),
+        ),
+    ),
+    (
+        "field 'content' missing or not a string",
+        lambda t: pc.or_(pc.not_equal(t["op"], "upsert"), pc.is_valid(t["content"])),
+    ),
+]
+
+
+def _timestamp_reason(value: str | None) -> str:
+    if value is None or not value.strip():
+        return "missing or non-string timestamp"
+    return f"unparseable timestamp {value!r}"
+
+
+def first_broken_rule(table: pa.Table, rules: list[Rule], time_field: str) -> pa.Array:
+    """Per row, the reason of the first rule it breaks, or null when it is valid."""
+    reasons = pa.nulls(table.num_rows, pa.string())
+    for reason, valid in reversed(rules):
+        reasons = pc.if_else(_flag(valid(table)), reasons, pa.scalar(reason))
+    broken_time = pc.fill_null(pc.equal(reasons, "timestamp"), False)
+    if pc.any(broken_time).as_py():  # a few rows: name the value in the reason
+        values = table[time_field].to_pylist()
+        fixed = [
+            _timestamp_reason(values[i]) if bad else None
+            for i, bad in enumerate(broken_time.to_pylist())
+        ]
+        reasons = pc.if_else(broken_time, pa.array(fixed, pa.string()), reasons)
+    return reasons
+
+
+def conversations_to_raw(t: pa.Table) -> dict[str, pa.Array]:
+    """Valid rows (JSON schema + ``__time``) → RAW_CONVERSATIONS columns (no arrival cols)."""
+    message = pc.equal(t["type"], "message")
+    feedback = pc.invert(message)
+
+    def when(mask, column, to=None):
+        out = pc.if_else(mask, column, pa.scalar(None, column.type))
+        return pc.cast(out, to) if to is not None else out
+
+    return {
+        "event_id": t["event_id"],
+        "event_type": t["type"],
+        "conversation_id": t["conversation_id"],
+        "turn_index": when(message, t["turn"], pa.int32()),
+        "role": when(message, t["role"]),
+        "content": when(message, t["content"]),
+        "rating": when(feedback, t["rating"], pa.int8()),
+        "user_id": t["user_id"],
+        "event_time": t["__time"],
     }
-    if event_type == "message":
-        turn, role, content = obj.get("turn"), obj.get("role"), obj.get("content")
-        if not isinstance(turn, int) or isinstance(turn, bool) or not 0 <= turn < 10_000:
-            raise InvalidRecord("field 'turn' missing or not an integer in 0..9999")
-        if role not in MESSAGE_ROLES:
-            raise InvalidRecord(f"field 'role' must be one of {sorted(MESSAGE_ROLES)}")
-        if not isinstance(content, str):
-            raise InvalidRecord("field 'content' missing or not a string")
-        row.update(turn_index=turn, role=role, content=content)
-    elif event_type == "feedback":
-        rating = obj.get("rating")
-        if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-            raise InvalidRecord("field 'rating' missing or not an integer in 1..5")
-        row["rating"] = rating
-    else:
-        raise InvalidRecord("field 'type' must be 'message' or 'feedback'")
-    return row
 
 
-def document_event(obj: dict) -> dict:
-    """Validate one documents-stream event into a RAW_DOCUMENTS row (no arrival cols)."""
-    op = obj.get("op", "upsert")
-    row = {
-        "event_id": _require_str(obj, "event_id"),
-        "doc_id": _require_str(obj, "doc_id"),
-        "op": op,
-        "format": None,
-        "title": obj.get("title") if isinstance(obj.get("title"), str) else None,
-        "content": None,
-        "source_uri": obj.get("source_uri") if isinstance(obj.get("source_uri"), str) else None,
-        "version": None,
-        "updated_at": parse_timestamp(obj.get("updated_at")),
+def content_version(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+
+
+def documents_to_raw(t: pa.Table) -> dict[str, pa.Array]:
+    """Valid rows → RAW_DOCUMENTS columns; ``version`` is the content hash (per document: the
+    documents stream is low-volume, one hash per version)."""
+    upsert = pc.equal(t["op"], "upsert")
+    content = pc.if_else(upsert, t["content"], pa.scalar(None, pa.string()))
+    versions = [None if c is None else content_version(c) for c in content.to_pylist()]
+    return {
+        "event_id": t["event_id"],
+        "doc_id": t["doc_id"],
+        "op": t["op"],
+        "format": pc.if_else(upsert, t["format"], pa.scalar(None, pa.string())),
+        "title": t["title"],
+        "content": content,
+        "source_uri": t["source_uri"],
+        "version": pa.array(versions, pa.string()),
+        "updated_at": t["__time"],
     }
-    if op == "upsert":
-        fmt = obj.get("format")
-        if fmt not in DOCUMENT_FORMATS:
-            raise InvalidRecord(f"field 'format' must be one of {sorted(DOCUMENT_FORMATS)}")
-        content = obj.get("content")
-        if not isinstance(content, str):
-            raise InvalidRecord("field 'content' missing or not a string")
-        row.update(
-            format=fmt,
-            content=content,
-            version=hashlib.sha256(content.encode("utf-8")).hexdigest()[:16],
-        )
-    elif op != "delete":
-        raise InvalidRecord("field 'op' must be 'upsert' or 'delete'")
-    return row
-
-
-@dataclass
-class ParsedLines:
-    """Rows and quarantine rows, each with its partition day (parallel lists)."""
-
-    rows: list[dict] = field(default_factory=list)
-    row_days: list[date] = field(default_factory=list)
-    quarantine: list[dict] = field(default_factory=list)
-    quarantine_days: list[date] = field(default_factory=list)
-
-    def for_day(self, day: date) -> tuple[list[dict], list[dict]]:
-        rows = [r for r, d in zip(self.rows, self.row_days, strict=True) if d == day]
-        bad = [q for q, d in zip(self.quarantine, self.quarantine_days, strict=True) if d == day]
-        return rows, bad
-
-    def days(self) -> set[date]:
-        return set(self.row_days) | set(self.quarantine_days)
-
-
-def parse_lines(
-    lines: Iterable[tuple[int, bytes]],
-    *,
-    source_file: str,
-    arrived_at: datetime,
-    validate: Callable[[dict], dict],
-    json_time_key: str,
-    row_time_key: str,
-    max_line_bytes: int = MAX_LINE_BYTES,
-    first_day: date | None = None,
-    last_day: date | None = None,
-) -> ParsedLines:
-    """``first_day``/``last_day`` bound the days that exist as partitions: an event dated
-    outside them is quarantined (never silently lost to a partition nobody can run)."""
-
-    def clamp(day: date) -> date:
-        if first_day and day < first_day:
-            return first_day
-        if last_day and day > last_day:
-            return last_day
-        return day
-
-    parsed = ParsedLines()
-    for number, raw in lines:
-        text: str | None = None
-        obj: Any = None
-        try:
-            if len(raw) > max_line_bytes:
-                raise InvalidRecord(f"line of {len(raw)} bytes exceeds {max_line_bytes}")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidRecord(f"not valid UTF-8 at byte {exc.start}") from exc
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InvalidRecord(f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
-            except RecursionError as exc:
-                raise InvalidRecord("invalid JSON: nested too deeply") from exc
-            if "\\u" in text and _LONE_SURROGATE.search(text):
-                try:
-                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    raise InvalidRecord("a string holds a lone UTF-16 surrogate") from exc
-            if not isinstance(obj, dict):
-                raise InvalidRecord(f"a JSON {type(obj).__name__}, not an object")
-            row = validate(obj)
-            event_day = row[row_time_key].date()
-            if clamp(event_day) != event_day:
-                raise InvalidRecord(out_of_range_reason(event_day, first_day, last_day))
-        except InvalidRecord as exc:
-            day = arrived_at.date()
-            if isinstance(obj, dict):
-                with contextlib.suppress(InvalidRecord):
-                    day = parse_timestamp(obj.get(json_time_key)).date()
-            day = clamp(day)
-            record = text if text is not None else raw[:max_line_bytes].decode("utf-8", "replace")
-            if len(record) > 10_000:
-                record = record[:10_000] + f"…[{len(raw)} bytes]"
-            parsed.quarantine.append(
-                {
-                    "source_file": source_file,
-                    "source_line": number,
-                    "record": record,
-                    "reason": str(exc),
-                    "arrived_at": arrived_at,
-                }
-            )
-            parsed.quarantine_days.append(day)
-            continue
-        row.update(source_file=source_file, source_line=number, arrived_at=arrived_at)
-        parsed.rows.append(row)
-        parsed.row_days.append(row[row_time_key].date())
-    return parsed
 
 
 def out_of_range_reason(day: date, first: date | None, last: date | None) -> str:
@@ -217,29 +238,61 @@ def reason_family(reason: str) -> str:
     return reason.split(":")[0]
 
 
-def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=schema)
-
-
-def quarantine_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=schemas.QUARANTINE)
-
-
 @dataclass(frozen=True)
 class StreamSpec:
-    validate: Callable[[dict], dict]
-    json_time_key: str
-    row_time_key: str
-    schema: pa.Schema
+    """A stream: the JSON it receives, the rules of a valid event, its raw table."""
+
+    json_schema: pa.Schema
+    rules: list[Rule]
+    to_raw: Callable[[pa.Table], dict[str, pa.Array]]
+    json_time_key: str  # the timestamp field in the JSON
+    row_time_key: str  # the event-time column of the raw table
+    schema: pa.Schema  # the raw table
     max_line_bytes: int = MAX_LINE_BYTES
+    defaults: tuple[tuple[str, str], ...] = ()  # field → value when the field is absent/null
 
 
 STREAMS: dict[str, StreamSpec] = {
     "conversations": StreamSpec(
-        conversation_event, "timestamp", "event_time", schemas.RAW_CONVERSATIONS
+        json_schema=pa.schema(
+            [
+                ("event_id", pa.string()),
+                ("type", pa.string()),
+                ("conversation_id", pa.string()),
+                ("turn", pa.int64()),
+                ("role", pa.string()),
+                ("content", pa.string()),
+                ("rating", pa.int64()),
+                ("user_id", pa.string()),
+                ("timestamp", pa.string()),
+            ]
+        ),
+        rules=CONVERSATION_RULES,
+        to_raw=conversations_to_raw,
+        json_time_key="timestamp",
+        row_time_key="event_time",
+        schema=schemas.RAW_CONVERSATIONS,
     ),
     # whole documents travel in one line: up to 8 MB (a 5 MB page plus JSON escaping)
     "documents": StreamSpec(
-        document_event, "updated_at", "updated_at", schemas.RAW_DOCUMENTS, 8_000_000
+        json_schema=pa.schema(
+            [
+                ("event_id", pa.string()),
+                ("doc_id", pa.string()),
+                ("op", pa.string()),
+                ("format", pa.string()),
+                ("title", pa.string()),
+                ("content", pa.string()),
+                ("source_uri", pa.string()),
+                ("updated_at", pa.string()),
+            ]
+        ),
+        rules=DOCUMENT_RULES,
+        to_raw=documents_to_raw,
+        json_time_key="updated_at",
+        row_time_key="updated_at",
+        schema=schemas.RAW_DOCUMENTS,
+        max_line_bytes=8_000_000,
+        defaults=(("op", "upsert"),),
     ),
 }
