@@ -467,7 +467,7 @@ def _tricky_lines() -> list[bytes]:
 
 
 def _both_paths(lines: list[bytes], arrivals):
-    from llm_data_platform.streaming.microbatch import parse_batch
+    from llm_data_platform.streaming.parse import parse_batch
 
     numbered = list(enumerate(lines, start=1))
     fast = parse_batch(STREAM, numbered, "kafka://t/0/00000000000000000000", arrivals)

@@ -44,22 +44,27 @@ Contract:
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
-import html
 import json
 import os
-import re
-import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from llm_data_platform.sources.directory_state import (
+    STATE_VERSION,
+    _atomic_write_json,
+    _fsync_dir,
+    _load_state,
+    _locked,
+    default_state_path,
+)
+from llm_data_platform.sources.directory_walk import FORMATS_BY_EXTENSION, _Entry, _walk
+from llm_data_platform.sources.document_files import _decode, _read_limited, _Skip, _title
 from llm_data_platform.transforms.records import MAX_LINE_BYTES
 
 __all__ = [
@@ -72,17 +77,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
-STATE_VERSION = 1
 STREAM = "documents"
-
-FORMATS_BY_EXTENSION: dict[str, str] = {
-    ".html": "html",
-    ".htm": "html",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".txt": "text",
-    ".rst": "text",
-}
 
 _ONE_US = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -113,266 +108,8 @@ class SyncReport:
         )
 
 
-class _Skip(Exception):
-    """A file that cannot be ingested; the message is the reason in the report."""
-
-
 # --------------------------------------------------------------------------------------------
-# state
-
-
-def default_state_path(root: str | os.PathLike, landing_dir: str | os.PathLike) -> str:
-    """``<landing_dir>/.state/directory-<sha256(abs root)[:16]>.json``."""
-    digest = hashlib.sha256(os.path.abspath(root).encode("utf-8")).hexdigest()[:16]
-    return os.path.join(os.path.abspath(landing_dir), ".state", f"directory-{digest}.json")
-
-
-def _load_state(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return {"version": STATE_VERSION, "docs": {}, "deleted": {}}
-    except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"Directory sync state {path} is unreadable ({exc}). Delete it to re-send every "
-            "file as an upsert (downstream deduplicates identical versions)."
-        ) from exc
-    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-        raise ValueError(f"Directory sync state {path} has an unknown format.")
-    data.setdefault("docs", {})
-    data.setdefault("deleted", {})
-    return data
-
-
-def _fsync_dir(path: str) -> None:
-    with contextlib.suppress(OSError):  # not supported on every platform / filesystem
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write_json(path: str, data: dict) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-@contextlib.contextmanager
-def _locked(state_path: str) -> Iterator[None]:
-    os.makedirs(os.path.dirname(state_path), exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
-        yield
-        return
-    with open(state_path + ".lock", "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
-# --------------------------------------------------------------------------------------------
-# reading files
-
-
-def _decode(data: bytes, fmt: str) -> str:
-    """Text of a file: UTF-8 (BOM allowed), UTF-16 with a BOM, or an HTML page's declared
-    charset. Raises :class:`_Skip` for binary or undecodable content."""
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise _Skip(f"undecodable: invalid UTF-16 at byte {exc.start}") from exc
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise _Skip(f"binary file: NUL byte at offset {nul}")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        charset = _declared_charset(data) if fmt == "html" else None
-        if charset:
-            try:
-                return data.decode(charset)
-            except (LookupError, UnicodeDecodeError):
-                pass
-        raise _Skip(f"undecodable: not valid UTF-8 at byte {exc.start}") from exc
-
-
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
-
-
-def _declared_charset(data: bytes) -> str | None:
-    match = _META_CHARSET.search(data[:4096])
-    if not match:
-        return None
-    name = match.group(1).decode("ascii", "replace")
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        return None
-    return name
-
-
-_TITLE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
-_H1 = re.compile(r"<h1\b[^>]*>(.*?)</h1\s*>", re.I | re.S)
-_TAG = re.compile(r"<[^>]+>")
-_ATX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_RST_ADORNMENT = re.compile(r"""^([!-/:-@\[-`{-~])\1{2,}\s*$""")
-
-
-def _clean_title(text: str) -> str:
-    return " ".join(html.unescape(_TAG.sub(" ", text)).split())
-
-
-def _html_title(text: str) -> str | None:
-    head = text[:200_000]
-    for pattern in (_TITLE, _H1):
-        match = pattern.search(head)
-        if match and (title := _clean_title(match.group(1))):
-            return title
-    return None
-
-
-def _markdown_title(text: str) -> str | None:
-    lines = text.splitlines()
-    start = 0
-    if lines and lines[0].strip() == "---":  # YAML front matter
-        for i in range(1, min(len(lines), 200)):
-            if lines[i].strip() in {"---", "..."}:
-                for line in lines[1:i]:
-                    key, sep, value = line.partition(":")
-                    if sep and key.strip().lower() == "title":
-                        title = value.strip().strip("\"'").strip()
-                        if title:
-                            return title
-                start = i + 1
-                break
-    fence: str | None = None
-    previous = ""
-    for line in lines[start:]:
-        fence_match = _FENCE.match(line)
-        if fence is not None:
-            if fence_match and fence_match.group(1)[0] == fence[0]:
-                fence = None
-            previous = ""
-            continue
-        if fence_match:
-            fence = fence_match.group(1)
-            previous = ""
-            continue
-        atx = _ATX.match(line)
-        if atx and (title := (atx.group(1) or "").strip()):
-            return title
-        if _SETEXT.match(line) and previous.strip() and not previous.startswith((" " * 4, "\t")):
-            return previous.strip()
-        previous = line
-    return None
-
-
-def _rst_title(text: str) -> str | None:
-    lines = [line.rstrip() for line in text.splitlines()[:200]]
-    for i, line in enumerate(lines[:-1]):
-        if not line.strip() or _RST_ADORNMENT.match(line):
-            continue
-        below = lines[i + 1]
-        if _RST_ADORNMENT.match(below) and len(below) >= len(line.strip()):
-            return line.strip()
-        return None  # the first text line is not a title
-    return None
-
-
-def _title(text: str, fmt: str, name: str) -> str:
-    title = None
-    if fmt == "html":
-        title = _html_title(text)
-    elif fmt == "markdown":
-        title = _markdown_title(text)
-    elif name.lower().endswith(".rst"):
-        title = _rst_title(text)
-    return title or name
-
-
-def _read_limited(path: str, limit: int) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise _Skip(f"too large: over the {limit}-byte limit")
-    return data
-
-
-# --------------------------------------------------------------------------------------------
-# walking
-
-
-@dataclass(frozen=True)
-class _Entry:
-    rel: str  # "/"-separated, relative to root
-    path: str  # absolute
-    fmt: str  # "" when the file could not be stat'ed (present, but unknown)
-    mtime_ns: int
-    size: int
-
-
-def _walk(root: str, report: SyncReport) -> tuple[list[_Entry], list[str]]:
-    """Candidate files (sorted by relative path) and the relative paths of directories that
-    could not be listed (their previously synced files must not be taken for deletions)."""
-    entries: list[_Entry] = []
-    unlisted: list[str] = []
-
-    def onerror(exc: OSError) -> None:
-        where = exc.filename or root
-        rel = os.path.relpath(where, root).replace(os.sep, "/")
-        unlisted.append("" if rel == "." else rel)
-        report.skipped.append((rel, f"directory not listable: {exc.strerror or exc}"))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            fmt = FORMATS_BY_EXTENSION.get(os.path.splitext(name)[1].lower())
-            if fmt is None:
-                report.ignored += 1
-                continue
-            try:
-                st = os.stat(full)  # follows a symlinked file
-            except FileNotFoundError:
-                continue  # removed while walking (or a dangling symlink): gone
-            except OSError as exc:
-                report.skipped.append((rel, f"unreadable: {exc.strerror or exc}"))
-                entries.append(_Entry(rel, full, "", 0, 0))  # present, keeps its state
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                report.ignored += 1
-                continue
-            entries.append(_Entry(rel, full, fmt, st.st_mtime_ns, st.st_size))
-    return entries, unlisted
-
-
-# --------------------------------------------------------------------------------------------
-# the sync
+# dates and ids
 
 
 def _utc(value: datetime | None) -> datetime:
@@ -414,6 +151,16 @@ def _rel_path(prefix: str | None, doc_id: str) -> str:
     return doc_id[len(head) :] if head and doc_id.startswith(head) else doc_id
 
 
+def _under_unlisted(prefix: str | None, doc_id: str, unlisted: list[str]) -> bool:
+    """Whether the document lies under a directory that could not be listed."""
+    rel = _rel_path(prefix, doc_id)
+    return any(u == "" or rel.startswith(u + "/") for u in unlisted)
+
+
+# --------------------------------------------------------------------------------------------
+# the sync
+
+
 def sync_directory(
     path: str | os.PathLike,
     landing_dir: str | os.PathLike,
@@ -445,16 +192,48 @@ def sync_directory(
     sync_time = _utc(now)
     floor = _utc(not_before) if not_before is not None else None
     report = SyncReport(root=root, state_path=state_file)
+    options = _SyncOptions(root, prefix, max_bytes, rehash, sync_time, floor)
 
     with _locked(state_file):
-        state = _load_state(state_file)
-        old_docs: dict[str, dict] = state["docs"]
-        tombstones: dict[str, str] = state["deleted"]
-        new_docs: dict[str, dict] = {}
-        new_tombstones = dict(tombstones)
-        state_changed = False
+        sync = _DirectorySync(options, _load_state(state_file), report)
+        sync.write_landing_file(os.path.join(landing_root, STREAM))
+        report.upserts.sort()
+        report.deletes.sort()
+        if sync.changed or not os.path.exists(state_file):
+            _atomic_write_json(state_file, sync.next_state())
+    return report
 
-        out_dir = os.path.join(landing_root, STREAM)
+
+@dataclass(frozen=True)
+class _SyncOptions:
+    root: str
+    prefix: str | None
+    max_bytes: int
+    rehash: bool
+    sync_time: datetime
+    floor: datetime | None  # ``not_before``: no event is dated earlier
+
+
+_Emit = Callable[[dict], None]
+
+
+class _DirectorySync:
+    """One sync, under the state lock: an event per change, and the state file's next contents
+    built alongside (a file that yields no event keeps its previous state)."""
+
+    def __init__(self, options: _SyncOptions, state: dict, report: SyncReport) -> None:
+        self.options = options
+        self.report = report
+        self.old_docs: dict[str, dict] = state["docs"]
+        self.tombstones: dict[str, str] = state["deleted"]
+        self.new_docs: dict[str, dict] = {}
+        self.new_tombstones = dict(self.tombstones)
+        self.changed = False
+        self.present: set[str] = set()  # doc ids of the files found
+
+    def write_landing_file(self, out_dir: str) -> None:
+        """The events go to a dot-named temporary file, fsynced, then renamed (or removed when
+        there are none), so the landing sensor never sees a partial file."""
         os.makedirs(out_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".dirsync-", suffix=".jsonl.tmp", dir=out_dir)
         digest = hashlib.sha256()
@@ -467,129 +246,20 @@ def sync_directory(
                     out.write(data)
                     digest.update(data)
 
-                entries, unlisted = _walk(root, report)
-                present = set()
+                entries, unlisted = _walk(self.options.root, self.report)
                 for entry in entries:
-                    doc_id = _doc_id(prefix, entry.rel)
-                    present.add(doc_id)
-                    old = old_docs.get(doc_id)
-                    if not entry.fmt:  # stat failed: present, keep what we knew
-                        if old is not None:
-                            new_docs[doc_id] = old
-                        continue
-                    if (
-                        old is not None
-                        and not rehash
-                        and old.get("mtime_ns") == entry.mtime_ns
-                        and old.get("size") == entry.size
-                    ):
-                        new_docs[doc_id] = old
-                        report.unchanged += 1
-                        continue
-                    try:
-                        if entry.size > max_bytes:
-                            raise _Skip(f"too large: {entry.size} bytes over the {max_bytes} limit")
-                        data = _read_limited(entry.path, max_bytes)
-                        sha = hashlib.sha256(data).hexdigest()
-                        if old is not None and old.get("sha256") == sha:
-                            new_docs[doc_id] = {
-                                **old,
-                                "mtime_ns": entry.mtime_ns,
-                                "size": len(data),
-                            }
-                            state_changed = True
-                            report.unchanged += 1
-                            continue
-                        text = _decode(data, entry.fmt)
-                    except _Skip as exc:
-                        report.skipped.append((entry.rel, str(exc)))
-                        if old is not None:
-                            new_docs[doc_id] = old
-                        continue
-                    except OSError as exc:
-                        if isinstance(exc, FileNotFoundError):
-                            present.discard(doc_id)  # removed since the walk: gone
-                            continue
-                        report.skipped.append((entry.rel, f"unreadable: {exc.strerror or exc}"))
-                        if old is not None:
-                            new_docs[doc_id] = old
-                        continue
-                    mtime = _EPOCH + timedelta(microseconds=entry.mtime_ns // 1000)
-                    candidate = max(mtime, floor) if floor else mtime
-                    previous = _parse_iso((old or {}).get("updated_at")) or _parse_iso(
-                        tombstones.get(doc_id)
-                    )
-                    updated_at = _event_time(candidate, previous, sync_time)
-                    event = {
-                        "event_id": _event_id(doc_id, sha, "upsert"),
-                        "doc_id": doc_id,
-                        "op": "upsert",
-                        "format": entry.fmt,
-                        "title": _title(text, entry.fmt, os.path.basename(entry.rel)),
-                        "content": text,
-                        "source_uri": Path(entry.path).as_uri(),
-                        "updated_at": _iso(updated_at),
-                    }
-                    line_bytes = len(
-                        json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
-                    )
-                    if line_bytes > MAX_LINE_BYTES:
-                        report.skipped.append(
-                            (
-                                entry.rel,
-                                f"too large: its landing line would be {line_bytes} bytes, "
-                                f"over the {MAX_LINE_BYTES}-byte line limit",
-                            )
-                        )
-                        if old is not None:
-                            new_docs[doc_id] = old
-                        continue
-                    emit(event)
-                    report.upserts.append(doc_id)
-                    new_docs[doc_id] = {
-                        "sha256": sha,
-                        "mtime_ns": entry.mtime_ns,
-                        "size": len(data),
-                        "updated_at": event["updated_at"],
-                    }
-                    new_tombstones.pop(doc_id, None)
-                    state_changed = True
-
-                def under_unlisted(doc_id: str) -> bool:
-                    rel = _rel_path(prefix, doc_id)
-                    return any(u == "" or rel.startswith(u + "/") for u in unlisted)
-
-                for doc_id in sorted(set(old_docs) - present):
-                    old = old_docs[doc_id]
-                    if under_unlisted(doc_id):
-                        new_docs[doc_id] = old
-                        continue
-                    previous = _parse_iso(old.get("updated_at"))
-                    candidate = max(sync_time, floor) if floor else sync_time
-                    updated_at = _event_time(candidate, previous, sync_time)
-                    emit(
-                        {
-                            "event_id": _event_id(doc_id, old.get("sha256", ""), "delete"),
-                            "doc_id": doc_id,
-                            "op": "delete",
-                            "source_uri": Path(root, _rel_path(prefix, doc_id)).as_uri(),
-                            "updated_at": _iso(updated_at),
-                        }
-                    )
-                    report.deletes.append(doc_id)
-                    new_tombstones[doc_id] = _iso(updated_at)
-                    state_changed = True
-
+                    self._sync_file(entry, emit)
+                self._emit_deletes(unlisted, emit)
                 out.flush()
                 os.fsync(out.fileno())
 
-            if report.events:
-                stamp = sync_time.strftime("%Y%m%dT%H%M%S%fZ")
+            if self.report.events:
+                stamp = self.options.sync_time.strftime("%Y%m%dT%H%M%S%fZ")
                 name = f"dirsync-{stamp}-{digest.hexdigest()[:16]}.jsonl"
                 final = os.path.join(out_dir, name)
                 os.replace(tmp, final)
                 _fsync_dir(out_dir)
-                report.landing_file = final
+                self.report.landing_file = final
             else:
                 os.unlink(tmp)
         except BaseException:
@@ -597,21 +267,140 @@ def sync_directory(
                 os.unlink(tmp)
             raise
 
-        report.upserts.sort()
-        report.deletes.sort()
-        if state_changed or not os.path.exists(state_file):
-            _atomic_write_json(
-                state_file,
-                {
-                    "version": STATE_VERSION,
-                    "root": root,
-                    "prefix": prefix or "",
-                    "synced_at": _iso(sync_time),
-                    "docs": new_docs,
-                    "deleted": new_tombstones,
-                },
+    def _keep(self, doc_id: str, old: dict | None) -> None:
+        if old is not None:
+            self.new_docs[doc_id] = old
+
+    def _sync_file(self, entry: _Entry, emit: _Emit) -> None:
+        """A file found by the walk: unchanged, skipped (with the reason) or an upsert."""
+        doc_id = _doc_id(self.options.prefix, entry.rel)
+        self.present.add(doc_id)
+        old = self.old_docs.get(doc_id)
+        if not entry.fmt:  # stat failed: present, keep what we knew
+            self._keep(doc_id, old)
+            return
+        if (
+            old is not None
+            and not self.options.rehash
+            and old.get("mtime_ns") == entry.mtime_ns
+            and old.get("size") == entry.size
+        ):
+            self.new_docs[doc_id] = old
+            self.report.unchanged += 1
+            return
+        read = self._read_changed(entry, doc_id, old)
+        if read is None:
+            return
+        data, sha, text = read
+        event = self._upsert_event(entry, doc_id, old, sha, text)
+        line_bytes = len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode())
+        if line_bytes > MAX_LINE_BYTES:
+            self.report.skipped.append(
+                (
+                    entry.rel,
+                    f"too large: its landing line would be {line_bytes} bytes, "
+                    f"over the {MAX_LINE_BYTES}-byte line limit",
+                )
             )
-    return report
+            self._keep(doc_id, old)
+            return
+        emit(event)
+        self.report.upserts.append(doc_id)
+        self.new_docs[doc_id] = {
+            "sha256": sha,
+            "mtime_ns": entry.mtime_ns,
+            "size": len(data),
+            "updated_at": event["updated_at"],
+        }
+        self.new_tombstones.pop(doc_id, None)
+        self.changed = True
+
+    def _read_changed(
+        self, entry: _Entry, doc_id: str, old: dict | None
+    ) -> tuple[bytes, str, str] | None:
+        """(bytes, sha256, text) of a file whose mtime or size changed; None when it yields no
+        event: same content (a ``touch``), skipped, or gone since the walk."""
+        max_bytes = self.options.max_bytes
+        try:
+            if entry.size > max_bytes:
+                raise _Skip(f"too large: {entry.size} bytes over the {max_bytes} limit")
+            data = _read_limited(entry.path, max_bytes)
+            sha = hashlib.sha256(data).hexdigest()
+            if old is not None and old.get("sha256") == sha:
+                self.new_docs[doc_id] = {**old, "mtime_ns": entry.mtime_ns, "size": len(data)}
+                self.changed = True
+                self.report.unchanged += 1
+                return None
+            return data, sha, _decode(data, entry.fmt)
+        except _Skip as exc:
+            self.report.skipped.append((entry.rel, str(exc)))
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                self.present.discard(doc_id)  # removed since the walk: gone
+                return None
+            self.report.skipped.append((entry.rel, f"unreadable: {exc.strerror or exc}"))
+        self._keep(doc_id, old)
+        return None
+
+    def _upsert_event(
+        self, entry: _Entry, doc_id: str, old: dict | None, sha: str, text: str
+    ) -> dict:
+        """Dated by the file's mtime, unless that would not come after the document's
+        previous event (see the module docstring)."""
+        floor = self.options.floor
+        mtime = _EPOCH + timedelta(microseconds=entry.mtime_ns // 1000)
+        candidate = max(mtime, floor) if floor else mtime
+        previous = _parse_iso((old or {}).get("updated_at")) or _parse_iso(
+            self.tombstones.get(doc_id)
+        )
+        updated_at = _event_time(candidate, previous, self.options.sync_time)
+        return {
+            "event_id": _event_id(doc_id, sha, "upsert"),
+            "doc_id": doc_id,
+            "op": "upsert",
+            "format": entry.fmt,
+            "title": _title(text, entry.fmt, os.path.basename(entry.rel)),
+            "content": text,
+            "source_uri": Path(entry.path).as_uri(),
+            "updated_at": _iso(updated_at),
+        }
+
+    def _emit_deletes(self, unlisted: list[str], emit: _Emit) -> None:
+        """A delete per document gone since the last sync (not one under a directory that
+        could not be listed: that is not a deletion)."""
+        options = self.options
+        for doc_id in sorted(set(self.old_docs) - self.present):
+            old = self.old_docs[doc_id]
+            if _under_unlisted(options.prefix, doc_id, unlisted):
+                self.new_docs[doc_id] = old
+                continue
+            previous = _parse_iso(old.get("updated_at"))
+            candidate = (
+                max(options.sync_time, options.floor) if options.floor else options.sync_time
+            )
+            updated_at = _event_time(candidate, previous, options.sync_time)
+            emit(
+                {
+                    "event_id": _event_id(doc_id, old.get("sha256", ""), "delete"),
+                    "doc_id": doc_id,
+                    "op": "delete",
+                    "source_uri": Path(options.root, _rel_path(options.prefix, doc_id)).as_uri(),
+                    "updated_at": _iso(updated_at),
+                }
+            )
+            self.report.deletes.append(doc_id)
+            self.new_tombstones[doc_id] = _iso(updated_at)
+            self.changed = True
+
+    def next_state(self) -> dict:
+        return {
+            "version": STATE_VERSION,
+            "root": self.options.root,
+            "prefix": self.options.prefix or "",
+            "synced_at": _iso(self.options.sync_time),
+            "docs": self.new_docs,
+            "deleted": self.new_tombstones,
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,13 +16,8 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from llm_data_platform.streaming.line_reader import LineChunk
-from llm_data_platform.streaming.microbatch import (
-    FaultHook,
-    LineColumns,
-    MicroBatchResult,
-    parse_batch,
-    write_parsed,
-)
+from llm_data_platform.streaming.microbatch import FaultHook, MicroBatchResult, write_parsed
+from llm_data_platform.streaming.parse import LineColumns, parse_batch
 
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource

@@ -42,16 +42,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from llm_data_platform import schemas
-from llm_data_platform.streaming.parse import (
-    LineColumns,
-    ParsedBatch,
-    combine_parsed,
-    parse_batch,
-    spec_of,
-)
-
-# the sources parse through here
-__reexported__ = (LineColumns, ParsedBatch, combine_parsed, parse_batch)
+from llm_data_platform.streaming.parse import LineColumns, ParsedBatch, parse_batch, spec_of
 
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource
