@@ -293,6 +293,70 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($p: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $p) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message }
+    ... on PartitionKeysNotFoundError { message }
+  }
+}
+"""
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """A backfill as the UI launches one: the daemon runs the range as ONE run (the daily
+    assets' single-run policy: the embedding model loads once), and its page in the UI works.
+    (`dagster job backfill` launches a run per day without range tags: its page fails.)"""
+    import subprocess
+    import tempfile
+
+    from llm_data_platform.definitions import defs
+
+    job = defs.resolve_job_def(args.job)
+    if job.partitions_def is None:
+        raise SystemExit(f"{args.job} is not partitioned; run it with `dagster job launch`.")
+    keys = job.partitions_def.get_partition_keys()
+    wanted = [k for k in keys if args.start <= k <= args.end]
+    if not wanted:
+        raise SystemExit(f"No partition of {args.job} between {args.start} and {args.end}.")
+    params = {
+        "selector": {
+            "partitionSetName": f"{args.job}_partition_set",
+            "repositorySelector": {
+                "repositoryLocationName": CODE_LOCATION,
+                "repositoryName": "__repository__",
+            },
+        },
+        "partitionNames": wanted,
+    }
+    graphql = os.path.join(os.path.dirname(sys.executable), "dagster-graphql")
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "launched.json")
+        command = [graphql, "-m", "llm_data_platform", "-t", LAUNCH_BACKFILL]
+        command += ["-v", json.dumps({"p": params}), "-o", output]
+        done = subprocess.run(command, capture_output=True, text=True)
+        try:
+            with open(output) as f:
+                launched = json.load(f)["data"]["launchPartitionBackfill"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SystemExit(f"dagster-graphql failed:\n{done.stderr[-2000:]}") from None
+    if launched.get("__typename") != "LaunchBackfillSuccess":
+        raise SystemExit(f"Backfill refused: {launched.get('message', launched)}")
+    backfill = launched["backfillId"]
+    if args.json:
+        print(json.dumps({"backfill_id": backfill, "partitions": wanted}))
+    else:
+        _say(
+            f"backfill {backfill}: {args.job} over {wanted[0]}..{wanted[-1]} "
+            f"({len(wanted)} partitions), run by the daemon (`make dev`); "
+            f"see Overview → Backfills in the UI"
+        )
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from llm_data_platform.settings import SETTINGS
 
@@ -320,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landing", help="landing folder (default: LDP_LANDING_DIR)")
     p.add_argument("--truth", action="store_true", help="print the injected-noise counts")
     p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("backfill", help="backfill a partitioned job over a date range")
+    p.add_argument("job", help="daily_job, ingest_conversations_job, weekly_training_job, …")
+    p.add_argument("--from", dest="start", required=True, help="first partition, YYYY-MM-DD")
+    p.add_argument("--to", dest="end", required=True, help="last partition, YYYY-MM-DD")
+    p.add_argument("--json", action="store_true", help="print the backfill id as JSON")
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("demo", help="demo data → whole graph through Dagster → summary")
     demo_args(p)

@@ -14,7 +14,7 @@ command launches; only ``max_partitions_per_run=1`` would make its page load, an
 up the one-run-per-range property (and ``dagster asset materialize --partition-range``).
 
 The backfill that works is the one the UI itself launches: ``launchPartitionBackfill``, here
-from the command line with ``dagster-graphql`` (``BACKFILL_ARGS``); the daemon's backfill loop
+from the command line with ``ldp backfill`` (``backfill_args``); the daemon's backfill loop
 honours the policy and submits one run for the range, with range tags. Both are tested here
 against a temp DAGSTER_HOME (the project's dagster.yaml), a real ``dagster-webserver`` and a
 real ``dagster-daemon run`` on 127.0.0.1, each in its own session and stopped by the test.
@@ -51,29 +51,10 @@ BACKFILL_SECONDS = 180  # daemon start → backfill done (its loop ticks every 3
 STOP_SECONDS = 30  # SIGTERM → SIGKILL
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
-LAUNCH_BACKFILL = """
-mutation LaunchBackfill($p: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $p) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on PartitionSetNotFoundError { message }
-    ... on PartitionKeysNotFoundError { message }
-  }
-}
-"""
 
-
-def backfill_args(job: str, days: list[str], output: Path) -> list[str]:
+def backfill_args(job: str, days: list[str]) -> list[str]:
     """The command users type for a backfill of ``job`` over ``days`` (the README's)."""
-    params = {
-        "selector": {"partitionSetName": f"{job}_partition_set", "repositorySelector": REPOSITORY},
-        "partitionNames": days,
-    }
-    return [
-        *(str(BIN / "dagster-graphql"), "-m", LOCATION, "-t", LAUNCH_BACKFILL),
-        *("-v", json.dumps({"p": params}), "-o", str(output)),
-    ]
+    return [str(BIN / "ldp"), "backfill", job, "--from", days[0], "--to", days[-1], "--json"]
 
 
 # What the backfill page asks for (ui-core useBackfillDetailsQuery.tsx, BackfillFragments.tsx,
@@ -311,11 +292,9 @@ def test_daemon_backfill_of_daily_job_opens_in_the_ui(tmp_path):
         start_webserver(s)
         stop_instigators(s)
 
-        output = tmp_path / "launch.json"
-        s.run(backfill_args(JOB, DAYS, output))
-        launched = json.loads(output.read_text())["data"]["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        backfill_id = launched["backfillId"]
+        launched = json.loads(s.run(backfill_args(JOB, DAYS)).stdout)
+        assert launched["partitions"] == DAYS, launched
+        backfill_id = launched["backfill_id"]
 
         daemon = s.start([str(BIN / "dagster-daemon"), "run", "-m", LOCATION], "daemon")
         deadline = time.monotonic() + BACKFILL_SECONDS
