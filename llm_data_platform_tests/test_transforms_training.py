@@ -14,6 +14,7 @@ from llm_data_platform.transforms.training_examples import (
     REJECTION_REASONS,
     TrainingConfig,
     build_training_examples,
+    whole_conversations,
 )
 from llm_data_platform.transforms.training_format import (
     assign_split,
@@ -324,3 +325,22 @@ def test_build_training_examples_default_tokenizer_and_empty_input() -> None:
     empty = build_training_examples(schemas.CONVERSATIONS_CLEAN.empty_table())
     assert empty.examples.num_rows == 0 and empty.examples.schema == schemas.TRAINING_EXAMPLES
     assert empty.rejected["conversations_seen"] == 0 and empty.rejected["kept"] == 0
+
+
+@pytest.mark.parametrize("rows_per_batch", [1, 2, 3, 7, 1000])
+def test_a_day_built_in_chunks_of_whole_conversations_equals_the_day_built_whole(
+    conversations: pa.Table, rows_per_batch: int
+) -> None:
+    """The asset reads a day in record batches; no conversation is cut, nothing changes."""
+    config = TrainingConfig(system_prompt="SYS", split_seed="s", validation_fraction=0.5)
+    day = conversations.sort_by([("conversation_id", "ascending"), ("event_time", "ascending")])
+    whole = build_training_examples(day, config, count=words)
+    chunks = list(whole_conversations(day.to_batches(max_chunksize=rows_per_batch)))
+    seen = [set(c["conversation_id"].to_pylist()) for c in chunks]
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])
+    assert sum(c.num_rows for c in chunks) == day.num_rows
+    parts = [build_training_examples(c, config, count=words) for c in chunks]
+    examples = pa.concat_tables([p.examples for p in parts]).sort_by("example_id")
+    assert examples.equals(whole.examples)
+    for reason in ("conversations_seen", "kept", *REJECTION_REASONS):
+        assert sum(p.rejected[reason] for p in parts) == whole.rejected[reason], reason

@@ -12,6 +12,7 @@ import os
 import posixpath
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,23 @@ class LakeResource(dg.ConfigurableResource):
         if not self.exists(path):
             return None
         return pq.read_table(path, filesystem=fs)
+
+    def iter_partition_batches(
+        self,
+        zone: str,
+        table_name: str,
+        key: str,
+        batch_rows: int = 65_536,
+        columns: list[str] | None = None,
+        partition_name: str = "dt",
+    ) -> Iterator[pa.RecordBatch]:
+        """One partition in record batches: what a large day is read as, never whole."""
+        path = posixpath.join(self.partition_path(zone, table_name, key, partition_name), DATA_FILE)
+        if not self.exists(path):
+            raise FileNotFoundError(path)
+        fs, _ = self.filesystem()
+        with fs.open_input_file(path) as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
 
     def delete_partition(self, zone: str, table_name: str, key: str, name: str = "dt") -> None:
         fs, _ = self.filesystem()

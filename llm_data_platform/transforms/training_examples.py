@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter as Tally
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -62,6 +62,15 @@ REJECTION_REASONS = (
 UNDETERMINED_LANGUAGES = frozenset({"und", ""})
 
 _REQUIRED = ("event_type", "conversation_id", "turn_index", "role", "content", "rating")
+# what build_training_examples reads of a conversations_clean partition
+COLUMNS = (
+    *_REQUIRED,
+    "event_id",
+    "event_time",
+    "language",
+    "source_file",
+    "source_line",
+)
 
 
 @dataclass(frozen=True)
@@ -260,6 +269,30 @@ def build_training_examples(
     return TrainingResult(
         examples=examples, rejected=counts, info={k: int(info.get(k, 0)) for k in info_keys}
     )
+
+
+def whole_conversations(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Record batches of a table sorted by ``conversation_id`` → tables of whole
+    conversations (a conversation cut by a batch boundary is carried into the next one), so
+    a day is built a chunk at a time in bounded memory."""
+    carry: pa.Table | None = None
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        if carry is not None:
+            table = pa.concat_tables([carry, table])
+        if table.num_rows == 0:
+            continue
+        ids = table["conversation_id"]
+        last = ids[-1]
+        if last.is_valid:
+            cut = pc.index(ids, last).as_py()
+        else:
+            cut = len(ids) - int(pc.sum(pc.is_null(ids).cast(pa.int64())).as_py() or 0)
+        if cut > 0:
+            yield table.slice(0, cut)
+        carry = table.slice(cut)
+    if carry is not None and carry.num_rows:
+        yield carry
 
 
 def _languages_ok(langs: list, allowed: set[str], allow_undetermined: bool) -> bool:

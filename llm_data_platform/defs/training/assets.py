@@ -10,6 +10,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_data_platform import schemas
 from llm_data_platform.defs.partitions import (
     daily_backfill_policy,
     daily_partitions,
@@ -18,7 +19,12 @@ from llm_data_platform.defs.partitions import (
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
-from llm_data_platform.transforms.training_examples import TrainingConfig, build_training_examples
+from llm_data_platform.transforms.training_examples import COLUMNS as CONVERSATION_COLUMNS
+from llm_data_platform.transforms.training_examples import (
+    TrainingConfig,
+    build_training_examples,
+    whole_conversations,
+)
 from llm_data_platform.transforms.training_format import validate_chat_example
 from llm_data_platform.transforms.training_selection import select_examples
 
@@ -35,22 +41,25 @@ def training_config(settings: PipelineSettings) -> TrainingConfig:
     )
 
 
+CHUNK_ROWS = 100_000  # rows of conversations_clean held at once (whole conversations)
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=daily_backfill_policy,
     group_name="curated",
     kinds={"parquet", "openai"},
     metadata={"lake_zone": "curated", "lake_sort_by": ["example_id"]},
-    deps=["retrieval_eval_set"],
+    deps=["retrieval_eval_set", "conversations_clean"],
 )
 def training_examples(
-    context: dg.AssetExecutionContext,
-    conversations_clean: dict[str, pa.Table],
-    lake: LakeResource,
-    pipeline: PipelineSettings,
+    context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineSettings
 ) -> dict[str, pa.Table]:
     """The day's best conversations in chat fine-tuning format, system prompt applied; no
-    near-duplicates and nothing that overlaps the retrieval-evaluation questions."""
+    near-duplicates and nothing that overlaps the retrieval-evaluation questions.
+
+    A day is read in chunks of whole conversations (the clean table is sorted by
+    conversation), so memory holds one chunk and the day's candidate examples, not the day."""
     config = training_config(pipeline)
     eval_questions = read_eval_questions(lake)
     if not eval_questions:
@@ -58,25 +67,49 @@ def training_examples(
             "No retrieval_eval_set materialized: training examples are not decontaminated."
         )
     out: dict[str, pa.Table] = {}
-    totals: Counter[str] = Counter()
-    for key, clean in conversations_clean.items():
-        result = build_training_examples(clean, config)
-        selection = select_examples(result.examples, eval_questions)
-        out[key] = selection.kept
-        totals.update(result.rejected)
-        totals["kept"] -= result.examples.num_rows - selection.kept.num_rows
-        totals.update(selection.counts)
-        totals["examples"] += selection.kept.num_rows
-        totals["tokens"] += int(pc.sum(selection.kept["n_tokens"]).as_py() or 0)
-    context.add_output_metadata(
+    for key in context.partition_keys:
+        started = time.perf_counter()
+        out[key], counts = _examples_of_day(lake, key, config, eval_questions)
+        counts["build_seconds"] = round(time.perf_counter() - started, 3)
+        context.add_asset_metadata(counts, partition_key=key)
+    context.add_asset_metadata(
         {
-            **{k: int(v) for k, v in sorted(totals.items())},
             "decontaminated_against_questions": len(eval_questions),
             "system_prompt": dg.MetadataValue.text(config.system_prompt),
             "min_rating": config.min_rating,
         }
     )
     return out
+
+
+def _examples_of_day(
+    lake: LakeResource, day: str, config: TrainingConfig, eval_questions: list[str]
+) -> tuple[pa.Table, dict[str, int]]:
+    try:
+        batches = lake.iter_partition_batches(
+            "clean", "conversations_clean", day, CHUNK_ROWS, columns=list(CONVERSATION_COLUMNS)
+        )
+        totals: Counter[str] = Counter()
+        parts = []
+        for chunk in whole_conversations(batches):
+            result = build_training_examples(chunk, config)
+            parts.append(result.examples)
+            totals.update(result.rejected)
+            totals.update({f"info_{k}": v for k, v in result.info.items()})
+    except FileNotFoundError:
+        raise dg.Failure(
+            f"conversations_clean has no data for {day}. Materialize it first: `dagster asset "
+            f"materialize -m llm_data_platform --select conversations_clean,"
+            f"conversations_clean_dropped --partition {day}`."
+        ) from None
+    candidates = pa.concat_tables(parts) if parts else schemas.TRAINING_EXAMPLES.empty_table()
+    selection = select_examples(candidates, eval_questions)
+    totals["kept"] -= candidates.num_rows - selection.kept.num_rows
+    totals.update(selection.counts)
+    totals["examples"] = selection.kept.num_rows
+    totals["tokens"] = int(pc.sum(selection.kept["n_tokens"]).as_py() or 0)
+    totals["chunks"] = len(parts)
+    return selection.kept, {k: int(v) for k, v in sorted(totals.items())}
 
 
 def batch_dir(lake: LakeResource, week: str) -> str:
