@@ -133,6 +133,88 @@ class _Prefixed:
         return head + self._raw.read(max(0, size - len(head)) if size >= 0 else -1)
 
 
+class _CapReached(Exception):
+    """Reading stops here: the reason is already a rejected entry of the chunk."""
+
+
+class _LineSplitter:
+    """Blocks of bytes → lines, in chunks; caps turn into rejected entries, not errors."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        self.limits = limits
+        self.chunk = LineChunk()
+        self.pending = b""  # the start of a line not yet ended
+        self.number = 0  # lines seen so far
+        self.total = 0  # decompressed bytes seen
+        self.skipping: tuple[int, bytes, int] | None = None  # oversize: (number, preview, bytes)
+
+    def take(self) -> Iterator[LineChunk]:
+        if len(self.chunk):
+            yield self.chunk
+            self.chunk = LineChunk()
+
+    def reject(self, number: int, preview: bytes, reason: str) -> None:
+        self.chunk.rejected.append((number, preview, reason))
+
+    def _oversize(self, number: int, preview: bytes, length: int) -> None:
+        self.reject(
+            number, preview, f"line of {length} bytes exceeds {self.limits.max_line_bytes}; skipped"
+        )
+
+    def _add(self, line: bytes) -> None:
+        if self.number >= self.limits.max_lines:
+            self.reject(
+                self.number + 1, b"", f"more than {self.limits.max_lines} lines; the rest not read"
+            )
+            raise _CapReached
+        self.number += 1
+        line = line.rstrip(b"\r")
+        if len(line) > self.limits.max_line_bytes:
+            self._oversize(self.number, line[:PREVIEW_BYTES], len(line))
+        elif line.strip():
+            self.chunk.numbers.append(self.number)
+            self.chunk.values.append(line)
+            self.chunk.size += len(line)
+
+    def feed(self, block: bytes) -> Iterator[LineChunk]:
+        self.total += len(block)
+        if self.total > self.limits.max_bytes:
+            reason = f"more than {self.limits.max_bytes} bytes decompressed (a gzip bomb?); "
+            self.reject(self.number + 1, b"", reason + f"lines after {self.number} not read")
+            raise _CapReached
+        start = 0
+        if self.skipping is not None:  # the rest of an oversize line streams past
+            end = block.find(b"\n")
+            at, preview, length = self.skipping
+            if end < 0:
+                self.skipping = (at, preview, length + len(block))
+                return
+            self._oversize(at, preview, length + end)
+            self.skipping, start = None, end + 1
+        while (end := block.find(b"\n", start)) >= 0:
+            self._add(self.pending + block[start:end] if self.pending else block[start:end])
+            self.pending, start = b"", end + 1
+            full = len(self.chunk.numbers) >= self.limits.chunk_lines
+            if full or self.chunk.size >= self.limits.chunk_bytes:
+                yield from self.take()
+        self.pending += block[start:]
+        if len(self.pending) > self.limits.max_line_bytes:
+            self.number += 1
+            self.skipping = (self.number, self.pending[:PREVIEW_BYTES], len(self.pending))
+            self.pending = b""
+
+    def damaged(self, reason: str) -> None:
+        """The unfinished last line is cut by the damage: its first bytes go with the reason."""
+        self.reject(self.number + 1, self.pending[:PREVIEW_BYTES], reason)
+        self.pending, self.skipping = b"", None
+
+    def finish(self) -> None:
+        if self.skipping is not None:
+            self._oversize(*self.skipping)
+        if self.pending.strip():
+            self._add(self.pending)
+
+
 def read_lines(
     raw: BinaryIO, name: str, limits: ReadLimits = ReadLimits(), *, gzip: bool = False
 ) -> Iterator[LineChunk]:
@@ -144,86 +226,14 @@ def read_lines(
         head = raw.read(2)
         raw = _Prefixed(head, raw)  # type: ignore[assignment]
     compressed = gzip or is_gzip(name, head)
-    chunk = LineChunk()
-    pending = b""  # the start of a line not yet ended
-    number = 0  # lines seen so far
-    total = 0  # decompressed bytes seen
-    skipping: tuple[int, bytes, int] | None = None  # oversize line: (number, preview, bytes)
-
-    def flush() -> Iterator[LineChunk]:
-        nonlocal chunk
-        if len(chunk):
-            yield chunk
-            chunk = LineChunk()
-
-    def add(line: bytes) -> None:
-        nonlocal number
-        number += 1
-        line = line.rstrip(b"\r")
-        if len(line) > limits.max_line_bytes:
-            oversize((number, line[:PREVIEW_BYTES], len(line)))
-        elif line.strip():
-            chunk.numbers.append(number)
-            chunk.values.append(line)
-            chunk.size += len(line)
-
-    def oversize(entry: tuple[int, bytes, int]) -> None:
-        at, preview, length = entry
-        reason = f"line of {length} bytes exceeds {limits.max_line_bytes}; skipped"
-        chunk.rejected.append((at, preview, reason))
-
+    lines = _LineSplitter(limits)
     try:
-        for block in _blocks(raw, compressed):
-            total += len(block)
-            if total > limits.max_bytes:
-                chunk.rejected.append(
-                    (
-                        number + 1,
-                        b"",
-                        f"more than {limits.max_bytes} bytes decompressed (a gzip bomb?); "
-                        f"lines after {number} not read",
-                    )
-                )
-                yield from flush()
-                return
-            start = 0
-            if skipping is not None:
-                end = block.find(b"\n")
-                if end < 0:
-                    skipping = (skipping[0], skipping[1], skipping[2] + len(block))
-                    continue
-                oversize((skipping[0], skipping[1], skipping[2] + end))
-                skipping, start = None, end + 1
-            while True:
-                end = block.find(b"\n", start)
-                if end < 0:
-                    pending += block[start:]
-                    if len(pending) > limits.max_line_bytes:
-                        number += 1
-                        skipping = (number, pending[:PREVIEW_BYTES], len(pending))
-                        pending = b""
-                    break
-                if number >= limits.max_lines:  # a line beyond the cap
-                    chunk.rejected.append(
-                        (number + 1, b"", f"more than {limits.max_lines} lines; the rest not read")
-                    )
-                    yield from flush()
-                    return
-                add(pending + block[start:end] if pending else block[start:end])
-                pending, start = b"", end + 1
-                if len(chunk.numbers) >= limits.chunk_lines or chunk.size >= limits.chunk_bytes:
-                    yield from flush()
-    except (OSError, EOFError, zlib.error) as exc:
-        # the unfinished last line is cut by the damage: its first bytes go with the reason
-        chunk.rejected.append((number + 1, pending[:PREVIEW_BYTES], _damage(exc, compressed)))
-        pending, skipping = b"", None
-    if skipping is not None:
-        oversize(skipping)
-    if pending.strip():
-        if number >= limits.max_lines:
-            chunk.rejected.append(
-                (number + 1, b"", f"more than {limits.max_lines} lines; the rest not read")
-            )
-        else:
-            add(pending)
-    yield from flush()
+        try:
+            for block in _blocks(raw, compressed):
+                yield from lines.feed(block)
+        except (OSError, EOFError, zlib.error) as exc:
+            lines.damaged(_damage(exc, compressed))
+        lines.finish()
+    except _CapReached:
+        pass
+    yield from lines.take()
