@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -213,6 +214,27 @@ class LakeResource(dg.ConfigurableResource):
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return len(data)
+
+    def write_file(self, path: str, local_path: str, block: int = 8 << 20) -> int:
+        """Move a finished local file to ``path`` whole (streamed, never held in memory):
+        locally a rename (or a copy to a temp name, then a rename), on S3 one upload."""
+        fs, _ = self.filesystem()
+        size = os.path.getsize(local_path)
+        if not self.is_s3:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = posixpath.join(
+                os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}"
+            )
+            try:
+                os.replace(local_path, tmp)  # same filesystem: no copy
+            except OSError:
+                shutil.copyfile(local_path, tmp)
+            os.replace(tmp, path)
+            return size
+        with open(local_path, "rb") as source, fs.open_output_stream(path) as out:
+            while data := source.read(block):
+                out.write(data)
+        return size
 
     def read_bytes(self, path: str) -> bytes | None:
         fs, _ = self.filesystem()

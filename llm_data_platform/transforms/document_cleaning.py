@@ -118,21 +118,24 @@ def _latest_mask(raw: pa.Table) -> tuple[pa.Table, list[bool]]:
     return ordered, first
 
 
-def clean_documents(raw: pa.Table) -> DocumentCleaningResult:
-    """Latest clean version (or tombstone) of every document in one day of raw events."""
-    counts: Counter[str] = Counter()
-    counts["received"] = raw.num_rows
-    clean_rows: dict[str, list] = {name: [] for name in schemas.DOCUMENTS_CLEAN.names}
-    dropped_rows: dict[str, list] = {name: [] for name in DROPPED_DOCUMENTS.names}
+@dataclass
+class _CleaningOutput:
+    """The rows and counts :func:`clean_documents` accumulates over the events of one day;
+    ``cols`` are the day's raw columns in latest-first order, indexed by event position."""
 
-    ordered, first = _latest_mask(raw) if raw.num_rows else (raw, [])
-    cols = {
-        name: _column(ordered, name, schemas.RAW_DOCUMENTS.field(name).type).to_pylist()
-        for name in schemas.RAW_DOCUMENTS.names
-    }
+    cols: dict[str, list]
+    counts: Counter[str] = field(default_factory=Counter)
+    clean_rows: dict[str, list] = field(
+        default_factory=lambda: {name: [] for name in schemas.DOCUMENTS_CLEAN.names}
+    )
+    dropped_rows: dict[str, list] = field(
+        default_factory=lambda: {name: [] for name in DROPPED_DOCUMENTS.names}
+    )
 
-    def drop(i: int, reason: str, detail: str | None = None) -> None:
-        counts[f"dropped_{reason}"] += 1
+    def drop(self, i: int, reason: str, detail: str | None = None) -> None:
+        """Event ``i`` goes to ``dropped`` with its reason, so a bad event is visible, not lost."""
+        cols, dropped_rows = self.cols, self.dropped_rows
+        self.counts[f"dropped_{reason}"] += 1
         dropped_rows["event_id"].append(cols["event_id"][i])
         dropped_rows["doc_id"].append(cols["doc_id"][i])
         dropped_rows["reason"].append(reason)
@@ -143,9 +146,11 @@ def clean_documents(raw: pa.Table) -> DocumentCleaningResult:
         dropped_rows["source_line"].append(cols["source_line"][i])
 
     def keep(
-        i: int, *, deleted: bool, text: str | None, version: str | None, fmt: str | None
+        self, i: int, *, deleted: bool, text: str | None, version: str | None, fmt: str | None
     ) -> None:
-        counts["kept"] += 1
+        """Event ``i`` becomes its document's row of ``clean`` (a tombstone when ``deleted``)."""
+        cols, clean_rows = self.cols, self.clean_rows
+        self.counts["kept"] += 1
         clean_rows["doc_id"].append(cols["doc_id"][i])
         clean_rows["version"].append(version)
         clean_rows["is_deleted"].append(deleted)
@@ -156,45 +161,58 @@ def clean_documents(raw: pa.Table) -> DocumentCleaningResult:
         clean_rows["updated_at"].append(cols["updated_at"][i])
         clean_rows["event_id"].append(cols["event_id"][i])
 
-    for i, is_latest in enumerate(first):
-        doc_id = cols["doc_id"][i]
-        if doc_id is None or not str(doc_id).strip():
-            drop(i, DROP_MISSING_DOC_ID)
-            continue
-        if not is_latest:
-            counts["superseded"] += 1
-            continue
-        op = (cols["op"][i] or "").strip().lower()
-        if op == "delete":
-            counts["deletions"] += 1
-            keep(i, deleted=True, text=None, version=None, fmt=None)
-            continue
-        if op != "upsert":
-            drop(i, DROP_UNKNOWN_OP, f"op={cols['op'][i]!r}")
-            continue
-        content = cols["content"][i]
-        if content is None:
-            drop(i, DROP_MISSING_CONTENT)
-            continue
-        fmt = canonical_format(cols["format"][i])
-        if fmt is None:
-            drop(i, DROP_UNSUPPORTED_FORMAT, f"format={cols['format'][i]!r}")
-            continue
-        try:
-            extraction = extract_text_with_info(content, fmt)
-        except Exception as exc:  # one bad document must not fail the partition
-            log.warning("extraction of %s (event %s) failed: %r", doc_id, cols["event_id"][i], exc)
-            drop(i, DROP_EXTRACTION_FAILED, f"{type(exc).__name__}: {exc}")
-            continue
-        if not extraction.text.strip():
-            drop(i, DROP_EMPTY_TEXT)
-            continue
-        counts[f"extracted_{fmt}"] += 1
-        if extraction.used_fallback:
-            counts["html_lxml_fallback"] += 1
-        version = cols["version"][i] or hashlib.sha256(content.encode("utf-8")).hexdigest()
-        keep(i, deleted=False, text=extraction.text, version=version, fmt=fmt)
 
+def _clean_event(out: _CleaningOutput, i: int, is_latest: bool) -> None:
+    """Gives event ``i`` exactly one outcome: dropped, superseded, tombstone or extracted."""
+    cols = out.cols
+    doc_id = cols["doc_id"][i]
+    if doc_id is None or not str(doc_id).strip():
+        out.drop(i, DROP_MISSING_DOC_ID)
+        return
+    if not is_latest:
+        out.counts["superseded"] += 1
+        return
+    op = (cols["op"][i] or "").strip().lower()
+    if op == "delete":
+        out.counts["deletions"] += 1
+        out.keep(i, deleted=True, text=None, version=None, fmt=None)
+        return
+    if op != "upsert":
+        out.drop(i, DROP_UNKNOWN_OP, f"op={cols['op'][i]!r}")
+        return
+    _clean_upsert(out, i, doc_id)
+
+
+def _clean_upsert(out: _CleaningOutput, i: int, doc_id: str) -> None:
+    """Extracts the latest upsert of a document; any failure drops the event rather than the
+    partition."""
+    cols = out.cols
+    content = cols["content"][i]
+    if content is None:
+        out.drop(i, DROP_MISSING_CONTENT)
+        return
+    fmt = canonical_format(cols["format"][i])
+    if fmt is None:
+        out.drop(i, DROP_UNSUPPORTED_FORMAT, f"format={cols['format'][i]!r}")
+        return
+    try:
+        extraction = extract_text_with_info(content, fmt)
+    except Exception as exc:  # one bad document must not fail the partition
+        log.warning("extraction of %s (event %s) failed: %r", doc_id, cols["event_id"][i], exc)
+        out.drop(i, DROP_EXTRACTION_FAILED, f"{type(exc).__name__}: {exc}")
+        return
+    if not extraction.text.strip():
+        out.drop(i, DROP_EMPTY_TEXT)
+        return
+    out.counts[f"extracted_{fmt}"] += 1
+    if extraction.used_fallback:
+        out.counts["html_lxml_fallback"] += 1
+    version = cols["version"][i] or hashlib.sha256(content.encode("utf-8")).hexdigest()
+    out.keep(i, deleted=False, text=extraction.text, version=version, fmt=fmt)
+
+
+def _checked_counts(counts: Counter[str]) -> dict[str, int]:
+    """Every documented count key (zero when none), after checking that no event was lost."""
     result_counts = {
         key: int(counts.get(key, 0))
         for key in (
@@ -212,7 +230,22 @@ def clean_documents(raw: pa.Table) -> DocumentCleaningResult:
         result_counts["kept"] + result_counts["superseded"] + dropped_total
     ):
         raise RuntimeError(f"document cleaning lost track of events: {result_counts}")
+    return result_counts
 
-    clean = pa.Table.from_pydict(clean_rows, schema=schemas.DOCUMENTS_CLEAN)
-    dropped = pa.Table.from_pydict(dropped_rows, schema=DROPPED_DOCUMENTS)
+
+def clean_documents(raw: pa.Table) -> DocumentCleaningResult:
+    """Latest clean version (or tombstone) of every document in one day of raw events."""
+    ordered, first = _latest_mask(raw) if raw.num_rows else (raw, [])
+    cols = {
+        name: _column(ordered, name, schemas.RAW_DOCUMENTS.field(name).type).to_pylist()
+        for name in schemas.RAW_DOCUMENTS.names
+    }
+    out = _CleaningOutput(cols)
+    out.counts["received"] = raw.num_rows
+    for i, is_latest in enumerate(first):
+        _clean_event(out, i, is_latest)
+
+    result_counts = _checked_counts(out.counts)
+    clean = pa.Table.from_pydict(out.clean_rows, schema=schemas.DOCUMENTS_CLEAN)
+    dropped = pa.Table.from_pydict(out.dropped_rows, schema=DROPPED_DOCUMENTS)
     return DocumentCleaningResult(clean=clean, dropped=dropped, counts=result_counts)

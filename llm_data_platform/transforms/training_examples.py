@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform import schemas
+from llm_data_platform.transforms.groups import whole_groups
 from llm_data_platform.transforms.training_format import (
     assign_split,
     format_chat_example,
@@ -141,6 +142,173 @@ def _latest_ratings(feedback: pa.Table) -> dict[str, int]:
     return latest
 
 
+# TrainingResult.info keys, in order; every one present (zero when nothing happened)
+_INFO_KEYS = (
+    "orphan_feedback",
+    "messages_merged",
+    "trailing_user_dropped",
+    "system_messages_dropped",
+    "blank_messages_dropped",
+    "messages_without_conversation",
+    "over_token_limit",
+)
+
+
+@dataclass(frozen=True)
+class _MessageColumns:
+    """Message rows (sorted by conversation, then turn) as Python lists, so a conversation is
+    a ``[lo:hi]`` slice of each."""
+
+    conversation_ids: list
+    roles: list
+    contents: list
+    languages: list
+    event_times: list
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A conversation that passed every check but the token limit (counted in one batch)."""
+
+    conversation_id: str
+    example: dict
+    n_turns: int
+    rating: int
+    first_time: object
+
+
+def _sorted_messages(clean: pa.Table, event_type: pa.ChunkedArray) -> _MessageColumns:
+    """The message rows in turn order, so grouping and turn assembly need one pass."""
+    messages = _sorted(
+        clean.filter(pc.equal(event_type, "message")),
+        [
+            ("conversation_id", "ascending"),
+            ("turn_index", "ascending"),
+            ("event_time", "ascending"),
+            ("event_id", "ascending"),
+        ],
+    )
+    return _MessageColumns(
+        conversation_ids=_col(messages, "conversation_id"),
+        roles=_col(messages, "role"),
+        contents=_col(messages, "content"),
+        languages=_col(messages, "language"),
+        event_times=_col(messages, "event_time"),
+    )
+
+
+def _group_by_conversation(conv_ids: list, info: Tally[str]) -> list[tuple[str, int, int]]:
+    """(conversation_id, lo, hi) per run of equal ids; rows without an id are only counted,
+    since they cannot be tied to feedback."""
+    groups: list[tuple[str, int, int]] = []
+    start = 0
+    for i in range(1, len(conv_ids) + 1):
+        if i == len(conv_ids) or conv_ids[i] != conv_ids[start]:
+            if conv_ids[start] is None:
+                info["messages_without_conversation"] += i - start
+            else:
+                groups.append((conv_ids[start], start, i))
+            start = i
+    return groups
+
+
+def _judge_conversation(
+    cid: str,
+    lo: int,
+    hi: int,
+    messages: _MessageColumns,
+    rating: int | None,
+    config: TrainingConfig,
+    allowed_languages: set[str],
+    info: Tally[str],
+) -> str | _Candidate:
+    """The first rejection reason that applies (in ``REJECTION_REASONS`` order, token limit
+    aside), or the candidate example; the order decides which reason a conversation counts as."""
+    if rating is None:
+        return "no_feedback"
+    if rating < config.min_rating:
+        return "low_rating"
+    if not _languages_ok(
+        messages.languages[lo:hi], allowed_languages, config.allow_undetermined_language
+    ):
+        return "non_english"
+    turns = _assemble_turns(messages.roles[lo:hi], messages.contents[lo:hi], info)
+    turn_roles = {role for role, _ in turns}
+    if "user" not in turn_roles or "assistant" not in turn_roles:
+        return "incomplete"
+    example = format_chat_example(config.system_prompt, turns)
+    if validate_chat_example(example):
+        return "invalid_format"
+    first_time = min((t for t in messages.event_times[lo:hi] if t is not None), default=None)
+    return _Candidate(cid, example, len(turns), rating, first_time)
+
+
+def _candidate_token_counts(candidates: list[_Candidate], count: Counter) -> list[int]:
+    """Tokens per candidate example, counted in one batch (the tokenizer is fastest that way)."""
+    texts: list[str] = []
+    bounds: list[tuple[int, int]] = []
+    for candidate in candidates:
+        lo = len(texts)
+        texts.extend(m["content"] for m in candidate.example["messages"])
+        bounds.append((lo, len(texts)))
+    token_counts = list(count(texts)) if texts else []
+    return [int(sum(token_counts[lo:hi])) for lo, hi in bounds]
+
+
+def _example_rows(
+    candidates: list[_Candidate],
+    token_totals: list[int],
+    max_tokens: int | None,
+    rejected: Tally[str],
+    info: Tally[str],
+) -> dict[str, list]:
+    """Columns of ``schemas.TRAINING_EXAMPLES`` for the candidates within the token limit;
+    those over it are counted as ``invalid_format``."""
+    rows: dict[str, list] = {name: [] for name in schemas.TRAINING_EXAMPLES.names}
+    for candidate, n_tokens in zip(candidates, token_totals, strict=True):
+        if max_tokens is not None and n_tokens > max_tokens:
+            rejected["invalid_format"] += 1
+            info["over_token_limit"] += 1
+            continue
+        rejected["kept"] += 1
+        rows["example_id"].append(candidate.conversation_id)
+        rows["conversation_id"].append(candidate.conversation_id)
+        rows["messages_json"].append(json.dumps(candidate.example, ensure_ascii=False))
+        rows["n_turns"].append(candidate.n_turns)
+        rows["n_tokens"].append(n_tokens)
+        rows["rating"].append(candidate.rating)
+        rows["split"].append(None)
+        rows["event_time"].append(candidate.first_time)
+    return rows
+
+
+def _examples_table(rows: dict[str, list], config: TrainingConfig) -> pa.Table:
+    """The examples with their train/validation split, sorted by example_id so output is
+    deterministic."""
+    examples = pa.Table.from_pydict(rows, schema=schemas.TRAINING_EXAMPLES)
+    if examples.num_rows:
+        split = assign_split(examples["example_id"], config.validation_fraction, config.split_seed)
+        examples = examples.set_column(
+            examples.schema.get_field_index("split"),
+            schemas.TRAINING_EXAMPLES.field("split"),
+            split,
+        )
+        examples = examples.sort_by([("example_id", "ascending")])
+    return examples
+
+
+def _checked_counts(rejected: Tally[str]) -> dict[str, int]:
+    """``TrainingResult.rejected``, after checking that every conversation has one outcome."""
+    counts = {
+        "conversations_seen": int(rejected["conversations_seen"]),
+        **{reason: int(rejected[reason]) for reason in REJECTION_REASONS},
+        "kept": int(rejected["kept"]),
+    }
+    if counts["conversations_seen"] != counts["kept"] + sum(counts[r] for r in REJECTION_REASONS):
+        raise RuntimeError(f"training example selection lost track of conversations: {counts}")
+    return counts
+
+
 def build_training_examples(
     clean: pa.Table, config: TrainingConfig | None = None, count: Counter | None = None
 ) -> TrainingResult:
@@ -155,144 +323,39 @@ def build_training_examples(
         raise ValueError(f"conversations table lacks column(s) {missing}")
 
     event_type = pc.fill_null(clean["event_type"], "")
-    messages = _sorted(
-        clean.filter(pc.equal(event_type, "message")),
-        [
-            ("conversation_id", "ascending"),
-            ("turn_index", "ascending"),
-            ("event_time", "ascending"),
-            ("event_id", "ascending"),
-        ],
-    )
+    messages = _sorted_messages(clean, event_type)
     ratings = _latest_ratings(clean.filter(pc.equal(event_type, "feedback")))
 
     info: Tally[str] = Tally()
     rejected: Tally[str] = Tally()
-    languages = set(config.languages)
-
-    # Group the (sorted) message rows by conversation.
-    conv_ids = _col(messages, "conversation_id")
-    roles = _col(messages, "role")
-    contents = _col(messages, "content")
-    langs = _col(messages, "language")
-    times = _col(messages, "event_time")
-    groups: list[tuple[str, int, int]] = []
-    start = 0
-    for i in range(1, len(conv_ids) + 1):
-        if i == len(conv_ids) or conv_ids[i] != conv_ids[start]:
-            if conv_ids[start] is None:
-                info["messages_without_conversation"] += i - start
-            else:
-                groups.append((conv_ids[start], start, i))
-            start = i
+    allowed_languages = set(config.languages)
+    groups = _group_by_conversation(messages.conversation_ids, info)
     seen = {cid for cid, _, _ in groups}
     info["orphan_feedback"] = sum(1 for cid in ratings if cid not in seen)
 
-    candidates: list[tuple[str, dict, int, int, object]] = []  # id, example, n_turns, rating, t0
+    candidates: list[_Candidate] = []
     for cid, lo, hi in groups:
         rejected["conversations_seen"] += 1
-        rating = ratings.get(cid)
-        if rating is None:
-            rejected["no_feedback"] += 1
-            continue
-        if rating < config.min_rating:
-            rejected["low_rating"] += 1
-            continue
-        if not _languages_ok(langs[lo:hi], languages, config.allow_undetermined_language):
-            rejected["non_english"] += 1
-            continue
-        turns = _assemble_turns(roles[lo:hi], contents[lo:hi], info)
-        turn_roles = {role for role, _ in turns}
-        if "user" not in turn_roles or "assistant" not in turn_roles:
-            rejected["incomplete"] += 1
-            continue
-        example = format_chat_example(config.system_prompt, turns)
-        if validate_chat_example(example):
-            rejected["invalid_format"] += 1
-            continue
-        first_time = min((t for t in times[lo:hi] if t is not None), default=None)
-        candidates.append((cid, example, len(turns), rating, first_time))
-
-    # Token counts of all candidate examples in one batch.
-    texts: list[str] = []
-    bounds: list[tuple[int, int]] = []
-    for _, example, _, _, _ in candidates:
-        lo = len(texts)
-        texts.extend(m["content"] for m in example["messages"])
-        bounds.append((lo, len(texts)))
-    token_counts = list(count(texts)) if texts else []
-    rows: dict[str, list] = {name: [] for name in schemas.TRAINING_EXAMPLES.names}
-    for (cid, example, n_turns, rating, first_time), (lo, hi) in zip(
-        candidates, bounds, strict=True
-    ):
-        n_tokens = int(sum(token_counts[lo:hi]))
-        if config.max_tokens is not None and n_tokens > config.max_tokens:
-            rejected["invalid_format"] += 1
-            info["over_token_limit"] += 1
-            continue
-        rejected["kept"] += 1
-        rows["example_id"].append(cid)
-        rows["conversation_id"].append(cid)
-        rows["messages_json"].append(json.dumps(example, ensure_ascii=False))
-        rows["n_turns"].append(n_turns)
-        rows["n_tokens"].append(n_tokens)
-        rows["rating"].append(rating)
-        rows["split"].append(None)
-        rows["event_time"].append(first_time)
-
-    examples = pa.Table.from_pydict(rows, schema=schemas.TRAINING_EXAMPLES)
-    if examples.num_rows:
-        split = assign_split(examples["example_id"], config.validation_fraction, config.split_seed)
-        examples = examples.set_column(
-            examples.schema.get_field_index("split"),
-            schemas.TRAINING_EXAMPLES.field("split"),
-            split,
+        outcome = _judge_conversation(
+            cid, lo, hi, messages, ratings.get(cid), config, allowed_languages, info
         )
-        examples = examples.sort_by([("example_id", "ascending")])
+        if isinstance(outcome, str):
+            rejected[outcome] += 1
+        else:
+            candidates.append(outcome)
 
-    counts = {
-        "conversations_seen": int(rejected["conversations_seen"]),
-        **{reason: int(rejected[reason]) for reason in REJECTION_REASONS},
-        "kept": int(rejected["kept"]),
-    }
-    if counts["conversations_seen"] != counts["kept"] + sum(counts[r] for r in REJECTION_REASONS):
-        raise RuntimeError(f"training example selection lost track of conversations: {counts}")
-    info_keys = (
-        "orphan_feedback",
-        "messages_merged",
-        "trailing_user_dropped",
-        "system_messages_dropped",
-        "blank_messages_dropped",
-        "messages_without_conversation",
-        "over_token_limit",
-    )
+    token_totals = _candidate_token_counts(candidates, count)
+    rows = _example_rows(candidates, token_totals, config.max_tokens, rejected, info)
+    examples = _examples_table(rows, config)
+    counts = _checked_counts(rejected)
     return TrainingResult(
-        examples=examples, rejected=counts, info={k: int(info.get(k, 0)) for k in info_keys}
+        examples=examples, rejected=counts, info={k: int(info.get(k, 0)) for k in _INFO_KEYS}
     )
 
 
 def whole_conversations(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
-    """Record batches of a table sorted by ``conversation_id`` → tables of whole
-    conversations (a conversation cut by a batch boundary is carried into the next one), so
-    a day is built a chunk at a time in bounded memory."""
-    carry: pa.Table | None = None
-    for batch in batches:
-        table = pa.Table.from_batches([batch])
-        if carry is not None:
-            table = pa.concat_tables([carry, table])
-        if table.num_rows == 0:
-            continue
-        ids = table["conversation_id"]
-        last = ids[-1]
-        if last.is_valid:
-            cut = pc.index(ids, last).as_py()
-        else:
-            cut = len(ids) - int(pc.sum(pc.is_null(ids).cast(pa.int64())).as_py() or 0)
-        if cut > 0:
-            yield table.slice(0, cut)
-        carry = table.slice(cut)
-    if carry is not None and carry.num_rows:
-        yield carry
+    """Tables of whole conversations from batches of a table sorted by conversation."""
+    return whole_groups(batches, "conversation_id")
 
 
 def _languages_ok(langs: list, allowed: set[str], allow_undetermined: bool) -> bool:

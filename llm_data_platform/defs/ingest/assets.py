@@ -7,6 +7,8 @@ so a run costs that day's data, whatever the history. Quarantined lines of the d
 the quarantine asset beside it. Received = kept + quarantined + replays, per partition.
 """
 
+import posixpath
+import tempfile
 import time
 from datetime import timedelta
 
@@ -17,9 +19,9 @@ import pyarrow.compute as pc
 from llm_data_platform.defs.ingest.staging import batch_asset_keys
 from llm_data_platform.defs.partitions import daily_backfill_policy, daily_partitions
 from llm_data_platform.lib.metadata import preview_markdown
-from llm_data_platform.resources.lake import LakeResource
-from llm_data_platform.streaming.microbatch import DayBatches, read_day_detailed
-from llm_data_platform.transforms.records import STREAMS, reason_family
+from llm_data_platform.resources.lake import DATA_FILE, LakeResource
+from llm_data_platform.streaming.compaction import Compaction, compact_day
+from llm_data_platform.transforms.records import reason_family
 
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=26), warn_window=timedelta(hours=2)
@@ -27,35 +29,60 @@ RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
 SORT_BY = {"conversations": ["event_time", "event_id"], "documents": ["updated_at", "doc_id"]}
 
 
-def _day_metadata(stream: str, day: DayBatches) -> tuple[dict, dict]:
+def _day_metadata(stream: str, day: Compaction) -> tuple[dict, dict]:
     """(raw, quarantine) metadata of one partition."""
-    spec = STREAMS[stream]
-    rows, quarantine = day.rows, day.quarantine
-    late = 0
-    if rows.num_rows:
-        arrived = pc.cast(rows["arrived_at"], pa.date32())
-        event_day = pc.cast(rows[spec.row_time_key], pa.date32())
-        late = int(pc.sum(pc.greater(arrived, event_day)).as_py() or 0)
+    quarantine = day.quarantine
     reasons: dict[str, int] = {}
     for item in pc.value_counts(quarantine["reason"]).to_pylist():
         family = reason_family(item["values"])
         reasons[family] = reasons.get(family, 0) + item["counts"]
     raw_meta: dict[str, object] = {
-        "received": rows.num_rows + quarantine.num_rows + day.duplicates,
-        "kept": rows.num_rows,
+        "dagster/row_count": day.rows,
+        "received": day.rows + quarantine.num_rows + day.duplicates,
+        "kept": day.rows,
         "quarantined": quarantine.num_rows,
         "replays_dropped": day.duplicates,
-        "late_events": late,
+        "late_events": day.late_events,
         "micro_batches": len(day.batches),
         "events_per_source": day.per_source,
+        **{f"events_{kind}": n for kind, n in sorted(day.event_types.items())},
     }
-    if stream == "conversations" and rows.num_rows:
-        for item in pc.value_counts(rows["event_type"]).to_pylist():
-            raw_meta[f"events_{item['values']}"] = item["counts"]
     quarantine_meta: dict[str, object] = {"quarantine_reasons": reasons}
     if quarantine.num_rows:
         quarantine_meta["quarantine_preview"] = dg.MetadataValue.md(preview_markdown(quarantine))
     return raw_meta, quarantine_meta
+
+
+def _compact_day(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    stream: str,
+    name: str,
+    key: str,
+    workdir: str,
+    selected: set[str],
+) -> pa.Table:
+    """Compact one day, move its file into the lake, record its metadata; its quarantine."""
+    day = compact_day(lake, stream, key, SORT_BY[stream], workdir)
+    if not day.batches:
+        context.log.warning(
+            f"{name} {key}: no staged micro-batches for this day. Landing files are staged by "
+            "the landing sensors (`dagster dev`), or by hand: `dagster asset materialize -m "
+            f"llm_data_platform --select {stream}_batches,{stream}_batches_quarantine`."
+        )
+    raw_meta, quarantine_meta = _day_metadata(stream, day)
+    if name in selected:
+        path = posixpath.join(lake.partition_path("raw", name, key), DATA_FILE)
+        raw_meta["bytes"] = lake.write_file(path, day.path)
+        raw_meta["path"] = dg.MetadataValue.path(lake.uri(path))
+    for asset, meta in ((name, raw_meta), (f"{name}_quarantine", quarantine_meta)):
+        if asset in selected:
+            context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
+    context.log.info(
+        f"{name} {key}: {day.rows} kept, {day.quarantine.num_rows} quarantined, "
+        f"{day.duplicates} replays from {len(day.batches)} batches"
+    )
+    return day.quarantine
 
 
 def raw_asset(stream: str, name: str) -> dg.AssetsDefinition:
@@ -86,32 +113,17 @@ def raw_asset(stream: str, name: str) -> dg.AssetsDefinition:
         can_subset=True,
     )
     def _compact(context: dg.AssetExecutionContext, lake: LakeResource):
-        """Both tables come from one read of the day; a subset selection writes only its own."""
+        """Both tables come from one pass over the day; a subset selection writes only its
+        own. The events file is written here, streamed: no step ever holds the whole day."""
         started = time.perf_counter()
         selected = {k.to_user_string() for k in context.selected_asset_keys}
-        rows: dict[str, pa.Table] = {}
         rejected: dict[str, pa.Table] = {}
-        for key in context.partition_keys:
-            day = read_day_detailed(lake, stream, key)
-            rows[key], rejected[key] = day.rows, day.quarantine
-            if not day.batches:
-                context.log.warning(
-                    f"{name} {key}: no staged micro-batches for this day. Landing files are "
-                    "staged by the landing sensors (`dagster dev`), or by hand: `dagster asset "
-                    f"materialize -m llm_data_platform --select {stream}_batches,"
-                    f"{stream}_batches_quarantine`."
-                )
-            raw_meta, quarantine_meta = _day_metadata(stream, day)
-            for asset, meta in ((name, raw_meta), (f"{name}_quarantine", quarantine_meta)):
-                if asset in selected:
-                    context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
-            context.log.info(
-                f"{name} {key}: {raw_meta['kept']} kept, {raw_meta['quarantined']} quarantined, "
-                f"{raw_meta['replays_dropped']} replays from {raw_meta['micro_batches']} batches"
-            )
+        with tempfile.TemporaryDirectory(prefix=f"ldp-compact-{stream}-") as workdir:
+            for key in context.partition_keys:
+                rejected[key] = _compact_day(context, lake, stream, name, key, workdir, selected)
         seconds = {"compact_seconds": round(time.perf_counter() - started, 3)}
-        for asset, tables in ((name, rows), (f"{name}_quarantine", rejected)):
-            if asset in selected:
+        for asset, tables in ((name, None), (f"{name}_quarantine", rejected)):
+            if asset in selected:  # None: the events are in the lake already
                 context.add_asset_metadata(seconds, asset_key=asset)
                 yield dg.Output(tables, output_name=asset)
 

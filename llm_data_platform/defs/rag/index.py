@@ -9,7 +9,9 @@ vectors to upsert stream in batches of the client's maximum batch size.
 
 import io
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pyarrow as pa
@@ -26,6 +28,10 @@ from llm_data_platform.lib.index_versions import (
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
+
+if TYPE_CHECKING:
+    import duckdb as duckdb_lib
+    import pyarrow.dataset as pads
 
 MANIFEST_COLUMNS = ["chunk_id", "doc_id", "version", "content_hash"]
 
@@ -79,6 +85,121 @@ def _other(slot: str) -> str:
     return "green" if slot == "blue" else "blue"
 
 
+@dataclass(frozen=True)
+class _DesiredChunks:
+    """The chunks the index should hold (``LIVE_CHUNKS_SQL``), with their ids and document
+    versions as lists for the diff against a collection."""
+
+    table: pa.Table
+    ids: list[str]
+    versions: list[str]
+
+
+@dataclass(frozen=True)
+class _SyncOutcome:
+    """Which index version a ``rag_index`` run left as the candidate, and what it changed."""
+
+    slot: str
+    version: int
+    collection: Any  # the chromadb collection of that slot
+    upserted: int
+    deleted: int
+    unchanged: int
+
+
+def _lake_tables(lake: LakeResource) -> tuple["pads.Dataset", "pads.Dataset", "pads.Dataset"]:
+    """The documents, chunk and embedding tables the index is built from; a clear failure
+    (with the command to run) when one was never materialized."""
+    docs = lake.dataset("clean", "documents_clean")
+    chunks = lake.dataset("curated", "document_chunks")
+    emb = lake.dataset("curated", "chunk_embeddings")
+    if docs is None or chunks is None or emb is None:
+        raise dg.Failure(
+            "rag_index needs documents_clean, document_chunks and chunk_embeddings in the lake. "
+            "Materialize them for at least one day first, e.g. `dagster asset materialize -m "
+            "llm_data_platform --select raw_documents,documents_clean,document_chunks,"
+            "chunk_embeddings --partition 2026-01-05`."
+        )
+    return docs, chunks, emb
+
+
+def _next_slot_and_version(live: Any, live_meta: dict) -> tuple[str, int]:
+    """The slot that is not live (blue when nothing is) and the version number after live's."""
+    slot = _other(str(live_meta["slot"])) if live is not None else "blue"
+    return slot, int(live_meta.get("version", 0)) + 1
+
+
+def _sync_slot(
+    context: dg.AssetExecutionContext,
+    con: "duckdb_lib.DuckDBPyConnection",
+    chroma: ChromaResource,
+    embeddings: EmbeddingsResource,
+    desired: _DesiredChunks,
+    slot: str,
+    version: int,
+) -> _SyncOutcome:
+    """Syncs ``slot`` to ``desired`` as ``version``: deletes what it should not hold and upserts
+    what is missing or of another document version, so an unchanged chunk costs nothing."""
+    model_id, dimension = embeddings.model_id, embeddings.dimension
+    wanted_ids, versions = desired.ids, desired.versions
+    collection = chroma.get_collection(model_id, dimension, create=True, slot=slot)
+    chroma.set_metadata(collection, live_seq=0, version=version)
+    held = existing_entries(collection)
+    stale = [
+        i
+        for i, (cid, ver) in enumerate(zip(wanted_ids, versions, strict=True))
+        if held.get(cid, {}).get("version") != ver
+    ]
+    to_delete = sorted(set(held) - set(wanted_ids))
+    batch = chroma.get_client().get_max_batch_size()
+    for i in range(0, len(to_delete), batch):
+        collection.delete(ids=to_delete[i : i + batch])
+    table = desired.table
+    rows = table.take(pa.array(stale, pa.int64())) if stale else table.slice(0, 0)
+    con.register("wanted", rows)
+    upserted = 0
+    reader = con.sql(UPSERT_ROWS_SQL, params={"model_id": model_id}).to_arrow_reader(batch)
+    for record_batch in reader:
+        upserted += _upsert(collection, record_batch, dimension)
+        context.log.info(f"upserted {upserted}/{len(stale)} chunks into {slot}")
+    if upserted != len(stale):
+        raise dg.Failure(
+            f"{len(stale) - upserted} chunks have no embedding from {model_id}. "
+            "Re-materialize chunk_embeddings for their days (the embedding model "
+            "changed or a day is missing)."
+        )
+    unchanged = len(wanted_ids) - len(stale)
+    return _SyncOutcome(slot, version, collection, upserted, len(to_delete), unchanged)
+
+
+def _write_manifest(lake: LakeResource, desired: pa.Table) -> None:
+    """What the index should hold (chunk, document, version, hash), for checks and readers
+    that must not query Chroma."""
+    manifest = desired.select(MANIFEST_COLUMNS).sort_by("chunk_id")
+    buffer = io.BytesIO()
+    pq.write_table(manifest, buffer, compression="zstd")
+    lake.write_bytes(manifest_path(lake), buffer.getvalue())
+
+
+def _record_candidate_version(
+    lake: LakeResource, outcome: _SyncOutcome, model_id: str, is_live: bool
+) -> IndexVersion:
+    """Records the synced slot as the candidate; an unchanged live version keeps its verdict
+    and metrics, so it is not evaluated again."""
+    candidate = IndexVersion(
+        slot=outcome.slot,
+        version=outcome.version,
+        collection=outcome.collection.name,
+        model_id=model_id,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        chunks=outcome.collection.count(),
+        passed=True if is_live else None,
+        metrics=(candidate_version(lake, model_id).metrics if is_live else {}) or {},
+    )
+    record_candidate(lake, candidate)
+    return candidate
+
+
 @dg.asset(
     group_name="serve",
     kinds={"chromadb", "duckdb"},
@@ -96,16 +217,7 @@ def rag_index(
     every live document's latest version. ``rag_index_live`` promotes it once it has passed the
     retrieval-evaluation check."""
     started = time.perf_counter()
-    docs = lake.dataset("clean", "documents_clean")
-    chunks = lake.dataset("curated", "document_chunks")
-    emb = lake.dataset("curated", "chunk_embeddings")
-    if docs is None or chunks is None or emb is None:
-        raise dg.Failure(
-            "rag_index needs documents_clean, document_chunks and chunk_embeddings in the lake. "
-            "Materialize them for at least one day first, e.g. `dagster asset materialize -m "
-            "llm_data_platform --select raw_documents,documents_clean,document_chunks,"
-            "chunk_embeddings --partition 2026-01-05`."
-        )
+    docs, chunks, emb = _lake_tables(lake)
     model_id, dimension = embeddings.model_id, embeddings.dimension
     live = chroma.live_collection(model_id, dimension)
     live_meta = (live.metadata or {}) if live is not None else {}
@@ -113,73 +225,33 @@ def rag_index(
         con.register("docs", docs)
         con.register("chunks", chunks)
         con.register("emb", emb)
-        desired = con.sql(LIVE_CHUNKS_SQL).to_arrow_table()
-        wanted_ids = desired["chunk_id"].to_pylist()
-        versions = desired["version"].to_pylist()
-        wanted = dict(zip(wanted_ids, versions, strict=True))
+        table = con.sql(LIVE_CHUNKS_SQL).to_arrow_table()
+        desired = _DesiredChunks(table, table["chunk_id"].to_pylist(), table["version"].to_pylist())
+        wanted = dict(zip(desired.ids, desired.versions, strict=True))
 
         if live is not None and _holds_exactly(existing_entries(live), wanted):
             # Nothing changed since the live version: no new version, nothing to evaluate.
             slot, version = str(live_meta["slot"]), int(live_meta.get("version", 0))
-            collection, upserted, to_delete, unchanged = live, 0, [], len(wanted_ids)
+            outcome = _SyncOutcome(slot, version, live, 0, 0, len(desired.ids))
             context.log.info(f"index unchanged: live version {version} ({slot}) holds it all")
         else:
-            slot = _other(str(live_meta["slot"])) if live is not None else "blue"
-            version = int(live_meta.get("version", 0)) + 1
-            collection = chroma.get_collection(model_id, dimension, create=True, slot=slot)
-            chroma.set_metadata(collection, live_seq=0, version=version)
-            held = existing_entries(collection)
-            stale = [
-                i
-                for i, (cid, ver) in enumerate(zip(wanted_ids, versions, strict=True))
-                if held.get(cid, {}).get("version") != ver
-            ]
-            to_delete = sorted(set(held) - set(wanted_ids))
-            batch = chroma.get_client().get_max_batch_size()
-            for i in range(0, len(to_delete), batch):
-                collection.delete(ids=to_delete[i : i + batch])
-            rows = desired.take(pa.array(stale, pa.int64())) if stale else desired.slice(0, 0)
-            con.register("wanted", rows)
-            upserted = 0
-            reader = con.sql(UPSERT_ROWS_SQL, params={"model_id": model_id}).to_arrow_reader(batch)
-            for record_batch in reader:
-                upserted += _upsert(collection, record_batch, dimension)
-                context.log.info(f"upserted {upserted}/{len(stale)} chunks into {slot}")
-            if upserted != len(stale):
-                raise dg.Failure(
-                    f"{len(stale) - upserted} chunks have no embedding from {model_id}. "
-                    "Re-materialize chunk_embeddings for their days (the embedding model "
-                    "changed or a day is missing)."
-                )
-            unchanged = len(wanted_ids) - len(stale)
-    manifest = desired.select(MANIFEST_COLUMNS).sort_by("chunk_id")
-    buffer = io.BytesIO()
-    pq.write_table(manifest, buffer, compression="zstd")
-    lake.write_bytes(manifest_path(lake), buffer.getvalue())
-    is_live = live is not None and collection.name == live.name
-    candidate = IndexVersion(
-        slot=slot,
-        version=version,
-        collection=collection.name,
-        model_id=model_id,
-        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        chunks=collection.count(),
-        passed=True if is_live else None,
-        metrics=(candidate_version(lake, model_id).metrics if is_live else {}) or {},
-    )
-    record_candidate(lake, candidate)
+            slot, version = _next_slot_and_version(live, live_meta)
+            outcome = _sync_slot(context, con, chroma, embeddings, desired, slot, version)
+    _write_manifest(lake, desired.table)
+    is_live = live is not None and outcome.collection.name == live.name
+    candidate = _record_candidate_version(lake, outcome, model_id, is_live)
     return dg.MaterializeResult(
         metadata={
-            "index_version": version,
-            "slot": slot,
+            "index_version": outcome.version,
+            "slot": outcome.slot,
             "already_live": is_live,
             "chunks_in_index": candidate.chunks,
-            "live_documents": len(set(desired["doc_id"].to_pylist())),
-            "upserted": upserted,
-            "deleted": len(to_delete),
-            "unchanged": unchanged,
+            "live_documents": len(set(desired.table["doc_id"].to_pylist())),
+            "upserted": outcome.upserted,
+            "deleted": outcome.deleted,
+            "unchanged": outcome.unchanged,
             "manifest": dg.MetadataValue.path(lake.uri(manifest_path(lake))),
-            "collection": collection.name,
+            "collection": outcome.collection.name,
             "embedding_model": model_id,
             "location": chroma.location,
             "sync_seconds": round(time.perf_counter() - started, 3),

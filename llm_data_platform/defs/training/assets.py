@@ -125,6 +125,71 @@ def select_within_budget(examples: pa.Table, token_budget: int) -> tuple[pa.Tabl
     return kept, examples.num_rows - kept.num_rows
 
 
+def _latest_per_example(combined: pa.Table) -> tuple[pa.Table, int]:
+    """One row per example id, its latest ``event_time`` (a conversation seen on two days, a
+    late replay, counts once); returns (rows, duplicates removed)."""
+    combined = combined.sort_by([("example_id", "ascending"), ("event_time", "descending")])
+    ids = combined["example_id"].to_pylist()
+    first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
+    duplicates = combined.num_rows - sum(first)
+    return combined.filter(pa.array(first)), duplicates
+
+
+def _week_selection(
+    lake: LakeResource, training_examples: dict[str, pa.Table], days: list[str], budget: int
+) -> tuple[pa.Table, int, int, dict[str, int]]:
+    """The week's examples after the cross-day checks a single day cannot make; returns
+    (kept, duplicates, over_budget, cross-day selection counts)."""
+    if training_examples:
+        combined = pa.concat_tables([training_examples[d] for d in days])
+    else:
+        combined = pa.table({"example_id": pa.array([], pa.string())})
+    if not combined.num_rows:
+        return combined, 0, 0, {}
+    combined, duplicates = _latest_per_example(combined)
+    # A near-copy of a conversation from another day of the week is caught here.
+    selection = select_examples(combined, read_eval_questions(lake))
+    kept, over_budget = select_within_budget(selection.kept, budget)
+    return kept, duplicates, over_budget, selection.counts
+
+
+def _batch_lines(
+    context: dg.AssetExecutionContext, kept: pa.Table
+) -> tuple[dict[str, list[str]], Counter[str], int]:
+    """JSONL lines and tokens per batch file, re-validating every example so a bad one never
+    reaches a fine-tuning job; returns (lines, tokens, invalid excluded)."""
+    lines: dict[str, list[str]] = {name: [] for name in BATCH_FILES}
+    invalid = 0
+    tokens: Counter[str] = Counter()
+    for row in kept.to_pylist():
+        errors = validate_chat_example(json.loads(row["messages_json"]))
+        if errors:
+            invalid += 1
+            context.log.warning(f"example {row['example_id']} excluded: {errors}")
+            continue
+        name = "validation.jsonl" if row["split"] == "validation" else "train.jsonl"
+        lines[name].append(row["messages_json"])
+        tokens[name] += row["n_tokens"]
+    return lines, tokens, invalid
+
+
+def _write_batch_files(
+    lake: LakeResource, directory: str, lines: dict[str, list[str]], tokens: Counter[str]
+) -> dict[str, dict]:
+    """Writes each batch file and describes it (with its sha256) for the manifest."""
+    files = {}
+    for name in BATCH_FILES:
+        data = ("\n".join(lines[name]) + "\n" if lines[name] else "").encode("utf-8")
+        lake.write_bytes(posixpath.join(directory, name), data)
+        files[name] = {
+            "examples": len(lines[name]),
+            "tokens": tokens[name],
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    return files
+
+
 @dg.asset(
     partitions_def=weekly_partitions,
     group_name="curated",
@@ -151,48 +216,12 @@ def training_batches(
     week = context.partition_key
     budget = pipeline.training_token_budget
     days = sorted(training_examples)
-    if training_examples:
-        combined = pa.concat_tables([training_examples[d] for d in days])
-    else:
-        combined = pa.table({"example_id": pa.array([], pa.string())})
-    # A conversation seen on two days (a late replay) counts once: keep its latest version.
-    if combined.num_rows:
-        combined = combined.sort_by([("example_id", "ascending"), ("event_time", "descending")])
-        ids = combined["example_id"].to_pylist()
-        first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
-        duplicates = combined.num_rows - sum(first)
-        combined = combined.filter(pa.array(first))
-        # A near-copy of a conversation from another day of the week is caught here.
-        selection = select_examples(combined, read_eval_questions(lake))
-        cross_day = selection.counts
-        kept, over_budget = select_within_budget(selection.kept, budget)
-    else:
-        kept, duplicates, over_budget, cross_day = combined, 0, 0, {}
-
-    lines: dict[str, list[str]] = {name: [] for name in BATCH_FILES}
-    invalid = 0
-    tokens = Counter()
-    for row in kept.to_pylist():
-        errors = validate_chat_example(json.loads(row["messages_json"]))
-        if errors:
-            invalid += 1
-            context.log.warning(f"example {row['example_id']} excluded: {errors}")
-            continue
-        name = "validation.jsonl" if row["split"] == "validation" else "train.jsonl"
-        lines[name].append(row["messages_json"])
-        tokens[name] += row["n_tokens"]
-
+    kept, duplicates, over_budget, cross_day = _week_selection(
+        lake, training_examples, days, budget
+    )
+    lines, tokens, invalid = _batch_lines(context, kept)
     directory = batch_dir(lake, week)
-    files = {}
-    for name in BATCH_FILES:
-        data = ("\n".join(lines[name]) + "\n" if lines[name] else "").encode("utf-8")
-        lake.write_bytes(posixpath.join(directory, name), data)
-        files[name] = {
-            "examples": len(lines[name]),
-            "tokens": tokens[name],
-            "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
+    files = _write_batch_files(lake, directory, lines, tokens)
     manifest = {
         "week": week,
         "days_with_data": days,

@@ -1,0 +1,149 @@
+"""A raw day from its micro-batches, in bounded memory (DuckDB, out of core; no Dagster).
+
+Every source's micro-batches of the day are scanned lazily (a pyarrow dataset, so a lake on
+S3 works too), each ``event_id`` is kept once — the first arrival, ties broken by source
+order — and the rows are written sorted to one local Parquet file, which the caller moves
+into the lake. DuckDB spills to ``workdir`` beyond ``memory_limit``: a day of millions of
+events never has to fit in memory. The day's quarantine rows are few; they are read whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llm_data_platform import schemas
+from llm_data_platform.streaming.microbatch import (
+    _SOURCE_ORDER,
+    _day_files,
+    _day_key,
+    _read,
+    _source_family,
+    _stem,
+    batch_table_names,
+    spec_of,
+)
+
+if TYPE_CHECKING:
+    from llm_data_platform.resources.lake import LakeResource
+
+MEMORY_LIMIT = "512MB"
+
+
+@dataclass
+class Compaction:
+    """A compacted day: its rows in ``path`` (local Parquet, sorted) and what it took."""
+
+    path: str
+    rows: int
+    received_rows: int  # before de-duplication
+    quarantine: pa.Table
+    batches: list[str]
+    per_source: dict[str, int] = field(default_factory=dict)
+    late_events: int = 0
+    event_types: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        return self.received_rows - self.rows
+
+
+def _connect(workdir: str, memory_limit: str):
+    import duckdb
+
+    con = duckdb.connect(
+        config={
+            "memory_limit": memory_limit,
+            "temp_directory": os.path.join(workdir, "spill"),
+            "threads": 2,
+            "preserve_insertion_order": False,
+        }
+    )
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _received(lake: LakeResource, paths: list[str]) -> int:
+    fs, _ = lake.filesystem()
+    total = 0
+    for path in paths:  # the footers only
+        with fs.open_input_file(path) as f:
+            total += pq.ParquetFile(f).metadata.num_rows
+    return total
+
+
+def compact_day(
+    lake: LakeResource,
+    stream: str,
+    day: str | date,
+    sort_by: list[str],
+    workdir: str,
+    memory_limit: str = MEMORY_LIMIT,
+) -> Compaction:
+    import pyarrow.dataset as pads
+
+    spec = spec_of(stream)
+    key = _day_key(day)
+    events_table, quarantine_name = batch_table_names(stream)
+    event_files = _day_files(lake, events_table, key)
+    quarantine_files = _day_files(lake, quarantine_name, key)
+    quarantine = _read(lake, quarantine_files, schemas.QUARANTINE)
+    if quarantine.num_rows:
+        quarantine = quarantine.sort_by(_SOURCE_ORDER)
+    out = os.path.join(workdir, f"{stream}-{key}.parquet")
+    fs, _ = lake.filesystem()
+    con = _connect(workdir, memory_limit)
+    try:
+        events = pads.dataset(event_files, schema=spec.schema, filesystem=fs, format="parquet")
+        con.register("events", events)
+        order = ", ".join(sort_by)
+        rows = con.execute(
+            f"""COPY (
+                SELECT * EXCLUDE (arrival_rank) FROM (
+                    SELECT *, row_number() OVER (
+                        PARTITION BY event_id ORDER BY arrived_at, source_file, source_line
+                    ) AS arrival_rank
+                    FROM events
+                ) WHERE arrival_rank = 1 ORDER BY {order}
+            ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 64000)"""
+        ).fetchone()[0]
+        written = pq.read_schema(out)
+        if not written.equals(spec.schema):
+            raise RuntimeError(f"compacted {stream} day has schema {written}, not {spec.schema}")
+        result = Compaction(
+            out,
+            int(rows),
+            _received(lake, event_files),
+            quarantine,
+            sorted({_stem(p) for p in event_files + quarantine_files}),
+        )
+        _describe(con, out, spec.row_time_key, stream, result)
+    finally:
+        con.close()
+    return result
+
+
+def _describe(con, path: str, time_column: str, stream: str, result: Compaction) -> None:
+    """Per-source counts, late events, event types of the written day (a scan of the file)."""
+    sources: Counter[str] = Counter()
+    for source, n in con.execute(
+        f"SELECT source_file, count(*) FROM read_parquet('{path}') GROUP BY 1"
+    ).fetchall():
+        sources[_source_family(source)] += n
+    result.per_source = dict(sources)
+    result.late_events = con.execute(
+        f"SELECT count(*) FROM read_parquet('{path}') "
+        f"WHERE CAST(arrived_at AS DATE) > CAST({time_column} AS DATE)"
+    ).fetchone()[0]
+    if stream == "conversations":
+        result.event_types = dict(
+            con.execute(
+                f"SELECT event_type, count(*) FROM read_parquet('{path}') GROUP BY 1"
+            ).fetchall()
+        )
