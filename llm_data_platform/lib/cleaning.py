@@ -1,21 +1,36 @@
 """The clean assets' shape: a transform per day → the clean table and, beside it, the rows it
-dropped with the reason — two assets of one step (they are one result, written together)."""
+dropped with the reason — two assets of one step (they are one result, written together).
 
+A day is streamed, never held whole: the raw partition is read in ``group_key`` order
+(DuckDB sorts out of core) in chunks of whole groups — a conversation, a document — so a
+transform that looks across a group (duplicate turns, a document's latest version) sees all
+of it; each chunk's clean rows are appended to one Parquet file, moved into the lake at the
+end. The dropped rows are few: they go through the IO manager.
+"""
+
+import posixpath
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from llm_data_platform.defs.partitions import daily_backfill_policy, daily_partitions
 from llm_data_platform.lib.metadata import preview_markdown
+from llm_data_platform.resources.lake import DATA_FILE, LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
+from llm_data_platform.streaming.compaction import scan_sorted
+from llm_data_platform.transforms.groups import whole_groups
 
 CLEAN_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=30), warn_window=timedelta(hours=4)
 )
+CHUNK_ROWS = 100_000  # raw rows read at once (then completed to whole groups)
 # ``transform(raw)`` returns an object with ``clean``, ``dropped`` (tables), ``counts`` (dict)
 Transform = Callable[[pa.Table], Any]
 
@@ -27,13 +42,18 @@ def clean_asset(
     description: str,
     kinds: set[str],
     sort_by: list[str],
+    read_order: list[str],
+    schema: pa.Schema,
+    raw_schema: pa.Schema,
     make_transform: Callable[[PipelineSettings], Transform],
 ) -> dg.AssetsDefinition:
+    """``read_order`` starts with the group key and must agree with ``sort_by``'s first
+    columns, so chunks appended in read order give a file sorted by ``sort_by``."""
     dropped = f"{name}_dropped"
 
     @dg.multi_asset(
         name=f"clean_{raw}",
-        ins={"raw": dg.AssetIn(raw)},
+        deps=[raw],
         outs={
             name: dg.AssetOut(
                 description=description,
@@ -53,22 +73,69 @@ def clean_asset(
         backfill_policy=daily_backfill_policy,
     )
     def _clean(
-        context: dg.AssetExecutionContext, raw: dict[str, pa.Table], pipeline: PipelineSettings
-    ) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
-        transform = make_transform(pipeline)
-        kept: dict[str, pa.Table] = {}
+        context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineSettings
+    ) -> tuple[None, dict[str, pa.Table]]:
+        day = _DayCleaner(
+            lake, raw, name, make_transform(pipeline), sort_by, read_order, schema, raw_schema
+        )
         removed: dict[str, pa.Table] = {}
-        for key, table in raw.items():
-            started = time.perf_counter()
-            result = transform(table)
-            kept[key], removed[key] = result.clean, result.dropped
-            counts = {k: int(v) for k, v in sorted(result.counts.items())}
-            counts["clean_seconds"] = round(time.perf_counter() - started, 3)
+        for key in context.partition_keys:
+            counts, removed[key] = day.clean(key)
             context.add_asset_metadata(counts, asset_key=name, partition_key=key)
-            preview = {"dropped_rows": result.dropped.num_rows}
-            if result.dropped.num_rows:
-                preview["dropped_preview"] = dg.MetadataValue.md(preview_markdown(result.dropped))
+            preview = {"dropped_rows": removed[key].num_rows}
+            if removed[key].num_rows:
+                preview["dropped_preview"] = dg.MetadataValue.md(preview_markdown(removed[key]))
             context.add_asset_metadata(preview, asset_key=dropped, partition_key=key)
-        return kept, removed
+        return None, removed  # None: the clean table is in the lake already
 
     return _clean
+
+
+class _DayCleaner:
+    """One day of a raw table → its clean file in the lake, its dropped rows, its counts."""
+
+    def __init__(self, lake, raw, name, transform, sort_by, read_order, schema, raw_schema):
+        self.lake, self.raw, self.name, self.transform = lake, raw, name, transform
+        self.sort_by = [(c, "ascending") for c in sort_by]
+        self.read_order, self.schema, self.raw_schema = read_order, schema, raw_schema
+
+    def clean(self, key: str) -> tuple[dict, pa.Table]:
+        started = time.perf_counter()
+        source = posixpath.join(self.lake.partition_path("raw", self.raw, key), DATA_FILE)
+        if not self.lake.exists(source):
+            raise dg.Failure(
+                f"raw/{self.raw} has no data for {key}. Materialize it first: `dagster asset "
+                f"materialize -m llm_data_platform --select {self.raw},{self.raw}_quarantine "
+                f"--partition {key}`."
+            )
+        counts: Counter[str] = Counter()
+        dropped: list[pa.Table] = []
+        with tempfile.TemporaryDirectory(prefix=f"ldp-{self.name}-") as workdir:
+            out = posixpath.join(workdir, "clean.parquet")
+            with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
+                batches = scan_sorted(self.lake, source, self.read_order, workdir, CHUNK_ROWS)
+                chunks = whole_groups(batches, self.read_order[0])
+                for chunk in _at_least_one(chunks, self.raw_schema):
+                    result = self.transform(chunk.cast(self.raw_schema))
+                    clean = result.clean.sort_by(self.sort_by).cast(self.schema)
+                    writer.write_table(clean)
+                    dropped.append(result.dropped)
+                    counts.update(result.counts)
+                    counts["chunks"] += 1
+                    counts["dagster/row_count"] += clean.num_rows
+            path = posixpath.join(self.lake.partition_path("clean", self.name, key), DATA_FILE)
+            size = self.lake.write_file(path, out)
+        meta: dict[str, Any] = {k: int(v) for k, v in sorted(counts.items())}
+        meta.update(bytes=size, path=dg.MetadataValue.path(self.lake.uri(path)))
+        meta["clean_seconds"] = round(time.perf_counter() - started, 3)
+        return meta, pa.concat_tables(dropped)
+
+
+def _at_least_one(chunks, schema: pa.Schema):
+    """The chunks, or one empty chunk for an empty day (the transform gives the schemas)."""
+    empty = True
+    for chunk in chunks:
+        empty = False
+        yield chunk
+    if empty:
+        yield schema.empty_table()

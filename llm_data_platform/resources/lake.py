@@ -236,6 +236,18 @@ class LakeResource(dg.ConfigurableResource):
                 out.write(data)
         return size
 
+    def local_file(self, path: str, workdir: str, block: int = 8 << 20) -> str:
+        """A local path to read ``path`` from: itself on a local lake; on S3 a streamed copy
+        into ``workdir`` (engines such as DuckDB then read a plain file, offline)."""
+        if not self.is_s3:
+            return path
+        fs, _ = self.filesystem()
+        local = os.path.join(workdir, f"{uuid.uuid4().hex}-{posixpath.basename(path)}")
+        with fs.open_input_stream(path) as source, open(local, "wb") as out:
+            while data := source.read(block):
+                out.write(data)
+        return local
+
     def read_bytes(self, path: str) -> bytes | None:
         fs, _ = self.filesystem()
         if not self.exists(path):
