@@ -165,3 +165,25 @@ def test_rematerializing_changes_nothing(built):
     meta = index.asset_materializations_for_node("rag_index")[0].metadata
     assert meta["upserted"].value == 0 and meta["deleted"].value == 0
     assert meta["already_live"].value is True  # no change → no new version
+
+
+@pytest.mark.parametrize(
+    ("zone", "asset"),
+    [
+        ("raw", "raw_conversations"),
+        ("raw", "raw_conversations_quarantine"),
+        ("clean", "conversations_clean"),
+        ("curated", "training_examples"),
+        ("curated", "document_chunks"),
+    ],
+)
+def test_a_range_run_records_each_days_own_row_count(built, zone, asset):
+    """One run over two days: each day's materialization tells that day's rows, not the sum."""
+    platform, results = built
+    counts = {}
+    for day in DAYS:
+        table = _table(platform, zone, asset, day)
+        counts[day] = table.num_rows if table is not None else 0
+        meta = _materialization(results["daily"], asset, day)
+        assert meta["dagster/row_count"] == counts[day], (asset, day)
+    assert len(set(counts.values())) > 1 or counts[DAYS[0]] == 0  # the days differ

@@ -53,17 +53,16 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"{table_name} must return one table per partition as a dict keyed by partition "
                 f"for {keys}; got {got}."
             )
-        rows = total_bytes = 0
         for key in keys:
             _require_table(table_name, obj[key])
             info = self.lake.write_partition(zone, table_name, key, obj[key], sort_by=sort_by)
-            rows += info.rows
-            total_bytes += info.bytes
-            last = (obj[key], info)
-        meta = table_metadata(*last)
-        if len(keys) > 1:
-            meta.update({"dagster/row_count": rows, "bytes": total_bytes, "partitions": len(keys)})
-        context.add_output_metadata(meta)
+            meta = table_metadata(obj[key], info)
+            if len(keys) == 1:
+                context.add_output_metadata(meta)
+            else:  # a range run: each day's own rows, bytes and preview on that day
+                context.step_context.add_asset_metadata(
+                    meta, asset_key=context.asset_key, partition_key=key
+                )
 
     def load_input(self, context: dg.InputContext) -> object:
         upstream = context.upstream_output

@@ -1,5 +1,7 @@
 """Quality gates on the conversation tables. Blocking checks stop bad data flowing on."""
 
+from collections import Counter
+
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,10 +29,8 @@ def raw_conversations_quarantine_rate(
 ) -> dg.AssetCheckResult:
     """Warns when more than 10% of a day's lines are malformed: an upstream producer broke."""
     keys = list(context.partition_keys)
-    kept = _read(lake, "raw", "raw_conversations", keys)
-    bad = _read(lake, "raw", "raw_conversations_quarantine", keys)
-    n_kept = kept.num_rows if kept is not None else 0
-    n_bad = bad.num_rows if bad is not None else 0
+    n_kept = lake.count_rows("raw", "raw_conversations", keys) or 0
+    n_bad = lake.count_rows("raw", "raw_conversations_quarantine", keys) or 0
     rate = n_bad / (n_kept + n_bad) if n_kept + n_bad else 0.0
     return dg.AssetCheckResult(
         passed=rate <= MAX_QUARANTINE_RATE,
@@ -43,15 +43,22 @@ def raw_conversations_quarantine_rate(
 def conversations_clean_has_no_pii(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
-    """Re-scans the clean text with the PII detectors: any hit blocks training and indexing."""
-    table = _read(lake, "clean", "conversations_clean", list(context.partition_keys))
-    if table is None:
+    """Re-scans the clean text with the PII detectors: any hit blocks training and indexing.
+    Read in record batches: a day of millions of messages is never held whole."""
+    keys = list(context.partition_keys)
+    if lake.count_rows("clean", "conversations_clean", keys) is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
-    result = redact_pii(table["content"])
-    leaks = {k: v for k, v in result.counts.items() if v}
+    leaks: Counter[str] = Counter()
+    scanned = 0
+    for key in keys:
+        for batch in lake.iter_partition_batches(
+            "clean", "conversations_clean", key, 100_000, columns=["content"]
+        ):
+            leaks.update({k: v for k, v in redact_pii(batch["content"]).counts.items() if v})
+            scanned += batch.num_rows
     return dg.AssetCheckResult(
         passed=not leaks,
-        metadata={"rows_scanned": table.num_rows, "pii_found": leaks or {"none": 0}},
+        metadata={"rows_scanned": scanned, "pii_found": dict(leaks) or {"none": 0}},
     )
 
 
@@ -67,8 +74,7 @@ def conversations_clean_reconciles_with_raw(
         ("clean", "conversations_clean"),
         ("clean", "conversations_clean_dropped"),
     ):
-        t = _read(lake, zone, table, keys)
-        counts[table] = t.num_rows if t is not None else 0
+        counts[table] = lake.count_rows(zone, table, keys) or 0
     raw = counts["raw_conversations"]
     accounted = counts["conversations_clean"] + counts["conversations_clean_dropped"]
     return dg.AssetCheckResult(passed=raw == accounted, metadata={**counts, "accounted": accounted})
@@ -80,7 +86,10 @@ def conversations_clean_expectations(
 ) -> dg.AssetCheckResult:
     """Column expectations of the clean messages, by the configured engine (Arrow kernels by
     default; Great Expectations with LDP_EXPECTATIONS_ENGINE=great_expectations)."""
-    table = _read(lake, "clean", "conversations_clean", list(context.partition_keys))
+    columns = ["event_type", *sorted({e.column for e in CONVERSATIONS_CLEAN_MESSAGES})]
+    table = lake.read_partitions(
+        "clean", "conversations_clean", keys=list(context.partition_keys), columns=columns
+    )
     if table is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
     messages = table.filter(pc.equal(table["event_type"], "message"))
