@@ -79,3 +79,47 @@ def test_readme_lists_every_setting_with_its_default():
     for setting in SETTINGS:
         default = f"`{setting.default}`" if setting.default else "(unset)"
         assert f"| `{setting.name}` | {default} |" in readme, setting.name
+
+
+def test_settings_alone_configure_the_definitions(tmp_path, monkeypatch):
+    """build_definitions(settings) reads nothing from the environment: every knob arrives
+    through the Settings it is given, into resources, sensors and the executor."""
+    import dataclasses
+
+    from llm_data_platform import settings as settings_module
+    from llm_data_platform.definitions import build_definitions
+
+    base = settings_module.load_settings()
+
+    def refuse():
+        raise AssertionError("build_definitions read the environment")
+
+    monkeypatch.setattr(settings_module, "load_settings", refuse)
+    monkeypatch.setattr("llm_data_platform.definitions.load_settings", refuse)
+    custom = dataclasses.replace(
+        base,
+        lake_root=str(tmp_path / "lake"),
+        landing_dir=str(tmp_path / "landing"),
+        min_quality=0.9,
+        training_token_budget=1234,
+        sensor_max_files=7,
+        sensor_interval_seconds=11,
+        kafka_bootstrap="127.0.0.1:9",
+        landing_max_lines=99,
+        executor="multiprocess",
+        expectations_engine="great_expectations",
+    )
+    defs = build_definitions(custom)
+    resources = defs.resources
+    assert resources["lake"].root == str(tmp_path / "lake")
+    assert resources["landing"].path == str(tmp_path / "landing")
+    assert resources["landing"].max_lines_per_file == 99
+    assert resources["pipeline"].min_quality == 0.9
+    assert resources["pipeline"].training_token_budget == 1234
+    assert resources["pipeline"].expectations_engine == "great_expectations"
+    assert resources["sources"].kafka_bootstrap == "127.0.0.1:9"
+    sensor = defs.get_sensor_def("landing_conversations_sensor")
+    assert sensor.minimum_interval_seconds == 11
+    assert defs.get_sensor_def("kafka_conversations_sensor")  # Kafka switched on by Settings
+    job = defs.resolve_job_def("ingest_conversations_job")
+    assert job.executor_def.name == "multiprocess"
