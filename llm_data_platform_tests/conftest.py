@@ -6,7 +6,10 @@ real Parquet files, JSONL batches and Chroma collection it produced.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -164,3 +167,56 @@ def moto_endpoint():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+KAFKA_LOG = logging.getLogger("test.librdkafka")
+KAFKA_LOG.setLevel(logging.CRITICAL)
+
+
+@pytest.fixture(scope="module")
+def bootstrap():
+    """librdkafka's mock cluster: a real Kafka protocol endpoint on 127.0.0.1."""
+    from confluent_kafka import Producer
+
+    cluster = Producer({"test.mock.num.brokers": 1, "logger": KAFKA_LOG})
+    brokers = cluster.list_topics(timeout=10).brokers.values()
+    assert all(b.host == "127.0.0.1" for b in brokers)
+    yield ",".join(f"{b.host}:{b.port}" for b in brokers)
+    cluster.flush(5)
+    del cluster
+
+
+@contextmanager
+def time_bound(seconds: int, what: str):
+    """A test that would hang on a broker or a server fails after ``seconds`` instead."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"{what} exceeded its {seconds} s bound")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_staging(resources: dict, request: dg.RunRequest, stream: str = "conversations") -> dict:
+    """Run the staging run a sensor asked for; the metadata of its ``<stream>_batches``."""
+    from llm_data_platform.definitions import ASSETS, CHECKS
+
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=dg.AssetSelection.assets(f"{stream}_batches", f"{stream}_batches_quarantine"),
+        resources=resources,
+        run_config=request.run_config,
+    )
+    assert result.success
+    (meta,) = [
+        m.metadata
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+        if m.asset_key == dg.AssetKey(f"{stream}_batches")
+    ]
+    return {k: v.value for k, v in meta.items()}

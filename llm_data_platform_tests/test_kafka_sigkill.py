@@ -51,14 +51,24 @@ from llm_data_platform.streaming.kafka_source import (
     pending_days,
     positions,
 )
+from llm_data_platform_tests.conftest import time_bound
 
 STREAM = "conversations"
 N_EVENTS = 1000
 BATCH = 200  # the crashed run's batch size: ~8 batches over the mock cluster's 4 partitions
 RESTART_BATCH = 300  # the restart's
+
+
 QUIET = logging.getLogger("test.kafka.sigkill")
 QUIET.setLevel(logging.CRITICAL)
 STAGES = ["before_write", "mid_write", "after_write_before_commit", "after_commit"]
+
+
+@pytest.fixture(autouse=True)
+def bounded():
+    with time_bound(150, "SIGKILL test"):
+        yield
+
 
 # The ingest process. argv[1]: JSON {config kwargs, lake root, stage or null, marker path}.
 WORKER = r"""
@@ -123,30 +133,6 @@ def events(n: int) -> list[bytes]:
         }
         out.append(json.dumps(event).encode())
     return out
-
-
-@pytest.fixture(autouse=True)
-def time_bound():
-    """A stuck broker fails the test (the subprocesses have their own 60 s bound)."""
-
-    def expired(signum, frame):
-        raise TimeoutError("SIGKILL test exceeded its 150 s bound")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(150)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module")
-def bootstrap():
-    cluster = Producer({"test.mock.num.brokers": 1, "logger": QUIET})
-    brokers = cluster.list_topics(timeout=10).brokers.values()
-    assert all(b.host == "127.0.0.1" for b in brokers)
-    yield ",".join(f"{b.host}:{b.port}" for b in brokers)
-    cluster.flush(5)
-    del cluster
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> list[tuple[int, int]]:

@@ -20,7 +20,6 @@ import gzip
 import json
 import logging
 import os
-import signal
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from llm_data_platform.defs.ingest.stream_sensors import kafka_sensor, s3_sensor
 from llm_data_platform.defs.partitions import partition_bounds
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import load_settings
+from llm_data_platform_tests.conftest import run_staging, time_bound
 
 QUIET = logging.getLogger("test.one_event_once")
 QUIET.setLevel(logging.CRITICAL)
@@ -47,24 +47,9 @@ PLAIN_ARRIVAL = datetime(2026, 1, 6, 12, tzinfo=UTC)  # Kafka and S3 arrive now 
 
 
 @pytest.fixture(autouse=True)
-def time_bound():
-    def expired(signum, frame):
-        raise TimeoutError("one-event-once test exceeded its 150 s bound")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(150)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module")
-def bootstrap():
-    cluster = Producer({"test.mock.num.brokers": 1, "logger": QUIET})
-    brokers = cluster.list_topics(timeout=10).brokers.values()
-    assert all(b.host == "127.0.0.1" for b in brokers)
-    yield ",".join(f"{b.host}:{b.port}" for b in brokers)
-    cluster.flush(5)
+def bounded():
+    with time_bound(150, "one-event-once test"):
+        yield
 
 
 def _event(event_id: str, when: datetime, i: int = 0) -> bytes:
@@ -108,20 +93,7 @@ def _tick(sensor, resources: dict, cursor: str | None = None):
 
 def _stage(resources: dict, request: dg.RunRequest) -> dict:
     """The staging run a sensor asked for; the metadata of its ``conversations_batches``."""
-    result = dg.materialize(
-        [*ASSETS, *CHECKS],
-        selection=dg.AssetSelection.assets(f"{STREAM}_batches", f"{STREAM}_batches_quarantine"),
-        resources=resources,
-        run_config=request.run_config,
-    )
-    assert result.success
-    (meta,) = [
-        m.metadata
-        for m in result.get_asset_materialization_events()
-        for m in [m.event_specific_data.materialization]
-        if m.asset_key == dg.AssetKey(f"{STREAM}_batches")
-    ]
-    return {k: v.value for k, v in meta.items()}
+    return run_staging(resources, request, STREAM)
 
 
 def _raw(resources: dict, day: str) -> dict[str, dict]:

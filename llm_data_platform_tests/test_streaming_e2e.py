@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -20,21 +19,16 @@ from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
 from llm_data_platform.defs.ingest.stream_sensors import kafka_sensor, s3_sensor
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import load_settings
+from llm_data_platform_tests.conftest import run_staging, time_bound
 
 QUIET = logging.getLogger("test.streaming.e2e")
 QUIET.setLevel(logging.CRITICAL)
 
 
 @pytest.fixture(autouse=True)
-def time_bound():
-    def expired(signum, frame):
-        raise TimeoutError("streaming end-to-end test exceeded its 150 s bound")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(150)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+def bounded():
+    with time_bound(150, "streaming end-to-end test"):
+        yield
 
 
 def _event(i: int) -> dict:
@@ -89,15 +83,6 @@ def _raw_ids(resources: dict, days: list[str]) -> list[str]:
     return table["event_id"].to_pylist()
 
 
-@pytest.fixture(scope="module")
-def bootstrap():
-    cluster = Producer({"test.mock.num.brokers": 1, "logger": QUIET})
-    brokers = cluster.list_topics(timeout=10).brokers.values()
-    assert all(b.host == "127.0.0.1" for b in brokers)
-    yield ",".join(f"{b.host}:{b.port}" for b in brokers)
-    cluster.flush(5)
-
-
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "logger": QUIET})
     for i, value in enumerate(values):
@@ -107,20 +92,7 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 def _stage(resources: dict, request: dg.RunRequest, stream: str = "conversations") -> list[str]:
     """Run the staging run a sensor asked for; return the days its materialization names."""
-    result = dg.materialize(
-        [*ASSETS, *CHECKS],
-        selection=dg.AssetSelection.assets(f"{stream}_batches", f"{stream}_batches_quarantine"),
-        resources=resources,
-        run_config=request.run_config,
-    )
-    assert result.success
-    (meta,) = [
-        m.metadata
-        for m in result.get_asset_materialization_events()
-        for m in [m.event_specific_data.materialization]
-        if m.asset_key == dg.AssetKey(f"{stream}_batches")
-    ]
-    return list(meta["days"].value)
+    return list(run_staging(resources, request, stream)["days"])
 
 
 def test_kafka_topic_to_raw_and_clean_exactly_once(bootstrap, tmp_path):

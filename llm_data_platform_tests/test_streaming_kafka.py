@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -33,35 +32,18 @@ from llm_data_platform.streaming.kafka_source import (
 )
 from llm_data_platform.streaming.microbatch import batch_table_names, read_day_detailed
 from llm_data_platform.streaming.producer import produce_synthetic
+from llm_data_platform_tests.conftest import time_bound
 
 STREAM = "conversations"
+
 QUIET = logging.getLogger("test.librdkafka")
 QUIET.setLevel(logging.ERROR)
 
 
 @pytest.fixture(autouse=True)
-def time_bound():
-    """No test here may hang on a broker: 90 s each, then it fails."""
-
-    def expired(signum, frame):
-        raise TimeoutError("Kafka streaming test exceeded its 90 s bound")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(90)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module")
-def bootstrap():
-    cluster = Producer({"test.mock.num.brokers": 1, "logger": QUIET})
-    brokers = cluster.list_topics(timeout=10).brokers.values()
-    address = ",".join(f"{b.host}:{b.port}" for b in brokers)
-    assert all(b.host == "127.0.0.1" for b in brokers)
-    yield address
-    cluster.flush(5)
-    del cluster
+def bounded():
+    with time_bound(90, "Kafka streaming test"):
+        yield
 
 
 @pytest.fixture
