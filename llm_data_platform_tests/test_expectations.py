@@ -9,6 +9,7 @@ from llm_data_platform.transforms.expectations import (
     CONVERSATIONS_CLEAN_MESSAGES,
     Expectation,
     validate_arrow,
+    validate_arrow_batches,
     validate_gx,
 )
 
@@ -58,3 +59,14 @@ def test_great_expectations_agrees_with_the_arrow_engine():
 def test_an_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="unknown expectation rule"):
         validate_arrow(_messages(), [Expectation("matches", "event_id")])
+
+
+def test_a_day_in_batches_gives_what_the_whole_day_gives():
+    table = _messages(event_id=["a", "b", "a", None], role=["user", "robot", "tool", None])
+    whole = validate_arrow(table, CONVERSATIONS_CLEAN_MESSAGES)
+    for size in (1, 2, 3):
+        batched = validate_arrow_batches(table.to_batches(size), CONVERSATIONS_CLEAN_MESSAGES)
+        assert [(o.passed, o.unexpected) for o in batched] == [
+            (o.passed, o.unexpected) for o in whole
+        ]
+    assert _failed(whole)["unique(event_id)"] == 1  # a duplicate across two batches counts

@@ -7,6 +7,7 @@ want GX's results. Null values are ignored by every rule except ``not_null``, as
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,33 @@ def validate_arrow(table: pa.Table, expectations: list[Expectation]) -> list[Out
         n = _unexpected(table[e.column], e)
         out.append(Outcome(e, n == 0, n))
     return out
+
+
+def validate_arrow_batches(
+    batches: Iterable[pa.RecordBatch | pa.Table], expectations: list[Expectation]
+) -> list[Outcome]:
+    """``validate_arrow`` over a day read in batches: every rule but ``unique`` is counted
+    batch by batch; a ``unique`` column alone is kept to the end (the only whole-day state)."""
+    unexpected = [0] * len(expectations)
+    kept: dict[int, list[pa.Array]] = {
+        i: [] for i, e in enumerate(expectations) if e.rule == "unique"
+    }
+    for batch in batches:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        for i, e in enumerate(expectations):
+            if e.rule == "unique":
+                kept[i].append(table[e.column].combine_chunks())
+            else:
+                unexpected[i] += _unexpected(table[e.column], e)
+    for i, arrays in kept.items():
+        e = expectations[i]
+        column = (
+            pa.chunked_array(arrays, type=arrays[0].type)
+            if arrays
+            else pa.chunked_array([], pa.string())
+        )
+        unexpected[i] = _unexpected(column, e)
+    return [Outcome(e, n == 0, n) for e, n in zip(expectations, unexpected, strict=True)]
 
 
 _GX_TYPES = {

@@ -11,7 +11,7 @@ from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.expectations import (
     CONVERSATIONS_CLEAN_MESSAGES,
-    validate_arrow,
+    validate_arrow_batches,
     validate_gx,
 )
 from llm_data_platform.transforms.pii import redact_pii
@@ -86,15 +86,24 @@ def conversations_clean_expectations(
 ) -> dg.AssetCheckResult:
     """Column expectations of the clean messages, by the configured engine (Arrow kernels by
     default; Great Expectations with LDP_EXPECTATIONS_ENGINE=great_expectations)."""
-    columns = ["event_type", *sorted({e.column for e in CONVERSATIONS_CLEAN_MESSAGES})]
-    table = lake.read_partitions(
-        "clean", "conversations_clean", keys=list(context.partition_keys), columns=columns
-    )
-    if table is None:
+    keys = list(context.partition_keys)
+    if lake.count_rows("clean", "conversations_clean", keys) is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
-    messages = table.filter(pc.equal(table["event_type"], "message"))
-    engine = validate_gx if pipeline.expectations_engine == "great_expectations" else None
-    outcomes = (engine or validate_arrow)(messages, CONVERSATIONS_CLEAN_MESSAGES)
+    columns = ["event_type", *sorted({e.column for e in CONVERSATIONS_CLEAN_MESSAGES})]
+
+    def messages():
+        for key in keys:
+            for batch in lake.iter_partition_batches(
+                "clean", "conversations_clean", key, 100_000, columns=columns
+            ):
+                yield batch.filter(pc.equal(batch["event_type"], "message"))
+
+    if pipeline.expectations_engine == "great_expectations":
+        whole = pa.Table.from_batches(list(messages()))  # GX validates a whole frame
+        outcomes = validate_gx(whole, CONVERSATIONS_CLEAN_MESSAGES)
+    else:
+        outcomes = validate_arrow_batches(messages(), CONVERSATIONS_CLEAN_MESSAGES)
+    rows = lake.count_rows("clean", "conversations_clean", keys)
     failed = [o.expectation.name for o in outcomes if not o.passed]
     return dg.AssetCheckResult(
         passed=not failed,
@@ -103,7 +112,7 @@ def conversations_clean_expectations(
             "expectations": len(outcomes),
             "failed": failed or ["none"],
             "unexpected_rows": {o.expectation.name: o.unexpected for o in outcomes},
-            "rows": messages.num_rows,
+            "rows": rows,
         },
     )
 
