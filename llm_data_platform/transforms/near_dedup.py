@@ -19,8 +19,10 @@ How it works, per batch:
    about 10x faster than sketching one text at a time with ``MinHash.bulk``, and text to
    signatures about 3-5x faster than Python shingles + ``MinHash.bulk``
    (``benchmarks/bench_near_dedup.py``).
-4. Signatures go into a ``datasketch.MinHashLSH`` as ``LeanMinHash`` objects. Texts are visited
-   in input order; each one queries the index of the texts before it, and every candidate is
+4. Signatures are banded into LSH buckets held as numpy arrays (``_BandIndex``: what
+   ``datasketch.MinHashLSH`` would hold, without a Python object per text and band). Texts are
+   visited in input order; each one's candidates are the texts before it in its buckets,
+   screened by the signatures' own Jaccard estimate, and every remaining candidate is
    verified with the *exact* Jaccard similarity of the two shingle-hash sets, so LSH false
    positives never drop a text. Verified pairs are merged into clusters with union-find
    (connected components, as in NeMo Curator and DataTrove); the first text of each cluster in
@@ -357,6 +359,33 @@ def _in_shared_buckets(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return shared
 
 
+class _BandIndex:
+    """Every LSH band's buckets as member lists sorted by text: the members of a text's
+    buckets that come before it are exactly what an LSH index holding the earlier texts
+    returns for it (bucket = exact equality of the band's values), in arrays, not dicts."""
+
+    def __init__(self, sig: np.ndarray, members: np.ndarray, bands: int, rows: int) -> None:
+        self.parts = []
+        for band in range(bands):
+            block = np.ascontiguousarray(sig[members, band * rows : (band + 1) * rows])
+            _, bucket = np.unique(block, axis=0, return_inverse=True)
+            bucket = bucket.ravel().astype(np.int32)
+            order = np.argsort(bucket, kind="stable")  # grouped by bucket, texts in order
+            starts = np.concatenate([[0], np.cumsum(np.bincount(bucket))[:-1]]).astype(np.int64)
+            rank = np.empty(len(members), np.int32)
+            rank[order] = np.arange(len(members)) - starts[bucket[order]]
+            self.parts.append((members[order], starts, bucket, rank))
+
+    def earlier(self, position: int) -> np.ndarray:
+        """Sorted text indices sharing a bucket with the ``position``-th member, before it."""
+        found = [
+            grouped[starts[bucket[position]] : starts[bucket[position]] + rank[position]]
+            for grouped, starts, bucket, rank in self.parts
+            if rank[position]
+        ]
+        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+
+
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """Jaccard similarity of two sorted arrays of unique values."""
     if len(a) == 0 and len(b) == 0:
@@ -396,12 +425,11 @@ def near_duplicate_mask(
     if len(ids) != n:
         raise ValueError(f"{n} texts but {len(ids)} ids")
 
-    from datasketch import LeanMinHash, MinHashLSH  # heavy (pulls scipy); imported where used
-
     sig = minhash_signatures(offsets, hashes, num_perm, seed)
     bands, rows = lsh_params(threshold, num_perm)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=(bands, rows))
     in_play = _in_shared_buckets(sig, bands, rows) & (np.diff(offsets) > 0)
+    members = np.flatnonzero(in_play)
+    index = _BandIndex(sig, members, bands, rows)
     sets: dict[int, np.ndarray] = {}
 
     def shingle_set(i: int) -> np.ndarray:
@@ -421,14 +449,13 @@ def near_duplicate_mask(
         return root
 
     candidates = pairs_checked = 0
-    for i in np.flatnonzero(in_play).tolist():
-        sketch = LeanMinHash(seed=seed, hashvalues=sig[i], scheme=_SCHEME)
-        found = sorted(lsh.query(sketch))
-        candidates += len(found)
-        if found:  # the signatures' own estimate first, vectorised: most candidates end here
-            rows = np.asarray(found)
-            estimate = (sig[rows] == sig[i]).mean(axis=1)
-            found = rows[estimate >= threshold - ESTIMATE_MARGIN].tolist()
+    for position, i in enumerate(members.tolist()):
+        earlier = index.earlier(position)  # what an LSH index of the texts before i returns
+        candidates += len(earlier)
+        found: list[int] = []
+        if len(earlier):  # the signatures' own estimate first, vectorised: most end here
+            estimate = (sig[earlier] == sig[i]).mean(axis=1)
+            found = earlier[estimate >= threshold - ESTIMATE_MARGIN].tolist()
         for j in found:
             ri, rj = find(i), find(j)
             if ri == rj:  # already in one cluster: no need to compare
@@ -436,7 +463,6 @@ def near_duplicate_mask(
             pairs_checked += 1
             if exact_jaccard(shingle_set(i), shingle_set(j)) >= threshold:
                 parent[max(ri, rj)] = min(ri, rj)
-        lsh.insert(i, sketch, check_duplication=False)
 
     keep = [True] * n
     duplicate_of: list[str | None] = [None] * n
