@@ -308,3 +308,15 @@ def test_demo_near_duplicates_and_contamination(tmp_path):
     assert contaminated
     mask = contaminated_mask(texts, [q for q, _ in truth.eval_questions])
     assert {i for i, m in zip(ids, mask, strict=True) if m} == contaminated
+
+
+def test_shingles_in_blocks_equal_shingles_at_once(monkeypatch):
+    """Long lists are tokenized in blocks (bounded memory): the hashes do not change."""
+    from llm_data_platform.transforms import near_dedup
+
+    texts = [f"{'word%d ' % i * (i % 9)}the end of text number {i}" for i in range(500)]
+    texts += [None, "", "a b", "one two three four five six"]
+    whole = near_dedup.shingle_hashes(texts, 5)
+    monkeypatch.setattr(near_dedup, "SHINGLE_BLOCK", 37)
+    blocked = near_dedup.shingle_hashes(texts, 5)
+    assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])

@@ -256,6 +256,9 @@ def _char_ngrams(tokens: _Tokens, k: int, rows: np.ndarray) -> tuple[np.ndarray,
     return np.repeat(rows, counts), hashes
 
 
+SHINGLE_BLOCK = 50_000  # texts tokenized at once
+
+
 def shingle_hashes(
     texts: Sequence[str | None] | pa.Array | pa.ChunkedArray, shingle: int = 5
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +270,14 @@ def shingle_hashes(
     """
     if shingle < 1:
         raise ValueError("shingle must be >= 1")
+    if len(texts) > SHINGLE_BLOCK:  # in blocks: the tokenizer's intermediates stay bounded
+        parts = [
+            shingle_hashes(texts[start : start + SHINGLE_BLOCK], shingle)
+            for start in range(0, len(texts), SHINGLE_BLOCK)
+        ]
+        base = np.cumsum([0] + [len(h) for _, h in parts[:-1]])
+        offsets = np.concatenate([[0]] + [o[1:] + b for (o, _), b in zip(parts, base, strict=True)])
+        return offsets.astype(np.int64), np.concatenate([h for _, h in parts])
     tokens = _tokenize(texts)
     n = len(tokens.n_words)
     rows, hashes = _word_ngrams(tokens, shingle)
