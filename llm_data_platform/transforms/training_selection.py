@@ -29,6 +29,16 @@ def example_text(messages_json: str) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages if m.get("role") != "system")
 
 
+def example_texts(messages_json: pa.ChunkedArray, block: int = 50_000) -> pa.ChunkedArray:
+    """``example_text`` of every example, a block at a time: the day's JSON is never turned
+    into Python strings all at once."""
+    chunks = [
+        pa.array([example_text(m) for m in messages_json.slice(start, block).to_pylist()])
+        for start in range(0, len(messages_json), block)
+    ]
+    return pa.chunked_array(chunks, type=pa.string())
+
+
 def select_examples(
     examples: pa.Table,
     eval_questions: list[str],
@@ -39,7 +49,7 @@ def select_examples(
         return SelectionResult(examples, {"near_duplicate": 0, "contaminated": 0})
     ordered = examples.sort_by([("event_time", "ascending"), ("example_id", "ascending")])
     ids = ordered["example_id"].to_pylist()
-    texts = [example_text(m) for m in ordered["messages_json"].to_pylist()]
+    texts = example_texts(ordered["messages_json"])
     near = near_duplicate_mask(texts, ids, threshold=near_dup_threshold)
     dirty = (
         contaminated_mask(texts, eval_questions, ngram=contamination_ngram)
