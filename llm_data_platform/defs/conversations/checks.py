@@ -51,6 +51,8 @@ def conversations_clean_has_no_pii(
     leaks: Counter[str] = Counter()
     scanned = 0
     for key in keys:
+        if lake.count_rows("clean", "conversations_clean", [key]) is None:
+            continue
         for batch in lake.iter_partition_batches(
             "clean", "conversations_clean", key, 100_000, columns=["content"]
         ):
@@ -93,6 +95,8 @@ def conversations_clean_expectations(
 
     def messages():
         for key in keys:
+            if lake.count_rows("clean", "conversations_clean", [key]) is None:
+                continue
             for batch in lake.iter_partition_batches(
                 "clean", "conversations_clean", key, 100_000, columns=columns
             ):

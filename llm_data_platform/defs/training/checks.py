@@ -16,19 +16,27 @@ from llm_data_platform.transforms.training_format import validate_chat_example
 def training_examples_valid_chat_format(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
-    table = lake.read_partitions("curated", "training_examples", keys=list(context.partition_keys))
-    if table is None:
+    """Every example parses and is a valid chat example; read in record batches."""
+    keys = list(context.partition_keys)
+    examples = lake.count_rows("curated", "training_examples", keys)
+    if examples is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "partition missing"})
     invalid = []
-    for example_id, text in zip(
-        table["example_id"].to_pylist(), table["messages_json"].to_pylist(), strict=True
-    ):
-        errors = validate_chat_example(json.loads(text))
-        if errors:
-            invalid.append(f"{example_id}: {errors[0]}")
+    for key in keys:
+        if lake.count_rows("curated", "training_examples", [key]) is None:
+            continue  # a day with nothing yet
+        for batch in lake.iter_partition_batches(
+            "curated", "training_examples", key, 50_000, columns=["example_id", "messages_json"]
+        ):
+            for example_id, text in zip(
+                batch["example_id"].to_pylist(), batch["messages_json"].to_pylist(), strict=True
+            ):
+                errors = validate_chat_example(json.loads(text))
+                if errors:
+                    invalid.append(f"{example_id}: {errors[0]}")
     return dg.AssetCheckResult(
         passed=not invalid,
-        metadata={"examples": table.num_rows, "invalid": len(invalid), "first": invalid[:5]},
+        metadata={"examples": examples, "invalid": len(invalid), "first": invalid[:5]},
     )
 
 
