@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from llm_data_platform.transforms.decontamination import contaminated_mask
 from llm_data_platform.transforms.near_dedup import near_duplicate_mask
@@ -29,12 +30,17 @@ def example_text(messages_json: str) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages if m.get("role") != "system")
 
 
-def example_texts(messages_json: pa.ChunkedArray, block: int = 50_000) -> pa.ChunkedArray:
-    """``example_text`` of every example, a block at a time: the day's JSON is never turned
-    into Python strings all at once."""
+def example_texts(
+    messages_json: pa.ChunkedArray, order: pa.Array | None = None, block: int = 50_000
+) -> pa.ChunkedArray:
+    """``example_text`` of every example (in ``order`` when given), a block at a time: the
+    day's JSON is never copied or turned into Python strings all at once."""
+    order = order if order is not None else pa.array(range(len(messages_json)), pa.int64())
     chunks = [
-        pa.array([example_text(m) for m in messages_json.slice(start, block).to_pylist()])
-        for start in range(0, len(messages_json), block)
+        pa.array(
+            [example_text(m) for m in messages_json.take(order.slice(start, block)).to_pylist()]
+        )
+        for start in range(0, len(order), block)
     ]
     return pa.chunked_array(chunks, type=pa.string())
 
@@ -47,9 +53,12 @@ def select_examples(
 ) -> SelectionResult:
     if examples.num_rows == 0:
         return SelectionResult(examples, {"near_duplicate": 0, "contaminated": 0})
-    ordered = examples.sort_by([("event_time", "ascending"), ("example_id", "ascending")])
-    ids = ordered["example_id"].to_pylist()
-    texts = example_texts(ordered["messages_json"])
+    # earliest first (the original survives); the table itself is not copied in that order
+    order = pc.sort_indices(
+        examples, sort_keys=[("event_time", "ascending"), ("example_id", "ascending")]
+    )
+    ids = examples["example_id"].take(order).to_pylist()
+    texts = example_texts(examples["messages_json"], order)
     near = near_duplicate_mask(texts, ids, threshold=near_dup_threshold)
     dirty = (
         contaminated_mask(texts, eval_questions, ngram=contamination_ngram)
@@ -64,7 +73,7 @@ def select_examples(
         elif not near.keep[i]:
             removed[example_id] = f"near_duplicate_of:{near.duplicate_of[i]}"
         keep.append(example_id not in removed)
-    kept = ordered.filter(pa.array(keep)).sort_by([("example_id", "ascending")])
+    kept = examples.take(order.filter(pa.array(keep))).sort_by([("example_id", "ascending")])
     counts = {
         "contaminated": sum(1 for r in removed.values() if r == "contaminated"),
         "near_duplicate": sum(1 for r in removed.values() if r.startswith("near_duplicate")),
