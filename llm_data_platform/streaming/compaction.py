@@ -19,17 +19,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llm_data_platform import schemas
-from llm_data_platform.streaming.microbatch import (
-    _SOURCE_ORDER,
-    _day_files,
-    _day_key,
-    _read,
-    _source_family,
-    _stem,
-    batch_table_names,
-    spec_of,
-)
+from llm_data_platform.streaming.microbatch import _day_key, _source_family, day_files, spec_of
 
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource
@@ -104,12 +94,8 @@ def compact_day(
 
     spec = spec_of(stream)
     key = _day_key(day)
-    events_table, quarantine_name = batch_table_names(stream)
-    event_files = _day_files(lake, events_table, key)
-    quarantine_files = _day_files(lake, quarantine_name, key)
-    quarantine = _read(lake, quarantine_files, schemas.QUARANTINE)
-    if quarantine.num_rows:
-        quarantine = quarantine.sort_by(_SOURCE_ORDER)
+    files = day_files(lake, stream, key)
+    event_files = files.events
     out = os.path.join(workdir, f"{stream}-{key}.parquet")
     con = _connect(workdir, memory_limit)
     try:
@@ -131,11 +117,7 @@ def compact_day(
         if not written.equals(spec.schema):
             raise RuntimeError(f"compacted {stream} day has schema {written}, not {spec.schema}")
         result = Compaction(
-            out,
-            int(rows),
-            _received(lake, event_files),
-            quarantine,
-            sorted({_stem(p) for p in event_files + quarantine_files}),
+            out, int(rows), _received(lake, event_files), files.quarantine, files.batches
         )
         _describe(con, out, spec.row_time_key, stream, result)
     finally:

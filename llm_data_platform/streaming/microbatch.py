@@ -348,22 +348,43 @@ def dedupe_events(table: pa.Table) -> pa.Table:
     return ordered.take(np.sort(firsts.to_numpy()))
 
 
-def read_day_detailed(lake: LakeResource, stream: str, day: str | date) -> DayBatches:
-    spec = spec_of(stream)
+@dataclass
+class DayFiles:
+    """A day's micro-batch files of a stream, and its quarantine rows (few: read whole)."""
+
+    events: list[str]
+    quarantine_files: list[str]
+    quarantine: pa.Table
+
+    @property
+    def batches(self) -> list[str]:
+        return sorted({_stem(p) for p in self.events + self.quarantine_files})
+
+
+def day_files(lake: LakeResource, stream: str, day: str | date) -> DayFiles:
     key = _day_key(day)
     events_table, quarantine_name = batch_table_names(stream)
-    event_files = _day_files(lake, events_table, key)
     quarantine_files = _day_files(lake, quarantine_name, key)
-    raw = _read(lake, event_files, spec.schema)
-    rows = dedupe_events(raw)
     quarantine = _read(lake, quarantine_files, schemas.QUARANTINE)
     if quarantine.num_rows:
         quarantine = quarantine.sort_by(_SOURCE_ORDER)
-    names = {_stem(p) for p in event_files + quarantine_files}
+    return DayFiles(_day_files(lake, events_table, key), quarantine_files, quarantine)
+
+
+def read_day_detailed(lake: LakeResource, stream: str, day: str | date) -> DayBatches:
+    """A day in memory (the reference the out-of-core ``compaction.compact_day`` matches)."""
+    files = day_files(lake, stream, day)
+    event_files, quarantine_files, quarantine = (
+        files.events,
+        files.quarantine_files,
+        files.quarantine,
+    )
+    raw = _read(lake, event_files, spec_of(stream).schema)
+    rows = dedupe_events(raw)
     return DayBatches(
         rows=rows,
         quarantine=quarantine,
-        batches=sorted(names),
+        batches=files.batches,
         files=len(event_files) + len(quarantine_files),
         received_rows=raw.num_rows,
         duplicates=raw.num_rows - rows.num_rows,
