@@ -26,11 +26,9 @@ import itertools
 import json
 import os
 import resource
-import signal
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -48,6 +46,7 @@ from llm_data_platform.streaming.landing_source import (
 from llm_data_platform.streaming.line_reader import ReadLimits, read_lines
 from llm_data_platform.streaming.microbatch import batch_table_names, read_day_detailed
 from llm_data_platform.transforms.records import STREAMS
+from llm_data_platform_tests.conftest import time_bound
 
 STREAM = "conversations"
 DAY = date(2026, 1, 5)
@@ -165,22 +164,6 @@ def batch_files(lake_root: Path) -> set[str]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-@contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    """Fail (not hang) when a read that should stream starts to crawl."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"staging took over {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 GOOD_FILES = {"good/plain.jsonl": ids("plain", 20), "good/packed.jsonl.gz": ids("packed", 20)}
@@ -326,7 +309,7 @@ def test_gzip_bomb_stops_at_max_bytes_in_bounded_memory(lake, root):
     assert os.path.getsize(root / "bad" / "bomb.jsonl.gz") < 2 * MB  # 200 MB inflated
 
     before = peak_rss_mb()
-    with deadline(30):
+    with time_bound(30, "staging a hostile file"):
         results = stage_folder(lake, root, limits=ReadLimits(max_bytes=20 * MB))
     growth = peak_rss_mb() - before
     rows, quarantine = everything(lake)
@@ -359,7 +342,7 @@ def test_a_one_gib_line_is_one_quarantine_row_in_bounded_memory(lake, root):
     length = len(start) + blocks * len(block) + 2
 
     before = peak_rss_mb()
-    with deadline(30):
+    with time_bound(30, "staging a hostile file"):
         results = stage_folder(lake, root)  # the stream's default limits: lines up to 1 MB
     growth = peak_rss_mb() - before
     rows, quarantine = everything(lake)

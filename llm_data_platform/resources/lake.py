@@ -112,15 +112,18 @@ class LakeResource(dg.ConfigurableResource):
     def count_rows(self, zone: str, table_name: str, keys: list[str]) -> int | None:
         """Rows of these partitions, from the Parquet footers (nothing else is read); None
         when none of them exists."""
+        paths = [posixpath.join(self.partition_path(zone, table_name, k), DATA_FILE) for k in keys]
+        present = [p for p in paths if self.exists(p)]
+        return self.footer_rows(present) if present else None
+
+    def footer_rows(self, paths: list[str]) -> int:
+        """Rows of these Parquet files, from their footers alone."""
         fs, _ = self.filesystem()
-        total, found = 0, False
-        for key in keys:
-            path = posixpath.join(self.partition_path(zone, table_name, key), DATA_FILE)
-            if self.exists(path):
-                with fs.open_input_file(path) as f:
-                    total += pq.ParquetFile(f).metadata.num_rows
-                found = True
-        return total if found else None
+        total = 0
+        for path in paths:
+            with fs.open_input_file(path) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+        return total
 
     def iter_partition_batches(
         self,

@@ -48,13 +48,22 @@ def digest(identities: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(identities)).encode()).hexdigest()[:20]
 
 
+def staging_request(stream: str, run_key: str, config: StageConfig, tags: dict) -> dg.RunRequest:
+    """A run of ``stage_<stream>_job`` with this staging config (every source's sensor)."""
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config=dg.RunConfig(ops={f"stage_{stream}": config}),
+        tags={"ldp/stream": stream, **tags},
+    )
+
+
 def stage_request(stream: str, files: list[LandingFile]) -> dg.RunRequest:
     """The staging run of these file versions (its key: their identities)."""
-    config = StageConfig(files=[f.key for f in files])
-    return dg.RunRequest(
-        run_key=f"stage:{stream}:{digest([f.identity for f in files])}",
-        run_config=dg.RunConfig(ops={f"stage_{stream}": config}),
-        tags={"ldp/stream": stream, "ldp/files": str(len(files))},
+    return staging_request(
+        stream,
+        f"stage:{stream}:{digest([f.identity for f in files])}",
+        StageConfig(files=[f.key for f in files]),
+        {"ldp/files": str(len(files))},
     )
 
 

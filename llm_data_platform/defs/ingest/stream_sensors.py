@@ -18,7 +18,7 @@ import json
 import dagster as dg
 
 from llm_data_platform.defs.ingest.jobs import STAGE_JOBS
-from llm_data_platform.defs.ingest.sensors import digest
+from llm_data_platform.defs.ingest.sensors import digest, staging_request
 from llm_data_platform.defs.ingest.staging import StageConfig
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
@@ -26,14 +26,6 @@ from llm_data_platform.streaming.kafka_source import pending_days, positions
 from llm_data_platform.streaming.s3_source import S3Cursor
 
 STREAM_SENSOR_INTERVAL_SECONDS = 10
-
-
-def _stage_request(stream: str, key: str, config: StageConfig, tags: dict) -> dg.RunRequest:
-    return dg.RunRequest(
-        run_key=key,
-        run_config=dg.RunConfig(ops={f"stage_{stream}": config}),
-        tags={"ldp/stream": stream, **tags},
-    )
 
 
 def kafka_sensor(stream: str) -> dg.SensorDefinition:
@@ -59,7 +51,7 @@ def kafka_sensor(stream: str) -> dg.SensorDefinition:
         key = f"stage:kafka:{config.topic}:{digest([state])}"
         tags = {"ldp/source": f"kafka:{config.topic}", "ldp/lag": str(behind)}
         return dg.SensorResult(
-            run_requests=[_stage_request(stream, key, StageConfig(source="kafka"), tags)],
+            run_requests=[staging_request(stream, key, StageConfig(source="kafka"), tags)],
             cursor=json.dumps({"lag_seen": behind}),
         )
 
@@ -87,7 +79,7 @@ def s3_sensor(stream: str) -> dg.SensorDefinition:
         tags = {"ldp/source": f"s3:{source.url}", "ldp/objects": str(len(objects))}
         context.log.info(f"{len(objects)} new objects → a staging run; {plan.backlog} left")
         return dg.SensorResult(
-            run_requests=[_stage_request(stream, key, config, tags)], cursor=plan.cursor.dump()
+            run_requests=[staging_request(stream, key, config, tags)], cursor=plan.cursor.dump()
         )
 
     return _sensor
