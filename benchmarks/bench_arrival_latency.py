@@ -35,11 +35,13 @@ def main() -> None:
     import dagster as dg
     from confluent_kafka import Producer
 
-    from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
+    from llm_data_platform.definitions import build_resources, graph
     from llm_data_platform.defs.ingest.stream_sensors import kafka_sensor
     from llm_data_platform.resources.stream_sources import StreamSourcesResource
     from llm_data_platform.settings import load_settings
 
+    settings = load_settings()
+    assets = graph(settings)
     quiet = logging.getLogger("bench.kafka")
     quiet.setLevel(logging.CRITICAL)
     cluster = Producer({"test.mock.num.brokers": 1, "logger": quiet})
@@ -48,7 +50,7 @@ def main() -> None:
     )
     topic = "latency"
     resources = {
-        **build_resources(load_settings()),
+        **build_resources(settings),
         "sources": StreamSourcesResource(
             kafka_bootstrap=bootstrap, kafka_topics=f"conversations={topic}", kafka_group="bench"
         ),
@@ -93,7 +95,7 @@ def main() -> None:
             for request in result.run_requests:  # the staging run, then its days' raw runs
                 started = time.perf_counter()
                 staged = dg.materialize(
-                    [*ASSETS, *CHECKS],
+                    assets,
                     selection=dg.AssetSelection.assets(
                         "conversations_batches", "conversations_batches_quarantine"
                     ),
@@ -107,7 +109,7 @@ def main() -> None:
                 )
                 for partition in days:
                     dg.materialize(
-                        [*ASSETS, *CHECKS],
+                        assets,
                         selection=dg.AssetSelection.assets(
                             "raw_conversations", "raw_conversations_quarantine"
                         ),

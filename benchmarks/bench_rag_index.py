@@ -65,7 +65,7 @@ def main() -> None:
 
     import dagster as dg
 
-    from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
+    from llm_data_platform.definitions import build_resources, graph
     from llm_data_platform.settings import load_settings
     from llm_data_platform.sources import sync_directory
     from llm_data_platform.transforms.embedding_text import embedding_inputs
@@ -92,7 +92,7 @@ def main() -> None:
         if selection == RAG_ASSETS:  # what landed is staged first, as the landing sensor does
             run(None, STAGING)
         result = dg.materialize(
-            [*ASSETS, *CHECKS],
+            graph(settings),
             selection=dg.AssetSelection.assets(*selection),
             resources=resources,
             instance=instance,

@@ -70,28 +70,27 @@ class Platform:
 
         import dagster as dg
 
-        from llm_data_platform.definitions import build_resources
+        from llm_data_platform.definitions import build_resources, graph
         from llm_data_platform.settings import load_settings
 
         self.settings = load_settings()
         self.resources = build_resources(self.settings)
+        self.assets = graph(self.settings)
         self.instance = dg.DagsterInstance.ephemeral()
 
     def run(self, assets: tuple[str, ...], partition_key: str | None = None):
         import dagster as dg
 
-        from llm_data_platform.definitions import ASSETS, CHECKS
-
         if partition_key is not None:  # what landed is staged first, as the sensors do
             dg.materialize(
-                ASSETS,
+                self.assets,
                 selection=dg.AssetSelection.assets(*STAGING),
                 resources=self.resources,
                 instance=self.instance,
                 run_config=QUIET,
             )
         result = dg.materialize(
-            [*ASSETS, *CHECKS],
+            self.assets,
             selection=dg.AssetSelection.assets(*assets),
             resources=self.resources,
             instance=self.instance,

@@ -50,7 +50,6 @@ def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
     import dagster as dg
 
     from llm_data_platform.definitions import defs
-    from llm_data_platform.defs.partitions import weekly_partitions
 
     instance = instance or dg.DagsterInstance.get()
     timings: dict[str, float] = {}
@@ -66,7 +65,8 @@ def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
     repository = {REPOSITORY_LABEL_TAG: f"__repository__@{CODE_LOCATION}"}
     plan = [("retrieval_eval_set_job", {}), ("stage_conversations_job", {})]
     plan += [("stage_documents_job", {}), ("daily_job", {"tags": tags})]
-    weeks = sorted({weekly_partitions.get_partition_key_for_timestamp(_ts(d)) for d in days})
+    weekly = defs.get_job_def("weekly_training_job").partitions_def
+    weeks = sorted({weekly.get_partition_key_for_timestamp(_ts(d)) for d in days})
     plan += [("weekly_training_job", {"partition_key": w}) for w in weeks]
     plan += [("rag_index_job", {})]
     for job_name, kwargs in plan:

@@ -16,7 +16,8 @@ from dagster_duckdb import DuckDBResource
 
 from llm_data_platform.defs.conversations import definitions as conversations_defs
 from llm_data_platform.defs.ingest import definitions as ingest_defs
-from llm_data_platform.defs.jobs import daily_job, daily_schedule
+from llm_data_platform.defs.jobs import daily
+from llm_data_platform.defs.partitions import build_partitions
 from llm_data_platform.defs.rag import definitions as rag_defs
 from llm_data_platform.defs.training import definitions as training_defs
 from llm_data_platform.resources.chroma import ChromaResource
@@ -29,8 +30,6 @@ from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import Settings, load_settings
 
 DOMAINS = (ingest_defs, conversations_defs, training_defs, rag_defs)
-ASSETS = [asset for domain in DOMAINS for asset in domain.ASSETS]
-CHECKS = [check for domain in DOMAINS if hasattr(domain, "CHECKS") for check in domain.CHECKS]
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
@@ -111,10 +110,13 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    """The code location: each domain's definitions, the daily job, and the resources."""
+    """The code location, configured by ``settings`` alone: each domain's definitions on the
+    partitions the settings start, the daily job, and the resources."""
     settings = settings or load_settings()
+    partitions = build_partitions(settings.partitions_start)
+    daily_job, daily_schedule = daily(partitions)
     return dg.Definitions.merge(
-        *(domain.build_defs(settings) for domain in DOMAINS),
+        *(domain.build_defs(settings, partitions) for domain in DOMAINS),
         dg.Definitions(
             jobs=[daily_job],
             schedules=[daily_schedule],
@@ -122,6 +124,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             executor=build_executor(settings),
         ),
     )
+
+
+def graph(settings: Settings) -> list[dg.AssetsDefinition]:
+    """Every asset and asset check of the code location ``settings`` configures, for
+    ``dg.materialize`` (tests, the demo)."""
+    defs = build_definitions(settings)
+    return [*defs.assets, *defs.asset_checks]
 
 
 defs = build_definitions()

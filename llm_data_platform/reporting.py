@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pyarrow.compute as pc
 
-from llm_data_platform.defs.partitions import daily_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.records import reason_family
 
@@ -24,9 +23,7 @@ def daily_tables(defs: dg.Definitions) -> list[tuple[str, str]]:
         node = graph.get(key)
         zone = (node.metadata or {}).get("lake_zone")
         partitions = node.partitions_def
-        daily = isinstance(partitions, dg.TimeWindowPartitionsDefinition) and (
-            partitions.cron_schedule == daily_partitions.cron_schedule
-        )
+        daily = isinstance(partitions, dg.DailyPartitionsDefinition)
         if zone and daily:
             out.append((str(zone), key.to_user_string()))
     order = {"raw": 0, "clean": 1, "curated": 2, "serve": 3}

@@ -8,12 +8,13 @@ Dagster starts, which re-import this module, see the same locations as the paren
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
+def _env(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name)
     return default if value is None or value == "" else value
 
 
@@ -153,17 +154,20 @@ def _choice(name: str, value: str, allowed: set[str]) -> str:
     return value
 
 
-def load_settings() -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default: this process's environment); a test passes the
+    environment of the process it stands for instead of patching its own."""
+    environ = os.environ if environ is None else environ
     defaults = {s.name: s.default for s in SETTINGS}
 
     def get(name: str) -> str:
-        return _env(name, defaults[name])
+        return _env(environ, name, defaults[name])
 
     home = Path(get("LDP_HOME")).resolve()
     data_dir = Path(_resolve(home, get("LDP_DATA_DIR")))
 
     def data_path(name: str, sub: str) -> str:
-        value = os.environ.get(name)
+        value = environ.get(name)
         if value:
             return _resolve(home, value)
         return str(data_dir / sub)

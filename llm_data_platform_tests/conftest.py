@@ -49,19 +49,18 @@ def platform_env(root: Path) -> dict[str, str]:
 
 
 def settings_for(env: dict[str, str]):
-    """Settings as a process started with ``env`` would read them (os.environ is restored)."""
+    """Settings as a process started with ``env`` would read them."""
     from llm_data_platform.settings import load_settings
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return load_settings()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return load_settings(env)
+
+
+def graph_for(settings=None) -> list:
+    """Every asset and check of the code location ``settings`` configure (default settings:
+    a test that passes its own resources needs only the graph's partitions)."""
+    from llm_data_platform.definitions import graph
+
+    return graph(settings or settings_for({}))
 
 
 def make_platform(root: Path) -> Platform:
@@ -80,13 +79,12 @@ def make_platform(root: Path) -> Platform:
 def materialize_daily(
     platform: Platform, days: list[str], selection=None
 ) -> dg.ExecuteInProcessResult:
-    from llm_data_platform.definitions import ASSETS, CHECKS
     from llm_data_platform.defs.jobs import DAILY_ASSETS
 
     selection = selection or dg.AssetSelection.assets(*DAILY_ASSETS)
     stage(platform)
     return dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(platform.settings),
         selection=selection,
         resources=platform.resources,
         instance=platform.instance,
@@ -99,13 +97,12 @@ def materialize_daily(
 
 def stage(platform: Platform) -> dg.ExecuteInProcessResult:
     """Stage every new landing file of both streams, as the landing sensors' runs do."""
-    from llm_data_platform.definitions import ASSETS, CHECKS
 
     batches = [
         f"{s}_batches{q}" for s in ("conversations", "documents") for q in ("", "_quarantine")
     ]
     return dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(platform.settings),
         selection=dg.AssetSelection.assets(*batches),
         resources=platform.resources,
         instance=platform.instance,
@@ -113,10 +110,9 @@ def stage(platform: Platform) -> dg.ExecuteInProcessResult:
 
 
 def materialize_one(platform: Platform, asset: str, partition_key: str | None = None):
-    from llm_data_platform.definitions import ASSETS, CHECKS
 
     return dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(platform.settings),
         selection=dg.AssetSelection.assets(asset),
         resources=platform.resources,
         instance=platform.instance,
@@ -126,10 +122,9 @@ def materialize_one(platform: Platform, asset: str, partition_key: str | None = 
 
 def materialize_index(platform: Platform):
     """Build the next index version, gate it on retrieval quality, promote it."""
-    from llm_data_platform.definitions import ASSETS, CHECKS
 
     return dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(platform.settings),
         selection=dg.AssetSelection.assets("rag_index", "rag_index_live"),
         resources=platform.resources,
         instance=platform.instance,
@@ -204,10 +199,9 @@ def time_bound(seconds: int, what: str):
 
 def run_staging(resources: dict, request: dg.RunRequest, stream: str = "conversations") -> dict:
     """Run the staging run a sensor asked for; the metadata of its ``<stream>_batches``."""
-    from llm_data_platform.definitions import ASSETS, CHECKS
 
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(),
         selection=dg.AssetSelection.assets(f"{stream}_batches", f"{stream}_batches_quarantine"),
         resources=resources,
         run_config=request.run_config,

@@ -168,10 +168,9 @@ def _metadata(result, asset: str) -> dict:
 def test_rag_index_syncs_the_server_to_the_manifest(chroma_server: ChromaServer, tmp_path):
     import dagster as dg
 
-    from llm_data_platform.definitions import ASSETS, CHECKS
     from llm_data_platform.defs.rag.index import existing_entries, read_manifest
     from llm_data_platform.resources.chroma import ChromaResource
-    from llm_data_platform_tests.conftest import materialize_daily
+    from llm_data_platform_tests.conftest import graph_for, materialize_daily
 
     platform = _server_platform(tmp_path / "platform", chroma_server)
     chroma = platform.resources["chroma"]
@@ -182,7 +181,7 @@ def test_rag_index_syncs_the_server_to_the_manifest(chroma_server: ChromaServer,
 
     def build_index() -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            [*ASSETS, *CHECKS],
+            graph_for(platform.settings),
             selection=dg.AssetSelection.assets("rag_index"),
             resources=platform.resources,
             instance=platform.instance,

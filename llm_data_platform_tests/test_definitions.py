@@ -108,6 +108,7 @@ def test_settings_alone_configure_the_definitions(tmp_path, monkeypatch):
         landing_max_lines=99,
         executor="multiprocess",
         expectations_engine="great_expectations",
+        partitions_start="2026-03-02",
     )
     defs = build_definitions(custom)
     resources = defs.resources
@@ -123,3 +124,59 @@ def test_settings_alone_configure_the_definitions(tmp_path, monkeypatch):
     assert defs.get_sensor_def("kafka_conversations_sensor")  # Kafka switched on by Settings
     job = defs.resolve_job_def("ingest_conversations_job")
     assert job.executor_def.name == "multiprocess"
+    # the partitions too: every partitioned asset, check, job and schedule starts that day
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        partitions = graph.get(key).partitions_def
+        if partitions is not None:
+            assert partitions.get_first_partition_key() == "2026-03-02", key
+    for check in defs.asset_checks:
+        if check.partitions_def is not None:
+            assert check.partitions_def.get_first_partition_key() == "2026-03-02", check
+    for name in ("daily_job", "ingest_documents_job", "weekly_training_job"):
+        first = defs.resolve_job_def(name).partitions_def.get_first_partition_key()
+        assert first == "2026-03-02", name
+    weekly = defs.get_schedule_def("weekly_training_job_schedule")
+    assert weekly.job.partitions_def.get_first_partition_key() == "2026-03-02"
+
+
+def test_staging_quarantines_days_before_the_configured_start(tmp_path):
+    """The partitions Settings give decide what staging keeps: an event before their first
+    day is quarantined as out of range, an event inside them is staged."""
+    import dataclasses
+    import json
+
+    from llm_data_platform.definitions import build_definitions, graph
+    from llm_data_platform.settings import load_settings
+
+    settings = dataclasses.replace(
+        load_settings({"LDP_HOME": str(tmp_path)}), partitions_start="2026-03-02"
+    )
+    folder = tmp_path / "data" / "landing" / "conversations"
+    folder.mkdir(parents=True)
+    lines = [
+        {
+            "event_id": f"e{i}",
+            "type": "message",
+            "conversation_id": "c",
+            "turn": i,
+            "role": "user",
+            "content": "hello there",
+            "timestamp": when,
+        }
+        for i, when in enumerate(["2026-02-20T10:00:00Z", "2026-03-03T10:00:00Z"])
+    ]
+    (folder / "a.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = dg.materialize(
+        graph(settings),
+        selection=["conversations_batches", "conversations_batches_quarantine"],
+        resources=build_definitions(settings).resources,
+    )
+    assert result.success
+    (meta,) = [
+        m.event_specific_data.materialization.metadata
+        for m in result.get_asset_materialization_events()
+        if m.asset_key == dg.AssetKey("conversations_batches")
+    ]
+    assert meta["events_staged"].value == 1
+    assert meta["lines_quarantined"].value == 1

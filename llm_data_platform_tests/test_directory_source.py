@@ -330,8 +330,8 @@ def _pydoc_page(module_name: str) -> str:
 def test_synced_directory_flows_through_raw_and_clean(tmp_path: Path):
     import dagster as dg
 
-    from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
-    from llm_data_platform_tests.conftest import platform_env, settings_for
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform_tests.conftest import graph_for, platform_env, settings_for
 
     env = platform_env(tmp_path / "platform")
     settings = settings_for(env)
@@ -349,14 +349,14 @@ def test_synced_directory_flows_through_raw_and_clean(tmp_path: Path):
     assert second.deletes == ["stdlib/fnmatch.html"] and second.upserts == []
 
     staged = dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(settings),
         selection=dg.AssetSelection.assets("documents_batches", "documents_batches_quarantine"),
         resources=resources,
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert staged.success
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(settings),
         selection=dg.AssetSelection.assets(
             "raw_documents",
             "raw_documents_quarantine",

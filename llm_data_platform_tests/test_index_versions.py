@@ -11,7 +11,7 @@ import pytest
 
 from llm_data_platform.lib.index_versions import candidate_version, evaluation_history
 from llm_data_platform.transforms.retrieval_metrics import retrieval_metrics
-from llm_data_platform_tests.conftest import DAYS, make_platform, materialize_daily
+from llm_data_platform_tests.conftest import DAYS, graph_for, make_platform, materialize_daily
 
 BAD_DAY = "2026-01-08"
 
@@ -25,10 +25,9 @@ def test_retrieval_metrics():
 
 
 def _index_run(platform, selection=("rag_index", "rag_index_live")):
-    from llm_data_platform.definitions import ASSETS, CHECKS
 
     return dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(platform.settings),
         selection=dg.AssetSelection.assets(*selection),
         resources=platform.resources,
         instance=platform.instance,

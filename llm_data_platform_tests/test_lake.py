@@ -71,12 +71,13 @@ def test_raw_and_clean_assets_materialize_into_s3(s3_server, tmp_path):
 
     import dagster as dg
 
-    from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
+    from llm_data_platform.definitions import build_resources
     from llm_data_platform.demo import generate_demo
     from llm_data_platform.resources.io_manager import LakeIOManager
     from llm_data_platform.resources.landing import LandingFolderResource
-    from llm_data_platform.settings import load_settings
+    from llm_data_platform_tests.conftest import graph_for, settings_for
 
+    settings = settings_for({"LDP_HOME": str(tmp_path)})
     generate_demo(
         str(tmp_path / "landing"),
         [date(2026, 1, 5)],
@@ -90,13 +91,13 @@ def test_raw_and_clean_assets_materialize_into_s3(s3_server, tmp_path):
     )
     resources = {
         # unused by the selected assets, but every resource of the graph must be bound
-        **build_resources(load_settings()),
+        **build_resources(settings),
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
         "landing": LandingFolderResource(path=str(tmp_path / "landing")),
     }
     staged = dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(settings),
         selection=dg.AssetSelection.assets(
             "conversations_batches", "conversations_batches_quarantine"
         ),
@@ -104,7 +105,7 @@ def test_raw_and_clean_assets_materialize_into_s3(s3_server, tmp_path):
     )
     assert staged.success
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(settings),
         selection=dg.AssetSelection.assets(
             "raw_conversations",
             "raw_conversations_quarantine",

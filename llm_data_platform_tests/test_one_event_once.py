@@ -28,13 +28,12 @@ import dagster as dg
 import pytest
 from confluent_kafka import Producer
 
-from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
+from llm_data_platform.definitions import build_resources
 from llm_data_platform.defs.ingest.sensors import landing_sensor
 from llm_data_platform.defs.ingest.stream_sensors import kafka_sensor, s3_sensor
-from llm_data_platform.defs.partitions import partition_bounds
+from llm_data_platform.defs.partitions import build_partitions
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
-from llm_data_platform.settings import load_settings
-from llm_data_platform_tests.conftest import run_staging, time_bound
+from llm_data_platform_tests.conftest import graph_for, run_staging, settings_for, time_bound
 
 QUIET = logging.getLogger("test.one_event_once")
 QUIET.setLevel(logging.CRITICAL)
@@ -78,11 +77,7 @@ def _old(source: str, n: int) -> list[bytes]:
 
 
 def _resources(tmp_path, sources: StreamSourcesResource) -> dict:
-    os.environ["LDP_HOME"] = str(tmp_path)
-    try:
-        resources = build_resources(load_settings())
-    finally:
-        os.environ.pop("LDP_HOME", None)
+    resources = build_resources(settings_for({"LDP_HOME": str(tmp_path)}))
     return {**resources, "sources": sources}
 
 
@@ -99,7 +94,7 @@ def _stage(resources: dict, request: dg.RunRequest) -> dict:
 def _raw(resources: dict, day: str) -> dict[str, dict]:
     """Materialize the raw day (events + quarantine); asset name → its metadata."""
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(),
         selection=dg.AssetSelection.assets("raw_conversations", "raw_conversations_quarantine"),
         resources=resources,
         partition_key=day,
@@ -130,7 +125,8 @@ def test_same_events_from_landing_twice_kafka_and_s3_are_raw_once(
     )
     resources = _resources(tmp_path, sources)
     lake = resources["lake"]
-    first_day, last_day = (d.isoformat() for d in partition_bounds())
+    partitions = build_partitions(settings_for({}).partitions_start)
+    first_day, last_day = (d.isoformat() for d in partitions.bounds())
     assert first_day == "2026-01-05" < DAY < last_day
     good = _events()
     expected_ids = sorted(json.loads(v)["event_id"] for v in good)

@@ -14,8 +14,9 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
-from llm_data_platform.defs.ingest.assets import compact_conversations
-from llm_data_platform.defs.ingest.staging import stage_conversations
+from llm_data_platform.defs.ingest.assets import raw_asset
+from llm_data_platform.defs.ingest.staging import staging_asset
+from llm_data_platform.defs.partitions import build_partitions
 from llm_data_platform.resources.io_manager import LakeIOManager
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
@@ -24,6 +25,10 @@ from llm_data_platform.streaming.compaction import compact_day
 from llm_data_platform.streaming.microbatch import read_day_detailed, write_microbatch
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
+
+PARTITIONS = build_partitions("2026-01-05")
+stage_conversations = staging_asset("conversations", PARTITIONS)
+compact_conversations = raw_asset("conversations", "raw_conversations", PARTITIONS)
 
 
 def _event(i: int, day: str, second: int = 0) -> dict:

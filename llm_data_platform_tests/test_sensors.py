@@ -11,16 +11,22 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from llm_data_platform.defs.ingest.assets import raw_asset
 from llm_data_platform.defs.ingest.sensors import (
     LandingCursor,
     landing_sensor,
     plan_tick,
     raw_after_staging,
 )
+from llm_data_platform.defs.ingest.staging import staging_asset
+from llm_data_platform.defs.partitions import build_partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.streaming import landing_source, line_reader
 
+PARTITIONS = build_partitions("2026-01-05")
+stage_conversations = staging_asset("conversations", PARTITIONS)
+compact_conversations = raw_asset("conversations", "raw_conversations", PARTITIONS)
 conversations_sensor = landing_sensor("conversations", max_files=200, interval_seconds=30)
 documents_sensor = landing_sensor("documents", max_files=200, interval_seconds=30)
 
@@ -136,7 +142,6 @@ def test_each_sensor_watches_its_own_stream(tmp_path):
 
 def test_a_staging_run_becomes_runs_of_the_days_it_touched(tmp_path):
     from llm_data_platform.definitions import defs
-    from llm_data_platform.defs.ingest.staging import stage_conversations
     from llm_data_platform.resources.stream_sources import StreamSourcesResource
 
     landing = LandingFolderResource(path=str(tmp_path / "landing"))
@@ -183,8 +188,6 @@ def test_versions_staged_already_need_no_run(tmp_path):
 
 def test_days_compacted_after_the_staging_are_not_requested_again(tmp_path):
     from llm_data_platform.definitions import defs
-    from llm_data_platform.defs.ingest.assets import compact_conversations
-    from llm_data_platform.defs.ingest.staging import stage_conversations
     from llm_data_platform.resources.io_manager import LakeIOManager
     from llm_data_platform.resources.stream_sources import StreamSourcesResource
 

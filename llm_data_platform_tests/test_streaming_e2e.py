@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 from confluent_kafka import Producer
 
-from llm_data_platform.definitions import ASSETS, CHECKS, build_resources
+from llm_data_platform.definitions import build_resources
 from llm_data_platform.defs.ingest.stream_sensors import kafka_sensor, s3_sensor
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
-from llm_data_platform.settings import load_settings
-from llm_data_platform_tests.conftest import run_staging, time_bound
+from llm_data_platform_tests.conftest import graph_for, run_staging, settings_for, time_bound
 
 QUIET = logging.getLogger("test.streaming.e2e")
 QUIET.setLevel(logging.CRITICAL)
@@ -45,11 +43,7 @@ def _event(i: int) -> dict:
 
 
 def _resources(tmp_path, sources: StreamSourcesResource) -> dict:
-    os.environ["LDP_HOME"] = str(tmp_path)
-    try:
-        resources = build_resources(load_settings())
-    finally:
-        os.environ.pop("LDP_HOME", None)
+    resources = build_resources(settings_for({"LDP_HOME": str(tmp_path)}))
     return {**resources, "sources": sources}
 
 
@@ -57,7 +51,7 @@ def _materialize(resources: dict, days: list[str]) -> dg.ExecuteInProcessResult:
     """One run per requested day, as the sensor's run requests would launch them."""
     for day in days:
         result = dg.materialize(
-            [*ASSETS, *CHECKS],
+            graph_for(),
             selection=dg.AssetSelection.assets(
                 "raw_conversations",
                 "raw_conversations_quarantine",
@@ -198,7 +192,7 @@ def test_s3_prefix_to_raw_exactly_once(tmp_path, moto_endpoint):
     (doc_request,) = _tick(s3_sensor("documents"), resources, None).run_requests
     assert _stage(resources, doc_request, "documents") == ["2026-01-05"]
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
+        graph_for(),
         selection=dg.AssetSelection.assets(
             "raw_documents",
             "raw_documents_quarantine",

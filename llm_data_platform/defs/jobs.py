@@ -1,8 +1,17 @@
 """The cross-domain daily job: every daily partition from raw to curated, and its schedule."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from llm_data_platform.defs.partitions import daily_partitions
+from llm_data_platform.defs.partitions import Partitions
+
+if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 # Every daily-partitioned asset, raw to curated.
 DAILY_ASSETS = (
@@ -19,14 +28,17 @@ DAILY_ASSETS = (
     "chunk_embeddings",
 )
 
-daily_job = dg.define_asset_job(
-    "daily_job",
-    selection=dg.AssetSelection.assets(*DAILY_ASSETS),
-    partitions_def=daily_partitions,
-    description="Every daily partition from raw to curated; idempotent, safe to re-run.",
-)
 
-# Yesterday's partition, once it is complete (01:00 UTC).
-daily_schedule = dg.build_schedule_from_partitioned_job(
-    daily_job, hour_of_day=1, default_status=dg.DefaultScheduleStatus.RUNNING
-)
+def daily(partitions: Partitions) -> tuple[UnresolvedAssetJobDefinition, dg.ScheduleDefinition]:
+    """(job, schedule): every daily partition, raw to curated; yesterday's at 01:00 UTC, once
+    it is complete."""
+    job = dg.define_asset_job(
+        "daily_job",
+        selection=dg.AssetSelection.assets(*DAILY_ASSETS),
+        partitions_def=partitions.daily,
+        description="Every daily partition from raw to curated; idempotent, safe to re-run.",
+    )
+    schedule = dg.build_schedule_from_partitioned_job(
+        job, hour_of_day=1, default_status=dg.DefaultScheduleStatus.RUNNING
+    )
+    return job, schedule

@@ -20,7 +20,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llm_data_platform.defs.partitions import daily_backfill_policy, daily_partitions
+from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
 from llm_data_platform.lib.metadata import preview_markdown
 from llm_data_platform.resources.lake import DATA_FILE, LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
@@ -46,6 +46,7 @@ def clean_asset(
     schema: pa.Schema,
     raw_schema: pa.Schema,
     make_transform: Callable[[PipelineSettings], Transform],
+    partitions: Partitions,
 ) -> dg.AssetsDefinition:
     """``read_order`` starts with the group key and must agree with ``sort_by``'s first
     columns, so chunks appended in read order give a file sorted by ``sort_by``."""
@@ -69,7 +70,7 @@ def clean_asset(
                 metadata={"lake_zone": "clean"},
             ),
         },
-        partitions_def=daily_partitions,
+        partitions_def=partitions.daily,
         backfill_policy=daily_backfill_policy,
     )
     def _clean(

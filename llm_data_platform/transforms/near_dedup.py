@@ -411,6 +411,30 @@ def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
 ESTIMATE_MARGIN = 0.2
 
 
+def _as_arrow_texts(
+    texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
+) -> pa.Array | pa.ChunkedArray:
+    if isinstance(texts, pa.Array | pa.ChunkedArray):
+        return texts  # sliced and taken as it is: a day's texts are not combined into one
+    return pa.array(list(texts), pa.string())
+
+
+def _signatures(
+    texts: pa.Array | pa.ChunkedArray, shingle: int, num_perm: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(MinHash signatures, shingle count) of every text, a block of texts at a time: the
+    shingle hashes of the whole input (8 bytes per word) are never held at once."""
+    n = len(texts)
+    sig = np.empty((n, num_perm), dtype=np.uint32)
+    counts = np.zeros(n, dtype=np.int64)
+    for start in range(0, n, SHINGLE_BLOCK):
+        offsets, hashes = shingle_hashes(texts.slice(start, SHINGLE_BLOCK), shingle)
+        stop = start + len(offsets) - 1
+        sig[start:stop] = minhash_signatures(offsets, hashes, num_perm, seed)
+        counts[start:stop] = np.diff(offsets)
+    return sig, counts
+
+
 def near_duplicate_mask(
     texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
     ids: Sequence[str],
@@ -431,21 +455,24 @@ def near_duplicate_mask(
     if num_perm < 2:
         raise ValueError("num_perm must be >= 2")
     ids = list(ids)
-    offsets, hashes = shingle_hashes(texts, shingle)
-    n = len(offsets) - 1
-    if len(ids) != n:
-        raise ValueError(f"{n} texts but {len(ids)} ids")
-
-    sig = minhash_signatures(offsets, hashes, num_perm, seed)
+    texts = _as_arrow_texts(texts)
+    if len(ids) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
+    n = len(texts)
+    sig, n_shingles = _signatures(texts, shingle, num_perm, seed)
     bands, rows = lsh_params(threshold, num_perm)
-    in_play = _in_shared_buckets(sig, bands, rows) & (np.diff(offsets) > 0)
+    in_play = _in_shared_buckets(sig, bands, rows) & (n_shingles > 0)
     members = np.flatnonzero(in_play)
     index = _BandIndex(sig, members, bands, rows)
+    # Shingle hashes only of the texts that can have a near-duplicate, for the exact check.
+    m_offsets, m_hashes = shingle_hashes(texts.take(pa.array(members, pa.int64())), shingle)
+    member_position = {int(i): p for p, i in enumerate(members)}
     sets: dict[int, np.ndarray] = {}
 
     def shingle_set(i: int) -> np.ndarray:
         if i not in sets:
-            sets[i] = np.unique(hashes[offsets[i] : offsets[i + 1]])
+            p = member_position[i]
+            sets[i] = np.unique(m_hashes[m_offsets[p] : m_offsets[p + 1]])
         return sets[i]
 
     # union-find whose root is always the smallest (earliest) index of the cluster

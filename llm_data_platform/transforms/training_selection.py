@@ -65,6 +65,7 @@ def select_examples(
         if eval_questions
         else [False] * len(texts)
     )
+    del texts  # the day's texts are done with before the kept rows are copied
     removed: dict[str, str] = {}
     keep = []
     for i, example_id in enumerate(ids):
@@ -73,7 +74,10 @@ def select_examples(
         elif not near.keep[i]:
             removed[example_id] = f"near_duplicate_of:{near.duplicate_of[i]}"
         keep.append(example_id not in removed)
-    kept = examples.take(order.filter(pa.array(keep))).sort_by([("example_id", "ascending")])
+    # one copy of the kept rows, already in example-id order
+    rows = order.filter(pa.array(keep))
+    by_id = pc.sort_indices(examples["example_id"].take(rows))
+    kept = examples.take(rows.take(by_id))
     counts = {
         "contaminated": sum(1 for r in removed.values() if r == "contaminated"),
         "near_duplicate": sum(1 for r in removed.values() if r.startswith("near_duplicate")),

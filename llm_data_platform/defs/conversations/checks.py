@@ -6,7 +6,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.defs.partitions import daily_partitions
+from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.expectations import (
@@ -23,7 +23,6 @@ def _read(lake: LakeResource, zone: str, table: str, keys: list[str]) -> pa.Tabl
     return lake.read_partitions(zone, table, keys=keys)
 
 
-@dg.asset_check(asset="raw_conversations", partitions_def=daily_partitions)
 def raw_conversations_quarantine_rate(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
@@ -39,7 +38,6 @@ def raw_conversations_quarantine_rate(
     )
 
 
-@dg.asset_check(asset="conversations_clean", blocking=True, partitions_def=daily_partitions)
 def conversations_clean_has_no_pii(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
@@ -64,7 +62,6 @@ def conversations_clean_has_no_pii(
     )
 
 
-@dg.asset_check(asset="conversations_clean", blocking=True, partitions_def=daily_partitions)
 def conversations_clean_reconciles_with_raw(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
@@ -82,7 +79,6 @@ def conversations_clean_reconciles_with_raw(
     return dg.AssetCheckResult(passed=raw == accounted, metadata={**counts, "accounted": accounted})
 
 
-@dg.asset_check(asset="conversations_clean", partitions_def=daily_partitions)
 def conversations_clean_expectations(
     context: dg.AssetCheckExecutionContext, lake: LakeResource, pipeline: PipelineSettings
 ) -> dg.AssetCheckResult:
@@ -121,9 +117,19 @@ def conversations_clean_expectations(
     )
 
 
-CONVERSATION_CHECKS = [
-    raw_conversations_quarantine_rate,
-    conversations_clean_has_no_pii,
-    conversations_clean_reconciles_with_raw,
-    conversations_clean_expectations,
-]
+def conversation_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
+    """The conversation tables' checks, on the code location's partitions."""
+    return [
+        dg.asset_check(asset="raw_conversations", partitions_def=partitions.daily)(
+            raw_conversations_quarantine_rate
+        ),
+        dg.asset_check(asset="conversations_clean", blocking=True, partitions_def=partitions.daily)(
+            conversations_clean_has_no_pii
+        ),
+        dg.asset_check(asset="conversations_clean", blocking=True, partitions_def=partitions.daily)(
+            conversations_clean_reconciles_with_raw
+        ),
+        dg.asset_check(asset="conversations_clean", partitions_def=partitions.daily)(
+            conversations_clean_expectations
+        ),
+    ]

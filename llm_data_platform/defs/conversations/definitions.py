@@ -2,13 +2,14 @@
 
 import dagster as dg
 
-from llm_data_platform.defs.conversations.assets import clean_raw_conversations
-from llm_data_platform.defs.conversations.checks import CONVERSATION_CHECKS
+from llm_data_platform.defs.conversations.assets import conversations_clean_asset
+from llm_data_platform.defs.conversations.checks import conversation_checks
+from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.settings import Settings
 
-ASSETS = [clean_raw_conversations]
-CHECKS = CONVERSATION_CHECKS
 
-
-def build_defs(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(assets=ASSETS, asset_checks=CHECKS)
+def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[conversations_clean_asset(partitions)],
+        asset_checks=conversation_checks(partitions),
+    )

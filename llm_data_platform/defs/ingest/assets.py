@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform.defs.ingest.staging import batch_asset_keys
-from llm_data_platform.defs.partitions import daily_backfill_policy, daily_partitions
+from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
 from llm_data_platform.lib.metadata import preview_markdown
 from llm_data_platform.resources.lake import DATA_FILE, LakeResource
 from llm_data_platform.streaming.compaction import Compaction, compact_day
@@ -85,7 +85,7 @@ def _compact_day(
     return day.quarantine
 
 
-def raw_asset(stream: str, name: str) -> dg.AssetsDefinition:
+def raw_asset(stream: str, name: str, partitions: Partitions) -> dg.AssetsDefinition:
     events_key, quarantine_key = batch_asset_keys(stream)
     common = dict(group_name="raw", kinds={"parquet", "python"})
     quarantine_sort = ["source_file", "source_line"]
@@ -108,7 +108,7 @@ def raw_asset(stream: str, name: str) -> dg.AssetsDefinition:
             ),
         },
         deps=[events_key, quarantine_key],
-        partitions_def=daily_partitions,
+        partitions_def=partitions.daily,
         backfill_policy=daily_backfill_policy,
         can_subset=True,
     )
@@ -130,5 +130,8 @@ def raw_asset(stream: str, name: str) -> dg.AssetsDefinition:
     return _compact
 
 
-compact_conversations = raw_asset("conversations", "raw_conversations")
-compact_documents = raw_asset("documents", "raw_documents")
+def raw_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    return [
+        raw_asset("conversations", "raw_conversations", partitions),
+        raw_asset("documents", "raw_documents", partitions),
+    ]

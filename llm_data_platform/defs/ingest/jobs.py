@@ -1,38 +1,66 @@
-"""Ingest jobs: what a landed arrival sets off, per stream, for the days its events belong to."""
+"""Ingest jobs: staging per stream, and what a staged arrival sets off for its event days."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from llm_data_platform.defs.partitions import daily_partitions
+from llm_data_platform.defs.partitions import Partitions
 
-ingest_conversations_job = dg.define_asset_job(
-    "ingest_conversations_job",
-    selection=[
-        "raw_conversations",
-        "raw_conversations_quarantine",
-        "conversations_clean",
-        "conversations_clean_dropped",
-    ],
-    partitions_def=daily_partitions,
-    description="Landed chat events → raw → clean, for the days the new events belong to.",
-)
+if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
-ingest_documents_job = dg.define_asset_job(
-    "ingest_documents_job",
-    selection=[
-        "raw_documents",
-        "raw_documents_quarantine",
-        "documents_clean",
-        "documents_clean_dropped",
-        "document_chunks",
-        "chunk_embeddings",
-    ],
-    partitions_def=daily_partitions,
-    description="Landed document versions → raw → clean → chunks → embeddings.",
-)
+INGEST_SELECTIONS = {
+    "conversations": (
+        [
+            "raw_conversations",
+            "raw_conversations_quarantine",
+            "conversations_clean",
+            "conversations_clean_dropped",
+        ],
+        "Landed chat events → raw → clean, for the days the new events belong to.",
+    ),
+    "documents": (
+        [
+            "raw_documents",
+            "raw_documents_quarantine",
+            "documents_clean",
+            "documents_clean_dropped",
+            "document_chunks",
+            "chunk_embeddings",
+        ],
+        "Landed document versions → raw → clean → chunks → embeddings.",
+    ),
+}
+
+
+def ingest_job_name(stream: str) -> str:
+    return f"ingest_{stream}_job"
+
+
+def stage_job_name(stream: str) -> str:
+    return f"stage_{stream}_job"
+
+
+def ingest_jobs(partitions: Partitions) -> list[UnresolvedAssetJobDefinition]:
+    """Per stream, the daily-partitioned job a staged arrival sets off."""
+    return [
+        dg.define_asset_job(
+            ingest_job_name(stream),
+            selection=selection,
+            partitions_def=partitions.daily,
+            description=description,
+        )
+        for stream, (selection, description) in INGEST_SELECTIONS.items()
+    ]
+
 
 STAGE_JOBS = {
     stream: dg.define_asset_job(
-        f"stage_{stream}_job",
+        stage_job_name(stream),
         selection=[f"{stream}_batches", f"{stream}_batches_quarantine"],
         description=f"Parse new arrivals of the {stream} stream into micro-batches.",
         # idempotent (batches are named by content or offsets): a failed run is retried
@@ -40,5 +68,3 @@ STAGE_JOBS = {
     )
     for stream in ("conversations", "documents")
 }
-
-INGEST_JOBS = {"conversations": ingest_conversations_job, "documents": ingest_documents_job}

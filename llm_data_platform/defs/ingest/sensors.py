@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from llm_data_platform.defs.ingest.jobs import INGEST_JOBS, STAGE_JOBS
+from llm_data_platform.defs.ingest.jobs import STAGE_JOBS, ingest_job_name
 from llm_data_platform.defs.ingest.staging import StageConfig, batch_asset_keys
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
@@ -105,7 +105,7 @@ def raw_after_staging(stream: str) -> dg.SensorDefinition:
     @dg.asset_sensor(
         name=f"raw_{stream}_after_staging_sensor",
         asset_key=events_key,
-        job=INGEST_JOBS[stream],
+        job_name=ingest_job_name(stream),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=5,
         description=f"Each staging of {stream} → runs of the event days it touched.",

@@ -7,10 +7,10 @@ to rebuild). The work itself is ``streaming/``'s; this is the wiring to resource
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 import dagster as dg
 
-from llm_data_platform.defs.partitions import partition_bounds
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
@@ -23,6 +23,8 @@ from llm_data_platform.streaming.kafka_source import (
 from llm_data_platform.streaming.landing_source import StagedFile
 from llm_data_platform.streaming.microbatch import MicroBatchResult
 from llm_data_platform.transforms.records import reason_family
+
+Bounds = tuple[date, date]  # first and last event day that exist as partitions
 
 SAMPLE_ROWS = 5
 
@@ -71,8 +73,9 @@ def stage_landing(
     keys: list[str],
     landing: LandingFolderResource,
     lake: LakeResource,
+    bounds: Bounds,
 ) -> Staged:
-    bounds, staged = partition_bounds(), Staged()
+    staged = Staged()
     for done, key in enumerate(keys, start=1):
         result = landing.stage(lake, stream, key, bounds)
         if result.status != "staged":
@@ -92,11 +95,12 @@ def stage_kafka(
     stream: str,
     sources: StreamSourcesResource,
     lake: LakeResource,
+    bounds: Bounds,
 ) -> tuple[Staged, Callable[[], object]]:
     """Consume up to the watermarks, committing after each batch is durable. The batches
     committed but not yet reported (this run's, and those of a run that died after its
     commit) give the days; the returned acknowledgement forgets them once reported."""
-    config = sources.kafka_config(stream, partition_bounds())
+    config = sources.kafka_config(stream, bounds)
     if config is None:
         raise dg.Failure(
             "Kafka is not configured: set LDP_KAFKA_BOOTSTRAP (and LDP_KAFKA_TOPICS) to stage "
@@ -121,6 +125,7 @@ def stage_s3(
     objects: list[str],
     sources: StreamSourcesResource,
     lake: LakeResource,
+    bounds: Bounds,
 ) -> Staged:
     source = sources.s3_source(stream)
     if source is None:
@@ -130,7 +135,7 @@ def stage_s3(
             "Name the S3 object versions to stage (config objects: ['<etag> <key>', …]); the "
             f"s3_{stream}_sensor does it for every new object."
         )
-    bounds, staged = partition_bounds(), Staged()
+    staged = Staged()
     for done, item in enumerate(objects, start=1):
         etag, _, key = item.partition(" ")
         result = source.ingest_object(key, etag, lake, bounds=bounds)

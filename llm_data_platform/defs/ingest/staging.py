@@ -24,6 +24,7 @@ from llm_data_platform.defs.ingest.stage_sources import (
     stage_landing,
     stage_s3,
 )
+from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.lib.metadata import preview_markdown
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
@@ -76,7 +77,8 @@ def _metadata(stream: str, staged: Staged, seconds: float) -> tuple[dict, dict]:
     return events, quarantine
 
 
-def staging_asset(stream: str) -> dg.AssetsDefinition:
+def staging_asset(stream: str, partitions: Partitions) -> dg.AssetsDefinition:
+    """Staging is not partitioned itself; events outside the partitions are quarantined."""
     events_key, quarantine_key = batch_asset_keys(stream)
 
     @dg.multi_asset(
@@ -112,11 +114,11 @@ def staging_asset(stream: str) -> dg.AssetsDefinition:
         acknowledge: Callable[[], object] | None = None
         if config.source == "landing":
             keys = config.files or [f.key for f in landing.list_files(stream)]
-            staged = stage_landing(context, stream, keys, landing, lake)
+            staged = stage_landing(context, stream, keys, landing, lake, partitions.bounds())
         elif config.source == "kafka":
-            staged, acknowledge = stage_kafka(context, stream, sources, lake)
+            staged, acknowledge = stage_kafka(context, stream, sources, lake, partitions.bounds())
         elif config.source == "s3":
-            staged = stage_s3(context, stream, config.objects, sources, lake)
+            staged = stage_s3(context, stream, config.objects, sources, lake, partitions.bounds())
         else:
             raise dg.Failure(f"Unknown source {config.source!r}: use landing, kafka or s3.")
         events, quarantine = _metadata(stream, staged, time.perf_counter() - started)
@@ -131,6 +133,5 @@ def staging_asset(stream: str) -> dg.AssetsDefinition:
     return _stage
 
 
-stage_conversations = staging_asset("conversations")
-stage_documents = staging_asset("documents")
-STAGING_ASSETS = [stage_conversations, stage_documents]
+def staging_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    return [staging_asset(stream, partitions) for stream in STREAMS]

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.defs.partitions import daily_partitions
+from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.rag.index import existing_entries, read_manifest
 from llm_data_platform.lib.embedding_cache import to_matrix
 from llm_data_platform.lib.index_versions import candidate_version, record_evaluation
@@ -21,7 +21,6 @@ from llm_data_platform.transforms.tokenizer import count_tokens, model_max_token
 SPECIAL_TOKENS = 2
 
 
-@dg.asset_check(asset="document_chunks", blocking=True, partitions_def=daily_partitions)
 def chunks_fit_embedding_model(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
@@ -54,7 +53,6 @@ def chunks_fit_embedding_model(
     )
 
 
-@dg.asset_check(asset="chunk_embeddings", blocking=True, partitions_def=daily_partitions)
 def embeddings_well_formed(
     context: dg.AssetCheckExecutionContext, lake: LakeResource, embeddings: EmbeddingsResource
 ) -> dg.AssetCheckResult:
@@ -167,9 +165,15 @@ def rag_index_retrieval_quality(
     )
 
 
-RAG_CHECKS = [
-    chunks_fit_embedding_model,
-    embeddings_well_formed,
-    rag_index_matches_manifest,
-    rag_index_retrieval_quality,
-]
+def rag_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
+    """The RAG tables' checks; the chunk and embedding checks on the daily partitions."""
+    return [
+        dg.asset_check(asset="document_chunks", blocking=True, partitions_def=partitions.daily)(
+            chunks_fit_embedding_model
+        ),
+        dg.asset_check(asset="chunk_embeddings", blocking=True, partitions_def=partitions.daily)(
+            embeddings_well_formed
+        ),
+        rag_index_matches_manifest,
+        rag_index_retrieval_quality,
+    ]

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.defs.partitions import daily_backfill_policy, daily_partitions
+from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
 from llm_data_platform.lib.embedding_cache import EmbeddingCache, embeddings_array
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
@@ -16,13 +16,6 @@ from llm_data_platform.transforms.chunking import chunk_documents
 from llm_data_platform.transforms.embedding_text import embedding_inputs, input_hash
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=daily_backfill_policy,
-    group_name="curated",
-    kinds={"parquet"},
-    metadata={"lake_zone": "curated", "lake_sort_by": ["doc_id", "chunk_index"]},
-)
 def document_chunks(
     context: dg.AssetExecutionContext,
     documents_clean: dict[str, pa.Table],
@@ -57,14 +50,6 @@ def document_chunks(
     return out
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=daily_backfill_policy,
-    group_name="curated",
-    kinds={"parquet", "pytorch"},
-    metadata={"lake_zone": "curated", "lake_sort_by": ["chunk_id"]},
-    pool="embedding_model",
-)
 def chunk_embeddings(
     context: dg.AssetExecutionContext,
     document_chunks: dict[str, pa.Table],
@@ -130,3 +115,24 @@ def chunk_embeddings(
         }
     )
     return out
+
+
+def chunk_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    """Chunks and embeddings, on the daily partitions."""
+    return [
+        dg.asset(
+            partitions_def=partitions.daily,
+            backfill_policy=daily_backfill_policy,
+            group_name="curated",
+            kinds={"parquet"},
+            metadata={"lake_zone": "curated", "lake_sort_by": ["doc_id", "chunk_index"]},
+        )(document_chunks),
+        dg.asset(
+            partitions_def=partitions.daily,
+            backfill_policy=daily_backfill_policy,
+            group_name="curated",
+            kinds={"parquet", "pytorch"},
+            metadata={"lake_zone": "curated", "lake_sort_by": ["chunk_id"]},
+            pool="embedding_model",
+        )(chunk_embeddings),
+    ]

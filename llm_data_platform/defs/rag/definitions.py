@@ -2,34 +2,31 @@
 
 import dagster as dg
 
+from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.rag.automation import (
     rag_index_after_documents_sensor,
     rag_index_job,
     rag_index_schedule,
     retrieval_eval_set_job,
 )
-from llm_data_platform.defs.rag.checks import RAG_CHECKS
-from llm_data_platform.defs.rag.chunks import chunk_embeddings, document_chunks
-from llm_data_platform.defs.rag.documents import clean_raw_documents
+from llm_data_platform.defs.rag.checks import rag_checks
+from llm_data_platform.defs.rag.chunks import chunk_assets
+from llm_data_platform.defs.rag.documents import documents_clean_asset
 from llm_data_platform.defs.rag.evaluation import retrieval_eval_set
 from llm_data_platform.defs.rag.index import rag_index, rag_index_live
 from llm_data_platform.settings import Settings
 
-ASSETS = [
-    clean_raw_documents,
-    document_chunks,
-    chunk_embeddings,
-    retrieval_eval_set,
-    rag_index,
-    rag_index_live,
-]
-CHECKS = RAG_CHECKS
 
-
-def build_defs(settings: Settings) -> dg.Definitions:
+def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
     return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
+        assets=[
+            documents_clean_asset(partitions),
+            *chunk_assets(partitions),
+            retrieval_eval_set,
+            rag_index,
+            rag_index_live,
+        ],
+        asset_checks=rag_checks(partitions),
         jobs=[rag_index_job, retrieval_eval_set_job],
         schedules=[rag_index_schedule],
         sensors=[rag_index_after_documents_sensor],

@@ -11,11 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform import schemas
-from llm_data_platform.defs.partitions import (
-    daily_backfill_policy,
-    daily_partitions,
-    weekly_partitions,
-)
+from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
@@ -44,14 +40,6 @@ def training_config(settings: PipelineSettings) -> TrainingConfig:
 CHUNK_ROWS = 100_000  # rows of conversations_clean held at once (whole conversations)
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=daily_backfill_policy,
-    group_name="curated",
-    kinds={"parquet", "openai"},
-    metadata={"lake_zone": "curated", "lake_sort_by": ["example_id"]},
-    deps=["retrieval_eval_set", "conversations_clean"],
-)
 def training_examples(
     context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineSettings
 ) -> dict[str, pa.Table]:
@@ -190,17 +178,6 @@ def _write_batch_files(
     return files
 
 
-@dg.asset(
-    partitions_def=weekly_partitions,
-    group_name="curated",
-    kinds={"json", "openai"},
-    ins={
-        "training_examples": dg.AssetIn(
-            partition_mapping=dg.TimeWindowPartitionMapping(),
-            metadata={"allow_missing_partitions": True},
-        )
-    },
-)
 def training_batches(
     context: dg.AssetExecutionContext,
     training_examples: dict[str, pa.Table],
@@ -255,3 +232,28 @@ def training_batches(
             "build_seconds": round(time.perf_counter() - started, 3),
         }
     )
+
+
+def training_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    """Daily examples and weekly batches, on the code location's partitions."""
+    return [
+        dg.asset(
+            partitions_def=partitions.daily,
+            backfill_policy=daily_backfill_policy,
+            group_name="curated",
+            kinds={"parquet", "openai"},
+            metadata={"lake_zone": "curated", "lake_sort_by": ["example_id"]},
+            deps=["retrieval_eval_set", "conversations_clean"],
+        )(training_examples),
+        dg.asset(
+            partitions_def=partitions.weekly,
+            group_name="curated",
+            kinds={"json", "openai"},
+            ins={
+                "training_examples": dg.AssetIn(
+                    partition_mapping=dg.TimeWindowPartitionMapping(),
+                    metadata={"allow_missing_partitions": True},
+                )
+            },
+        )(training_batches),
+    ]

@@ -1,17 +1,31 @@
 """Training automation: the weekly fine-tuning batch, built on Monday for the week before."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from llm_data_platform.defs.partitions import weekly_partitions
+from llm_data_platform.defs.partitions import Partitions
 
-weekly_training_job = dg.define_asset_job(
-    "weekly_training_job",
-    selection=["training_batches"],
-    partitions_def=weekly_partitions,
-    description="Build the week's validated fine-tuning batch from its daily examples.",
-)
+if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
-# Last week's batch, on Monday at 03:00 UTC, after the daily run of Sunday's partition.
-weekly_training_schedule = dg.build_schedule_from_partitioned_job(
-    weekly_training_job, hour_of_day=3, default_status=dg.DefaultScheduleStatus.RUNNING
-)
+
+def weekly_training(
+    partitions: Partitions,
+) -> tuple[UnresolvedAssetJobDefinition, dg.ScheduleDefinition]:
+    """(job, schedule) of the weekly batch."""
+    job = dg.define_asset_job(
+        "weekly_training_job",
+        selection=["training_batches"],
+        partitions_def=partitions.weekly,
+        description="Build the week's validated fine-tuning batch from its daily examples.",
+    )
+    # Last week's batch, on Monday at 03:00 UTC, after the daily run of Sunday's partition.
+    schedule = dg.build_schedule_from_partitioned_job(
+        job, hour_of_day=3, default_status=dg.DefaultScheduleStatus.RUNNING
+    )
+    return job, schedule

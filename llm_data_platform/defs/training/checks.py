@@ -6,13 +6,12 @@ import posixpath
 
 import dagster as dg
 
-from llm_data_platform.defs.partitions import daily_partitions, weekly_partitions
+from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.training.assets import BATCH_FILES, MANIFEST, batch_dir
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.training_format import validate_chat_example
 
 
-@dg.asset_check(asset="training_examples", blocking=True, partitions_def=daily_partitions)
 def training_examples_valid_chat_format(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
@@ -40,7 +39,6 @@ def training_examples_valid_chat_format(
     )
 
 
-@dg.asset_check(asset="training_batches", blocking=True, partitions_def=weekly_partitions)
 def training_batch_files_valid(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
@@ -76,4 +74,15 @@ def training_batch_files_valid(
     )
 
 
-TRAINING_CHECKS = [training_examples_valid_chat_format, training_batch_files_valid]
+def training_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
+    """The fine-tuning data's gates, on the daily and weekly partitions."""
+    examples = dg.asset_check(
+        asset="training_examples", blocking=True, partitions_def=partitions.daily
+    )
+    batches = dg.asset_check(
+        asset="training_batches", blocking=True, partitions_def=partitions.weekly
+    )
+    return [
+        examples(training_examples_valid_chat_format),
+        batches(training_batch_files_valid),
+    ]

@@ -2,22 +2,18 @@
 
 import dagster as dg
 
-from llm_data_platform.defs.training.assets import training_batches, training_examples
-from llm_data_platform.defs.training.automation import (
-    weekly_training_job,
-    weekly_training_schedule,
-)
-from llm_data_platform.defs.training.checks import TRAINING_CHECKS
+from llm_data_platform.defs.partitions import Partitions
+from llm_data_platform.defs.training.assets import training_assets
+from llm_data_platform.defs.training.automation import weekly_training
+from llm_data_platform.defs.training.checks import training_checks
 from llm_data_platform.settings import Settings
 
-ASSETS = [training_examples, training_batches]
-CHECKS = TRAINING_CHECKS
 
-
-def build_defs(settings: Settings) -> dg.Definitions:
+def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
+    job, schedule = weekly_training(partitions)
     return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        jobs=[weekly_training_job],
-        schedules=[weekly_training_schedule],
+        assets=training_assets(partitions),
+        asset_checks=training_checks(partitions),
+        jobs=[job],
+        schedules=[schedule],
     )
