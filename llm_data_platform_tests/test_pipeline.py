@@ -187,3 +187,23 @@ def test_a_range_run_records_each_days_own_row_count(built, zone, asset):
         meta = _materialization(results["daily"], asset, day)
         assert meta["dagster/row_count"] == counts[day], (asset, day)
     assert len(set(counts.values())) > 1 or counts[DAYS[0]] == 0  # the days differ
+
+
+def test_side_tables_are_observed_in_the_graph(built):
+    """The embedding cache and the index evaluations are assets of the graph, and the steps
+    that write them record what they wrote as observations on them."""
+    platform, _ = built
+    from llm_data_platform.definitions import build_definitions
+
+    graph = build_definitions(platform.settings).resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {"embedding_cache", "rag_index_evaluations"} <= keys
+
+    def observations(asset: str) -> list[dict]:
+        records = platform.instance.fetch_observations(dg.AssetKey(asset), limit=100).records
+        return [{k: v.value for k, v in r.asset_observation.metadata.items()} for r in records]
+
+    cache = observations("embedding_cache")
+    assert cache and sum(o["vectors_added"] for o in cache) > 0
+    (evaluation,) = observations("rag_index_evaluations")
+    assert evaluation["passed"] is True and evaluation["hit@5"] > 0

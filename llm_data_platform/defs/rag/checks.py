@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.rag.index import existing_entries, read_manifest
+from llm_data_platform.defs.rag.side_tables import INDEX_EVALUATIONS
 from llm_data_platform.lib.embedding_cache import to_matrix
 from llm_data_platform.lib.index_versions import candidate_version, record_evaluation
 from llm_data_platform.resources.chroma import ChromaResource
@@ -132,6 +133,12 @@ def rag_index_retrieval_quality(
     eval_set = lake.read_partition("curated", "retrieval_eval_set", "all")
     if eval_set is None or eval_set.num_rows == 0:
         record_evaluation(lake, candidate, {"note": "no evaluation set"}, passed=True)
+        context.op_execution_context.log_event(
+            dg.AssetObservation(
+                asset_key=INDEX_EVALUATIONS,
+                metadata={"index_version": candidate.version, "passed": True, "gated": False},
+            )
+        )
         context.log.warning("No retrieval_eval_set: the index version is promoted ungated.")
         return dg.AssetCheckResult(
             passed=True,
@@ -149,6 +156,12 @@ def rag_index_retrieval_quality(
         and metrics["mrr@10"] >= settings.eval_min_mrr_at_10
     )
     record_evaluation(lake, candidate, metrics, passed)
+    context.op_execution_context.log_event(
+        dg.AssetObservation(
+            asset_key=INDEX_EVALUATIONS,
+            metadata={"index_version": candidate.version, "passed": passed, **metrics},
+        )
+    )
     misses = [q for q, r, d in zip(questions, ranked, expected, strict=True) if d not in r[:5]]
     return dg.AssetCheckResult(
         passed=passed,

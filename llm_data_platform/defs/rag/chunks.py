@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
+from llm_data_platform.defs.rag.side_tables import EMBEDDING_CACHE
 from llm_data_platform.lib.embedding_cache import EmbeddingCache, embeddings_array
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.lake import LakeResource
@@ -114,6 +115,17 @@ def chunk_embeddings(
             "total_seconds": round(time.perf_counter() - started, 3),
         }
     )
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=EMBEDDING_CACHE,
+            metadata={
+                "embedding_model": embeddings.model_id,
+                "vectors_added": len(todo),
+                "cache_hits": len(all_hashes) - len(todo),
+                "partitions": dg.MetadataValue.json(sorted(document_chunks)),
+            },
+        )
+    )
     return out
 
 
@@ -134,5 +146,6 @@ def chunk_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
             kinds={"parquet", "pytorch"},
             metadata={"lake_zone": "curated", "lake_sort_by": ["chunk_id"]},
             pool="embedding_model",
+            deps=[EMBEDDING_CACHE],
         )(chunk_embeddings),
     ]

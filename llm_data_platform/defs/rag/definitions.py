@@ -14,6 +14,7 @@ from llm_data_platform.defs.rag.chunks import chunk_assets
 from llm_data_platform.defs.rag.documents import documents_clean_asset
 from llm_data_platform.defs.rag.evaluation import retrieval_eval_set
 from llm_data_platform.defs.rag.index import rag_index, rag_index_live
+from llm_data_platform.defs.rag.side_tables import SIDE_TABLES
 from llm_data_platform.settings import Settings
 
 
@@ -25,6 +26,7 @@ def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
             retrieval_eval_set,
             rag_index,
             rag_index_live,
+            *SIDE_TABLES,
         ],
         asset_checks=rag_checks(partitions),
         jobs=[rag_index_job, retrieval_eval_set_job],
