@@ -90,4 +90,5 @@ def _summed(
         late_events=sum(p.late_events for p in parts),
         reasons=dict(reasons),
         fast_rows=sum(p.fast_rows for p in parts),
+        forgotten=sum(p.forgotten for p in parts),
     )

@@ -99,6 +99,7 @@ class StagedFile:
     reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     quarantine_sample: list[dict] = field(default_factory=list)  # a few rows, for previews
+    forgotten: int = 0  # lines of forgotten users, dropped
 
 
 def _path_hash(stream: str, key: str) -> str:
@@ -167,6 +168,7 @@ def stage_file(
         bytes_written=written.bytes,
         reasons=Counter({reason_family(r): n for r, n in written.reasons.items()}),
         quarantine_sample=staged.quarantine_sample,
+        forgotten=written.forgotten,
     )
     new_days = set(result.days)
     if previous:

@@ -31,7 +31,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from llm_data_platform import schemas
+from llm_data_platform.privacy.subjects import load_subjects, row_mask
 from llm_data_platform.streaming.parse import LineColumns, ParsedBatch, parse_batch, spec_of
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class MicroBatchResult:
     late_events: int  # rows whose arrival day is after their event day
     reasons: dict[str, int] = field(default_factory=dict)  # quarantine reason families
     fast_rows: int = 0  # rows parsed by the vectorised path
+    forgotten: int = 0  # rows and lines of forgotten users, dropped (not written anywhere)
 
 
 # Dictionary encoding only for columns that repeat a handful of values in a batch; ids, texts,
@@ -184,6 +186,7 @@ class EncodedBatch:
     reasons: dict[str, int]
     fast_rows: int
     seconds: float  # spent encoding
+    forgotten: int = 0
 
 
 def encode_parsed(
@@ -200,6 +203,7 @@ def encode_parsed(
     started = time.perf_counter()
     name = safe_identity(identity)
     events_table, quarantine_name = batch_table_names(stream)
+    parsed, forgotten = _without_forgotten(lake, stream, parsed)
 
     files: list[tuple[str, bytes]] = []
     days: dict[str, tuple[int, int]] = {}
@@ -237,7 +241,35 @@ def encode_parsed(
         reasons=dict(reasons),
         fast_rows=parsed.fast_rows,
         seconds=time.perf_counter() - started,
+        forgotten=forgotten,
     )
+
+
+def _without_forgotten(lake: LakeResource, stream: str, parsed: ParsedBatch) -> tuple:
+    """The batch without the rows and quarantined lines of forgotten users (``ldp forget``):
+    a late arrival or a replay of their data is dropped here, before anything is written."""
+    if stream != "conversations":
+        return parsed, 0
+    subjects = load_subjects(lake)
+    if not subjects:
+        return parsed, 0
+    rows_mask = row_mask(parsed.rows, subjects)
+    lines_mask = row_mask(parsed.quarantine, subjects)
+    dropped = 0
+    rows, row_days = parsed.rows, parsed.row_days
+    if rows_mask is not None and pc.any(rows_mask).as_py():
+        dropped += int(pc.sum(rows_mask).as_py())
+        rows, row_days = rows.filter(pc.invert(rows_mask)), row_days.filter(pc.invert(rows_mask))
+    quarantine, quarantine_days = parsed.quarantine, parsed.quarantine_days
+    if lines_mask is not None and pc.any(lines_mask).as_py():
+        dropped += int(pc.sum(lines_mask).as_py())
+        keep = pc.invert(lines_mask)
+        quarantine, quarantine_days = quarantine.filter(keep), quarantine_days.filter(keep)
+    if not dropped:
+        return parsed, 0
+    return replace(
+        parsed, rows=rows, row_days=row_days, quarantine=quarantine, quarantine_days=quarantine_days
+    ), dropped
 
 
 def write_encoded(
@@ -270,6 +302,7 @@ def write_encoded(
         late_events=encoded.late_events,
         reasons=encoded.reasons,
         fast_rows=encoded.fast_rows,
+        forgotten=encoded.forgotten,
     )
 
 

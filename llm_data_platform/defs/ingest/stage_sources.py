@@ -37,6 +37,7 @@ class Staged:
     received: int = 0
     kept: int = 0
     quarantined: int = 0
+    forgotten: int = 0  # lines of forgotten users, dropped before anything was written
     late_events: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
@@ -49,6 +50,7 @@ class Staged:
         self.received += result.received
         self.kept += result.rows
         self.quarantined += result.quarantined
+        self.forgotten += result.forgotten
         self.late_events += result.late_events
         self.bytes_written += result.bytes
         self.days.update(result.days)
@@ -59,6 +61,7 @@ class Staged:
         self.received += result.received
         self.kept += result.rows
         self.quarantined += result.quarantined
+        self.forgotten += result.forgotten
         self.late_events += result.late_events
         self.bytes_read += result.bytes_read
         self.bytes_written += result.bytes_written

@@ -56,6 +56,7 @@ def _metadata(stream: str, staged: Staged, seconds: float) -> tuple[dict, dict]:
         "lines_received": staged.received,
         "events_staged": staged.kept,
         "lines_quarantined": staged.quarantined,
+        "forgotten_dropped": staged.forgotten,
         "late_events": staged.late_events,
         "days": dg.MetadataValue.json(sorted(staged.days)),
         "bytes_read": staged.bytes_read,
@@ -69,10 +70,10 @@ def _metadata(stream: str, staged: Staged, seconds: float) -> tuple[dict, dict]:
     if staged.sample:
         table = pa.Table.from_pylist(staged.sample, schema=schemas.QUARANTINE)
         quarantine["preview"] = dg.MetadataValue.md(preview_markdown(table))
-    if staged.received != staged.kept + staged.quarantined:
+    if staged.received != staged.kept + staged.quarantined + staged.forgotten:
         raise dg.Failure(
             f"{stream}: {staged.received} lines in, {staged.kept} events + "
-            f"{staged.quarantined} quarantined out"
+            f"{staged.quarantined} quarantined + {staged.forgotten} forgotten out"
         )
     return events, quarantine
 

@@ -1,0 +1,225 @@
+"""The purge: every file that holds a forgotten subject's rows, rewritten without them.
+
+Nothing here keeps a list of tables. The lake is walked and every Parquet file whose columns
+can name a subject (``user_id``, ``conversation_id``, ``example_id``, a quarantined
+``record``) is checked from those columns alone; only files with a match are read whole,
+filtered and replaced, each atomically (the same path, the lake's write-then-rename). The
+weekly training files hold chat text without ids: their lines are matched against the
+removed training examples. The landing folder's files are rewritten without the subjects'
+lines, so no re-run can bring them back (and a rewritten file is a new version: staging
+replaces that file's batches, as for any edit).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import posixpath
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from llm_data_platform.privacy.subjects import TABLE as REQUESTS_TABLE
+from llm_data_platform.privacy.subjects import Subjects, row_mask
+
+ID_COLUMNS = ("user_id", "conversation_id", "example_id", "record")
+SKIP_TABLES = {REQUESTS_TABLE, "deletion_audit"}  # the requests and the audit are the record
+BATCH_FILES = ("train.jsonl", "validation.jsonl")
+
+
+@dataclass(frozen=True)
+class Removal:
+    """Rows (or lines) removed from one file."""
+
+    location: str  # lake | landing
+    table: str  # the table (lake) or stream (landing)
+    partition: str  # dt=… / week=… / the landing key
+    path: str
+    rows: int
+
+
+def _lake_files(lake, suffix: str) -> Iterator[str]:
+    fs, root = lake.filesystem()
+    selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
+    for info in fs.get_file_info(selector):
+        name = posixpath.basename(info.path)
+        if info.type == pafs.FileType.File and name.endswith(suffix) and not name.startswith("."):
+            yield info.path
+
+
+def _table_and_partition(lake, path: str) -> tuple[str, str]:
+    _, root = lake.filesystem()
+    parts = posixpath.relpath(path, root).split("/")  # zone/table/dt=…/file
+    table = parts[1] if len(parts) > 2 else parts[0]
+    partition = next((p for p in parts if "=" in p), "")
+    return table, partition
+
+
+def conversations_of_users(lake, users: frozenset[str]) -> set[str]:
+    """Every conversation id that a forgotten user's rows carry, anywhere in the lake."""
+    found: set[str] = set()
+    if not users:
+        return found
+    fs, _ = lake.filesystem()
+    wanted = pa.array(sorted(users), pa.string())
+    for path in _lake_files(lake, ".parquet"):
+        if _table_and_partition(lake, path)[0] in SKIP_TABLES:
+            continue
+        names = set(pq.read_schema(path, filesystem=fs).names)
+        if not {"user_id", "conversation_id"} <= names:
+            continue
+        table = pq.read_table(path, columns=["user_id", "conversation_id"], filesystem=fs)
+        mine = table.filter(pc.fill_null(pc.is_in(table["user_id"], wanted), False))
+        found.update(c for c in pc.unique(mine["conversation_id"]).to_pylist() if c)
+    return found
+
+
+def purge_lake_tables(lake, subjects: Subjects) -> tuple[list[Removal], dict[str, int]]:
+    """Rewrite every lake Parquet file holding ``subjects``' rows without them. Returns the
+    removals and, from removed training examples, their chat lines -> tokens (the weekly
+    files are matched on these)."""
+    fs, _ = lake.filesystem()
+    removals: list[Removal] = []
+    removed_lines: dict[str, int] = {}
+    for path in _lake_files(lake, ".parquet"):
+        table_name, partition = _table_and_partition(lake, path)
+        if table_name in SKIP_TABLES:
+            continue
+        columns = [c for c in ID_COLUMNS if c in pq.read_schema(path, filesystem=fs).names]
+        if not columns:
+            continue
+        mask = row_mask(pq.read_table(path, columns=columns, filesystem=fs), subjects)
+        if mask is None or not pc.any(mask).as_py():
+            continue
+        whole = pq.read_table(path, filesystem=fs)
+        mask = row_mask(whole, subjects)
+        gone = whole.filter(mask)
+        if "messages_json" in gone.column_names:
+            tokens = gone["n_tokens"].to_pylist() if "n_tokens" in gone.column_names else None
+            for i, line in enumerate(gone["messages_json"].to_pylist()):
+                removed_lines[line] = int(tokens[i] or 0) if tokens else 0
+        _replace_parquet(lake, path, whole.filter(pc.invert(mask)))
+        removals.append(Removal("lake", table_name, partition, path, gone.num_rows))
+    return removals, removed_lines
+
+
+def _replace_parquet(lake, path: str, table: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    lake.write_bytes(path, buffer.getvalue())
+
+
+def purge_training_batches(
+    lake, removed_lines: dict[str, int], request_ids: list[str], purged_at: str
+) -> list[Removal]:
+    """Remove the forgotten examples' lines from every weekly batch that has them; the
+    manifest (written last, as when the batch is built) records the removal."""
+    if not removed_lines:
+        return []
+    removals: list[Removal] = []
+    for manifest_path in _lake_files(lake, "manifest.json"):
+        directory = posixpath.dirname(manifest_path)
+        manifest = json.loads(lake.read_bytes(manifest_path))
+        removed_here = 0
+        for name in BATCH_FILES:
+            data = (lake.read_bytes(posixpath.join(directory, name)) or b"").decode("utf-8")
+            lines = [line for line in data.split("\n") if line]
+            kept = [line for line in lines if line not in removed_lines]
+            if len(kept) == len(lines):
+                continue
+            gone = [line for line in lines if line in removed_lines]
+            body = ("\n".join(kept) + "\n" if kept else "").encode("utf-8")
+            lake.write_bytes(posixpath.join(directory, name), body)
+            entry = manifest["files"][name]
+            entry.update(
+                examples=len(kept),
+                tokens=entry["tokens"] - sum(removed_lines[line] for line in gone),
+                bytes=len(body),
+                sha256=hashlib.sha256(body).hexdigest(),
+            )
+            removed_here += len(gone)
+            table, partition = _table_and_partition(lake, directory + "/x")
+            removals.append(
+                Removal("lake", table, partition, posixpath.join(directory, name), len(gone))
+            )
+        if removed_here:
+            manifest.setdefault("deletions", []).append(
+                {"requests": request_ids, "examples_removed": removed_here, "at": purged_at}
+            )
+            lake.write_bytes(manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
+    return removals
+
+
+def _line_is_forgotten(line: bytes, subjects: Subjects) -> bool:
+    text = line.decode("utf-8", errors="replace")
+    if not any(s in text for s in subjects.strings()):
+        return False  # cannot name a subject: kept without parsing
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return True  # unparseable and holding an id: removed, to be safe
+    if not isinstance(event, dict):
+        return True
+    return (
+        event.get("user_id") in subjects.user_ids
+        or event.get("conversation_id") in subjects.conversation_ids
+    )
+
+
+def purge_landing(root: str, stream: str, subjects: Subjects) -> list[Removal]:
+    """Rewrite the stream's landing files without the subjects' lines (atomically: a hidden
+    temp file beside it, renamed over it; the landing sensors skip hidden names)."""
+    removals: list[Removal] = []
+    folder = os.path.join(root, stream)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.endswith((".jsonl", ".jsonl.gz")):
+                continue
+            path = os.path.join(dirpath, name)
+            removed = _rewrite_landing_file(path, subjects)
+            if removed:
+                key = os.path.relpath(path, folder).replace(os.sep, "/")
+                removals.append(Removal("landing", stream, key, path, removed))
+    return removals
+
+
+def _rewrite_landing_file(path: str, subjects: Subjects) -> int:
+    gz = path.endswith(".gz")
+    try:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except (OSError, EOFError):  # a corrupt gzip: read up to the damage by the salvage path
+        lines = _salvage_gzip_lines(path)
+    kept = [line for line in lines if not _line_is_forgotten(line.rstrip(b"\r\n"), subjects)]
+    if len(kept) == len(lines):
+        return 0
+    body = b"".join(kept)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
+    with os.fdopen(fd, "wb") as out:
+        out.write(gzip.compress(body, mtime=0) if gz else body)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
+def _salvage_gzip_lines(path: str) -> list[bytes]:
+    """The lines before the damage of a corrupt or truncated gzip (the rest is unreadable to
+    anyone, the purge included)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(data)
+    except zlib.error:
+        text = b""
+    return text.splitlines(keepends=True)
