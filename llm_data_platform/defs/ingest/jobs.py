@@ -53,6 +53,10 @@ def ingest_jobs(partitions: Partitions) -> list[UnresolvedAssetJobDefinition]:
             selection=selection,
             partitions_def=partitions.daily,
             description=description,
+            # idempotent (each day's partitions are replaced whole, embeddings cached by content):
+            # a run whose process died is retried once, so the day is not left to the sensor,
+            # which has consumed the staging event; an asset failure (a data error) is not
+            tags={"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"},
         )
         for stream, (selection, description) in INGEST_SELECTIONS.items()
     ]
