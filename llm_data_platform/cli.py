@@ -206,21 +206,32 @@ def _print_answer(args: argparse.Namespace, hits: list) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """The API on localhost by default; token, docs and body limit from the settings."""
     import uvicorn
 
     from llm_data_platform.retrieval import retriever_from_settings
     from llm_data_platform.serving.api import create_app
+    from llm_data_platform.settings import load_settings
 
+    settings = load_settings()
     try:
         retriever = retriever_from_settings()
     except Exception as exc:  # noqa: BLE001 - a missing collection is the common case
         _say(f"The RAG index is not built yet ({exc}). Run `make demo` or materialize rag_index.")
         return 2
+    app = create_app(
+        retriever,
+        api_token=settings.api_token,
+        docs=settings.api_docs,
+        max_body_bytes=settings.api_max_body_bytes,
+    )
+    routes = "POST /search, POST /answer, GET /health" + (", /docs" if settings.api_docs else "")
+    auth = "bearer token required (LDP_API_TOKEN)" if settings.api_token else "no token"
     _say(
         f"serving '{retriever.collection.name}' ({retriever.count} chunks) on "
-        f"http://{args.host}:{args.port}  (POST /search, POST /answer, GET /health, /docs)"
+        f"http://{args.host}:{args.port}  ({routes}; {auth})"
     )
-    uvicorn.run(create_app(retriever), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -415,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("serve", help="the retrieval HTTP API (POST /search, /answer; GET /health)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="default: this machine only")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)

@@ -44,11 +44,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         root=settings.lake_root, s3=s3 if settings.lake_root.startswith("s3://") else None
     )
     if settings.embedding_provider == "openai":
+        # The key reaches OpenAI and compatible servers alike, as an EnvVar: run config and
+        # the event log hold its name, never its value. Unset, a keyless server still works.
         embeddings = EmbeddingsResource(
             provider="openai",
             model=settings.embedding_model,
             batch_size=settings.embedding_batch_size,
-            api_key=dg.EnvVar("OPENAI_API_KEY") if not settings.openai_base_url else None,
+            api_key=dg.EnvVar("OPENAI_API_KEY") if settings.openai_api_key_set else None,
             base_url=settings.openai_base_url or None,
         )
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -48,7 +48,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Embedding model; default all-MiniLM-L6-v2 (local), text-embedding-3-small (openai).",
     ),
     Setting("LDP_EMBEDDING_BATCH_SIZE", "64", "Texts per embedding call."),
-    Setting("OPENAI_API_KEY", "", "OpenAI key (only read when the provider is openai)."),
+    Setting(
+        "OPENAI_API_KEY",
+        "",
+        "OpenAI key (provider openai); also sent to OPENAI_BASE_URL when set.",
+    ),
     Setting("OPENAI_BASE_URL", "", "OpenAI-compatible server URL (vLLM, TEI, Ollama)."),
     Setting("LDP_CHUNK_MAX_TOKENS", "200", "Chunk size in the embedding model's word pieces."),
     Setting("LDP_CHUNK_OVERLAP_TOKENS", "30", "Overlap between neighbouring chunks, in tokens."),
@@ -80,6 +84,15 @@ SETTINGS: tuple[Setting, ...] = (
         "LDP_RETRIEVAL_HYBRID",
         "false",
         "true: retrieval fuses vector and BM25 rankings (RRF) unless a call says otherwise.",
+    ),
+    Setting(
+        "LDP_API_TOKEN",
+        "",
+        "Bearer token every request to `ldp serve` must carry; unset: no authentication.",
+    ),
+    Setting("LDP_API_DOCS", "false", "true: `ldp serve` also serves /docs, /redoc, /openapi.json."),
+    Setting(
+        "LDP_API_MAX_BODY_BYTES", "65536", "Largest request body `ldp serve` reads (else 413)."
     ),
     Setting("LDP_EVAL_MIN_HIT_AT_5", "0.8", "A new index version needs this hit@5 to go live."),
     Setting("LDP_EVAL_MIN_MRR_AT_10", "0.5", "…and this MRR@10 on the evaluation set."),
@@ -146,12 +159,26 @@ class Settings:
     landing_max_bytes: int = 2 * 1024**3
     executor: str = "in_process"
     expectations_engine: str = "arrow"
+    openai_api_key_set: bool = False  # whether OPENAI_API_KEY is set; the key itself is not kept
+    api_token: str = field(default="", repr=False)
+    api_docs: bool = False
+    api_max_body_bytes: int = 65_536
 
 
 def _choice(name: str, value: str, allowed: set[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported: use one of {sorted(allowed)}.")
     return value
+
+
+def _flag(name: str, value: str) -> bool:
+    """A true/false setting; anything else is a mistake worth stopping for."""
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}={value!r} is not a boolean: use true or false.")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -219,4 +246,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             get("LDP_EXPECTATIONS_ENGINE"),
             {"arrow", "great_expectations"},
         ),
+        openai_api_key_set=bool(environ.get("OPENAI_API_KEY")),
+        api_token=get("LDP_API_TOKEN"),
+        api_docs=_flag("LDP_API_DOCS", get("LDP_API_DOCS")),
+        api_max_body_bytes=int(get("LDP_API_MAX_BODY_BYTES")),
     )

@@ -3,7 +3,9 @@
 The server (``fake_openai``) runs on 127.0.0.1 in a thread for each test. It answers
 ``/v1/embeddings`` (vectors that encode each input's position, deliberately unnormalised and
 returned out of order) and ``/v1/chat/completions`` (a canned answer citing [1], after checking
-that the prompt holds the retrieved chunk texts), or fails as told.
+that the prompt holds the retrieved chunk texts), or fails as told. It records the
+Authorization header of every request and, given ``required_key``, answers 401 to any other
+(echoing the key it got, as OpenAI's own 401 does in part).
 """
 
 from __future__ import annotations
@@ -48,12 +50,20 @@ class FakeOpenAI:
         self.expect_in_prompt: list[str] = []
         self.fail: tuple[int, dict] | None = None
         self.problems: list[str] = []
+        self.authorizations: list[str | None] = []
+        self.required_key: str | None = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append((self.path, body))
+                presented = self.headers.get("Authorization")
+                fake.authorizations.append(presented)
+                if fake.required_key and presented != f"Bearer {fake.required_key}":
+                    message = f"Incorrect API key provided: {presented}."
+                    error = {"message": message, "type": "invalid_request_error"}
+                    return self._send(401, {"error": {**error, "code": "invalid_api_key"}})
                 if fake.fail:
                     status, error = fake.fail
                     return self._send(status, {"error": error})

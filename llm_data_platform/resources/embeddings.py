@@ -11,7 +11,11 @@ import dagster as dg
 import numpy as np
 from pydantic import PrivateAttr
 
-from llm_data_platform.lib.openai_client import is_insufficient_quota, make_openai_client
+from llm_data_platform.lib.openai_client import (
+    explain_openai_error,
+    is_insufficient_quota,
+    make_openai_client,
+)
 
 LOCAL_MODELS = {"all-MiniLM-L6-v2": 384}
 OPENAI_DIMENSIONS = {
@@ -92,15 +96,24 @@ class EmbeddingsResource(dg.ConfigurableResource):
             return self._embed_openai(texts)
         raise dg.Failure(f"Unknown embedding provider {self.provider!r}: use local or openai.")
 
+    def _api_key(self) -> str | None:
+        """The key itself: Dagster resolves an ``EnvVar`` inside a run, but a resource used
+        outside one (``ldp serve``, ``ldp ask``) still holds the variable's name."""
+        key = self.api_key
+        if isinstance(key, dg.EnvVar):
+            key = key.get_value()
+        return key or None
+
     def _openai(self) -> Any:
         if self._client is None:
-            if not self.api_key and not self.base_url:
+            key = self._api_key()
+            if not key and not self.base_url:
                 raise dg.Failure(
                     "LDP_EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
                     "compatible server that needs no key)."
                 )
             self._client = make_openai_client(
-                self.api_key, self.base_url, self.request_timeout_seconds, self.max_retries
+                key, self.base_url, self.request_timeout_seconds, self.max_retries
             )
         return self._client
 
@@ -119,10 +132,13 @@ class EmbeddingsResource(dg.ConfigurableResource):
                         "transient — add credit to the account or switch LDP_EMBEDDING_PROVIDER."
                     ) from exc
                 raise
-            except openai.AuthenticationError as exc:
-                raise dg.Failure(
-                    "OpenAI rejected the API key (401). Check OPENAI_API_KEY."
-                ) from exc
+            except openai.APIError as exc:
+                message = explain_openai_error(exc, self.base_url, self._api_key())
+                if message is None:
+                    raise
+                # from None: the SDK's exception carries the server's body, which may echo the
+                # key, and Dagster records an exception's causes in the event log.
+                raise dg.Failure(f"Embedding failed: {message}") from None
             ordered = sorted(response.data, key=lambda d: d.index)
             out.extend(d.embedding for d in ordered)
         vectors = np.asarray(out, dtype=np.float32)
