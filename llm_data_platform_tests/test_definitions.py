@@ -26,6 +26,10 @@ ASSET_NAMES = {
     "rag_index",
     "rag_index_live",
     "retrieval_eval_set",
+    "embedding_cache",
+    "rag_index_evaluations",
+    "deletion_requests",
+    "deletion_audit",
 }
 
 
@@ -34,7 +38,7 @@ def test_definitions_load_with_the_contracted_asset_names():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == ASSET_NAMES
     groups = {graph.get(dg.AssetKey(n)).group_name for n in ASSET_NAMES}
-    assert groups == {"ingest", "raw", "clean", "curated", "serve"}
+    assert groups == {"ingest", "raw", "clean", "curated", "serve", "privacy"}
 
 
 def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
@@ -50,6 +54,10 @@ def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
             "rag_index_live",
             "training_batches",
             "retrieval_eval_set",
+            "embedding_cache",
+            "rag_index_evaluations",
+            "deletion_requests",
+            "deletion_audit",
         }
     ):
         node = graph.get(dg.AssetKey(name))

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.transforms.near_dedup import _tokenize, _word_ngrams
+from llm_data_platform.transforms.near_dedup import SHINGLE_BLOCK, _tokenize, _word_ngrams
 
 __all__ = ["ReferenceNgrams", "contaminated_mask"]
 
@@ -61,7 +61,18 @@ class ReferenceNgrams:
         return len(self.ngrams) + len(self.short_references)
 
     def mask(self, texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> list[bool]:
-        """True for every text that contains a reference n-gram or a whole short reference."""
+        """True for every text that contains a reference n-gram or a whole short reference;
+        a block of texts at a time (the tokenizer's lists cost ~1 KB a text)."""
+        if len(texts) <= SHINGLE_BLOCK:
+            return self._mask_block(texts)
+        if not isinstance(texts, pa.Array | pa.ChunkedArray):
+            texts = pa.array(list(texts), pa.string())
+        out: list[bool] = []
+        for start in range(0, len(texts), SHINGLE_BLOCK):
+            out += self._mask_block(texts.slice(start, SHINGLE_BLOCK))
+        return out
+
+    def _mask_block(self, texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> list[bool]:
         tokens = _tokenize(texts)
         n = len(tokens.n_words)
         hit = np.zeros(n, dtype=bool)

@@ -256,7 +256,7 @@ def _char_ngrams(tokens: _Tokens, k: int, rows: np.ndarray) -> tuple[np.ndarray,
     return np.repeat(rows, counts), hashes
 
 
-SHINGLE_BLOCK = 50_000  # texts tokenized at once
+SHINGLE_BLOCK = 20_000  # texts tokenized at once (the tokenizer's lists cost ~1 KB a text)
 
 
 def shingle_hashes(
@@ -435,6 +435,25 @@ def _signatures(
     return sig, counts
 
 
+def _member_shingles(
+    texts: pa.Array | pa.ChunkedArray, members: np.ndarray, shingle: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of the ``members`` (sorted indices) only, for the exact check: the texts
+    that can have a near-duplicate, taken a block at a time (no copy of the input)."""
+    offsets, hashes = [np.zeros(1, np.int64)], []
+    for start in range(0, len(texts), SHINGLE_BLOCK):
+        lo, hi = np.searchsorted(members, [start, start + SHINGLE_BLOCK])
+        if lo == hi:
+            continue
+        local = pa.array(members[lo:hi] - start, pa.int64())
+        o, h = shingle_hashes(texts.slice(start, SHINGLE_BLOCK).take(local), shingle)
+        offsets.append(o[1:] + offsets[-1][-1])
+        hashes.append(h)
+    if not hashes:
+        return np.zeros(1, np.int64), np.zeros(0, _U64)
+    return np.concatenate(offsets), np.concatenate(hashes)
+
+
 def near_duplicate_mask(
     texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
     ids: Sequence[str],
@@ -464,14 +483,12 @@ def near_duplicate_mask(
     in_play = _in_shared_buckets(sig, bands, rows) & (n_shingles > 0)
     members = np.flatnonzero(in_play)
     index = _BandIndex(sig, members, bands, rows)
-    # Shingle hashes only of the texts that can have a near-duplicate, for the exact check.
-    m_offsets, m_hashes = shingle_hashes(texts.take(pa.array(members, pa.int64())), shingle)
-    member_position = {int(i): p for p, i in enumerate(members)}
+    m_offsets, m_hashes = _member_shingles(texts, members, shingle)
     sets: dict[int, np.ndarray] = {}
 
     def shingle_set(i: int) -> np.ndarray:
         if i not in sets:
-            p = member_position[i]
+            p = int(np.searchsorted(members, i))
             sets[i] = np.unique(m_hashes[m_offsets[p] : m_offsets[p + 1]])
         return sets[i]
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from llm_data_platform.transforms.decontamination import contaminated_mask
 from llm_data_platform.transforms.near_dedup import near_duplicate_mask
@@ -30,19 +32,50 @@ def example_text(messages_json: str) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages if m.get("role") != "system")
 
 
+_MESSAGES = pa.schema(
+    [("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))]
+)
+
+
 def example_texts(
     messages_json: pa.ChunkedArray, order: pa.Array | None = None, block: int = 50_000
 ) -> pa.ChunkedArray:
-    """``example_text`` of every example (in ``order`` when given), a block at a time: the
-    day's JSON is never copied or turned into Python strings all at once."""
+    """``example_text`` of every example (in ``order`` when given), a block at a time, with
+    Arrow's JSON reader and list kernels: no Python object per example or message."""
     order = order if order is not None else pa.array(range(len(messages_json)), pa.int64())
     chunks = [
-        pa.array(
-            [example_text(m) for m in messages_json.take(order.slice(start, block)).to_pylist()]
-        )
+        _texts_of_block(messages_json.take(order.slice(start, block)))
         for start in range(0, len(order), block)
     ]
     return pa.chunked_array(chunks, type=pa.string())
+
+
+def _texts_of_block(lines: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    if len(lines) == 0:
+        return pa.array([], pa.string())
+    # one line per example, newline-terminated, read straight from the Arrow value buffer
+    ndjson = pc.binary_join_element_wise(lines.cast(pa.string()), pa.scalar("\n"), "")
+    offsets = np.frombuffer(ndjson.buffers()[1], np.int32, len(ndjson) + 1, ndjson.offset * 4)
+    body = ndjson.buffers()[2][int(offsets[0]) : int(offsets[-1])]
+    parsed = pajson.read_json(
+        pa.BufferReader(body),
+        read_options=pajson.ReadOptions(block_size=max(1 << 20, body.size + 1)),
+        parse_options=pajson.ParseOptions(
+            explicit_schema=_MESSAGES, unexpected_field_behavior="ignore"
+        ),
+    )
+    messages = parsed["messages"].combine_chunks()
+    flat = pc.list_flatten(messages)
+    parent = pc.list_parent_indices(messages).to_numpy()
+    role = pc.fill_null(flat.field("role"), "None")
+    content = pc.fill_null(flat.field("content"), "None")
+    keep = pc.not_equal(role, "system").to_numpy(zero_copy_only=False)
+    line = pc.binary_join_element_wise(role, content, ": ").filter(pa.array(keep))
+    counts = np.bincount(parent[keep], minlength=len(lines))
+    list_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(list_offsets), line), "\n")
 
 
 def select_examples(
@@ -74,12 +107,25 @@ def select_examples(
         elif not near.keep[i]:
             removed[example_id] = f"near_duplicate_of:{near.duplicate_of[i]}"
         keep.append(example_id not in removed)
-    # one copy of the kept rows, already in example-id order
-    rows = order.filter(pa.array(keep))
-    by_id = pc.sort_indices(examples["example_id"].take(rows))
-    kept = examples.take(rows.take(by_id))
+    kept = _kept_by_id(examples, order, pa.array(keep))
     counts = {
         "contaminated": sum(1 for r in removed.values() if r == "contaminated"),
         "near_duplicate": sum(1 for r in removed.values() if r.startswith("near_duplicate")),
     }
     return SelectionResult(kept, counts, removed)
+
+
+def _kept_by_id(examples: pa.Table, order: pa.Array, keep_in_order: pa.Array) -> pa.Table:
+    """The kept rows in example-id order, copied at most once. A day's candidates come in
+    that order already (built from the clean table, sorted by conversation): then the rows
+    are filtered where they are, chunk by chunk, or not touched at all when all are kept."""
+    ids = examples["example_id"]
+    n = examples.num_rows
+    if n < 2 or pc.all(pc.less(ids.slice(0, n - 1), ids.slice(1))).as_py():
+        if pc.all(keep_in_order).as_py():
+            return examples
+        keep = np.empty(n, dtype=bool)  # back from time order to row order
+        keep[order.to_numpy()] = keep_in_order.to_numpy(zero_copy_only=False)
+        return examples.filter(pa.array(keep))
+    rows = order.filter(keep_in_order)
+    return examples.take(rows.take(pc.sort_indices(ids.take(rows))))
