@@ -239,19 +239,19 @@ def test_bad_files_are_skipped_with_their_reason(kb: Path, landing: Path):
 def test_unreadable_file_is_skipped_not_deleted(kb: Path, landing: Path, monkeypatch):
     sync_directory(kb, landing, now=SYNC_1)
     _write(kb / "notes.txt", "changed\n", SYNC_2)
-    real_read = directory_module._read_limited
+    real_read = directory_module.read_contained
 
-    def read(path: str, limit: int) -> bytes:
-        if path.endswith("notes.txt"):  # what chmod 0 does, even when the tests run as root
-            raise PermissionError(13, "Permission denied", path)
-        return real_read(path, limit)
+    def read(root: str, rel: str, limit: int) -> bytes:
+        if rel.endswith("notes.txt"):  # what chmod 0 does, even when the tests run as root
+            raise PermissionError(13, "Permission denied", rel)
+        return real_read(root, rel, limit)
 
-    monkeypatch.setattr(directory_module, "_read_limited", read)
+    monkeypatch.setattr(directory_module, "read_contained", read)
     report = sync_directory(kb, landing, now=SYNC_2)
     assert report.deletes == [] and report.upserts == [] and report.landing_file is None
     assert dict(report.skipped) == {"notes.txt": "unreadable: Permission denied"}
 
-    monkeypatch.setattr(directory_module, "_read_limited", real_read)
+    monkeypatch.setattr(directory_module, "read_contained", real_read)
     assert sync_directory(kb, landing, now=SYNC_3).upserts == ["notes.txt"]
 
 

@@ -497,6 +497,7 @@ def test_clean_documents_latest_version_and_tombstones(monkeypatch: pytest.Monke
             {"doc_id": "d8", "op": "patch"},
             {"doc_id": None},
             {"doc_id": "d9", "content": "EXPLODE"},
+            {"doc_id": "d11", "format": "html", "content": "<div>" * 300 + "too deep"},
             # an html page
             {"doc_id": "d10", "format": "html", "content": BOILERPLATE_PAGE},
         ]
@@ -531,13 +532,14 @@ def test_clean_documents_latest_version_and_tombstones(monkeypatch: pytest.Monke
         "d8": "unknown_op",
         None: "missing_doc_id",
         "d9": "extraction_failed",
+        "d11": "over_limit",
     }
     assert result.dropped.schema == document_cleaning.DROPPED_DOCUMENTS
     detail = result.dropped.filter(pa.compute.equal(result.dropped["doc_id"], "d9"))
     assert "parser blew up" in detail["detail"][0].as_py()
 
     c = result.counts
-    assert c["received"] == 16
+    assert c["received"] == 17
     assert c["superseded"] == 5  # d1 ×1, d2 ×1, d3 ×1, d4 ×2
     assert c["kept"] == 5 and c["deletions"] == 1
     assert c["extracted_markdown"] == 2 and c["extracted_text"] == 1 and c["extracted_html"] == 1

@@ -10,8 +10,13 @@ Contract:
 * **What is a document.** Files ending in ``.html``/``.htm`` (format ``html``),
   ``.md``/``.markdown`` (``markdown``) and ``.txt``/``.rst`` (``text``), case-insensitive, found
   below ``root``. Hidden files and directories (name starts with ``.``) are not walked; other
-  files are counted as ``ignored``. Symlinked files are read, symlinked directories are not
-  followed (no cycles).
+  files are counted as ``ignored``.
+* **Nothing from outside ``root``** (:mod:`containment`). A symlinked file is read only when
+  its real path lies under the root's real path; a symlinked directory is never followed (no
+  cycles), and one leading outside is reported. Files are opened component by component from
+  the root with ``O_NOFOLLOW``, so a symlink swapped in after the walk is not followed either,
+  and a path with ``..`` or an absolute path is refused. Either way the file is listed in
+  ``SyncReport.skipped`` with the reason and handled like the bad files below.
 * **Identity.** ``doc_id`` is the path relative to ``root`` with ``/`` separators, or
   ``<prefix>/<relative path>`` when a prefix is given. A rename is a delete of the old id and
   an upsert of the new one.
@@ -28,12 +33,13 @@ Contract:
   document: when a file comes back with an older mtime (a rename back, ``cp -p``, a restore
   from backup) its upsert is dated at the sync time instead. ``not_before`` raises every date
   to a floor (the first daily partition: events older than it would belong to no partition).
-* **Bad files** never crash the sync and are never silently dropped: unreadable, undecodable
-  (binary, not UTF-8 and no usable HTML charset declaration), too large (``max_bytes``, default
-  5 MB) or too large for one landing line (``records.MAX_LINE_BYTES``) files are listed in
-  ``SyncReport.skipped`` with the reason, produce no event and keep their previous state (a file
-  that cannot be read now is not a deletion). Files under a directory that cannot be listed are
-  not deleted either. A missing ``root`` is an error, not "everything was deleted".
+* **Bad files** never crash the sync and are never silently dropped: outside the root,
+  unreadable, undecodable (binary, not UTF-8 and no usable HTML charset declaration), too large
+  (``max_bytes``, default 5 MB) or too large for one landing line (``records.MAX_LINE_BYTES``)
+  files are listed in ``SyncReport.skipped`` with the reason, produce no event and keep their
+  previous state (a file that cannot be read now is not a deletion). Files under a directory
+  that cannot be listed, or under a symlink leading outside, are not deleted either. A missing
+  ``root`` is an error, not "everything was deleted".
 * **Durability, exactly-once in effect.** The landing file is written under a dot-prefixed
   temporary name (the landing sensor ignores dot files), fsynced and renamed to
   ``dirsync-<sync time>-<content hash>.jsonl``; only then is the state file written (temp,
@@ -55,6 +61,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from llm_data_platform.sources.containment import read_contained
 from llm_data_platform.sources.directory_state import (
     STATE_VERSION,
     _atomic_write_json,
@@ -64,7 +71,7 @@ from llm_data_platform.sources.directory_state import (
     default_state_path,
 )
 from llm_data_platform.sources.directory_walk import FORMATS_BY_EXTENSION, _Entry, _walk
-from llm_data_platform.sources.document_files import _decode, _read_limited, _Skip, _title
+from llm_data_platform.sources.document_files import _decode, _Skip, _title
 from llm_data_platform.transforms.records import MAX_LINE_BYTES
 
 __all__ = [
@@ -324,7 +331,7 @@ class _DirectorySync:
         try:
             if entry.size > max_bytes:
                 raise _Skip(f"too large: {entry.size} bytes over the {max_bytes} limit")
-            data = _read_limited(entry.path, max_bytes)
+            data = read_contained(self.options.root, entry.target, max_bytes)
             sha = hashlib.sha256(data).hexdigest()
             if old is not None and old.get("sha256") == sha:
                 self.new_docs[doc_id] = {**old, "mtime_ns": entry.mtime_ns, "size": len(data)}

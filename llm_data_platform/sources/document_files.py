@@ -1,4 +1,4 @@
-"""One knowledge-base file as a document: its bytes (size-capped), its text and its title.
+"""One knowledge-base file as a document: its text (decoded from its bytes) and its title.
 
 Anything that makes a file unusable raises :class:`_Skip`, whose message is the reason the
 sync report gives.
@@ -55,8 +55,10 @@ def _declared_charset(data: bytes) -> str | None:
     return name
 
 
-_TITLE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
-_H1 = re.compile(r"<h1\b[^>]*>(.*?)</h1\s*>", re.I | re.S)
+# (opening tag, closing tag): matched apart, so a page of a thousand unclosed ``<title>``s
+# costs one scan, not one scan per tag (a ``<title>(.*?)</title>`` search is quadratic)
+_TITLE = (re.compile(r"<title\b[^<>]*>", re.I), re.compile(r"</title\s*>", re.I))
+_H1 = (re.compile(r"<h1\b[^<>]*>", re.I), re.compile(r"</h1\s*>", re.I))
 _TAG = re.compile(r"<[^>]+>")
 _ATX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -70,11 +72,20 @@ def _clean_title(text: str) -> str:
 
 def _html_title(text: str) -> str | None:
     head = text[:200_000]
-    for pattern in (_TITLE, _H1):
-        match = pattern.search(head)
-        if match and (title := _clean_title(match.group(1))):
+    for opening, closing in (_TITLE, _H1):
+        if (title := _element_text(head, opening, closing)) is not None:
             return title
     return None
+
+
+def _element_text(text: str, opening: re.Pattern[str], closing: re.Pattern[str]) -> str | None:
+    """Clean text between the first ``opening`` tag and the next ``closing`` one (only the
+    first opening tag can have a closing tag after it when an earlier search found none)."""
+    start = opening.search(text)
+    end = closing.search(text, start.end()) if start else None
+    if end is None:
+        return None
+    return _clean_title(text[start.end() : end.start()]) or None
 
 
 def _markdown_title(text: str) -> str | None:
@@ -134,11 +145,3 @@ def _title(text: str, fmt: str, name: str) -> str:
     elif name.lower().endswith(".rst"):
         title = _rst_title(text)
     return title or name
-
-
-def _read_limited(path: str, limit: int) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise _Skip(f"too large: over the {limit}-byte limit")
-    return data

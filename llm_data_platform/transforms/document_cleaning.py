@@ -11,8 +11,9 @@ Rules (:func:`clean_documents`):
   ``version``/``format``/``title`` null. Tombstones are rows of ``clean`` (they are counted in
   ``kept`` and, separately, in ``deletions``) so deletions propagate to chunks and the index.
 * An ``upsert`` as the latest event is extracted with :func:`html_extract.extract_text_with_info`.
-  Extraction errors, unknown formats, missing content and empty extracted text never crash the
-  run: the event goes to ``dropped`` with its reason. The document then has no row in this day's
+  Extraction errors, documents over a resource limit (``over_limit``: nesting, size, time; see
+  :mod:`html_extract`), unknown formats, missing content and empty extracted text never crash
+  the run: the event goes to ``dropped`` with its reason. The document then has no row in this day's
   ``clean`` (its older same-day events stay superseded; an earlier day's version is untouched).
 * ``version`` is the raw content hash; when the raw row has none it is computed as
   sha256(content). ``format`` is written canonical ("html" / "markdown" / "text"; aliases such
@@ -39,6 +40,7 @@ import pyarrow.compute as pc
 from llm_data_platform import schemas
 from llm_data_platform.transforms.html_extract import (
     SUPPORTED_FORMATS,
+    OverLimit,
     canonical_format,
     extract_text_with_info,
 )
@@ -50,6 +52,7 @@ DROP_UNKNOWN_OP = "unknown_op"
 DROP_MISSING_CONTENT = "missing_content"
 DROP_UNSUPPORTED_FORMAT = "unsupported_format"
 DROP_EXTRACTION_FAILED = "extraction_failed"
+DROP_OVER_LIMIT = "over_limit"
 DROP_EMPTY_TEXT = "empty_text"
 DROP_REASONS = (
     DROP_MISSING_DOC_ID,
@@ -57,6 +60,7 @@ DROP_REASONS = (
     DROP_MISSING_CONTENT,
     DROP_UNSUPPORTED_FORMAT,
     DROP_EXTRACTION_FAILED,
+    DROP_OVER_LIMIT,
     DROP_EMPTY_TEXT,
 )
 
@@ -197,6 +201,10 @@ def _clean_upsert(out: _CleaningOutput, i: int, doc_id: str) -> None:
         return
     try:
         extraction = extract_text_with_info(content, fmt)
+    except OverLimit as exc:  # a hostile or pathological document: bounded, then dropped
+        log.warning("%s (event %s) is over a limit: %s", doc_id, cols["event_id"][i], exc)
+        out.drop(i, DROP_OVER_LIMIT, str(exc))
+        return
     except Exception as exc:  # one bad document must not fail the partition
         log.warning("extraction of %s (event %s) failed: %r", doc_id, cols["event_id"][i], exc)
         out.drop(i, DROP_EXTRACTION_FAILED, f"{type(exc).__name__}: {exc}")
