@@ -205,5 +205,5 @@ def test_side_tables_are_observed_in_the_graph(built):
 
     cache = observations("embedding_cache")
     assert cache and sum(o["vectors_added"] for o in cache) > 0
-    (evaluation,) = observations("rag_index_evaluations")
-    assert evaluation["passed"] is True and evaluation["hit@5"] > 0
+    evaluations = observations("rag_index_evaluations")  # one per index build of the session
+    assert evaluations and all(e["passed"] is True and e["hit@5"] > 0 for e in evaluations)

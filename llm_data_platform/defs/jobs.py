@@ -37,6 +37,9 @@ def daily(partitions: Partitions) -> tuple[UnresolvedAssetJobDefinition, dg.Sche
         selection=dg.AssetSelection.assets(*DAILY_ASSETS),
         partitions_def=partitions.daily,
         description="Every daily partition from raw to curated; idempotent, safe to re-run.",
+        # idempotent (partitions replaced whole): a run whose process died is retried once;
+        # one that failed on its data is not (it would fail the same way)
+        tags={"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"},
     )
     schedule = dg.build_schedule_from_partitioned_job(
         job, hour_of_day=1, default_status=dg.DefaultScheduleStatus.RUNNING

@@ -454,6 +454,20 @@ def _member_shingles(
     return np.concatenate(offsets), np.concatenate(hashes)
 
 
+def _estimate_screen(
+    sig: np.ndarray, members: np.ndarray, earlier: np.ndarray, position: int, floor: float
+) -> list[int]:
+    """The ``earlier`` texts whose signature agrees with member ``position``'s on at least
+    ``floor`` of the permutations; a slice at a time (a crowded bucket can return 10^5)."""
+    mine = sig[position]
+    found: list[int] = []
+    for start in range(0, len(earlier), 8192):
+        part = earlier[start : start + 8192]
+        estimate = (sig[np.searchsorted(members, part)] == mine).mean(axis=1)
+        found += part[estimate >= floor].tolist()
+    return found
+
+
 def near_duplicate_mask(
     texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
     ids: Sequence[str],
@@ -483,6 +497,7 @@ def near_duplicate_mask(
     in_play = _in_shared_buckets(sig, bands, rows) & (n_shingles > 0)
     members = np.flatnonzero(in_play)
     index = _BandIndex(sig, members, bands, rows)
+    sig = sig[members]  # only texts in play are ever compared: the rest is freed
     m_offsets, m_hashes = _member_shingles(texts, members, shingle)
     sets: dict[int, np.ndarray] = {}
 
@@ -509,8 +524,7 @@ def near_duplicate_mask(
         candidates += len(earlier)
         found: list[int] = []
         if len(earlier):  # the signatures' own estimate first, vectorised: most end here
-            estimate = (sig[earlier] == sig[i]).mean(axis=1)
-            found = earlier[estimate >= threshold - ESTIMATE_MARGIN].tolist()
+            found = _estimate_screen(sig, members, earlier, position, threshold - ESTIMATE_MARGIN)
         for j in found:
             ri, rj = find(i), find(j)
             if ri == rj:  # already in one cluster: no need to compare
