@@ -312,11 +312,11 @@ def test_demo_near_duplicates_and_contamination(tmp_path):
 
 def test_shingles_in_blocks_equal_shingles_at_once(monkeypatch):
     """Long lists are tokenized in blocks (bounded memory): the hashes do not change."""
-    from llm_data_platform.transforms import near_dedup
+    from llm_data_platform.transforms import shingles
 
     texts = [f"word{i} " * (i % 9) + f"the end of text number {i}" for i in range(500)]
     texts += [None, "", "a b", "one two three four five six"]
-    whole = near_dedup.shingle_hashes(texts, 5)
-    monkeypatch.setattr(near_dedup, "SHINGLE_BLOCK", 37)
-    blocked = near_dedup.shingle_hashes(texts, 5)
+    whole = shingles.shingle_hashes(texts, 5)
+    monkeypatch.setattr(shingles, "SHINGLE_BLOCK", 37)
+    blocked = shingles.shingle_hashes(texts, 5)
     assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])

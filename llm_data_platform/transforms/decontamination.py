@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.transforms.near_dedup import SHINGLE_BLOCK, _tokenize, _word_ngrams
+from llm_data_platform.transforms.shingles import SHINGLE_BLOCK, _tokenize, _word_ngrams
 
 __all__ = ["ReferenceNgrams", "contaminated_mask"]
 
@@ -34,7 +34,7 @@ class ReferenceNgrams:
 
     A reference with at least `ngram` words contributes its n-grams; a shorter one (but not
     empty) must occur whole, on word boundaries, in a text's normalised form. Texts and
-    references are normalised alike (`near_dedup.normalize_for_matching`: NFKC, lower case,
+    references are normalised alike (`shingles.normalize_for_matching`: NFKC, lower case,
     punctuation and spacing ignored).
     """
 

@@ -1,0 +1,211 @@
+"""Text to shingle hashes, vectorised over a batch: the input of near-duplicate detection and
+of decontamination.
+
+1. Text is normalised for matching with Arrow kernels: NFKC, lower case, every run of
+   characters that are not letters, digits or combining marks becomes one space.
+2. Words are hashed to 64 bits with a polynomial hash evaluated for the whole batch at once
+   from numpy prefix sums over the Arrow value buffer (no Python loop per word); k consecutive
+   word hashes are combined into one shingle hash. A text with fewer than k words falls back to
+   character k-grams of its normalised text (the only per-row Python, over short texts).
+
+Texts are tokenized a block at a time (``SHINGLE_BLOCK``): the tokenizer's word lists cost
+about 1 KB a text, so a day's texts are never split into words all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llm_data_platform.transforms.text_normalize import as_string_array, utf8_view
+
+__all__ = ["SHINGLE_BLOCK", "normalize_for_matching", "shingle_hashes"]
+
+# Runs of anything but letters, digits and combining marks (RE2 Unicode classes).
+_NON_WORD = r"[^\p{L}\p{N}\p{M}]+"
+
+_U64 = np.uint64
+# Odd multiplier of the polynomial string hash (invertible mod 2^64) and its inverse.
+_POLY = 0x100000001B3
+_POLY_INV = pow(_POLY, -1, 1 << 64)
+# Distinct salts so that a word, a word shingle and a character shingle never share a hash.
+_SALT_CHAR = np.uint64(0x9E3779B97F4A7C15)
+# Bytes of text hashed per block.
+_HASH_BLOCK_BYTES = 1 << 22
+
+
+def _as_text_array(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(texts, pa.Array | pa.ChunkedArray):
+        return as_string_array(texts)
+    return pa.array(list(texts), pa.string())
+
+
+def normalize_for_matching(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """NFKC, lower case, punctuation and whitespace runs -> one space, trimmed; null -> "".
+
+    Two texts that differ only in case, punctuation or spacing normalise to the same string.
+    """
+    arr = pc.fill_null(_as_text_array(texts), "")
+    non_ascii = pc.invert(pc.string_is_ascii(arr))
+    if pc.any(non_ascii).as_py():  # NFKC leaves ASCII unchanged: normalise the other rows only
+        nfkc = pc.utf8_normalize(arr.filter(non_ascii), "NFKC")
+        arr = pc.replace_with_mask(arr, non_ascii, nfkc)
+    arr = pc.utf8_lower(arr)
+    arr = pc.replace_substring_regex(arr, _NON_WORD, " ")
+    return pc.utf8_trim(arr, " ")
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser (an avalanching bijection), element-wise, wrapping."""
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> _U64(33))
+
+
+_POWERS: tuple[np.ndarray, np.ndarray] = (np.ones(1, _U64), np.ones(1, _U64))
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and P^-i mod 2^64 for i in [0, n] (at least; cached, grown in powers of two)."""
+    global _POWERS
+    pw, inv = _POWERS
+    if len(pw) <= n:
+        size = max(1 << 12, 1 << n.bit_length())
+        pw = np.ones(size, dtype=_U64)
+        inv = np.ones(size, dtype=_U64)
+        np.cumprod(np.full(size - 1, _POLY, dtype=_U64), out=pw[1:])
+        np.cumprod(np.full(size - 1, _POLY_INV, dtype=_U64), out=inv[1:])
+        pw.flags.writeable = False
+        inv.flags.writeable = False
+        _POWERS = (pw, inv)
+    return pw, inv
+
+
+def _row_blocks(starts: np.ndarray, ends: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
+    """Consecutive row ranges whose byte (or item) span is at most `budget` (a bigger row is a
+    block on its own)."""
+    n = len(starts)
+    r0 = 0
+    while r0 < n:
+        r1 = int(np.searchsorted(ends, starts[r0] + budget, side="right"))
+        r1 = max(r1, r0 + 1)
+        yield r0, r1
+        r0 = r1
+
+
+def _hash_strings(arr: pa.Array) -> np.ndarray:
+    """A 64-bit hash of every string of a ``string`` array, computed for the whole array at once.
+
+    h(s) = fmix64(sum_j (s_j + 1) * P^j + len(s) * C), where the sum for every row comes from a
+    prefix sum over the shared byte buffer, re-based with the inverse power of the row's start.
+    Deterministic across runs, processes and platforms (no PYTHONHASHSEED).
+    """
+    n = len(arr)
+    out = np.zeros(n, dtype=_U64)
+    if n == 0:
+        return out
+    view = utf8_view(as_string_array(arr))
+    for r0, r1 in _row_blocks(view.starts, view.ends, _HASH_BLOCK_BYTES):
+        b0, b1 = int(view.starts[r0]), int(view.ends[r1 - 1])
+        length = b1 - b0
+        pw, inv = _powers(length)
+        prefix = np.zeros(length + 1, dtype=_U64)
+        chunk = view.data[b0:b1].astype(_U64) + _U64(1)
+        np.cumsum(chunk * pw[:length], out=prefix[1:])
+        s = view.starts[r0:r1] - b0
+        e = view.ends[r0:r1] - b0
+        out[r0:r1] = (prefix[e] - prefix[s]) * inv[s]
+    lengths = view.lengths.astype(_U64)
+    return _fmix64(out ^ (lengths * _U64(0xD6E8FEB86659FD93)))
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    normalized: pa.Array  # normalised text per row
+    n_words: np.ndarray  # int64 per row
+    word_hashes: np.ndarray  # uint64, all rows' words back to back
+
+
+def _tokenize(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> _Tokens:
+    norm = normalize_for_matching(texts)
+    split = pc.split_pattern(norm, " ")
+    n_words = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
+    empty = pc.equal(norm, "").to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(split)
+    if empty.any():  # "" splits into [""]; normalised non-empty rows have no empty words
+        n_words[empty] = 0
+        flat = flat.filter(pc.not_equal(flat, ""))
+    return _Tokens(norm, n_words, _hash_strings(flat))
+
+
+def _word_ngrams(tokens: _Tokens, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, hash) of every run of k consecutive words within a row, in row order."""
+    w = tokens.word_hashes
+    m = len(w) - k + 1
+    if m <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, _U64)
+    h = w[:m].copy()
+    for j in range(1, k):
+        h = _fmix64(h) ^ w[j : m + j]
+    h = _fmix64(h ^ _U64(k))
+    rows = np.repeat(np.arange(len(tokens.n_words), dtype=np.int64), tokens.n_words)
+    row_end = np.cumsum(tokens.n_words)[rows[:m]]
+    valid = np.arange(m, dtype=np.int64) + k <= row_end
+    return rows[:m][valid], h[valid]
+
+
+def _char_ngrams(tokens: _Tokens, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, hash) of the character k-grams of the normalised text of `rows` (the whole text
+    when shorter than k characters)."""
+    texts = pc.take(tokens.normalized, pa.array(rows, pa.int64())).to_pylist()
+    grams: list[str] = []
+    counts = np.zeros(len(rows), dtype=np.int64)
+    for i, text in enumerate(texts):
+        here = {text[j : j + k] for j in range(len(text) - k + 1)} or {text}
+        grams.extend(sorted(here))
+        counts[i] = len(here)
+    hashes = _fmix64(_hash_strings(pa.array(grams, pa.string())) ^ _SALT_CHAR)
+    return np.repeat(rows, counts), hashes
+
+
+SHINGLE_BLOCK = 20_000  # texts tokenized at once (the tokenizer's lists cost ~1 KB a text)
+
+
+def shingle_hashes(
+    texts: Sequence[str | None] | pa.Array | pa.ChunkedArray, shingle: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit shingle hashes of every text: (offsets, hashes), text i owning
+    ``hashes[offsets[i]:offsets[i + 1]]``.
+
+    Word `shingle`-grams of the normalised text; character `shingle`-grams for a text with
+    fewer words; nothing for a text that is empty after normalisation.
+    """
+    if shingle < 1:
+        raise ValueError("shingle must be >= 1")
+    if len(texts) > SHINGLE_BLOCK:  # in blocks: the tokenizer's intermediates stay bounded
+        parts = [
+            shingle_hashes(texts[start : start + SHINGLE_BLOCK], shingle)
+            for start in range(0, len(texts), SHINGLE_BLOCK)
+        ]
+        base = np.cumsum([0] + [len(h) for _, h in parts[:-1]])
+        offsets = np.concatenate([[0]] + [o[1:] + b for (o, _), b in zip(parts, base, strict=True)])
+        return offsets.astype(np.int64), np.concatenate([h for _, h in parts])
+    tokens = _tokenize(texts)
+    n = len(tokens.n_words)
+    rows, hashes = _word_ngrams(tokens, shingle)
+    short = np.flatnonzero((tokens.n_words > 0) & (tokens.n_words < shingle))
+    if len(short):
+        c_rows, c_hashes = _char_ngrams(tokens, shingle, short)
+        rows = np.concatenate([rows, c_rows])
+        hashes = np.concatenate([hashes, c_hashes])
+        order = np.argsort(rows, kind="stable")
+        rows, hashes = rows[order], hashes[order]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    return offsets, hashes
