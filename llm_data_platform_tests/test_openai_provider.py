@@ -219,9 +219,12 @@ def test_chat_insufficient_quota_is_not_retried(built, fake_openai):
 def test_chat_bad_key_is_a_clear_key_error(built, fake_openai):
     question, hits = _question_and_hits(built, k=1)
     fake_openai.fail = BAD_KEY
-    config = ChatConfig(api_key="sk-bad", base_url=fake_openai.url)
-    with pytest.raises(AnswerError, match="OPENAI_API_KEY"):
+    config = ChatConfig(api_key="sk-bad-SECRET987", base_url=fake_openai.url)
+    with pytest.raises(AnswerError, match="OPENAI_API_KEY") as raised:
         generate_answer(question, hits, config)
+    # the server and the key that was sent are named; the key itself never is
+    assert fake_openai.url in str(raised.value) and "rejected the key" in str(raised.value)
+    assert "SECRET987" not in str(raised.value)
 
 
 def test_ask_answer_command(built, fake_openai, monkeypatch, capsys):

@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from llm_data_platform.lib.openai_client import is_insufficient_quota, make_openai_client
+from llm_data_platform.lib.openai_client import (
+    explain_openai_error,
+    is_insufficient_quota,
+    make_openai_client,
+)
 from llm_data_platform.retrieval import Hit
 
 SYSTEM_PROMPT = (
@@ -156,10 +160,9 @@ def generate_answer(question: str, hits: list[Hit], config: ChatConfig) -> Answe
                 "transient: add credit to the account or point OPENAI_BASE_URL elsewhere."
             ) from exc
         raise AnswerError(f"The chat provider is rate limiting us (429): {exc}") from exc
-    except openai.AuthenticationError as exc:
-        raise AnswerError(
-            "The chat provider rejected the API key (401): check OPENAI_API_KEY."
-        ) from exc
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        # names the server and whether a key was sent; the key itself is kept out
+        raise AnswerError(explain_openai_error(exc, config.base_url, config.api_key)) from None
     except openai.APITimeoutError as exc:
         raise AnswerError(
             f"The chat provider did not answer within {config.timeout_seconds:g} s "
