@@ -455,9 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed", type=float, default=0.01, help="share of malformed lines")
     p.set_defaults(func=cmd_produce)
 
+    from llm_data_platform.defs.training.export import add_parser as add_export_parser
     from llm_data_platform.privacy.requests import add_parser as add_forget_parser
 
     add_forget_parser(sub)
+    add_export_parser(sub)
 
     p = sub.add_parser("settings", help="every setting with its default (Markdown table)")
     p.set_defaults(func=cmd_settings)

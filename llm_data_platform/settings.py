@@ -61,6 +61,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_MIN_QUALITY", "0.5", "Messages scoring below this quality are dropped."),
     Setting("LDP_VALIDATION_FRACTION", "0.1", "Share of examples in the validation split."),
     Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
+    Setting(
+        "LDP_MIN_TRAINING_EXAMPLES",
+        "10",
+        "Fewest train examples a weekly batch may hold (OpenAI fine-tuning needs 10).",
+    ),
     Setting("LDP_SENSOR_MAX_FILES", "200", "Landing files a sensor tick takes at most."),
     Setting(
         "LDP_LANDING_MAX_LINES",
@@ -146,6 +151,7 @@ class Settings:
     min_quality: float
     validation_fraction: float
     training_token_budget: int
+    min_training_examples: int
     sensor_max_files: int
     sensor_interval_seconds: int
     eval_min_hit_at_5: float
@@ -229,6 +235,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         min_quality=float(get("LDP_MIN_QUALITY")),
         validation_fraction=float(get("LDP_VALIDATION_FRACTION")),
         training_token_budget=int(get("LDP_TRAINING_TOKEN_BUDGET")),
+        min_training_examples=int(get("LDP_MIN_TRAINING_EXAMPLES")),
         sensor_max_files=int(get("LDP_SENSOR_MAX_FILES")),
         sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
         eval_min_hit_at_5=float(get("LDP_EVAL_MIN_HIT_AT_5")),

@@ -63,6 +63,9 @@ def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def is not None, name
         assert node.backfill_policy is not None, name
+    # a backfill of weeks: one run per week (each is built from its own seven days)
+    weekly = graph.get(dg.AssetKey("training_batches")).backfill_policy
+    assert weekly is not None and weekly.max_partitions_per_run == 1
     check_assets = {k.asset_key.to_user_string() for k in graph.asset_check_keys}
     assert {"conversations_clean", "training_batches", "rag_index"} <= check_assets
 

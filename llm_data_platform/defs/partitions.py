@@ -11,6 +11,8 @@ import dagster as dg
 
 # One run handles a whole date range: a backfill loads the embedding model once, not per day.
 daily_backfill_policy = dg.BackfillPolicy.single_run()
+# A week is built from its own seven days: a backfill of weeks runs one week per run.
+weekly_backfill_policy = dg.BackfillPolicy.multi_run(1)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,11 @@ def _replace_parquet(lake, path: str, table: pa.Table) -> None:
 
 
 def purge_training_batches(
-    lake, removed_lines: dict[str, int], request_ids: list[str], purged_at: str
+    lake,
+    removed_lines: dict[str, int],
+    request_ids: list[str],
+    purged_at: str,
+    removed_ids: frozenset[str] = frozenset(),
 ) -> list[Removal]:
     """Remove the forgotten examples' lines from every weekly batch that has them; the
     manifest (written last, as when the batch is built) records the removal."""
@@ -152,6 +156,9 @@ def purge_training_batches(
                 Removal("lake", table, partition, posixpath.join(directory, name), len(gone))
             )
         if removed_here:
+            gone_ids = set(removed_ids)
+            for name, ids in manifest.get("example_ids", {}).items():
+                manifest["example_ids"][name] = [i for i in ids if i not in gone_ids]
             manifest.setdefault("deletions", []).append(
                 {"requests": request_ids, "examples_removed": removed_here, "at": purged_at}
             )

@@ -130,7 +130,9 @@ def deletion_audit(
     request_ids = sorted({r for r in named if r and r != "expanded"})
     now = datetime.now(UTC)
     removals, removed_lines = purge_lake_tables(lake, subjects) if subjects else ([], {})
-    removals += purge_training_batches(lake, removed_lines, request_ids, now.isoformat())
+    removals += purge_training_batches(
+        lake, removed_lines, request_ids, now.isoformat(), subjects.conversation_ids
+    )
     removals += purge_landing(landing.path, "conversations", subjects) if subjects else []
     purge_id = now.strftime("%Y%m%dT%H%M%S%fZ")
     new = pa.Table.from_pylist(

@@ -11,7 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform import schemas
-from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
+from llm_data_platform.defs.partitions import (
+    Partitions,
+    daily_backfill_policy,
+    weekly_backfill_policy,
+)
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
@@ -143,10 +147,11 @@ def _week_selection(
 
 def _batch_lines(
     context: dg.AssetExecutionContext, kept: pa.Table
-) -> tuple[dict[str, list[str]], Counter[str], int]:
-    """JSONL lines and tokens per batch file, re-validating every example so a bad one never
-    reaches a fine-tuning job; returns (lines, tokens, invalid excluded)."""
+) -> tuple[dict[str, list[str]], Counter[str], int, dict[str, list[str]]]:
+    """JSONL lines, tokens and example ids per batch file, re-validating every example so a
+    bad one never reaches a fine-tuning job; returns (lines, tokens, invalid excluded, ids)."""
     lines: dict[str, list[str]] = {name: [] for name in BATCH_FILES}
+    ids: dict[str, list[str]] = {name: [] for name in BATCH_FILES}
     invalid = 0
     tokens: Counter[str] = Counter()
     for row in kept.to_pylist():
@@ -157,8 +162,9 @@ def _batch_lines(
             continue
         name = "validation.jsonl" if row["split"] == "validation" else "train.jsonl"
         lines[name].append(row["messages_json"])
+        ids[name].append(row["example_id"])
         tokens[name] += row["n_tokens"]
-    return lines, tokens, invalid
+    return lines, tokens, invalid, ids
 
 
 def _write_batch_files(
@@ -196,7 +202,7 @@ def training_batches(
     kept, duplicates, over_budget, cross_day = _week_selection(
         lake, training_examples, days, budget
     )
-    lines, tokens, invalid = _batch_lines(context, kept)
+    lines, tokens, invalid, example_ids = _batch_lines(context, kept)
     directory = batch_dir(lake, week)
     files = _write_batch_files(lake, directory, lines, tokens)
     manifest = {
@@ -210,6 +216,7 @@ def training_batches(
         "over_budget": over_budget,
         "invalid_excluded": invalid,
         "format": "openai-chat-jsonl",
+        "example_ids": example_ids,  # per file, in line order: lineage and overlap checks
     }
     lake.write_bytes(
         posixpath.join(directory, MANIFEST), json.dumps(manifest, indent=2).encode("utf-8")
@@ -247,6 +254,7 @@ def training_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         )(training_examples),
         dg.asset(
             partitions_def=partitions.weekly,
+            backfill_policy=weekly_backfill_policy,
             group_name="curated",
             kinds={"json", "openai"},
             ins={

@@ -3,13 +3,20 @@
 import hashlib
 import json
 import posixpath
+import re
 
 import dagster as dg
+import pyarrow as pa
 
 from llm_data_platform.defs.partitions import Partitions
+from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.defs.training.assets import BATCH_FILES, MANIFEST, batch_dir
 from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.resources.pipeline import PipelineSettings
+from llm_data_platform.transforms.decontamination import contaminated_mask
+from llm_data_platform.transforms.pii import redact_pii
 from llm_data_platform.transforms.training_format import validate_chat_example
+from llm_data_platform.transforms.training_selection import example_text
 
 
 def training_examples_valid_chat_format(
@@ -40,9 +47,11 @@ def training_examples_valid_chat_format(
 
 
 def training_batch_files_valid(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
+    context: dg.AssetCheckExecutionContext, lake: LakeResource, pipeline: PipelineSettings
 ) -> dg.AssetCheckResult:
-    """Reads the files back: manifest checksums match and every line is a valid chat example."""
+    """Reads the files back before anything leaves: manifest checksums match; every line is a
+    valid chat example without special tokens or PII; no conversation in both train and
+    validation; nothing overlapping the evaluation questions; enough examples to tune on."""
     problems: list[str] = []
     lines_checked = 0
     for week in list(context.partition_keys):
@@ -52,26 +61,77 @@ def training_batch_files_valid(
             problems.append(f"{week}: no manifest")
             continue
         manifest = json.loads(raw_manifest)
+        texts: dict[str, list[str]] = {}
         for name in BATCH_FILES:
             data = lake.read_bytes(posixpath.join(directory, name)) or b""
-            expected = manifest["files"][name]
-            if hashlib.sha256(data).hexdigest() != expected["sha256"]:
-                problems.append(f"{week}/{name}: checksum differs from manifest")
-            lines = [ln for ln in data.decode("utf-8").split("\n") if ln]
-            if len(lines) != expected["examples"]:
-                problems.append(f"{week}/{name}: {len(lines)} lines, manifest says {expected}")
-            for number, line in enumerate(lines, start=1):
-                lines_checked += 1
-                try:
-                    errors = validate_chat_example(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    errors = [f"not JSON: {exc.msg}"]
-                if errors:
-                    problems.append(f"{week}/{name}:{number}: {errors[0]}")
+            problems += _file_problems(f"{week}/{name}", data, manifest["files"][name])
+            texts[name] = [ln for ln in data.decode("utf-8").split("\n") if ln]
+            lines_checked += len(texts[name])
+        problems += _week_problems(week, manifest, texts, lake, pipeline.min_training_examples)
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={"lines_checked": lines_checked, "problems": problems[:10] or ["none"]},
     )
+
+
+def _turns(line: str) -> str | None:
+    """The user and assistant turns of a line (None when it does not parse: reported above)."""
+    try:
+        return example_text(line)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# Control tokens of chat templates: text holding one could break out of its turn when the
+# provider renders the example (``<|endoftext|>``, ``<|im_start|>``, ``<|eot_id|>``, …).
+SPECIAL_TOKEN = re.compile(r"<\|[A-Za-z0-9_]{2,40}\|>|\[/?INST\]|<</?SYS>>")
+
+
+def _file_problems(where: str, data: bytes, expected: dict) -> list[str]:
+    problems = []
+    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        problems.append(f"{where}: checksum differs from manifest")
+    lines = [ln for ln in data.decode("utf-8").split("\n") if ln]
+    if len(lines) != expected["examples"]:
+        problems.append(f"{where}: {len(lines)} lines, manifest says {expected['examples']}")
+    for number, line in enumerate(lines, start=1):
+        try:
+            errors = validate_chat_example(json.loads(line))
+        except json.JSONDecodeError as exc:
+            errors = [f"not JSON: {exc.msg}"]
+        token = SPECIAL_TOKEN.search(line)
+        if token:
+            errors.append(f"special token {token.group(0)!r} in a message")
+        if errors:
+            problems.append(f"{where}:{number}: {errors[0]}")
+    return problems
+
+
+def _week_problems(
+    week: str, manifest: dict, texts: dict[str, list[str]], lake: LakeResource, minimum: int
+) -> list[str]:
+    problems = []
+    ids = manifest.get("example_ids", {})
+    both = set(ids.get("train.jsonl", [])) & set(ids.get("validation.jsonl", []))
+    if both:
+        problems.append(f"{week}: {len(both)} conversation(s) in train and validation")
+    if len(texts["train.jsonl"]) < minimum:
+        problems.append(
+            f"{week}: {len(texts['train.jsonl'])} train examples, fewer than the "
+            f"{minimum} a fine-tuning job needs (LDP_MIN_TRAINING_EXAMPLES)"
+        )
+    # what the model is tuned on: the user and assistant turns (JSON syntax and the shared
+    # system prompt would only add look-alikes)
+    every = pa.array([_turns(t) for name in BATCH_FILES for t in texts[name]], pa.string())
+    if len(every):
+        pii = redact_pii(every)
+        found = {kind: n for kind, n in pii.counts.items() if n}
+        if found:
+            problems.append(f"{week}: PII patterns in the batch: {found}")
+        questions = read_eval_questions(lake)
+        if questions and any(contaminated_mask(every, questions)):
+            problems.append(f"{week}: examples overlap the evaluation questions")
+    return problems
 
 
 def training_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
