@@ -106,6 +106,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             chunk_overlap_tokens=settings.chunk_overlap_tokens,
             eval_min_hit_at_5=settings.eval_min_hit_at_5,
             eval_min_mrr_at_10=settings.eval_min_mrr_at_10,
+            eval_max_regression=settings.eval_max_regression,
             expectations_engine=settings.expectations_engine,
         ),
         "sources": StreamSourcesResource(

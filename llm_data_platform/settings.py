@@ -102,6 +102,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_EVAL_MIN_HIT_AT_5", "0.8", "A new index version needs this hit@5 to go live."),
     Setting("LDP_EVAL_MIN_MRR_AT_10", "0.5", "…and this MRR@10 on the evaluation set."),
     Setting(
+        "LDP_EVAL_MAX_REGRESSION",
+        "0.02",
+        "A new index version may score at most this much below the live one (hit@5, MRR@10).",
+    ),
+    Setting(
         "LDP_EXPECTATIONS_ENGINE",
         "arrow",
         "Engine of the column expectations check: arrow (milliseconds) or great_expectations.",
@@ -156,6 +161,7 @@ class Settings:
     sensor_interval_seconds: int
     eval_min_hit_at_5: float
     eval_min_mrr_at_10: float
+    eval_max_regression: float
     kafka_bootstrap: str = ""
     kafka_topics: str = ""
     kafka_group: str = "llm-data-platform"
@@ -240,6 +246,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
         eval_min_hit_at_5=float(get("LDP_EVAL_MIN_HIT_AT_5")),
         eval_min_mrr_at_10=float(get("LDP_EVAL_MIN_MRR_AT_10")),
+        eval_max_regression=float(get("LDP_EVAL_MAX_REGRESSION")),
         kafka_bootstrap=get("LDP_KAFKA_BOOTSTRAP"),
         kafka_topics=get("LDP_KAFKA_TOPICS"),
         kafka_group=get("LDP_KAFKA_GROUP"),

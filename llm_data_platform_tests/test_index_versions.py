@@ -99,3 +99,36 @@ def test_a_bad_build_is_not_promoted_and_the_live_version_keeps_serving(tmp_path
     alone = _index_run(platform, selection=("rag_index_live",))
     assert not alone.success
     assert [v.passed for v in evaluation_history(lake, embeddings.model_id)] == [True, False]
+
+
+def test_a_knowledge_base_without_questions_is_gated_on_its_own_titles(tmp_path):
+    """No eval/questions.jsonl: the set is generated from the documents' titles and headings,
+    kept when the documents change, and a vandalised build is refused against it."""
+    platform = make_platform(tmp_path)
+    chroma, embeddings = platform.resources["chroma"], platform.resources["embeddings"]
+    os.remove(os.path.join(platform.settings.landing_dir, "eval", "questions.jsonl"))
+    assert materialize_daily(platform, DAYS).success
+    first = _index_run(platform, selection=("retrieval_eval_set", "rag_index", "rag_index_live"))
+    assert first.success
+    eval_set = platform.resources["lake"].read_partition("curated", "retrieval_eval_set", "all")
+    assert eval_set.num_rows >= 5 and set(eval_set["source"].to_pylist()) == {"generated"}
+    (check,) = [e for e in first.get_asset_check_evaluations() if "quality" in e.check_name]
+    assert check.passed and check.metadata["question_source"].value == "generated"
+    assert (
+        chroma.live_collection(embeddings.model_id, embeddings.dimension).metadata["version"] == 1
+    )
+
+    _vandalise_all_documents(platform)  # every page now titled "Warehouse notes"
+    assert materialize_daily(platform, [BAD_DAY]).success
+    bad = _index_run(platform, selection=("retrieval_eval_set", "rag_index", "rag_index_live"))
+    assert not bad.success
+    again = platform.resources["lake"].read_partition("curated", "retrieval_eval_set", "all")
+    # every earlier question kept (a page that had none may gain its new title's)
+    assert set(eval_set["question"].to_pylist()) <= set(again["question"].to_pylist())
+    (check,) = [e for e in bad.get_asset_check_evaluations() if "quality" in e.check_name]
+    assert not check.passed
+    reasons = " ".join(check.metadata["failed_because"].value)
+    assert "hit@5" in reasons and "live version" in reasons, reasons
+    assert (
+        chroma.live_collection(embeddings.model_id, embeddings.dimension).metadata["version"] == 1
+    )

@@ -17,4 +17,5 @@ class PipelineSettings(dg.ConfigurableResource):
     chunk_overlap_tokens: int = 30
     eval_min_hit_at_5: float = 0.8  # a new index version needs these to go live
     eval_min_mrr_at_10: float = 0.5
+    eval_max_regression: float = 0.02  # a new version may score this much below the live one
     expectations_engine: str = "arrow"  # or great_expectations (same rules, ~4 s to import)

@@ -12,9 +12,13 @@ def unique_in_order(items: Sequence[str]) -> list[str]:
 
 
 def retrieval_metrics(
-    ranked_doc_ids: Sequence[Sequence[str]], expected: Sequence[str], mrr_k: int = 10
+    ranked_doc_ids: Sequence[Sequence[str]],
+    expected: Sequence[str | Sequence[str]],
+    mrr_k: int = 10,
 ) -> dict[str, float]:
-    """hit@1, hit@5 and MRR@k over questions; ``ranked_doc_ids[i]`` is question i's ranking."""
+    """hit@1, hit@5 and MRR@k over questions; ``ranked_doc_ids[i]`` is question i's ranking
+    and ``expected[i]`` its relevant document, or several (any of them is a hit; the
+    reciprocal rank is that of the first one found)."""
     if len(ranked_doc_ids) != len(expected):
         raise ValueError("one ranking per expected document is needed")
     n = len(expected)
@@ -23,11 +27,13 @@ def retrieval_metrics(
     hit1 = hit5 = 0
     rr = 0.0
     for ranking, answer in zip(ranked_doc_ids, expected, strict=True):
+        relevant = {answer} if isinstance(answer, str) else set(answer)
         docs = unique_in_order(ranking)
-        hit1 += docs[:1] == [answer]
-        hit5 += answer in docs[:5]
-        if answer in docs[:mrr_k]:
-            rr += 1.0 / (docs.index(answer) + 1)
+        first = next((i for i, d in enumerate(docs) if d in relevant), None)
+        hit1 += first == 0
+        hit5 += first is not None and first < 5
+        if first is not None and first < mrr_k:
+            rr += 1.0 / (first + 1)
     return {
         "questions": n,
         "hit@1": round(hit1 / n, 4),

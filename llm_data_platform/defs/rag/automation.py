@@ -6,8 +6,9 @@ from llm_data_platform.defs.ingest.jobs import ingest_job_name
 
 rag_index_job = dg.define_asset_job(
     "rag_index_job",
-    selection=["rag_index", "rag_index_live"],
-    description="Build the next index version (upserts and deletes), evaluate it, promote it.",
+    selection=["retrieval_eval_set", "rag_index", "rag_index_live"],
+    description="Refresh the evaluation set, build the next index version (upserts and "
+    "deletes), evaluate it against the thresholds and the live version, promote it.",
 )
 
 retrieval_eval_set_job = dg.define_asset_job(

@@ -124,45 +124,45 @@ def rag_index_retrieval_quality(
     embeddings: EmbeddingsResource,
     pipeline: PipelineSettings,
 ) -> dg.AssetCheckResult:
-    """hit@1, hit@5 and MRR@10 of the new version on the evaluation set; below the thresholds
-    the version is not promoted (``rag_index_live`` does not run) and the live one stays."""
+    """hit@1, hit@5 and MRR@10 of the new version on the evaluation set (given questions, or
+    ones generated from the documents' titles and headings). It must reach the thresholds and
+    score no lower than the live version on the same questions, less a tolerance; otherwise
+    it is not promoted (``rag_index_live`` does not run) and the live one stays."""
     settings = pipeline
     candidate, collection = _candidate_collection(lake, chroma, embeddings)
     if collection is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "no candidate version"})
     eval_set = lake.read_partition("curated", "retrieval_eval_set", "all")
     if eval_set is None or eval_set.num_rows == 0:
-        record_evaluation(lake, candidate, {"note": "no evaluation set"}, passed=True)
-        context.op_execution_context.log_event(
-            dg.AssetObservation(
-                asset_key=INDEX_EVALUATIONS,
-                metadata={"index_version": candidate.version, "passed": True, "gated": False},
-            )
-        )
-        context.log.warning("No retrieval_eval_set: the index version is promoted ungated.")
-        return dg.AssetCheckResult(
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"note": "no evaluation set; not gated"},
-        )
+        return _ungated(context, lake, candidate)
     questions = eval_set["question"].to_pylist()
-    expected = eval_set["doc_id"].to_pylist()
+    expected = _relevant(eval_set)
     vectors = embeddings.embed(questions)
-    result = collection.query(query_embeddings=vectors, n_results=10, include=["metadatas"])
-    ranked = [[(m or {}).get("doc_id", "") for m in metas] for metas in result["metadatas"]]
-    metrics = retrieval_metrics(ranked, expected, mrr_k=10)
-    passed = (
-        metrics["hit@5"] >= settings.eval_min_hit_at_5
-        and metrics["mrr@10"] >= settings.eval_min_mrr_at_10
-    )
-    record_evaluation(lake, candidate, metrics, passed)
+    metrics, ranked = _measure(collection, vectors, expected)
+    live = chroma.live_collection(embeddings.model_id, embeddings.dimension)
+    baseline = None
+    if live is not None and live.name != collection.name:
+        # compared on the questions the new version can answer: a document deleted since is
+        # no regression
+        answerable = _answerable(lake, expected)
+        if answerable:
+            keep = [expected[i] for i in answerable]
+            baseline, _ = _measure(live, [vectors[i] for i in answerable], keep)
+            mine, _ = _measure(collection, [vectors[i] for i in answerable], keep)
+            baseline = {**baseline, "candidate": mine}
+    failures = _gate_failures(metrics, baseline, settings)
+    passed = not failures
+    record_evaluation(lake, candidate, {**metrics, "live": baseline}, passed)
     context.op_execution_context.log_event(
         dg.AssetObservation(
             asset_key=INDEX_EVALUATIONS,
             metadata={"index_version": candidate.version, "passed": passed, **metrics},
         )
     )
-    misses = [q for q, r, d in zip(questions, ranked, expected, strict=True) if d not in r[:5]]
+    misses = [
+        q for q, r, d in zip(questions, ranked, expected, strict=True) if not set(d) & set(r[:5])
+    ]
+    sources = set(eval_set["source"].to_pylist()) if "source" in eval_set.column_names else set()
     return dg.AssetCheckResult(
         passed=passed,
         metadata={
@@ -171,10 +171,71 @@ def rag_index_retrieval_quality(
             "hit_at_5": metrics["hit@5"],
             "mrr_at_10": metrics["mrr@10"],
             "questions": metrics["questions"],
+            "question_source": ", ".join(sorted(sources)) or "given",
+            "live_hit_at_5": baseline["hit@5"] if baseline else "no live version",
+            "live_mrr_at_10": baseline["mrr@10"] if baseline else "no live version",
             "min_hit_at_5": settings.eval_min_hit_at_5,
             "min_mrr_at_10": settings.eval_min_mrr_at_10,
+            "max_regression": settings.eval_max_regression,
+            "failed_because": failures or ["passed"],
             "missed_at_5": misses[:10] or ["none"],
         },
+    )
+
+
+def _answerable(lake: LakeResource, expected: list[list[str]]) -> list[int]:
+    """Indices of the questions with a relevant document in the new version's manifest."""
+    manifest = read_manifest(lake)
+    if manifest is None or "doc_id" not in manifest.column_names:
+        return list(range(len(expected)))
+    present = set(manifest["doc_id"].to_pylist())
+    return [i for i, docs in enumerate(expected) if present & set(docs)]
+
+
+def _relevant(eval_set: pa.Table) -> list[list[str]]:
+    if "doc_ids" in eval_set.column_names:
+        return [list(d) for d in eval_set["doc_ids"].to_pylist()]
+    return [[d] for d in eval_set["doc_id"].to_pylist()]
+
+
+def _measure(collection, vectors, expected: list[list[str]]) -> tuple[dict, list[list[str]]]:
+    result = collection.query(query_embeddings=vectors, n_results=10, include=["metadatas"])
+    ranked = [[(m or {}).get("doc_id", "") for m in metas] for metas in result["metadatas"]]
+    return retrieval_metrics(ranked, expected, mrr_k=10), ranked
+
+
+def _gate_failures(metrics: dict, baseline: dict | None, settings: PipelineSettings) -> list[str]:
+    """Why the version may not go live: below a threshold, or worse than the live one."""
+    failures = []
+    if metrics["hit@5"] < settings.eval_min_hit_at_5:
+        failures.append(f"hit@5 {metrics['hit@5']} < {settings.eval_min_hit_at_5}")
+    if metrics["mrr@10"] < settings.eval_min_mrr_at_10:
+        failures.append(f"mrr@10 {metrics['mrr@10']} < {settings.eval_min_mrr_at_10}")
+    for name in ("hit@5", "mrr@10") if baseline else ():
+        mine = baseline["candidate"][name]
+        if mine < baseline[name] - settings.eval_max_regression:
+            failures.append(
+                f"{name} {mine} is below the live version's {baseline[name]} on the same "
+                f"{baseline['questions']} questions by more than {settings.eval_max_regression} "
+                "(LDP_EVAL_MAX_REGRESSION)"
+            )
+    return failures
+
+
+def _ungated(context, lake, candidate) -> dg.AssetCheckResult:
+    """No question at all (no file, and no document with a usable title or heading)."""
+    record_evaluation(lake, candidate, {"note": "no evaluation set"}, passed=True)
+    context.op_execution_context.log_event(
+        dg.AssetObservation(
+            asset_key=INDEX_EVALUATIONS,
+            metadata={"index_version": candidate.version, "passed": True, "gated": False},
+        )
+    )
+    context.log.warning("No evaluation question: the index version is promoted ungated.")
+    return dg.AssetCheckResult(
+        passed=True,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"note": "no evaluation question (no file, no titled document); not gated"},
     )
 
 
