@@ -254,13 +254,36 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     for path, reason in report.skipped[:20]:
         _say(f"  skipped {path}: {reason}")
     if report.landing_file:
+        days = _event_days(report.landing_file)
         _say(
-            f"landed {report.landing_file}; the landing_documents_sensor picks it up (make dev), "
-            "or materialize the documents day partitions and rag_index,rag_index_live."
+            f"landed {report.landing_file}: document day(s) {', '.join(days)}. Under `make dev` "
+            "the landing_documents_sensor picks it up; by hand:"
         )
+        stage = "documents_batches,documents_batches_quarantine"
+        day_assets = (
+            "raw_documents,raw_documents_quarantine,documents_clean,documents_clean_dropped"
+        )
+        _say(f"  dagster asset materialize -m llm_data_platform --select {stage}")
+        for day in days:
+            _say(
+                f"  dagster asset materialize -m llm_data_platform --partition {day} "
+                f"--select {day_assets},document_chunks,chunk_embeddings"
+            )
+        _say("  dagster asset materialize -m llm_data_platform --select rag_index,rag_index_live")
     else:
         _say("nothing changed since the last sync; nothing landed.")
     return 0
+
+
+def _event_days(landing_file: str) -> list[str]:
+    """The event days (``updated_at`` dates) of a documents landing file: its partitions."""
+    days = set()
+    with open(landing_file, encoding="utf-8") as f:
+        for line in f:
+            stamp = json.loads(line).get("updated_at") or ""
+            if len(stamp) >= 10:
+                days.add(stamp[:10])
+    return sorted(days)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:

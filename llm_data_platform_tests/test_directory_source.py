@@ -395,3 +395,17 @@ def test_synced_directory_flows_through_raw_and_clean(tmp_path: Path):
     [tomb] = tombstones.to_pylist()
     assert tomb["doc_id"] == "stdlib/fnmatch.html" and tomb["is_deleted"]
     assert tomb["text"] is None and tomb["version"] is None
+
+
+def test_ingest_docs_says_which_partitions_it_landed(kb: Path, tmp_path: Path, monkeypatch, capsys):
+    """A user is told the document days the new landing file holds, and what to run."""
+    from llm_data_platform.cli import main
+    from llm_data_platform_tests.conftest import platform_env
+
+    for name, value in platform_env(tmp_path / "home").items():
+        monkeypatch.setenv(name, value)  # the CLI is a process started with this environment
+    assert main(["ingest-docs", str(kb)]) == 0
+    printed = capsys.readouterr().out
+    day = MTIME.date().isoformat()
+    assert f"document day(s) {day}" in printed
+    assert f"--partition {day} --select raw_documents" in printed
