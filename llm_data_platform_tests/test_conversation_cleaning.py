@@ -113,8 +113,8 @@ def test_each_step_drops_what_it_should(mixed) -> None:
         ("e11", 15): "duplicate_event",
         ("e3", 6): "empty",
         ("e4", 7): "empty",
-        ("e5", 8): "keyboard_mash",
-        ("e6", 9): "no_letters",
+        ("e5", 8): "low_quality:keyboard_mash",
+        ("e6", 9): "low_quality:no_letters",
         ("e7", 10): "duplicate_content",
     }
 
@@ -127,7 +127,7 @@ def test_counts_and_invariant(mixed) -> None:
     assert c["received"] == c["kept"] + dropped_total(c)
     assert result.clean.num_rows + result.dropped.num_rows == raw.num_rows
     assert c["dropped_duplicate_event"] == 3 and c["dropped_empty"] == 2
-    assert c["dropped_keyboard_mash"] == 1 and c["dropped_no_letters"] == 1
+    assert c["dropped_low_quality:keyboard_mash"] == 1 and c["dropped_low_quality:no_letters"] == 1
     assert c["dropped_duplicate_content"] == 1
     assert {f"dropped_{r}" for r in DROP_REASONS} <= set(c)
     assert {f"pii_{k}" for k in PII_KINDS} <= set(c)
@@ -186,7 +186,8 @@ def test_min_quality_score_is_configurable(mixed) -> None:
     raw, _ = mixed
     lenient = clean_conversations(raw, CleaningConfig(min_quality_score=0.0))
     assert (
-        lenient.counts["dropped_keyboard_mash"] == 0 and lenient.counts["dropped_no_letters"] == 0
+        lenient.counts["dropped_low_quality:keyboard_mash"] == 0
+        and lenient.counts["dropped_low_quality:no_letters"] == 0
     )
     assert lenient.counts["kept"] == 9
     assert lenient.counts["received"] == lenient.counts["kept"] + dropped_total(lenient.counts)

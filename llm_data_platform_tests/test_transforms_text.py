@@ -273,7 +273,7 @@ GARBAGE = {
     "jjjjjjjjjjjjjjjjjjjjjjjj": "char_repetition",
     "a!!!!!!!!!!!!": "char_repetition",
     "": "empty",
-    "buy now buy now buy now buy now buy now buy now": "word_repetition",
+    "buy now buy now buy now buy now buy now buy now": "repeated_units",
     "A" * 30
     + "b" * 30
     + "QmFzZTY0IGJsb2IgdGhhdCBuZXZlciBlbmRzIGFuZCBuZXZlciBlbmRz" * 3: "long_words",

@@ -7,7 +7,7 @@ dropped list with a reason, steps that change rows count what they changed. Orde
   (b) normalise message text                                              - counts "normalised"
   (c) drop messages empty after normalisation (or with null content)      - "empty"
   (d) redact PII                                                          - "pii_<kind>"
-  (e) score quality, drop garbage                                         - reason from quality
+  (e) score quality, drop garbage                       - "low_quality:<family>" from quality
   (f) drop repeated content within a turn: same (conversation_id, turn_index, role,
       content_hash), the hash ignoring case and spacing                   - "duplicate_content"
   (g) tag language                                                        - "language_<code>"
@@ -15,7 +15,10 @@ dropped list with a reason, steps that change rows count what they changed. Orde
 counts: received, kept, normalised, dropped_<reason> for every reason in ``DROP_REASONS``
 (zeros included), pii_<kind> for every kind in ``PII_KINDS`` (spans redacted in step (d),
 including messages dropped later), pii_messages (messages with at least one redaction), and
-language_<code> over the kept rows (feedback counts as "und"), which sum to ``kept``.
+language_<code> over the kept rows (feedback counts as "und"), which sum to ``kept``; per
+conversation, from step (e): conversations_scored (with at least one message scored),
+conversations_with_junk (at least one message dropped as low quality), conversations_mostly_junk
+(at least half of them) and conversations_all_junk (all of them).
 
 Feedback events (event_type "feedback", content null) are only subject to (a): the content
 steps leave them untouched. Their ``language`` is "und", ``quality_score`` null (there is no
@@ -40,17 +43,27 @@ from llm_data_platform import schemas
 from llm_data_platform.transforms.dedup import content_hash, first_occurrence_mask
 from llm_data_platform.transforms.language import DEFAULT_LANGUAGES, UNDETERMINED, detect_language
 from llm_data_platform.transforms.pii import PII_KINDS, redact_pii
-from llm_data_platform.transforms.quality import DEFAULT_MIN_SCORE, GARBAGE_REASONS, quality_signals
+from llm_data_platform.transforms.quality import (
+    DEFAULT_MIN_SCORE,
+    DEFAULT_QUALITY,
+    GARBAGE_REASONS,
+    QualityConfig,
+    conversation_quality,
+    quality_signals,
+)
 from llm_data_platform.transforms.text_normalize import normalize_text
 
 DUPLICATE_EVENT = "duplicate_event"
 EMPTY = "empty"
 DUPLICATE_CONTENT = "duplicate_content"
-DROP_REASONS: tuple[str, ...] = (
-    DUPLICATE_EVENT,
-    EMPTY,
-    *(r for r in GARBAGE_REASONS if r != EMPTY),
-    DUPLICATE_CONTENT,
+LOW_QUALITY = "low_quality"  # dropped reason "low_quality:<family>", family from quality.py
+LOW_QUALITY_REASONS: tuple[str, ...] = tuple(f"{LOW_QUALITY}:{r}" for r in GARBAGE_REASONS)
+DROP_REASONS: tuple[str, ...] = (DUPLICATE_EVENT, EMPTY, *LOW_QUALITY_REASONS, DUPLICATE_CONTENT)
+CONVERSATION_COUNTS: tuple[str, ...] = (
+    "conversations_scored",
+    "conversations_with_junk",
+    "conversations_mostly_junk",
+    "conversations_all_junk",
 )
 
 DROPPED_SCHEMA = pa.schema(
@@ -77,6 +90,7 @@ class CleaningConfig:
     language_min_chars: int = 20
     languages: tuple[str, ...] | None = DEFAULT_LANGUAGES  # None = all of py3langid's labels
     language_min_confidence: float = 0.0
+    quality: QualityConfig = DEFAULT_QUALITY  # thresholds of the chat rules (quality.py)
 
 
 @dataclass(frozen=True)
@@ -230,16 +244,35 @@ def redact(batch: Batch, config: CleaningConfig) -> Batch:
     return replace(batch, table=table, counts=counts)
 
 
+def _conversation_counts(table: pa.Table, reasons: pa.Array) -> Counter[str]:
+    """The per-conversation figures of the module doc (additive over batches that hold whole
+    conversations, as the asset's chunks do)."""
+    per = conversation_quality(table["conversation_id"], table["quality_score"], reasons)
+    share = per["junk_share"]
+    return Counter(
+        {
+            "conversations_scored": per.num_rows,
+            "conversations_with_junk": pc.sum(pc.greater(share, 0)).as_py() or 0,
+            "conversations_mostly_junk": pc.sum(pc.greater_equal(share, 0.5)).as_py() or 0,
+            "conversations_all_junk": pc.sum(pc.equal(share, 1)).as_py() or 0,
+        }
+    )
+
+
 def score_quality(batch: Batch, config: CleaningConfig) -> Batch:
-    """(e) Quality score on messages (null on feedback); garbage messages are dropped."""
+    """(e) Quality score on messages (null on feedback); garbage messages are dropped with
+    reason "low_quality:<family>"; per-conversation junk figures go to the counts."""
     is_msg, content = _message_content(batch.table)
-    signals = quality_signals(content, min_score=config.min_quality_score)
+    signals = quality_signals(content, min_score=config.min_quality_score, config=config.quality)
     scores = pa.nulls(batch.table.num_rows, pa.float32())
     scores = _scatter(scores, is_msg, signals["quality_score"].combine_chunks())
+    family = signals["garbage_reason"].combine_chunks()
     reasons = pa.nulls(batch.table.num_rows, pa.string())
-    reasons = _scatter(reasons, is_msg, signals["garbage_reason"].combine_chunks())
+    reasons = _scatter(reasons, is_msg, pc.binary_join_element_wise(LOW_QUALITY, family, ":"))
     table = _set_column(batch.table, "quality_score", scores)
-    batch = replace(batch, table=table)
+    counts = batch.counts.copy()
+    counts.update(_conversation_counts(table, reasons))
+    batch = replace(batch, table=table, counts=counts)
     return _drop(batch, pc.is_valid(reasons), reasons, redacted=True)
 
 
