@@ -1,0 +1,245 @@
+"""Quality rules made for chat: every junk family caught, short real messages kept.
+
+Hand-written examples of each junk family and of messages that must stay, then a seeded sample
+of ``benchmarks/bench_quality.py``'s generator (junk recall >= 0.95, <= 1% of normal removed),
+then the family reasons and per-conversation figures of ``clean_conversations``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import pathlib
+
+import pyarrow as pa
+import pytest
+
+from llm_data_platform import schemas
+from llm_data_platform.transforms.conversation_cleaning import (
+    CONVERSATION_COUNTS,
+    CleaningConfig,
+    clean_conversations,
+)
+from llm_data_platform.transforms.quality import (
+    COMPONENT_REASONS,
+    QualityConfig,
+    conversation_quality,
+    quality_signals,
+)
+
+JUNK: dict[str, list[str]] = {
+    "one_word_lines": [
+        "hello\nis\nanyone\nthere\nplease\nhelp\nme\nnow\nurgent",
+        "a\nb\nc\nd\ne\nf\ng\nh\ni\nj",
+        "why\nwhy\nwhy\nwhy\nwhy\nwhy\nwhy\nwhy",
+    ],
+    "repeated_units": [
+        "hahahahahahaha",
+        "lol lol lol lol lol",
+        "LOL LOL LOL LOL LOL",
+        "xd xd xd xd xd xd",
+        "jajajajaja!!",
+    ],
+    "emoji_run": [
+        "omg 😂😂😂😂😂😂😂",
+        "🔥🔥🔥 fire 🔥🔥🔥 fire 🔥🔥🔥",
+        "yes 🙌🏽🙌🏽🙌🏽🙌🏽🙌🏽🙌🏽",
+    ],
+    "boilerplate": [
+        "Kind regards,\nMaria Lopez\nCustomer Success | Globex\nPhone: [PHONE]\nwww.globex.example",
+        "This message and any attachments are confidential and intended solely for the "
+        "addressee. If you have received this message in error, please notify the sender and "
+        "delete it.",
+        "Out of office: I am away until Monday 14 March with limited access to email. For "
+        "urgent matters please contact [EMAIL].",
+        "Automatic reply: Thank you for your email. I am on parental leave and will return on "
+        "1 June.",
+        "--\nSent from my iPhone\nGet Outlook for iOS",
+    ],
+    "symbol_soup": [
+        "#$%a&*(b^%$c@!~`|",
+        "}{][ )( <> x ?! @@ ## y ;; ::",
+        "*&^% q )(*&^ w %$#@ e !~",
+    ],
+    "keyboard_mash": [
+        "asdfghjkl",
+        "jjjjjjjj",
+        "hdjsjsjdjd",
+        "qwrtplkm xcvbn",
+        "sdfsdf jkjkjk",
+    ],
+}
+
+KEEP = [
+    "thanks!",
+    "Thanks!",
+    "ok, that worked",
+    "hi",
+    "ok",
+    "yes",
+    "haha",
+    "lol",
+    "hahaha",
+    "Thanks 🙏",
+    "ok 👍",
+    "Thanks so much 🙏🙏🙏",
+    "Great, it finally works!!! 🎉🎉🎉",
+    "Love it ❤️❤️❤️",
+    "Hmm....",
+    "Noooo way",
+    "42",
+    "How do I reset my password?",
+    "Why does the export stop at 10,000 rows?",
+    "How do I set up an out-of-office auto-reply in Outlook?",
+    "I'm out of office tomorrow, can you send the invoice today?",
+    "Is the content of my ticket confidential?",
+    "Best regards,\nAnna",
+    "Can you add a second admin to our account?\n\nBest regards,\nAnna Smith",
+    "The strengths and lengths of the rhythm section",
+    "x = [i*i for i in range(10)]",
+    'print({"a": 1, "b": [1, 2]})',
+    "if (ptr == NULL) {\n    strncpy(dst, src, n);\n    return -1;\n}",
+    ">>> def f():\n...     try:\n...         1/0\n...     finally:\n...         return 42\n"
+    "...\n>>> f()\n42",
+    " id | name\n----+------\n  1 | bob\n  2 | alice\n(2 rows)",
+    'Traceback (most recent call last):\n  File "app.py", line 3, in <module>\n    main()\n'
+    "KeyError: 'user_id'",
+    "TypeError: unsupported operand type(s) for +: 'int' and 'str'",
+    "git rebase -i HEAD~3",
+    "lsblk && nginx -t && systemctl reload nginx",
+    "https://docs.python.org/3/library/functions.html#sorted",
+    "https://t.co/abc123",
+    "Steps:\n- cleared the cache\n- restarted\n- reinstalled",
+    "I need:\nnumpy\npandas\nrequests\nflask",
+    "Привет, не могу войти в аккаунт. Что делать?",
+    "Спасибо!",
+    "你好，请问如何在Python中反转列表？",
+    "ありがとうございます、解決しました！",
+    "¿Cómo puedo exportar mis datos?",
+    "Danke, das hat geholfen.",
+    "Merci beaucoup !",
+]
+
+
+def _bench():
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+    spec = importlib.util.spec_from_file_location("bench_quality", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("family", list(JUNK))
+def test_every_junk_family_is_caught_with_its_reason(family: str) -> None:
+    table = quality_signals(pa.array(JUNK[family]))
+    reasons = table["garbage_reason"].to_pylist()
+    assert all(r is not None for r in reasons), dict(zip(JUNK[family], reasons, strict=True))
+    assert family in COMPONENT_REASONS
+    # the family's own rule fires (other rules may fire too and win the argmin: e.g.
+    # "jjjjjjjj" is char_repetition, "asdfghjkl" keyboard_mash)
+    assert reasons.count(family) >= 1, reasons
+
+
+def test_short_real_messages_are_kept() -> None:
+    table = quality_signals(pa.array(KEEP))
+    dropped = {
+        text: reason
+        for text, reason in zip(KEEP, table["garbage_reason"].to_pylist(), strict=True)
+        if reason is not None
+    }
+    assert dropped == {}
+
+
+def test_generated_sample_meets_the_goal() -> None:
+    bench = _bench()
+    per = bench.evaluate(bench.generate(20_000, junk_share=0.05, seed=11))
+    junk = [per[f] for f in bench.JUNK_FAMILIES]
+    normal = [v for f, v in per.items() if f not in bench.JUNK_FAMILIES]
+    recall = sum(d for _, d in junk) / sum(n for n, _ in junk)
+    removed = sum(d for _, d in normal) / sum(n for n, _ in normal)
+    assert recall >= 0.95, per
+    assert removed <= 0.01, per
+    for family in bench.JUNK_FAMILIES:  # no family left behind
+        n, d = per[family]
+        assert d / n >= 0.9, (family, per[family])
+
+
+def test_thresholds_are_configurable() -> None:
+    text = pa.array(["lol lol lol lol lol"])
+    assert quality_signals(text)["garbage_reason"].to_pylist() == ["repeated_units"]
+    lenient = QualityConfig(unit_share_start=0.9, unit_share_end=0.95)
+    assert quality_signals(text, config=lenient)["garbage_reason"].to_pylist() == [None]
+
+
+T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+
+
+def _raw(rows: list[tuple[str, str]]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "event_id": f"e{i}",
+                "event_type": "message",
+                "conversation_id": conversation,
+                "turn_index": i,
+                "role": "user",
+                "content": content,
+                "rating": None,
+                "user_id": "u1",
+                "event_time": T0 + dt.timedelta(seconds=i),
+                "source_file": "landing/c.jsonl",
+                "source_line": i + 1,
+                "arrived_at": T0,
+            }
+            for i, (conversation, content) in enumerate(rows)
+        ],
+        schema=schemas.RAW_CONVERSATIONS,
+    )
+
+
+def test_cleaning_names_the_family_and_counts_conversations() -> None:
+    raw = _raw(
+        [
+            ("c1", "How do I reset my password?"),
+            ("c1", "asdfghjkl"),
+            ("c2", "lol lol lol lol lol"),
+            ("c2", "hahahahahahaha"),
+            ("c3", "Thanks!"),
+        ]
+    )
+    result = clean_conversations(raw)
+    reasons = {r["event_id"]: r["reason"] for r in result.dropped.to_pylist()}
+    assert reasons == {
+        "e1": "low_quality:keyboard_mash",
+        "e2": "low_quality:repeated_units",
+        "e3": "low_quality:repeated_units",
+    }
+    c = result.counts
+    assert c["dropped_low_quality:repeated_units"] == 2
+    assert c["dropped_low_quality:keyboard_mash"] == 1
+    assert c["dropped_low_quality:boilerplate"] == 0  # every family has its zero
+    assert {k: c[k] for k in CONVERSATION_COUNTS} == {
+        "conversations_scored": 3,
+        "conversations_with_junk": 2,
+        "conversations_mostly_junk": 2,
+        "conversations_all_junk": 1,
+    }
+    assert c["received"] == c["kept"] + sum(v for k, v in c.items() if k.startswith("dropped_"))
+    empty = clean_conversations(raw.slice(0, 0), CleaningConfig())
+    assert {k: empty.counts[k] for k in CONVERSATION_COUNTS} == dict.fromkeys(
+        CONVERSATION_COUNTS, 0
+    )
+
+
+def test_conversation_quality_table() -> None:
+    per = conversation_quality(
+        pa.array(["a", "a", "b", "c"]),
+        pa.array([0.9, 0.1, 1.0, None], pa.float32()),
+        pa.array([None, "keyboard_mash", None, None]),
+    )
+    rows = {r["conversation_id"]: r for r in per.to_pylist()}
+    assert set(rows) == {"a", "b"}  # c has no scored message (feedback)
+    assert rows["a"]["messages"] == 2 and rows["a"]["junk_messages"] == 1
+    assert rows["a"]["junk_share"] == 0.5
+    assert rows["a"]["mean_score"] == pytest.approx(0.5)
+    assert rows["b"]["junk_share"] == 0.0
