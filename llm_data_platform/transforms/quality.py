@@ -81,6 +81,7 @@ class QualityConfig:
     # ("hahaha" and "lol 😂😂" stay; "hahahahaha" goes).
     unit_max_period: int = 10
     unit_min_chars: int = 8
+    unit_max_chars: int = 300
     unit_share_start: float = 0.45
     unit_share_end: float = 0.65
     # emoji_run: emoji that follow an emoji (skin tones, VS16 and ZWJ not counted), as a share
@@ -235,16 +236,19 @@ class _RowSums:
 
 def _code_points(data: np.ndarray, lead: np.ndarray) -> np.ndarray:
     """Code point of every character, given the positions of their first bytes."""
-    first = data[lead].astype(np.int32)
+    cp = data[lead].astype(np.int32)
+    multi = np.flatnonzero(cp >= 0xC0)  # ASCII (most of chat) is its own code point
+    if len(multi) == 0:
+        return cp
+    first = cp[multi]
     size = 1 + (first >= 0xC0) + (first >= 0xE0) + (first >= 0xF0)
-    cp = first & np.array([0, 0x7F, 0x1F, 0x0F, 0x07], dtype=np.int32)[size]
-    last = len(data) - 1
+    value = first & np.array([0, 0x7F, 0x1F, 0x0F, 0x07], dtype=np.int32)[size]
+    start, last = lead[multi], len(data) - 1
     for k in (1, 2, 3):
         more = size > k
-        if not more.any():
-            break
-        nxt = data[np.minimum(lead + k, last)].astype(np.int32) & 0x3F
-        cp = np.where(more, (cp << 6) | nxt, cp)
+        nxt = data[np.minimum(start + k, last)].astype(np.int32) & 0x3F
+        value = np.where(more, (value << 6) | nxt, value)
+    cp[multi] = value
     return cp
 
 
@@ -268,16 +272,25 @@ def _char_stats(
     count = _RowSums(np.cumsum(chars) - chars, chars)
     unit = (ccls == _LETTER) | ((ccls == _SYMBOL) & (cp >= 0x80))
     nc = len(cp)
-    best = np.zeros(len(chars), dtype=np.int64)
-    same = np.zeros(nc, dtype=bool)
+    # Periods are looked for in messages up to unit_max_chars only (longer repetition is
+    # word_repetition's or long_words'): long answers, most of the bytes, skip the loop.
+    short = chars <= config.unit_max_chars
+    in_short = np.repeat(short, chars)
+    cp_s, pos_s, unit_s = cp[in_short], pos[in_short], unit[in_short]
+    chars_s = chars[short]
+    count_s = _RowSums(np.cumsum(chars_s) - chars_s, chars_s)
+    best_s = np.zeros(len(chars_s), dtype=np.int64)
+    same = np.zeros(len(cp_s), dtype=bool)
     for p in range(1, config.unit_max_period + 1):
-        if p >= nc:
+        if p >= len(cp_s):
             break
         same[:p] = False
-        np.equal(cp[p:], cp[:-p], out=same[p:])
-        same[p:] &= pos[p:] >= p
-        same &= unit
-        np.maximum(best, count(same), out=best)
+        np.equal(cp_s[p:], cp_s[:-p], out=same[p:])
+        same[p:] &= pos_s[p:] >= p
+        same &= unit_s
+        np.maximum(best_s, count_s(same), out=best_s)
+    best = np.zeros(len(chars), dtype=np.int64)
+    best[short] = best_s
     alnum = (ccls == _LETTER) | (ccls == _DIGIT)
     beside = np.zeros(nc, dtype=bool)
     if nc > 1:
@@ -410,7 +423,9 @@ def unique_word_ratio(arr: pa.Array, words: np.ndarray) -> np.ndarray:
     # spaces are not words (counted, they made indented code look like spam).
     query = f"""
         SELECT row, list_unique(w) / greatest(len(w), 1) AS ratio
-        FROM (SELECT row, list_filter(string_split_regex(lower(text), '\\s+'), lambda x: x <> '')
+        FROM (SELECT row, list_filter(string_split(
+                              replace(replace(lower(text), chr(10), ' '), chr(9), ' '), ' '),
+                              lambda x: x <> '')
                           [1:{_UNIQUE_WORDS_WINDOW}] AS w
               FROM subset)
     """
@@ -432,7 +447,8 @@ def _ramp_down(x: np.ndarray, start: float, end: float) -> np.ndarray:
 # ``_boilerplate_scores`` only sees these).
 _BOILERPLATE_HINT = (
     r"(?i)regards|sincerely|cheers|yours (?:truly|faithfully)|grüße|cordialement|saludos|"
-    r"atentamente|office|automatic|thank you for your|leave|return|liability|in error|viruses|"
+    r"atentamente|office|automatic|thank you for your|on (?:annual |parental )?leave|my return|"
+    r"i return|liability|in error|viruses|"
     r"vertraulich|dringend|mensaje|votre message|nachricht|away|vacation|holiday|"
     r"auto-?reply|confidential|intended|privileged|unsubscribe|"
     r"sent from my|get outlook|disclaimer|absen|außer haus|abwesen|vacaciones|ausente|"
@@ -476,8 +492,8 @@ _SENTENCES = re.compile(r"\n+|(?<=[.!;])\s+")
 
 def _boilerplate_one(text: str, config: QualityConfig) -> float:
     """1 = not boilerplate, 0 = boilerplate (see the module doc)."""
-    hits = other_words = 0
-    in_signature = 0  # short lines right after a closing ("Best regards,") are the signature
+    hits = other_words = signature_lines = 0
+    in_signature = 0  # up to 4 short lines after a hit ("Best regards,") are the signature
     for sentence in _SENTENCES.split(text):
         words = len(sentence.split())
         if not words:
@@ -488,6 +504,9 @@ def _boilerplate_one(text: str, config: QualityConfig) -> float:
             in_signature = 4
         elif in_signature and words <= 6:
             in_signature -= 1
+            signature_lines += 1
+            # name, title, company under a closing: a signature block is one more hit
+            hits += signature_lines == 2
         else:
             in_signature = 0
             other_words += words
