@@ -102,6 +102,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             validation_fraction=settings.validation_fraction,
             training_token_budget=settings.training_token_budget,
             min_training_examples=settings.min_training_examples,
+            training_template=settings.training_template,
             chunk_max_tokens=settings.chunk_max_tokens,
             chunk_overlap_tokens=settings.chunk_overlap_tokens,
             eval_min_hit_at_5=settings.eval_min_hit_at_5,

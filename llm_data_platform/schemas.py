@@ -105,6 +105,7 @@ TRAINING_EXAMPLES = pa.schema(
         ("rating", pa.int8()),
         ("split", pa.string()),  # "train" | "validation"
         ("event_time", TS),  # time of the conversation's first message
+        ("template", pa.string()),  # the prompt template, <id>@<version>
     ]
 )
 

@@ -62,6 +62,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_VALIDATION_FRACTION", "0.1", "Share of examples in the validation split."),
     Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
     Setting(
+        "LDP_TRAINING_TEMPLATE",
+        "python_docs_assistant@1",
+        "Prompt template of training examples: <id>@<version> from prompt_templates/.",
+    ),
+    Setting(
         "LDP_MIN_TRAINING_EXAMPLES",
         "10",
         "Fewest train examples a weekly batch may hold (OpenAI fine-tuning needs 10).",
@@ -157,6 +162,7 @@ class Settings:
     validation_fraction: float
     training_token_budget: int
     min_training_examples: int
+    training_template: str
     sensor_max_files: int
     sensor_interval_seconds: int
     eval_min_hit_at_5: float
@@ -242,6 +248,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         validation_fraction=float(get("LDP_VALIDATION_FRACTION")),
         training_token_budget=int(get("LDP_TRAINING_TOKEN_BUDGET")),
         min_training_examples=int(get("LDP_MIN_TRAINING_EXAMPLES")),
+        training_template=get("LDP_TRAINING_TEMPLATE"),
         sensor_max_files=int(get("LDP_SENSOR_MAX_FILES")),
         sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
         eval_min_hit_at_5=float(get("LDP_EVAL_MIN_HIT_AT_5")),

@@ -13,6 +13,7 @@ class PipelineSettings(dg.ConfigurableResource):
     validation_fraction: float = 0.1
     training_token_budget: int = 2_000_000  # max tokens in one weekly batch
     min_training_examples: int = 10  # fewer train examples in a week fail its batch check
+    training_template: str = "python_docs_assistant@1"  # prompt_templates/<id>/v<n>.json
     chunk_max_tokens: int = 200  # in the embedding model's word pieces
     chunk_overlap_tokens: int = 30
     eval_min_hit_at_5: float = 0.8  # a new index version needs these to go live

@@ -77,6 +77,8 @@ COLUMNS = (
 @dataclass(frozen=True)
 class TrainingConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    template: str = ""  # <id>@<version> recorded on every example ("" when set by hand)
+    few_shot: tuple[tuple[str, str], ...] = ()  # turns placed before each conversation
     min_rating: int = 4
     languages: tuple[str, ...] = ("en",)
     validation_fraction: float = 0.1
@@ -236,7 +238,7 @@ def _judge_conversation(
     turn_roles = {role for role, _ in turns}
     if "user" not in turn_roles or "assistant" not in turn_roles:
         return "incomplete"
-    example = format_chat_example(config.system_prompt, turns)
+    example = format_chat_example(config.system_prompt, [*config.few_shot, *turns])
     if validate_chat_example(example):
         return "invalid_format"
     first_time = min((t for t in messages.event_times[lo:hi] if t is not None), default=None)
@@ -261,6 +263,7 @@ def _example_rows(
     max_tokens: int | None,
     rejected: Tally[str],
     info: Tally[str],
+    template: str = "",
 ) -> dict[str, list]:
     """Columns of ``schemas.TRAINING_EXAMPLES`` for the candidates within the token limit;
     those over it are counted as ``invalid_format``."""
@@ -279,6 +282,7 @@ def _example_rows(
         rows["rating"].append(candidate.rating)
         rows["split"].append(None)
         rows["event_time"].append(candidate.first_time)
+        rows["template"].append(template)
     return rows
 
 
@@ -345,7 +349,9 @@ def build_training_examples(
             candidates.append(outcome)
 
     token_totals = _candidate_token_counts(candidates, count)
-    rows = _example_rows(candidates, token_totals, config.max_tokens, rejected, info)
+    rows = _example_rows(
+        candidates, token_totals, config.max_tokens, rejected, info, config.template or None
+    )
     examples = _examples_table(rows, config)
     counts = _checked_counts(rejected)
     return TrainingResult(

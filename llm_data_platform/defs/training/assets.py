@@ -19,6 +19,7 @@ from llm_data_platform.defs.partitions import (
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
+from llm_data_platform.transforms.prompt_templates import load_template
 from llm_data_platform.transforms.training_examples import COLUMNS as CONVERSATION_COLUMNS
 from llm_data_platform.transforms.training_examples import (
     TrainingConfig,
@@ -34,7 +35,11 @@ MANIFEST = "manifest.json"
 
 def training_config(settings: PipelineSettings) -> TrainingConfig:
     # "und" (a short "thanks!") does not disqualify a conversation that is otherwise English.
+    template = load_template(settings.training_template)
     return TrainingConfig(
+        system_prompt=template.system,
+        template=template.name,
+        few_shot=template.few_shot,
         min_rating=settings.min_rating,
         validation_fraction=settings.validation_fraction,
         allow_undetermined_language=True,
@@ -67,7 +72,9 @@ def training_examples(
     context.add_asset_metadata(
         {
             "decontaminated_against_questions": len(eval_questions),
+            "template": config.template,
             "system_prompt": dg.MetadataValue.text(config.system_prompt),
+            "few_shot_turns": len(config.few_shot),
             "min_rating": config.min_rating,
         }
     )
@@ -102,6 +109,13 @@ def _examples_of_day(
     totals["tokens"] = int(pc.sum(selection.kept["n_tokens"]).as_py() or 0)
     totals["chunks"] = len(parts)
     return selection.kept, {k: int(v) for k, v in sorted(totals.items())}
+
+
+def _templates(kept: pa.Table) -> list[str]:
+    """The prompt templates the week's examples were built with (several after a change)."""
+    if "template" not in kept.column_names:
+        return []
+    return sorted(t for t in pc.unique(kept["template"]).to_pylist() if t)
 
 
 def batch_dir(lake: LakeResource, week: str) -> str:
@@ -216,6 +230,7 @@ def training_batches(
         "over_budget": over_budget,
         "invalid_excluded": invalid,
         "format": "openai-chat-jsonl",
+        "templates": _templates(kept),
         "example_ids": example_ids,  # per file, in line order: lineage and overlap checks
     }
     lake.write_bytes(
@@ -241,10 +256,13 @@ def training_batches(
     )
 
 
-def training_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
-    """Daily examples and weekly batches, on the code location's partitions."""
+def training_assets(partitions: Partitions, template: str) -> list[dg.AssetsDefinition]:
+    """Daily examples and weekly batches, on the code location's partitions. The prompt
+    template's digest is the examples' code version: a changed template shows their
+    partitions (and the weeks built on them) as changed, to rebuild with a backfill."""
     return [
         dg.asset(
+            code_version=load_template(template).code_version,
             partitions_def=partitions.daily,
             backfill_policy=daily_backfill_policy,
             group_name="curated",

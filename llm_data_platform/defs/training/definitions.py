@@ -12,7 +12,7 @@ from llm_data_platform.settings import Settings
 def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
     job, schedule = weekly_training(partitions)
     return dg.Definitions(
-        assets=training_assets(partitions),
+        assets=training_assets(partitions, settings.training_template),
         asset_checks=training_checks(partitions),
         jobs=[job],
         schedules=[schedule],
