@@ -101,7 +101,8 @@ class QualityConfig:
     consonant_share_start: float = 0.3
     consonant_share_end: float = 0.5
     # symbol_soup: symbol share of the visible characters AND (share of letters/digits with no
-    # letter/digit beside them, or at least soup_min_unpaired unpaired brackets/quotes), for
+    # letter/digit beside them, or at least soup_min_unpaired unpaired brackets/quotes, or
+    # symbols of nearly all different kinds), for
     # messages with at least soup_min_chars visible characters.
     soup_min_chars: int = 8
     soup_symbol_start: float = 0.45
@@ -109,6 +110,10 @@ class QualityConfig:
     soup_isolated_start: float = 0.6
     soup_isolated_end: float = 0.8
     soup_min_unpaired: int = 2
+    # ... or symbols that hardly repeat: at least soup_min_kinds symbols, nearly all distinct
+    # (code repeats its few kinds: quotes, brackets, commas).
+    soup_min_kinds: int = 6
+    soup_kinds_share: float = 0.8
     # boilerplate: hits needed, and the most words allowed outside boilerplate sentences.
     boilerplate_min_hits: int = 2
     boilerplate_max_other_words: int = 3
@@ -137,6 +142,11 @@ def _byte_class_table() -> np.ndarray:
 
 
 _BYTE_CLASS = _byte_class_table()
+# Bit of each of the 32 ASCII punctuation characters (distinct kinds of symbols per row).
+_PUNCT_BIT = np.zeros(256, dtype=np.uint32)
+_PUNCT_BIT[[c for c in range(33, 127) if not chr(c).isalnum()]] = 1 << np.arange(
+    32, dtype=np.uint32
+)
 _RULE_CHARS = np.zeros(256, dtype=bool)
 _RULE_CHARS[list(b"-=*_~+")] = True
 
@@ -176,6 +186,7 @@ class TextStats:
     emoji_run: np.ndarray  # emoji right after an emoji (or its modifier)
     modifiers: np.ndarray  # VS16, ZWJ, skin tones: parts of an emoji, not characters
     unpaired: np.ndarray  # |( - )| + |[ - ]| + |{ - }| + odd " + odd '
+    symbol_kinds: np.ndarray  # distinct ASCII punctuation + non-ASCII symbols
     consonant_letters: np.ndarray  # letters in runs of ``consonant_run``+ ASCII consonants
     lines: np.ndarray  # non-blank lines
     one_word_lines: np.ndarray  # lines of exactly one word
@@ -385,6 +396,12 @@ def text_stats(arr: pa.Array, config: QualityConfig = DEFAULT_QUALITY) -> TextSt
         unpaired += np.abs(count(data == ord(left)) - count(data == ord(right)))
     for quote in "\"'":
         unpaired += count(data == ord(quote)) % 2
+    kinds = np.zeros(len(lengths), dtype=np.int64)
+    if n:
+        nonempty = lengths > 0
+        bits = np.bitwise_or.reduceat(_PUNCT_BIT[data], row_starts[nonempty])
+        kinds[nonempty] = np.bitwise_count(bits)
+    kinds += count((cls == _SYMBOL) & (data >= 0xC0))
     byte_row_start = np.repeat(row_starts, lengths)
     lines, one_word = _line_stats(data == 10, row_start, word_start, len(lengths))
     return TextStats(
@@ -402,6 +419,7 @@ def text_stats(arr: pa.Array, config: QualityConfig = DEFAULT_QUALITY) -> TextSt
         emoji_run=emoji_run,
         modifiers=modifiers,
         unpaired=unpaired,
+        symbol_kinds=kinds,
         consonant_letters=_consonant_run_letters(data, byte_row_start, count, config.consonant_run),
         lines=lines,
         one_word_lines=one_word,
@@ -566,7 +584,10 @@ def _components(
     loose = 1.0 - _ramp_down(
         stats.isolated / alnum, config.soup_isolated_start, config.soup_isolated_end
     )
-    loose = np.where(stats.unpaired >= config.soup_min_unpaired, 1.0, loose)
+    diverse = (stats.symbols >= config.soup_min_kinds) & (
+        stats.symbol_kinds >= config.soup_kinds_share * stats.symbols
+    )
+    loose = np.where((stats.unpaired >= config.soup_min_unpaired) | diverse, 1.0, loose)
     soupy = 1.0 - _ramp_down(symbol_share, config.soup_symbol_start, config.soup_symbol_end)
     soup = np.where(stats.visible >= config.soup_min_chars, 1.0 - soupy * loose, 1.0)
     emoji_run = _ramp_down(
