@@ -4,11 +4,16 @@ The index has two collections per embedding model, ``…-blue`` and ``…-green`
 ``resources/index_versions.py``). Which one is live is recorded in the collections' own
 metadata (``live_seq``: highest live wins), so any client of the Chroma server — not only this
 package — can find the live version.
+
+A configured server that cannot be reached fails as a ``dg.Failure`` naming its URL, the cause
+and the fix; it is never mistaken for a missing collection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -50,9 +55,10 @@ class ChromaResource(dg.ConfigurableResource):
 
             settings = ChromaSettings(anonymized_telemetry=False)
             if self.host:
-                self._client = chromadb.HttpClient(
-                    host=self.host, port=self.port, settings=settings
-                )
+                with self.reachable():
+                    self._client = chromadb.HttpClient(
+                        host=self.host, port=self.port, settings=settings
+                    )
             elif self.path:
                 self._client = chromadb.PersistentClient(path=self.path, settings=settings)
             else:
@@ -63,20 +69,24 @@ class ChromaResource(dg.ConfigurableResource):
         name = collection_name(self.collection_prefix, model_id, dimension, slot)
         client = self.get_client()
         if create:
-            return client.get_or_create_collection(
-                name,
-                embedding_function=None,
-                metadata={
-                    "hnsw:space": "cosine",
-                    "embedding_model": model_id,
-                    "dimension": dimension,
-                    "slot": slot,
-                    "version": 0,
-                    "live_seq": 0,
-                },
-            )
+            with self.reachable():
+                return client.get_or_create_collection(
+                    name,
+                    embedding_function=None,
+                    metadata={
+                        "hnsw:space": "cosine",
+                        "embedding_model": model_id,
+                        "dimension": dimension,
+                        "slot": slot,
+                        "version": 0,
+                        "live_seq": 0,
+                    },
+                )
         try:
-            return client.get_collection(name, embedding_function=None)
+            with self.reachable():
+                return client.get_collection(name, embedding_function=None)
+        except dg.Failure:  # the server is down: not the same as "no such collection"
+            raise
         except Exception:  # noqa: BLE001 - chroma raises different types per client/version
             return None
 
@@ -104,14 +114,14 @@ class ChromaResource(dg.ConfigurableResource):
                 best, best_seq = collection, seq
         return best
 
-    @staticmethod
-    def set_metadata(collection: Any, **changes: Any) -> None:
+    def set_metadata(self, collection: Any, **changes: Any) -> None:
         """Chroma refuses metadata that repeats ``hnsw:*`` keys on modify: drop them."""
         metadata = {
             k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")
         }
         metadata.update(changes)
-        collection.modify(metadata=metadata)
+        with self.reachable():
+            collection.modify(metadata=metadata)
 
     def promote(self, model_id: str, dimension: int, slot: str, version: int) -> int:
         """Make ``slot`` live: its live_seq becomes the highest; the other slot is kept as it is
@@ -129,3 +139,45 @@ class ChromaResource(dg.ConfigurableResource):
     @property
     def location(self) -> str:
         return f"http://{self.host}:{self.port}" if self.host else self.path
+
+    @contextlib.contextmanager
+    def reachable(self) -> Iterator[None]:
+        """Calls to a Chroma server inside this block fail, when it cannot be reached, with a
+        ``dg.Failure`` naming the server, the cause and the fix (the original error chained)."""
+        try:
+            yield
+        except Exception as exc:
+            cause = _unreachable_cause(exc) if self.host else None
+            if cause is None:
+                raise
+            raise dg.Failure(
+                f"The Chroma server at {self.location} is not reachable ({cause}). Start it "
+                f"(`chroma run --path <folder> --host {self.host} --port {self.port}`), fix "
+                "LDP_CHROMA_HOST / LDP_CHROMA_PORT, or unset LDP_CHROMA_HOST to use the "
+                "embedded folder LDP_CHROMA_PATH; then re-run the step. The live index version "
+                "is unchanged."
+            ) from exc
+
+
+def _unreachable_cause(exc: BaseException) -> str | None:
+    """Why a Chroma server could not be reached ("connection refused", "timed out"), or None
+    when ``exc`` is something else. chromadb's HttpClient turns a refused connection into a
+    ValueError at construction; later calls raise httpx's transport errors."""
+    import httpx
+
+    chain: list[BaseException] = []
+    err: BaseException | None = exc
+    while err is not None and err not in chain and len(chain) < 8:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    refused_at_start = isinstance(exc, ValueError) and "Could not connect" in str(exc)
+    transport = [e for e in chain if isinstance(e, httpx.TransportError)]
+    if not transport and not refused_at_start:
+        return None
+    if any(isinstance(e, httpx.TimeoutException) for e in chain):
+        return "timed out"
+    for e in chain:
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror.lower()
+    said = str(transport[0]) if transport else "no answer"
+    return re.sub(r"^\[Errno \d+\]\s*", "", said).lower() or type(transport[0]).__name__

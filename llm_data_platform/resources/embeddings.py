@@ -12,9 +12,11 @@ import numpy as np
 from pydantic import PrivateAttr
 
 from llm_data_platform.lib.openai_client import (
+    DEFAULT_BASE_URL,
     explain_openai_error,
     is_insufficient_quota,
     make_openai_client,
+    redact,
 )
 
 LOCAL_MODELS = {"all-MiniLM-L6-v2": 384}
@@ -26,6 +28,8 @@ OPENAI_DIMENSIONS = {
 OPENAI_MAX_INPUTS = 2048
 OPENAI_MAX_TOKENS_PER_REQUEST = 300_000
 _load_lock = threading.Lock()
+# how torch (CPU and CUDA) and the allocator say it ran out of memory
+_OUT_OF_MEMORY = ("out of memory", "not enough memory", "cannot allocate memory")
 
 
 @lru_cache(maxsize=2)
@@ -84,17 +88,37 @@ class EmbeddingsResource(dg.ConfigurableResource):
             return np.zeros((0, self.dimensions_override or LOCAL_MODELS.get(self.model, 0)), "f4")
         if self.provider == "local":
             model = load_local_model(self.model)
-            vectors = model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            try:
+                vectors = model.encode(
+                    texts,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            except Exception as exc:
+                raise dg.Failure(self._local_failure(exc, len(texts))) from exc
             return np.asarray(vectors, dtype=np.float32)
         if self.provider == "openai":
             return self._embed_openai(texts)
         raise dg.Failure(f"Unknown embedding provider {self.provider!r}: use local or openai.")
+
+    def _local_failure(self, exc: Exception, n_texts: int) -> str:
+        """The local model raised: name the model, the cause and what to do."""
+        cause = f"{type(exc).__name__}: {str(exc)[:300]}"
+        said = str(exc).lower()
+        if isinstance(exc, MemoryError) or any(m in said for m in _OUT_OF_MEMORY):
+            fix = (
+                f"Lower LDP_EMBEDDING_BATCH_SIZE (now {self.batch_size}) or give the step more "
+                "memory, then re-run it."
+            )
+        else:
+            fix = "Fix the cause and re-run the step."
+        return (
+            f"The embedding model {self.model_id} failed on a batch of {n_texts} texts "
+            f"({cause}). {fix} A materialization that fails here keeps the previous version "
+            "of its partitions; vectors of earlier batches stay in the embedding cache."
+        )
 
     def _api_key(self) -> str | None:
         """The key itself: Dagster resolves an ``EnvVar`` inside a run, but a resource used
@@ -117,6 +141,11 @@ class EmbeddingsResource(dg.ConfigurableResource):
             )
         return self._client
 
+    def _status_message(self, exc: Any) -> str:
+        return _status_message_for(
+            exc, self.base_url, self._api_key(), self.max_retries, self.batch_size
+        )
+
     def _embed_openai(self, texts: list[str]) -> np.ndarray:
         import openai
 
@@ -131,9 +160,11 @@ class EmbeddingsResource(dg.ConfigurableResource):
                         "OpenAI refused the embedding request: insufficient_quota. This is not "
                         "transient — add credit to the account or switch LDP_EMBEDDING_PROVIDER."
                     ) from exc
-                raise
+                raise dg.Failure(f"Embedding failed: {self._status_message(exc)}") from None
             except openai.APIError as exc:
                 message = explain_openai_error(exc, self.base_url, self._api_key())
+                if message is None and isinstance(exc, openai.InternalServerError):
+                    message = self._status_message(exc)
                 if message is None:
                     raise
                 # from None: the SDK's exception carries the server's body, which may echo the
@@ -144,6 +175,25 @@ class EmbeddingsResource(dg.ConfigurableResource):
         vectors = np.asarray(out, dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
+
+
+def _status_message_for(
+    exc: Any, base_url: str | None, api_key: str | None, retries: int, batch_size: int
+) -> str:
+    """A 429 or 5xx that outlived the SDK's retries; the server's words, key redacted."""
+    where = base_url or DEFAULT_BASE_URL
+    status = getattr(exc, "status_code", "?")
+    said = redact(str(getattr(exc, "message", "")), api_key)[:300]
+    if status == 429:
+        return (
+            f"The server at {where} kept answering 429 (rate limited) after {retries} "
+            f"retries ({said}). Re-run the step later, or send less at once: lower "
+            f"LDP_EMBEDDING_BATCH_SIZE (now {batch_size})."
+        )
+    return (
+        f"The server at {where} answered {status} after {retries} retries ({said}): an error "
+        "on its side. Re-run the step; if it persists, check that server."
+    )
 
 
 def _openai_batches(texts: list[str], batch_size: int) -> list[list[str]]:

@@ -1,19 +1,30 @@
 """The data lake: one root, local folder or S3, one code path through pyarrow filesystems.
 
 Layout: ``<root>/<zone>/<table>/<partition_name>=<key>/data.parquet`` (hive style, zstd).
-One file per partition makes replacement atomic: locally a temp file is renamed over the old
-one; on S3 a single PUT (or completed multipart upload) replaces the object whole.
+One file per partition makes replacement atomic: locally a temp file is written, fsynced and
+renamed over the old one; on S3 bytes in memory go up as one upload (committed whole on close,
+or not at all), and a local file is uploaded to a temp key and copied over the object on the
+server. A write that fails leaves the previous version in place and no temp file.
+
+Faults outside the code — a full disk, a folder the process may not write, S3 throttling, 5xx
+or timeouts — fail as :class:`LakeError`, a ``dg.Failure`` whose message names the cause, the
+path and the fix, with the original error chained. S3 requests are retried by the AWS SDK's
+standard strategy (``s3_max_attempts`` attempts, exponential backoff) within explicit connect
+and request timeouts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import posixpath
+import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +39,11 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
 DATA_FILE = "data.parquet"
+
+
+class LakeError(dg.Failure):
+    """A lake read or write failed for a cause outside the code (disk, permissions, S3); the
+    message names the cause, the path and the fix, and the original error is chained."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,9 @@ class LakeResource(dg.ConfigurableResource):
 
     root: str
     s3: S3Resource | None = None
+    s3_max_attempts: int = 5
+    s3_connect_timeout_seconds: float = 5.0
+    s3_request_timeout_seconds: float = 30.0
 
     _fs: Any = PrivateAttr(default=None)
     _base: str = PrivateAttr(default="")
@@ -59,7 +78,12 @@ class LakeResource(dg.ConfigurableResource):
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         if self._fs is None:
             if self.is_s3:
-                self._fs = _s3_filesystem(self.s3 or S3Resource())
+                self._fs = _s3_filesystem(
+                    self.s3 or S3Resource(),
+                    max_attempts=self.s3_max_attempts,
+                    connect_timeout=self.s3_connect_timeout_seconds,
+                    request_timeout=self.s3_request_timeout_seconds,
+                )
                 self._base = self.root[len("s3://") :].rstrip("/")
             else:
                 self._fs = pafs.LocalFileSystem()
@@ -78,7 +102,8 @@ class LakeResource(dg.ConfigurableResource):
 
     def exists(self, path: str) -> bool:
         fs, _ = self.filesystem()
-        return fs.get_file_info(path).type != pafs.FileType.NotFound
+        with self._faults("read", path):
+            return fs.get_file_info(path).type != pafs.FileType.NotFound
 
     # ---- tables -------------------------------------------------------------------------
     def write_partition(
@@ -107,7 +132,8 @@ class LakeResource(dg.ConfigurableResource):
         fs, _ = self.filesystem()
         if not self.exists(path):
             return None
-        return pq.read_table(path, filesystem=fs)
+        with self._faults("read", path):
+            return pq.read_table(path, filesystem=fs)
 
     def count_rows(self, zone: str, table_name: str, keys: list[str]) -> int | None:
         """Rows of these partitions, from the Parquet footers (nothing else is read); None
@@ -121,7 +147,7 @@ class LakeResource(dg.ConfigurableResource):
         fs, _ = self.filesystem()
         total = 0
         for path in paths:
-            with fs.open_input_file(path) as f:
+            with self._faults("read", path), fs.open_input_file(path) as f:
                 total += pq.ParquetFile(f).metadata.num_rows
         return total
 
@@ -139,14 +165,15 @@ class LakeResource(dg.ConfigurableResource):
         if not self.exists(path):
             raise FileNotFoundError(path)
         fs, _ = self.filesystem()
-        with fs.open_input_file(path) as f:
+        with self._faults("read", path), fs.open_input_file(path) as f:
             yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
 
     def delete_partition(self, zone: str, table_name: str, key: str, name: str = "dt") -> None:
         fs, _ = self.filesystem()
         path = self.partition_path(zone, table_name, key, name)
         if self.exists(path):
-            fs.delete_dir(path)
+            with self._faults("delete", path):
+                fs.delete_dir(path)
 
     def list_partitions(self, zone: str, table_name: str, partition_name: str = "dt") -> list[str]:
         fs, _ = self.filesystem()
@@ -155,7 +182,9 @@ class LakeResource(dg.ConfigurableResource):
             return []
         prefix = f"{partition_name}="
         keys = []
-        for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        with self._faults("read", path):
+            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        for info in infos:
             name = posixpath.basename(info.path)
             is_partition = info.type == pafs.FileType.Directory and name.startswith(prefix)
             if is_partition and self.exists(posixpath.join(info.path, DATA_FILE)):
@@ -167,7 +196,8 @@ class LakeResource(dg.ConfigurableResource):
         fs, _ = self.filesystem()
         path = self.table_path(zone, table_name)
         prefix = f"{partition_name}="
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        with self._faults("read", path):
+            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         return sorted(
             posixpath.basename(i.path)[len(prefix) :]
             for i in infos
@@ -195,8 +225,9 @@ class LakeResource(dg.ConfigurableResource):
             posixpath.join(self.partition_path(zone, table_name, k, partition_name), DATA_FILE)
             for k in wanted
         ]
-        dataset = pads.dataset(paths, filesystem=fs, format="parquet")
-        return dataset.to_table(columns=columns)
+        with self._faults("read", self.table_path(zone, table_name)):
+            dataset = pads.dataset(paths, filesystem=fs, format="parquet")
+            return dataset.to_table(columns=columns)
 
     def dataset(self, zone: str, table_name: str) -> pads.Dataset | None:
         """All partitions as one lazy hive-partitioned dataset (``dt`` column), for DuckDB or
@@ -218,38 +249,45 @@ class LakeResource(dg.ConfigurableResource):
     # ---- bytes --------------------------------------------------------------------------
     def write_bytes(self, path: str, data: bytes) -> int:
         fs, _ = self.filesystem()
-        if self.is_s3:
-            with fs.open_output_stream(path) as out:  # one object, committed on close
-                out.write(data)
-            return len(data)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = posixpath.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with self._faults("write", path):
+            if self.is_s3:
+                # ``data`` is whole before the upload starts: the object is committed on close
+                # with all of it, or (a failed request) not at all.
+                with fs.open_output_stream(path) as out:
+                    out.write(data)
+            else:
+
+                def fill(tmp: str) -> None:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+
+                _replace_local(path, fill)
         return len(data)
 
     def write_file(self, path: str, local_path: str, block: int = 8 << 20) -> int:
         """Move a finished local file to ``path`` whole (streamed, never held in memory):
-        locally a rename (or a copy to a temp name, then a rename), on S3 one upload."""
+        locally a rename (or, across filesystems, a copy to a temp name) and a rename; on S3 an
+        upload to a temp key, then one server-side copy over ``path``."""
         fs, _ = self.filesystem()
         size = os.path.getsize(local_path)
-        if not self.is_s3:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = posixpath.join(
-                os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}"
-            )
-            try:
-                os.replace(local_path, tmp)  # same filesystem: no copy
-            except OSError:
-                shutil.copyfile(local_path, tmp)
-            os.replace(tmp, path)
-            return size
-        with open(local_path, "rb") as source, fs.open_output_stream(path) as out:
-            while data := source.read(block):
-                out.write(data)
+        with self._faults("write", path):
+            if self.is_s3:
+                _upload_then_copy(fs, local_path, path, block)
+            else:
+
+                def fill(tmp: str) -> None:
+                    try:
+                        os.replace(local_path, tmp)  # same filesystem: no copy
+                    except OSError as exc:
+                        if exc.errno != errno.EXDEV:
+                            raise
+                        shutil.copyfile(local_path, tmp)
+                    with open(tmp, "rb") as f:  # durable before it replaces the old version
+                        os.fsync(f.fileno())
+
+                _replace_local(path, fill)
         return size
 
     def local_file(self, path: str, workdir: str, block: int = 8 << 20) -> str:
@@ -259,7 +297,11 @@ class LakeResource(dg.ConfigurableResource):
             return path
         fs, _ = self.filesystem()
         local = os.path.join(workdir, f"{uuid.uuid4().hex}-{posixpath.basename(path)}")
-        with fs.open_input_stream(path) as source, open(local, "wb") as out:
+        with (
+            self._faults("read", path, workdir=workdir),
+            fs.open_input_stream(path) as source,
+            open(local, "wb") as out,
+        ):
             while data := source.read(block):
                 out.write(data)
         return local
@@ -268,15 +310,225 @@ class LakeResource(dg.ConfigurableResource):
         fs, _ = self.filesystem()
         if not self.exists(path):
             return None
-        with fs.open_input_stream(path) as f:
+        with self._faults("read", path), fs.open_input_stream(path) as f:
             return f.read()
 
     def path(self, *parts: str) -> str:
         _, base = self.filesystem()
         return posixpath.join(base, *parts)
 
+    # ---- faults -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _faults(self, action: str, path: str, workdir: str | None = None) -> Iterator[None]:
+        """Turns an OSError of a known cause into a :class:`LakeError` naming it; a missing
+        file stays a FileNotFoundError (callers treat it as "not there"), an unknown error
+        passes unchanged."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            message = self._explain(exc, action, path, workdir)
+            if message is None:
+                raise
+            raise LakeError(message) from exc
 
-def _s3_filesystem(s3: S3Resource) -> pafs.S3FileSystem:
+    def _explain(self, exc: OSError, action: str, path: str, workdir: str | None) -> str | None:
+        kept = " The previous version is in place." if action != "read" else ""
+        if self.is_s3 and "AWS Error" in str(exc):
+            return _explain_s3(exc, action, self.uri(path), self._s3_settings()) + kept
+        if workdir is not None:  # an S3 object copied into a local work folder
+            where, folder = f"the local work folder {workdir}", os.path.abspath(workdir)
+            target = f"a copy of {self.uri(path)}"
+            return _explain_local(exc, "write", target, where, "TMPDIR", "", folder)
+        folder = os.path.abspath(path if action == "read" else os.path.dirname(path))
+        where = f"the lake at {os.path.abspath(self.root)}"
+        return _explain_local(exc, action, path, where, "LDP_LAKE_ROOT", kept, folder)
+
+    def _s3_settings(self) -> dict[str, Any]:
+        s3 = self.s3 or S3Resource()
+        return {
+            "endpoint": s3.endpoint_url or f"AWS S3 ({s3.region_name or 'default region'})",
+            "attempts": self.s3_max_attempts,
+            "request_timeout": self.s3_request_timeout_seconds,
+            "connect_timeout": self.s3_connect_timeout_seconds,
+        }
+
+
+def _replace_local(path: str, fill: Callable[[str], None]) -> None:
+    """``fill`` a temp file beside ``path``, then rename it over ``path``: on any failure
+    ``path`` is as it was (readers skip dot-names). After a fault the lake explains (a full
+    disk above all, where the partial file holds the space the re-run needs) the temp file is
+    removed; after a crash nothing can remove it, and it stays as harmless as then."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}")
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in _CLEAN_UP_AFTER:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
+def _upload_then_copy(fs: pafs.FileSystem, local_path: str, path: str, block: int) -> None:
+    """Upload ``local_path`` to a temp key beside ``path``, then copy it over ``path`` on the
+    server (CopyObject replaces an object whole, or not at all).
+
+    Not one stream to ``path``: pyarrow's S3 stream cannot be aborted — closing it, or
+    dropping it, commits what was sent so far, so a run terminated mid-upload (or a local read
+    error) would leave a truncated object in place of the good one. And not
+    ``pyarrow.fs.copy_files``: it returns without an error when the upload's completion fails
+    (measured against a 503 on CompleteMultipartUpload), reporting a write that never happened.
+    """
+    tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.{uuid.uuid4().hex}")
+    stage = "upload"
+    try:
+        with open(local_path, "rb") as source, fs.open_output_stream(tmp) as out:
+            while data := source.read(block):
+                out.write(data)
+        stage = "copy"
+        fs.move(tmp, path)  # CopyObject, then DeleteObject of the temp key
+    except BaseException as exc:
+        # A failed S3 request during the upload committed nothing; anything else (the copy
+        # failed, an interrupt or a local error mid-upload) may have left the temp key.
+        if stage == "copy" or not (isinstance(exc, OSError) and "AWS Error" in str(exc)):
+            with contextlib.suppress(OSError):
+                fs.delete_file(tmp)
+        raise
+
+
+_DOING = {"read": "reading", "write": "writing", "delete": "deleting"}
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+_DENIED = {errno.EACCES, errno.EPERM}
+_CLEAN_UP_AFTER = {*_FULL, *_DENIED, errno.EROFS, errno.EIO}
+
+
+def _explain_local(
+    exc: OSError, action: str, path: str, where: str, fix_root: str, kept: str, folder: str
+) -> str | None:
+    """``where`` ("the lake at /x", "the local work folder /t") and what happened to ``path``
+    in ``folder``, with the fix; None for an errno without a known remedy."""
+    place = where[0].upper() + where[1:]
+    doing = _DOING.get(action, action)
+    if exc.errno in _FULL:
+        return (
+            f"{place} is full ({_FULL[exc.errno]}) {doing} {path}.{kept} Free space on that "
+            f"filesystem (`df -h {folder}`) or point {fix_root} at a larger one, then re-run "
+            "the step."
+        )
+    if exc.errno in _DENIED:
+        can = "read" if action == "read" else "create and rename files in"
+        return (
+            f"{place} is not {'readable' if action == 'read' else 'writable'} (permission "
+            f"denied: {exc.strerror}) {doing} {path}.{kept} Check the owner and mode of "
+            f"{folder} and its parents (`ls -ld {folder}`; `lsattr -d` for an immutable "
+            f"folder): the user running Dagster ({_user()}) must be able to {can} it, or "
+            f"point {fix_root} at a folder it can."
+        )
+    if exc.errno == errno.EROFS:
+        return (
+            f"{place} is on a read-only filesystem ({doing} {path}).{kept} Remount it "
+            f"read-write or point {fix_root} at a writable folder."
+        )
+    if exc.errno == errno.EIO:
+        return (
+            f"{place} returned an I/O error {doing} {path} ({exc}).{kept} The disk or network "
+            "filesystem is failing: check the system log (`dmesg`)."
+        )
+    return None
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid()) if hasattr(os, "geteuid") else "this user"
+
+
+# pyarrow: "When <doing> key 'k' in bucket 'b': AWS Error <CODE> [(HTTP status N)] during
+# <Operation> operation: <detail>"
+_AWS_ERROR = re.compile(
+    r"AWS Error (?P<code>[A-Z_]+)(?: \(HTTP status (?P<status>\d+)\))? during "
+    r"(?P<op>\w+) operation: (?P<detail>.*)",
+    re.S,
+)
+_S3_STATUS = {
+    "SLOW_DOWN": (503, "SlowDown"),
+    "SERVICE_UNAVAILABLE": (503, "ServiceUnavailable"),
+    "THROTTLING": (503, "Throttling"),
+    "INTERNAL_FAILURE": (500, "InternalError"),
+    "ACCESS_DENIED": (403, "AccessDenied"),
+    "NO_SUCH_BUCKET": (404, "NoSuchBucket"),
+    "INVALID_ACCESS_KEY_ID": (403, "InvalidAccessKeyId"),
+    "SIGNATURE_DOES_NOT_MATCH": (403, "SignatureDoesNotMatch"),
+    "REQUEST_TIME_TOO_SKEWED": (403, "RequestTimeTooSkewed"),
+}
+
+
+def _explain_s3(exc: OSError, action: str, uri: str, s3: dict[str, Any]) -> str:
+    """What an S3 error from pyarrow means, for ``uri``, with the fix."""
+    match = _AWS_ERROR.search(str(exc))
+    if match is None:
+        return f"S3 failed {_DOING[action]} {uri}: {exc}"
+    code, op = match["code"], match["op"]
+    detail = " ".join(match["detail"].split())[:300]
+    status, name = _S3_STATUS.get(code, (int(match["status"] or 0), code))
+    attempts, endpoint = s3["attempts"], s3["endpoint"]
+    tried = f"after {attempts} attempts ({op})"
+    if code == "NETWORK_CONNECTION":
+        if "curlCode: 28" in detail and "Connection timed out" not in detail:
+            return (
+                f"S3 at {endpoint} did not answer within {s3['request_timeout']:g} s for {uri} "
+                f"{tried}: the network or the endpoint is stalled. Check the connection to "
+                "it (LDP_S3_ENDPOINT_URL), or raise LakeResource.s3_request_timeout_seconds "
+                "for a slow link, then re-run the step."
+            )
+        return (
+            f"Could not connect to S3 at {endpoint} for {uri} {tried}: {detail}. Is the "
+            "endpoint right (LDP_S3_ENDPOINT_URL, LDP_S3_REGION) and reachable from here?"
+        )
+    if status == 503 or code in {"THROTTLING", "REQUEST_LIMIT_EXCEEDED"}:
+        return (
+            f"S3 returned {status or 503} {name} for {uri} {tried}: the bucket is throttling "
+            "requests. Re-run the step in a few minutes; if it persists, run fewer "
+            "lake-writing runs at once or raise LakeResource.s3_max_attempts."
+        )
+    if status >= 500:
+        return (
+            f"S3 returned {status} {name} for {uri} {tried}: an error on the S3 side "
+            f"({endpoint}). Re-run the step; if it persists, check the service's health."
+        )
+    if code in {"INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "REQUEST_TIME_TOO_SKEWED"}:
+        return (
+            f"S3 rejected the AWS credentials for {uri} ({status} {name}, {op}). Check "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the clock."
+        )
+    if status == 403:
+        return (
+            f"S3 denied access to {uri} (403 {name}, {op}): the AWS credentials in use may not "
+            f"{'read' if action == 'read' else 'write'} there. Grant them s3:GetObject, "
+            "s3:PutObject, s3:DeleteObject and s3:ListBucket on the lake's prefix, or use "
+            "other credentials (AWS_PROFILE)."
+        )
+    if code == "NO_SUCH_BUCKET":
+        return (
+            f"The lake's bucket for {uri} does not exist at {endpoint}: create it, or fix "
+            "LDP_LAKE_ROOT."
+        )
+    return f"S3 returned {status or ''} {name} for {uri} {tried}: {detail}".replace("  ", " ")
+
+
+def _s3_filesystem(
+    s3: S3Resource, max_attempts: int, connect_timeout: float, request_timeout: float
+) -> pafs.S3FileSystem:
+    """pyarrow's S3 client with dagster-aws's settings. ``request_timeout`` bounds a stalled
+    request (measured on Linux: a server that stops answering fails the attempt after it);
+    throttling, 5xx and timeouts are retried ``max_attempts`` times in all."""
     import boto3
 
     session = boto3.session.Session(
@@ -302,4 +554,9 @@ def _s3_filesystem(s3: S3Resource) -> pafs.S3FileSystem:
     if s3.endpoint_url:
         scheme, _, host = s3.endpoint_url.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
-    return pafs.S3FileSystem(**kwargs)
+    return pafs.S3FileSystem(
+        **kwargs,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts),
+        connect_timeout=connect_timeout,
+        request_timeout=request_timeout,
+    )
