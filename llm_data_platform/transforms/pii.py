@@ -30,6 +30,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_data_platform.transforms.pii_address import ADDRESS_PATTERN, rewrite_address
+from llm_data_platform.transforms.pii_phone import NATIONAL_PHONE_PATTERN, rewrite_national_phone
+from llm_data_platform.transforms.pii_secrets import (
+    AWS_SECRET_PATTERN,
+    KEYWORD_SECRET_PATTERN,
+    rewrite_aws_secret,
+    rewrite_keyword_secret,
+)
 from llm_data_platform.transforms.text_normalize import as_string_array
 
 
@@ -164,10 +172,14 @@ def _rewrite_ip(m: re.Match[str], token: str) -> str | None:
             return None
         return token
     after = text[end : end + 2]
+    if _VERSION_BEFORE.search(text[max(0, start - 24) : start]):
+        return None  # AssemblyVersion("1.0.0.0"), "version 10.2.0.1", "v1.2.3.4"
     if before == "." or (len(after) == 2 and after[0] == "." and after[1].isdigit()):
         return None
     return token
 
+
+_VERSION_BEFORE = re.compile(r"(?i)(?:version|\bver\.?|\bv)\W{0,4}$")
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
@@ -182,6 +194,8 @@ DETECTORS: tuple[PiiDetector, ...] = (
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
         r"|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"
         r"|AKIA[0-9A-Z]{16}"
+        r"|(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}"
+        r"|whsec_[A-Za-z0-9+/=]{24,}"
         r"|gh[pousr]_[A-Za-z0-9]{36,}"
         r"|github_pat_[A-Za-z0-9_]{22,}"
         r"|xox[abprs]-[A-Za-z0-9-]{10,}"
@@ -189,6 +203,8 @@ DETECTORS: tuple[PiiDetector, ...] = (
         r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
         "[SECRET]",
     ),
+    PiiDetector("secret", AWS_SECRET_PATTERN, "[SECRET]", rewrite_aws_secret),
+    PiiDetector("secret", KEYWORD_SECRET_PATTERN, "[SECRET]", rewrite_keyword_secret),
     PiiDetector(
         "email",
         # Unicode letters allowed (RFC 6531), so "émile@..." is not cut to "é[EMAIL]". No
@@ -206,9 +222,10 @@ DETECTORS: tuple[PiiDetector, ...] = (
     PiiDetector("card", r"\b(?:[0-9][ -]?){12,}[0-9]\b", "[CARD]", _rewrite_card),
     PiiDetector("ip", rf"{_IPV6}|{_IPV4}", "[IP]", _rewrite_ip),
     PiiDetector(
-        "ssn",  # US social security number, dashed form, with the invalid areas excluded
+        "ssn",  # US social security number, dashed, spaced or dotted; invalid areas excluded
         r"\b(?:00[1-9]|0[1-9][0-9]|[1-578][0-9]{2}|6[0-57-9][0-9]|66[0-57-9])"
-        r"-(?:0[1-9]|[1-9][0-9])-(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})\b",
+        r"(?:-(?:0[1-9]|[1-9][0-9])-| (?:0[1-9]|[1-9][0-9]) |\.(?:0[1-9]|[1-9][0-9])\.)"
+        r"(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})\b",
         "[SSN]",
     ),
     PiiDetector(
@@ -222,10 +239,12 @@ DETECTORS: tuple[PiiDetector, ...] = (
         r"(?:\([0-9]{3}\) ?[0-9]{3}[ .-]|\b[0-9]{3}-[0-9]{3}-|\b[0-9]{3}\.[0-9]{3}\.)[0-9]{4}\b",
         "[PHONE]",
     ),
+    PiiDetector("phone", NATIONAL_PHONE_PATTERN, "[PHONE]", rewrite_national_phone),
+    PiiDetector("address", ADDRESS_PATTERN, "[ADDRESS]", rewrite_address),
 )
 
-PII_KINDS: tuple[str, ...] = tuple(d.kind for d in DETECTORS)
-PLACEHOLDER_PATTERN = r"\[(?:" + "|".join(d.token[1:-1] for d in DETECTORS) + r")\]"
+PII_KINDS: tuple[str, ...] = tuple(dict.fromkeys(d.kind for d in DETECTORS))
+PLACEHOLDER_PATTERN = r"\[(?:" + "|".join(dict.fromkeys(d.token[1:-1] for d in DETECTORS)) + r")\]"
 
 
 def _redact_vectorised(text: pa.Array, det: PiiDetector) -> tuple[pa.Array, pa.Array]:
@@ -259,12 +278,13 @@ def python_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(_UNICODE_CLASS.sub(_unicode_class, pattern))
 
 
-_PY_PATTERNS = {d.kind: python_regex(d.pattern) for d in DETECTORS if d.rewrite is not None}
+_PY_PATTERNS = {d.pattern: python_regex(d.pattern) for d in DETECTORS if d.rewrite is not None}
 
 
 def _rewrite_rows(values: list[str], det: PiiDetector) -> tuple[list[str], list[int]]:
     """Python ``re`` + the detector's rewrite over a few candidate rows."""
-    pattern, rewrite, token = _PY_PATTERNS[det.kind], det.rewrite, det.token
+    pattern = _PY_PATTERNS.get(det.pattern) or python_regex(det.pattern)
+    rewrite, token = det.rewrite, det.token
     assert rewrite is not None
     new_text: list[str] = []
     new_counts: list[int] = []
@@ -311,6 +331,6 @@ def redact_pii(
         step = _redact_validated if det.rewrite is not None else _redact_vectorised
         text, row_counts = step(text, det)
         row_np = row_counts.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-        counts[det.kind] = int(row_np.sum())
+        counts[det.kind] = counts.get(det.kind, 0) + int(row_np.sum())
         per_row += row_np
     return PiiResult(text=text, counts=counts, per_row=pa.array(per_row, pa.int32()))
