@@ -17,7 +17,9 @@ import re
 
 NATIONAL_PHONE_PATTERN = (
     r"\(0?[1-9][0-9]\) ?9?[0-9]{4}[ -]?[0-9]{4}\b"
-    r"|\b0 ?[1-9][0-9]{0,4}(?:[ ./-]?[0-9]{2,8}){1,4}\b"
+    # Not right after a digit, ".", ":", "/" or "-" (dates, times, versions, ids): the
+    # character before is part of the match, and the rewrite puts it back.
+    r"|(?:^|[^0-9.:/_-])0 ?[1-9][0-9]{0,4}(?:[ ./-]?[0-9]{2,8}){1,4}\b"
 )
 
 # Tried in this order; the first region whose metadata validates the number wins.
@@ -68,11 +70,13 @@ def is_national_phone(candidate: str, context: str = "") -> bool:
 
 
 def rewrite_national_phone(m: re.Match[str], token: str) -> str | None:
-    text = m.string
-    if m.start() and text[m.start() - 1] in "+-/.:_":  # part of a longer code or number
+    text, candidate = m.string, m.group(0)
+    lead = "" if candidate[0] in "0(" else candidate[0]
+    start = m.start() + len(lead)
+    if start and text[start - 1] == "+":  # "+0..." belongs to an international number
         return None
     after = text[m.end() : m.end() + 2]
     if len(after) == 2 and after[0] in ".:-/" and after[1].isdigit():
         return None
-    context = text[max(0, m.start() - 60) : m.start()]
-    return token if is_national_phone(m.group(0), context) else None
+    context = text[max(0, start - 60) : start]
+    return lead + token if is_national_phone(candidate[len(lead) :], context) else None
