@@ -34,6 +34,7 @@ from llm_data_platform.transforms.pii_address import ADDRESS_PATTERN, rewrite_ad
 from llm_data_platform.transforms.pii_phone import NATIONAL_PHONE_PATTERN, rewrite_national_phone
 from llm_data_platform.transforms.pii_secrets import (
     AWS_SECRET_PATTERN,
+    AWS_SECRET_ROWS,
     KEYWORD_SECRET_PATTERN,
     rewrite_aws_secret,
     rewrite_keyword_secret,
@@ -47,12 +48,15 @@ class PiiDetector:
 
     ``rewrite``, when set, sees each candidate match and returns its replacement (the token, or
     a string with one or more tokens inside) or ``None`` to leave the match as it is.
+    ``rows``, when set, is a second RE2 pattern a candidate row must also match (the context
+    a rewrite needs, e.g. an AWS word near a 40-character key): fewer rows reach Python.
     """
 
     kind: str
     pattern: str
     token: str
     rewrite: Callable[[re.Match[str], str], str | None] | None = None
+    rows: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ DETECTORS: tuple[PiiDetector, ...] = (
         r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
         "[SECRET]",
     ),
-    PiiDetector("secret", AWS_SECRET_PATTERN, "[SECRET]", rewrite_aws_secret),
+    PiiDetector("secret", AWS_SECRET_PATTERN, "[SECRET]", rewrite_aws_secret, AWS_SECRET_ROWS),
     PiiDetector("secret", KEYWORD_SECRET_PATTERN, "[SECRET]", rewrite_keyword_secret),
     PiiDetector(
         "email",
@@ -307,6 +311,9 @@ def _rewrite_rows(values: list[str], det: PiiDetector) -> tuple[list[str], list[
 def _redact_validated(text: pa.Array, det: PiiDetector) -> tuple[pa.Array, pa.Array]:
     """RE2 finds candidate rows; Python ``re`` + the rewrite function handles only those."""
     candidates = pc.fill_null(pc.match_substring_regex(text, det.pattern), False)
+    if det.rows is not None:
+        in_context = pc.fill_null(pc.match_substring_regex(text, det.rows), False)
+        candidates = pc.and_(candidates, in_context)
     rows = pc.indices_nonzero(candidates)
     zeros = pa.array(np.zeros(len(text), dtype=np.int32))
     if len(rows) == 0:

@@ -21,6 +21,8 @@ from collections import Counter
 
 _B64 = "A-Za-z0-9/+"
 AWS_SECRET_PATTERN = rf"(?:^|[^{_B64}=])[{_B64}]{{40}}(?:$|[^{_B64}=])"
+# RE2: rows worth checking at all (a superset of what ``_AWS_CONTEXT`` accepts).
+AWS_SECRET_ROWS = r"(?i)aws|akia|asia|\[SECRET\]|secret"
 _AWS_CONTEXT = re.compile(
     r"(?i)aws|\bakia|\basia|\[SECRET\]|secret[ _-]?access|secret[ _-]?key|secretaccesskey"
 )
