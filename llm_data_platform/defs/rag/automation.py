@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from llm_data_platform.defs.ingest.jobs import ingest_job_name
+from llm_data_platform.defs.ingest.jobs import ingest_job_name, ingest_jobs
+from llm_data_platform.defs.partitions import Partitions
 
 rag_index_job = dg.define_asset_job(
     "rag_index_job",
@@ -25,15 +26,22 @@ rag_index_schedule = dg.ScheduleDefinition(
 )
 
 
-@dg.run_status_sensor(
-    name="rag_index_after_documents_sensor",
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    request_job=rag_index_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps the index in sync: each successful document ingest triggers a sync.",
-)
-def rag_index_after_documents_sensor(context: dg.RunStatusSensorContext):
-    # every job of this code location is watched; only document ingests set off a sync
-    if context.dagster_run.job_name != ingest_job_name("documents"):
-        return dg.SkipReason(f"{context.dagster_run.job_name} does not change documents")
-    return dg.RunRequest(run_key=f"rag_index_after:{context.dagster_run.run_id}")
+def rag_index_after_documents_sensor(partitions: Partitions) -> dg.SensorDefinition:
+    """Each successful document ingest → an index sync. Only that job's runs are read (the
+    storage filters by job name), so other jobs' runs never use up a tick."""
+    (documents_job,) = [
+        j for j in ingest_jobs(partitions) if j.name == ingest_job_name("documents")
+    ]
+
+    @dg.run_status_sensor(
+        name="rag_index_after_documents_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[documents_job],
+        request_job=rag_index_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Keeps the index in sync: each successful document ingest triggers a sync.",
+    )
+    def _sensor(context: dg.RunStatusSensorContext):
+        return dg.RunRequest(run_key=f"rag_index_after:{context.dagster_run.run_id}")
+
+    return _sensor

@@ -31,5 +31,5 @@ def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
         asset_checks=rag_checks(partitions),
         jobs=[rag_index_job, retrieval_eval_set_job],
         schedules=[rag_index_schedule],
-        sensors=[rag_index_after_documents_sensor],
+        sensors=[rag_index_after_documents_sensor(partitions)],
     )
