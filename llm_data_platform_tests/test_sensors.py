@@ -221,3 +221,35 @@ def test_days_compacted_after_the_staging_are_not_requested_again(tmp_path):
     context = dg.build_sensor_context(instance=instance, definitions=defs)
     tick = raw_after_staging("conversations").evaluate_tick(context)
     assert [r.partition_key for r in tick.run_requests] == ["2026-01-05"]
+
+
+def test_two_stagings_in_one_tick_both_get_their_days(tmp_path):
+    """The soak saw a staging finishing beside another lose its days (an asset sensor reads
+    only the newest materialization of a tick): every staging since the cursor counts."""
+    from llm_data_platform.definitions import defs
+    from llm_data_platform.resources.stream_sources import StreamSourcesResource
+
+    landing = LandingFolderResource(path=str(tmp_path / "landing"))
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    resources = {"landing": landing, "lake": lake, "sources": StreamSourcesResource()}
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = raw_after_staging("conversations")
+    start = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert not start.run_requests
+    for name, day in (("a.jsonl", "2026-01-05"), ("b.jsonl", "2026-01-06")):
+        _write(tmp_path / "landing", name, [_event(hash(name) % 1000, day)])
+        staged = dg.materialize(
+            [stage_conversations],
+            resources=resources,
+            instance=instance,
+            run_config=dg.RunConfig(ops={"stage_conversations": {"config": {"files": [name]}}}),
+        )
+        assert staged.success
+    tick = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, cursor=start.cursor)
+    )
+    assert sorted(r.partition_key for r in tick.run_requests) == ["2026-01-05", "2026-01-06"]
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor)
+    )
+    assert not again.run_requests

@@ -99,33 +99,53 @@ def landing_sensor(stream: str, max_files: int, interval_seconds: int) -> dg.Sen
     return _sensor
 
 
+STAGINGS_PER_TICK = 50
+
+
 def raw_after_staging(stream: str) -> dg.SensorDefinition:
+    """Every staging run → runs of the event days it touched. Each staging materialization
+    after the cursor is read, in order (an asset sensor would read only the newest one of a
+    tick, and a staging run finishing beside another would lose its days)."""
     events_key, _ = batch_asset_keys(stream)
 
-    @dg.asset_sensor(
+    @dg.sensor(
         name=f"raw_{stream}_after_staging_sensor",
-        asset_key=events_key,
         job_name=ingest_job_name(stream),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=5,
         description=f"Each staging of {stream} → runs of the event days it touched.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-        materialization = asset_event.asset_materialization
-        days = materialization.metadata.get("days") if materialization else None
-        if days is None or not days.value:
-            return dg.SkipReason("The staging run touched no day.")
-        stale = [d for d in days.value if not _compacted_since(context, stream, d, asset_event)]
-        if not stale:
-            return dg.SkipReason("Every day of that staging was compacted after it.")
-        return [
+    def _sensor(context: dg.SensorEvaluationContext):
+        after = int(context.cursor) if context.cursor else None
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=events_key, after_storage_id=after),
+            limit=STAGINGS_PER_TICK,
+            ascending=True,
+        ).records
+        if not records:
+            return dg.SkipReason(f"No staging of {stream} since the last tick.")
+        latest: dict[str, dg.EventLogEntry] = {}  # day -> the last staging that touched it
+        for record in records:
+            materialization = record.event_log_entry.asset_materialization
+            days = materialization.metadata.get("days") if materialization else None
+            for day in days.value if days is not None else []:
+                latest[day] = record.event_log_entry
+        stale = {d: e for d, e in latest.items() if not _compacted_since(context, stream, d, e)}
+        requests = [
             dg.RunRequest(
-                run_key=f"raw:{stream}:{day}:{asset_event.run_id}",
+                run_key=f"raw:{stream}:{day}:{staging.run_id}",
                 partition_key=day,
-                tags={"ldp/stream": stream, "ldp/staging_run": asset_event.run_id},
+                tags={"ldp/stream": stream, "ldp/staging_run": staging.run_id},
             )
-            for day in stale
+            for day, staging in sorted(stale.items())
         ]
+        cursor = str(records[-1].storage_id)
+        if not requests:
+            return dg.SensorResult(
+                skip_reason="Those stagings touched no day, or every day was compacted since.",
+                cursor=cursor,
+            )
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return _sensor
 
