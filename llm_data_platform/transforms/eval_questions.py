@@ -16,6 +16,8 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_data_platform.transforms.groups import latest_per_key
+
 EVAL_SCHEMA = pa.schema(
     [
         ("question", pa.string()),
@@ -74,9 +76,4 @@ def generated_questions(
 
 def latest_documents(documents: pa.Table) -> pa.Table:
     """One row per document: its latest update across the days read."""
-    if documents.num_rows == 0:
-        return documents
-    ordered = documents.sort_by([("doc_id", "ascending"), ("updated_at", "descending")])
-    ids = ordered["doc_id"].to_pylist()
-    first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
-    return ordered.filter(pa.array(first))
+    return latest_per_key(documents, "doc_id", "updated_at")[0]

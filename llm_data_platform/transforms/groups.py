@@ -33,3 +33,15 @@ def whole_groups(batches: Iterable[pa.RecordBatch | pa.Table], key: str) -> Iter
         carry = table.slice(cut)
     if carry is not None and carry.num_rows:
         yield carry
+
+
+def latest_per_key(table: pa.Table, key: str, time: str) -> tuple[pa.Table, int]:
+    """One row per ``key``, the one with the latest ``time`` (ties: the order they sort in);
+    returns (rows sorted by key, rows dropped)."""
+    if table.num_rows == 0:
+        return table, 0
+    ordered = table.sort_by([(key, "ascending"), (time, "descending")])
+    ids = ordered[key].to_pylist()
+    first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
+    kept = ordered.filter(pa.array(first))
+    return kept, table.num_rows - kept.num_rows

@@ -22,11 +22,18 @@ from llm_data_platform.privacy.purge import (
     purge_landing,
     purge_training_batches,
 )
-from llm_data_platform.privacy.subjects import REQUESTS, load_subjects, subjects_of
+from llm_data_platform.privacy.requests import REQUESTS_STREAM
+from llm_data_platform.privacy.subjects import (
+    KEY,
+    REQUESTS,
+    TABLE,
+    ZONE,
+    load_subjects,
+    subjects_of,
+)
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 
-REQUESTS_STREAM = "deletion_requests"
 AUDIT = pa.schema(
     [
         ("purge_id", pa.string()),
@@ -125,7 +132,7 @@ def deletion_audit(
 ) -> pa.Table:
     """Applies every request so far (a request already applied finds nothing: idempotent)."""
     subjects = load_subjects(lake)
-    requests = lake.read_partition("raw", "deletion_requests", "all")
+    requests = lake.read_partition(ZONE, TABLE, KEY)
     named = requests["request_id"].to_pylist() if requests is not None else []
     request_ids = sorted({r for r in named if r and r != "expanded"})
     now = datetime.now(UTC)

@@ -7,11 +7,11 @@ import dagster as dg
 
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.privacy.assets import (
-    REQUESTS_STREAM,
     deletion_audit,
     deletion_requests,
     forget_job,
 )
+from llm_data_platform.privacy.requests import REQUESTS_STREAM
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.settings import Settings
 

@@ -19,6 +19,7 @@ from llm_data_platform.defs.partitions import (
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
+from llm_data_platform.transforms.groups import latest_per_key
 from llm_data_platform.transforms.prompt_templates import load_template
 from llm_data_platform.transforms.training_examples import COLUMNS as CONVERSATION_COLUMNS
 from llm_data_platform.transforms.training_examples import (
@@ -131,16 +132,6 @@ def select_within_budget(examples: pa.Table, token_budget: int) -> tuple[pa.Tabl
     return kept, examples.num_rows - kept.num_rows
 
 
-def _latest_per_example(combined: pa.Table) -> tuple[pa.Table, int]:
-    """One row per example id, its latest ``event_time`` (a conversation seen on two days, a
-    late replay, counts once); returns (rows, duplicates removed)."""
-    combined = combined.sort_by([("example_id", "ascending"), ("event_time", "descending")])
-    ids = combined["example_id"].to_pylist()
-    first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
-    duplicates = combined.num_rows - sum(first)
-    return combined.filter(pa.array(first)), duplicates
-
-
 def _week_selection(
     lake: LakeResource, training_examples: dict[str, pa.Table], days: list[str], budget: int
 ) -> tuple[pa.Table, int, int, dict[str, int]]:
@@ -152,7 +143,8 @@ def _week_selection(
         combined = pa.table({"example_id": pa.array([], pa.string())})
     if not combined.num_rows:
         return combined, 0, 0, {}
-    combined, duplicates = _latest_per_example(combined)
+    # a conversation seen on two days, a late replay, counts once: its latest event_time
+    combined, duplicates = latest_per_key(combined, "example_id", "event_time")
     # A near-copy of a conversation from another day of the week is caught here.
     selection = select_examples(combined, read_eval_questions(lake))
     kept, over_budget = select_within_budget(selection.kept, budget)
