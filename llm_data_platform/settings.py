@@ -116,6 +116,41 @@ SETTINGS: tuple[Setting, ...] = (
         "arrow",
         "Engine of the column expectations check: arrow (milliseconds) or great_expectations.",
     ),
+    Setting(
+        "LDP_DRIFT_HISTORY_DAYS",
+        "7",
+        "Drift checks compare a clean day with up to this many days before it (a week of cycles).",
+    ),
+    Setting(
+        "LDP_DRIFT_MIN_HISTORY_DAYS",
+        "3",
+        "Fewer earlier days than this: drift checks pass with 'no baseline' (one day is noise).",
+    ),
+    Setting(
+        "LDP_DRIFT_MAX_DEDUP_CHANGE",
+        "0.05",
+        "Dedup-rate drift warns beyond this change in rate (0.05 = 5 points) and the noise.",
+    ),
+    Setting(
+        "LDP_DRIFT_MAX_PII_CHANGE",
+        "0.02",
+        "PII-hit-rate drift warns beyond this change (PII rates are small: 2 points is a lot).",
+    ),
+    Setting(
+        "LDP_DRIFT_MAX_REJECTION_CHANGE",
+        "0.05",
+        "Rejection-rate (empty, low quality) drift warns beyond this change in rate.",
+    ),
+    Setting(
+        "LDP_DRIFT_MAX_PSI",
+        "0.2",
+        "Token-length / quality-score drift warns above this PSI (0.1 minor, >0.25 major).",
+    ),
+    Setting(
+        "LDP_DRIFT_TOKEN_SAMPLE",
+        "20000",
+        "Messages of a day tokenized for its token-length histogram (an even stride).",
+    ),
     Setting("LDP_KAFKA_BOOTSTRAP", "", "Kafka brokers (host:port,…); set it to switch Kafka on."),
     Setting(
         "LDP_KAFKA_TOPICS",
@@ -181,6 +216,13 @@ class Settings:
     api_token: str = field(default="", repr=False)
     api_docs: bool = False
     api_max_body_bytes: int = 65_536
+    drift_history_days: int = 7
+    drift_min_history_days: int = 3
+    drift_max_dedup_change: float = 0.05
+    drift_max_pii_change: float = 0.02
+    drift_max_rejection_change: float = 0.05
+    drift_max_psi: float = 0.2
+    drift_token_sample: int = 20_000
 
 
 def _choice(name: str, value: str, allowed: set[str]) -> str:
@@ -271,4 +313,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         api_token=get("LDP_API_TOKEN"),
         api_docs=_flag("LDP_API_DOCS", get("LDP_API_DOCS")),
         api_max_body_bytes=int(get("LDP_API_MAX_BODY_BYTES")),
+        drift_history_days=int(get("LDP_DRIFT_HISTORY_DAYS")),
+        drift_min_history_days=int(get("LDP_DRIFT_MIN_HISTORY_DAYS")),
+        drift_max_dedup_change=float(get("LDP_DRIFT_MAX_DEDUP_CHANGE")),
+        drift_max_pii_change=float(get("LDP_DRIFT_MAX_PII_CHANGE")),
+        drift_max_rejection_change=float(get("LDP_DRIFT_MAX_REJECTION_CHANGE")),
+        drift_max_psi=float(get("LDP_DRIFT_MAX_PSI")),
+        drift_token_sample=int(get("LDP_DRIFT_TOKEN_SAMPLE")),
     )

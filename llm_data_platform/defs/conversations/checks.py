@@ -6,9 +6,11 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_data_platform.defs.conversations.drift import drift_checks
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
+from llm_data_platform.settings import Settings
 from llm_data_platform.transforms.expectations import (
     CONVERSATIONS_CLEAN_MESSAGES,
     validate_arrow_batches,
@@ -117,8 +119,11 @@ def conversations_clean_expectations(
     )
 
 
-def conversation_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
-    """The conversation tables' checks, on the code location's partitions."""
+def conversation_checks(
+    partitions: Partitions, settings: Settings
+) -> list[dg.AssetChecksDefinition]:
+    """The conversation tables' checks, on the code location's partitions: the gates, then
+    the drift checks (non-blocking, thresholds from ``settings``)."""
     return [
         dg.asset_check(asset="raw_conversations", partitions_def=partitions.daily)(
             raw_conversations_quarantine_rate
@@ -132,4 +137,5 @@ def conversation_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition
         dg.asset_check(asset="conversations_clean", partitions_def=partitions.daily)(
             conversations_clean_expectations
         ),
+        *drift_checks(partitions, settings),
     ]

@@ -11,5 +11,5 @@ from llm_data_platform.settings import Settings
 def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
     return dg.Definitions(
         assets=[conversations_clean_asset(partitions)],
-        asset_checks=conversation_checks(partitions),
+        asset_checks=conversation_checks(partitions, settings),
     )
