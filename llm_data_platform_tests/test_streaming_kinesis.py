@@ -1,0 +1,252 @@
+"""Kinesis → raw micro-batches, exactly once in effect, against moto's Kinesis on loopback.
+
+moto's server (``moto_endpoint``, 127.0.0.1, a free port) speaks the Kinesis API over HTTP;
+the platform's own boto3 client reaches it by endpoint URL, as it would AWS. Each test puts
+records with many partition keys (so every shard gets some), ingests, and checks what the lake
+holds: every event once (in the batch files themselves, before ``read_day``'s
+de-duplication), checkpoints at the end of every shard, batch names that are sequence ranges.
+Crashes here are exceptions raised from the fault hook; test_kinesis_sigkill.py kills a real
+process.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+
+from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.streaming.kinesis_source import (
+    KinesisSourceConfig,
+    acknowledge,
+    ingest_once,
+    pending_days,
+    positions,
+)
+from llm_data_platform.streaming.microbatch import read_day_detailed
+from llm_data_platform_tests.conftest import time_bound
+from llm_data_platform_tests.test_kafka_sigkill import events
+
+STREAM = "conversations"
+SHARDS = 3
+
+
+@pytest.fixture(autouse=True)
+def bounded():
+    with time_bound(120, "Kinesis streaming test"):
+        yield
+
+
+def kinesis_client(endpoint: str):
+    return boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def make_stream(client, shards: int = SHARDS) -> str:
+    name = f"ldp-{uuid.uuid4().hex[:8]}"
+    client.create_stream(StreamName=name, ShardCount=shards)
+    client.get_waiter("stream_exists").wait(StreamName=name)
+    return name
+
+
+def put(client, name: str, values: list[bytes]) -> list[tuple[str, str]]:
+    """(shard, sequence number) of each value, put 500 at a time with many partition keys."""
+    where: list[tuple[str, str]] = []
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        records = [{"Data": v, "PartitionKey": f"k{start + i}"} for i, v in enumerate(chunk)]
+        response = client.put_records(StreamName=name, Records=records)
+        assert response.get("FailedRecordCount", 0) == 0, response
+        where += [(r["ShardId"], r["SequenceNumber"]) for r in response["Records"]]
+    return where
+
+
+def batch_files(lake_root: Path, table: str) -> list[Path]:
+    return sorted(
+        p for p in (lake_root / "raw" / table).glob("dt=*/*.parquet") if not p.name.startswith(".")
+    )
+
+
+def lake_events(lake_root: Path) -> Counter[str]:
+    """event_id → how many rows of all batch files hold it (no de-duplication)."""
+    seen: Counter[str] = Counter()
+    for path in batch_files(lake_root, f"{STREAM}_batches"):
+        seen.update(pq.read_table(path, columns=["event_id"])["event_id"].to_pylist())
+    return seen
+
+
+def ledger_states(lake_root: Path) -> Counter[str]:
+    folder = lake_root / "raw" / f"{STREAM}_batches" / "_ledger"
+    return Counter(json.loads(p.read_text())["state"] for p in folder.rglob("*.json"))
+
+
+def caught_up(config, lake, client) -> bool:
+    return all(after is None for _, after in positions(config, lake, client).values())
+
+
+@pytest.fixture
+def setup(moto_endpoint, tmp_path):
+    client = kinesis_client(moto_endpoint)
+    name = make_stream(client)
+    lake_root = tmp_path / "lake"
+    return client, name, lake_root, LakeResource(root=str(lake_root))
+
+
+def test_every_event_once_across_shards_and_bounded_runs(setup):
+    client, name, lake_root, lake = setup
+    produced = events(900)
+    ids = [json.loads(v)["event_id"] for v in produced]
+    where = put(client, name, produced)
+    assert len({shard for shard, _ in where}) == SHARDS
+    config = KinesisSourceConfig(name, stream=STREAM, max_records=250, batch_records=60)
+    reports = []
+    while not caught_up(config, lake, client):
+        reports.append(ingest_once(config, lake, client))
+        assert len(reports) < 10, [r.stopped for r in reports]
+    assert [r.stopped for r in reports[:-1]] == ["max_records"] * (len(reports) - 1)
+    assert sum(r.records for r in reports) == 900
+    assert all(r.records <= 250 for r in reports)
+    seen = lake_events(lake_root)
+    assert set(seen) == set(ids) and set(seen.values()) == {1}  # 0 lost, 0 duplicated
+    days = ["2026-01-05", "2026-01-06", "2026-01-07"]
+    assert sum(read_day_detailed(lake, STREAM, d).rows.num_rows for d in days) == 900
+    assert sum(read_day_detailed(lake, STREAM, d).duplicates for d in days) == 0
+    # the checkpoints are each shard's last sequence number
+    last = {}
+    for shard, seq in where:
+        last[shard] = max(last.get(shard, seq), seq, key=int)
+    assert {s: c for s, (c, _) in positions(config, lake, client).items()} == last
+    assert ledger_states(lake_root) == {}  # no entry kept without keep_committed_ledger
+    # nothing new: a run reads nothing and writes nothing
+    again = ingest_once(config, lake, client)
+    assert (again.records, again.batches, again.stopped) == (0, [], "caught_up")
+
+
+def test_batch_names_are_sequence_ranges_and_rows_point_back(setup):
+    client, name, lake_root, lake = setup
+    produced = events(120)
+    by_id = {json.loads(v)["event_id"]: v for v in produced}
+    where = dict(zip(by_id, put(client, name, produced), strict=True))
+    report = ingest_once(KinesisSourceConfig(name, stream=STREAM, batch_records=25), lake, client)
+    assert report.records == 120 and report.rows == 120
+    for path in batch_files(lake_root, f"{STREAM}_batches"):
+        table = pq.read_table(path, columns=["event_id", "source_file", "source_line"])
+        for row in table.to_pylist():
+            _, _, stream_name, shard, first = row["source_file"].split("/")
+            assert stream_name == name
+            assert path.stem.startswith(f"kinesis-{name}-{shard}-{first}-")
+            # the pointer: the source_line-th record from `first` is the event's record
+            iterator = client.get_shard_iterator(
+                StreamName=name,
+                ShardId=shard,
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                StartingSequenceNumber=first,
+            )["ShardIterator"]
+            got = client.get_records(ShardIterator=iterator, Limit=row["source_line"])
+            record = got["Records"][row["source_line"] - 1]
+            assert record["Data"] == by_id[row["event_id"]]
+            assert (shard, record["SequenceNumber"]) == where[row["event_id"]]
+            last = int(path.stem.rsplit("-", 1)[1])
+            assert int(first) <= int(record["SequenceNumber"]) <= last
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(stage: str, on: int = 2):
+    """A fault hook raising the ``on``-th time a batch reaches ``stage``."""
+    seen: list[str] = []
+
+    def fault(name: str, details: dict) -> None:
+        if name != stage:
+            return
+        if details["identity"] not in seen:
+            seen.append(details["identity"])
+        if len(seen) == on and (name != "mid_write" or details["index"] == 1):
+            raise Crash(details["identity"])
+
+    return fault
+
+
+@pytest.mark.parametrize(
+    "stage", ["before_write", "mid_write", "after_write_before_commit", "after_commit"]
+)
+def test_crash_at_each_stage_then_restart_with_another_batch_size(setup, stage):
+    client, name, lake_root, lake = setup
+    produced = events(600)
+    ids = {json.loads(v)["event_id"] for v in produced}
+    put(client, name, produced)
+    base = dict(stream=STREAM, keep_committed_ledger=True)
+    with pytest.raises(Crash) as crashed:
+        ingest_once(
+            KinesisSourceConfig(name, batch_records=70, **base), lake, client, fault=crash_at(stage)
+        )
+    victim = str(crashed.value)
+    restart = KinesisSourceConfig(name, batch_records=110, **base)
+    report = ingest_once(restart, lake, client)
+    rewritten = {b.identity for b in report.batches}
+    if stage in {"before_write", "mid_write"}:
+        assert victim in rewritten  # the pinned range: the same name, completed
+    elif stage == "after_write_before_commit":
+        assert victim in report.recovered and victim not in rewritten
+    else:
+        assert victim not in rewritten | set(report.recovered)
+    assert caught_up(restart, lake, client)
+    seen = lake_events(lake_root)
+    assert set(seen) == ids and set(seen.values()) == {1}
+    # every batch's days still to report, the crashed one's included; then acknowledged
+    assert set(ledger_states(lake_root)) == {"committed"}
+    pending = pending_days(restart, lake)
+    identities = {i for batch in pending.values() for i in batch}
+    names = {p.stem for p in batch_files(lake_root, f"{STREAM}_batches")}
+    assert identities == names and victim in identities
+    assert acknowledge(restart, lake, identities) == len(names)
+    assert pending_days(restart, lake) == {}
+
+
+def test_malformed_records_are_quarantined_and_checkpointed(setup):
+    client, name, lake_root, lake = setup
+    good = events(30)
+    bad = [
+        b"{not json",
+        b"\xff\xfe\x00",
+        json.dumps({"event_id": "x1", "type": "message"}).encode(),
+    ]
+    put(client, name, good + bad)
+    config = KinesisSourceConfig(name, stream=STREAM)
+    report = ingest_once(config, lake, client)
+    assert (report.records, report.rows, report.quarantined) == (33, 30, 3)
+    assert caught_up(config, lake, client)
+    quarantine = [
+        row
+        for path in batch_files(lake_root, f"{STREAM}_batches_quarantine")
+        for row in pq.read_table(path, columns=["source_file", "reason"]).to_pylist()
+    ]
+    assert len(quarantine) == 3
+    assert all(row["source_file"].startswith(f"kinesis://{name}/") for row in quarantine)
+    assert all(row["reason"] for row in quarantine)
+
+
+def test_new_records_after_a_run_are_read_after_the_checkpoint(setup):
+    client, name, lake_root, lake = setup
+    first, second = events(200)[:120], events(200)[120:]
+    put(client, name, first)
+    config = KinesisSourceConfig(name, stream=STREAM, batch_records=40)
+    assert ingest_once(config, lake, client).records == 120
+    put(client, name, second)
+    assert not caught_up(config, lake, client)
+    assert ingest_once(config, lake, client).records == 80
+    seen = lake_events(lake_root)
+    assert len(seen) == 200 and set(seen.values()) == {1}
+
+
+def test_a_missing_stream_is_reported_not_raised(moto_endpoint, tmp_path):
+    client = kinesis_client(moto_endpoint)
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    report = ingest_once(KinesisSourceConfig("no-such-stream"), lake, client)
+    assert (report.stopped, report.records) == ("no_stream", 0)
