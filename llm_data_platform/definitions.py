@@ -38,6 +38,7 @@ from dagster_duckdb import DuckDBResource
 from llm_data_platform.defs.conversations import definitions as conversations_defs
 from llm_data_platform.defs.ingest import definitions as ingest_defs
 from llm_data_platform.defs.jobs import daily
+from llm_data_platform.defs.operations import definitions as operations_defs
 from llm_data_platform.defs.partitions import build_partitions
 from llm_data_platform.defs.privacy import definitions as privacy_defs
 from llm_data_platform.defs.rag import definitions as rag_defs
@@ -51,7 +52,14 @@ from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import Settings, load_settings
 
-DOMAINS = (ingest_defs, conversations_defs, training_defs, rag_defs, privacy_defs)
+DOMAINS = (
+    ingest_defs,
+    conversations_defs,
+    training_defs,
+    rag_defs,
+    privacy_defs,
+    operations_defs,
+)
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:

@@ -653,3 +653,49 @@ def test_a_chroma_server_that_is_down_is_named_and_the_index_stays(tmp_path, mon
         retry = _run(platform, ["rag_index"])
         assert retry.success, _failure(retry)
     assert manifest.read_bytes() != before
+
+
+def test_a_chroma_server_that_dies_mid_sync_is_named_and_a_retry_finishes(tmp_path, monkeypatch):
+    """The server stops answering between two upsert batches of the candidate slot: the run
+    fails naming the server and the fix, the manifest (what the index claims to hold) stays,
+    and a retry against the restarted server completes the sync."""
+    from llm_data_platform.defs.rag import index
+    from llm_data_platform.defs.rag.index import manifest_path
+
+    _use_model(monkeypatch, _Model())
+    port = _free_port()
+    data = tmp_path / "chroma_server"
+    platform = _platform(
+        tmp_path, [DAY, NEXT_DAY], LDP_CHROMA_HOST="127.0.0.1", LDP_CHROMA_PORT=str(port)
+    )
+    _stage(platform, "documents")
+    assert _run(platform, DOC_CHAIN, DAY).success
+    with _chroma_server(data, port):
+        first = _run(platform, ["rag_index"])
+        assert first.success, _failure(first)
+    manifest = Path(manifest_path(lake := platform.resources["lake"]))
+    before = manifest.read_bytes()
+    assert _run(platform, DOC_CHAIN, NEXT_DAY).success
+
+    real_upsert, servers = index._upsert, []
+
+    def upsert_after_the_server_died(collection, batch, dimension):
+        servers[-1].terminate()
+        servers[-1].wait(timeout=10)
+        return real_upsert(collection, batch, dimension)
+
+    monkeypatch.setattr(index, "_upsert", upsert_after_the_server_died)
+    with _chroma_server(data, port) as server:
+        servers.append(server)
+        failed = _run(platform, ["rag_index"])
+    assert not failed.success
+    message = _failure(failed)
+    assert f"The Chroma server at http://127.0.0.1:{port} is not reachable (" in message, message
+    assert "The live index version is unchanged" in message
+    assert manifest.read_bytes() == before and lake.exists(manifest_path(lake))
+
+    monkeypatch.setattr(index, "_upsert", real_upsert)
+    with _chroma_server(data, port):
+        retry = _run(platform, ["rag_index"])
+        assert retry.success, _failure(retry)
+    assert manifest.read_bytes() != before

@@ -5,7 +5,7 @@ A day is streamed, never held whole: the raw partition is read in ``group_key`` 
 (DuckDB sorts out of core) in chunks of whole groups — a conversation, a document — so a
 transform that looks across a group (duplicate turns, a document's latest version) sees all
 of it; each chunk's clean rows are appended to one Parquet file, moved into the lake at the
-end. The dropped rows are few: they go through the IO manager.
+end. The dropped rows are few and held in memory; the two files are one lake commit.
 """
 
 import posixpath
@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
-from llm_data_platform.lib.metadata import preview_markdown
-from llm_data_platform.resources.lake import DATA_FILE, LakeResource
+from llm_data_platform.lib.metadata import preview_markdown, table_metadata
+from llm_data_platform.resources.lake import DATA_FILE, LakeResource, WriteInfo
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.streaming.compaction import scan_sorted
 from llm_data_platform.transforms.groups import whole_groups
@@ -75,19 +75,18 @@ def clean_asset(
     )
     def _clean(
         context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineSettings
-    ) -> tuple[None, dict[str, pa.Table]]:
+    ) -> tuple[None, None]:
         day = _DayCleaner(
             lake, raw, name, make_transform(pipeline), sort_by, read_order, schema, raw_schema
         )
-        removed: dict[str, pa.Table] = {}
         for key in context.partition_keys:
-            counts, removed[key] = day.clean(key)
+            counts, removed, info = day.clean(key)
             context.add_asset_metadata(counts, asset_key=name, partition_key=key)
-            preview = {"dropped_rows": removed[key].num_rows}
-            if removed[key].num_rows:
-                preview["dropped_preview"] = dg.MetadataValue.md(preview_markdown(removed[key]))
-            context.add_asset_metadata(preview, asset_key=dropped, partition_key=key)
-        return None, removed  # None: the clean table is in the lake already
+            meta = {**table_metadata(removed, info), "dropped_rows": removed.num_rows}
+            if removed.num_rows:
+                meta["dropped_preview"] = dg.MetadataValue.md(preview_markdown(removed))
+            context.add_asset_metadata(meta, asset_key=dropped, partition_key=key)
+        return None, None  # both tables are in the lake already, committed together
 
     return _clean
 
@@ -100,7 +99,7 @@ class _DayCleaner:
         self.sort_by = [(c, "ascending") for c in sort_by]
         self.read_order, self.schema, self.raw_schema = read_order, schema, raw_schema
 
-    def clean(self, key: str) -> tuple[dict, pa.Table]:
+    def clean(self, key: str) -> tuple[dict, pa.Table, WriteInfo]:
         started = time.perf_counter()
         source = posixpath.join(self.lake.partition_path("raw", self.raw, key), DATA_FILE)
         if not self.lake.exists(source):
@@ -124,12 +123,28 @@ class _DayCleaner:
                     counts.update(result.counts)
                     counts["chunks"] += 1
                     counts["dagster/row_count"] += clean.num_rows
-            path = posixpath.join(self.lake.partition_path("clean", self.name, key), DATA_FILE)
-            size = self.lake.write_file(path, out)
+            removed = pa.concat_tables(dropped)
+            path, size, info = self._commit(key, out, removed)
         meta: dict[str, Any] = {k: int(v) for k, v in sorted(counts.items())}
         meta.update(bytes=size, path=dg.MetadataValue.path(self.lake.uri(path)))
         meta["clean_seconds"] = round(time.perf_counter() - started, 3)
-        return meta, pa.concat_tables(dropped)
+        return meta, removed, info
+
+    def _commit(self, key: str, clean_file: str, removed: pa.Table) -> tuple[str, int, WriteInfo]:
+        """The clean day and its dropped rows become visible together (one lake commit): a
+        run killed between the two writes leaves both old."""
+        started = time.perf_counter()
+        path = posixpath.join(self.lake.partition_path("clean", self.name, key), DATA_FILE)
+        dropped_path = posixpath.join(
+            self.lake.partition_path("clean", f"{self.name}_dropped", key), DATA_FILE
+        )
+        commit = self.lake.commit()
+        size = commit.add_file(path, clean_file)
+        dropped_size = commit.add_table(dropped_path, removed)
+        commit.apply()
+        seconds = time.perf_counter() - started
+        info = WriteInfo(self.lake.uri(dropped_path), removed.num_rows, dropped_size, seconds)
+        return path, size, info
 
 
 def _at_least_one(chunks, schema: pa.Schema):

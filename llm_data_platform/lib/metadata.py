@@ -9,22 +9,29 @@ import pyarrow as pa
 
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 120
+# Columns that hold what a user wrote (a message, a raw line, a training example). Previews
+# show their length, never their text: the event log cannot be purged by user, so what a
+# user wrote must never enter it (``ldp forget`` then has nothing to miss there).
+USER_TEXT_COLUMNS = frozenset({"content", "record", "messages_json"})
 
 
 def preview_markdown(table: pa.Table, rows: int = PREVIEW_ROWS) -> str:
-    """A Markdown table of the first rows, long strings shortened so the UI stays readable."""
+    """A Markdown table of the first rows, long strings shortened so the UI stays readable,
+    user text replaced by its length."""
     head = table.slice(0, rows).to_pylist()
     if not head:
         return "_(empty)_"
     columns = table.column_names
 
-    def cell(value: Any) -> str:
+    def cell(value: Any, column: str) -> str:
+        if column in USER_TEXT_COLUMNS and value is not None:
+            return f"‹{len(str(value))} chars›"
         text = "" if value is None else str(value)
         text = text.replace("\n", " ").replace("|", "\\|")
         return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in head]
+    lines += ["| " + " | ".join(cell(r[c], c) for c in columns) + " |" for r in head]
     return "\n".join(lines)
 
 

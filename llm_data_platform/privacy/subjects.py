@@ -7,10 +7,12 @@ dropped before it is written, and the purge matches rows against it.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 ZONE, TABLE, KEY = "raw", "deletion_requests", "all"
 
@@ -53,9 +55,28 @@ def subjects_of(requests: pa.Table) -> Subjects:
 
 
 def load_subjects(lake) -> Subjects:
-    """The forgotten ids recorded in the lake (none before the first request)."""
+    """The forgotten ids recorded in the lake (none before the first request).
+
+    Staging asks before every micro-batch it writes; the table is read again only when its
+    file changed (size or modification time), so a run of many batches costs one read and a
+    stat per batch, and a request recorded meanwhile is seen by the next batch."""
+    path = posixpath.join(lake.partition_path(ZONE, TABLE, KEY), "data.parquet")
+    fs, _ = lake.filesystem()
+    with lake._faults("read", path):
+        info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return Subjects()
+    stamp = (lake.uri(path), info.size, info.mtime_ns)
+    cached = _LOADED.get(stamp[0])
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     table = lake.read_partition(ZONE, TABLE, KEY)
-    return subjects_of(table) if table is not None and table.num_rows else Subjects()
+    subjects = subjects_of(table) if table is not None and table.num_rows else Subjects()
+    _LOADED[stamp[0]] = (stamp, subjects)
+    return subjects
+
+
+_LOADED: dict[str, tuple[tuple, Subjects]] = {}  # lake path -> (file stamp, its subjects)
 
 
 def row_mask(table: pa.Table, subjects: Subjects) -> pa.Array | None:

@@ -146,6 +146,8 @@ class ChromaResource(dg.ConfigurableResource):
         ``dg.Failure`` naming the server, the cause and the fix (the original error chained)."""
         try:
             yield
+        except dg.Failure:  # explained already (an inner block, or our own message)
+            raise
         except Exception as exc:
             cause = _unreachable_cause(exc) if self.host else None
             if cause is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import posixpath
 import re
@@ -34,6 +33,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
+
+from llm_data_platform.resources.lake_commit import PartitionCommit, parquet_bytes, recover_commits
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
@@ -117,13 +118,20 @@ class LakeResource(dg.ConfigurableResource):
     ) -> WriteInfo:
         """Replace one partition whole; readers see the old or the new file, never a mix."""
         started = time.perf_counter()
-        if sort_by:
-            table = table.sort_by([(c, "ascending") for c in sort_by])
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd", row_group_size=64_000)
         path = posixpath.join(self.partition_path(zone, table_name, key, partition_name), DATA_FILE)
-        size = self.write_bytes(path, buffer.getvalue())
+        size = self.write_bytes(path, parquet_bytes(table, sort_by))
         return WriteInfo(self.uri(path), table.num_rows, size, time.perf_counter() - started)
+
+    def commit(self) -> PartitionCommit:
+        """Several files of one result made visible together (see ``lake_commit``)."""
+        return PartitionCommit(self)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A run killed after its commit point left moves undone: finish them before anything
+        # reads the tables, so every reader sees whole commits.
+        recovered = recover_commits(self)
+        if recovered and context.log is not None:
+            context.log.info(f"Lake: finished {recovered} commit(s) a stopped run left behind.")
 
     def read_partition(
         self, zone: str, table_name: str, key: str, partition_name: str = "dt"
@@ -247,9 +255,10 @@ class LakeResource(dg.ConfigurableResource):
         )
 
     # ---- bytes --------------------------------------------------------------------------
-    def write_bytes(self, path: str, data: bytes) -> int:
+    def write_bytes(self, path: str, data: bytes, report_as: str | None = None) -> int:
+        """``report_as``: the path an error names (a commit's final path, not its pending)."""
         fs, _ = self.filesystem()
-        with self._faults("write", path):
+        with self._faults("write", report_as or path):
             if self.is_s3:
                 # ``data`` is whole before the upload starts: the object is committed on close
                 # with all of it, or (a failed request) not at all.
@@ -266,13 +275,15 @@ class LakeResource(dg.ConfigurableResource):
                 _replace_local(path, fill)
         return len(data)
 
-    def write_file(self, path: str, local_path: str, block: int = 8 << 20) -> int:
+    def write_file(
+        self, path: str, local_path: str, block: int = 8 << 20, report_as: str | None = None
+    ) -> int:
         """Move a finished local file to ``path`` whole (streamed, never held in memory):
         locally a rename (or, across filesystems, a copy to a temp name) and a rename; on S3 an
         upload to a temp key, then one server-side copy over ``path``."""
         fs, _ = self.filesystem()
         size = os.path.getsize(local_path)
-        with self._faults("write", path):
+        with self._faults("write", report_as or path):
             if self.is_s3:
                 _upload_then_copy(fs, local_path, path, block)
             else:

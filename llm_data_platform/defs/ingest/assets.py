@@ -13,19 +13,19 @@ import time
 from datetime import timedelta
 
 import dagster as dg
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform.defs.ingest.staging import batch_asset_keys
 from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
-from llm_data_platform.lib.metadata import preview_markdown
-from llm_data_platform.resources.lake import DATA_FILE, LakeResource
+from llm_data_platform.lib.metadata import preview_markdown, table_metadata
+from llm_data_platform.resources.lake import DATA_FILE, LakeResource, WriteInfo
 from llm_data_platform.streaming.compaction import Compaction, compact_day
 from llm_data_platform.transforms.records import reason_family
 
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=26), warn_window=timedelta(hours=2)
 )
+QUARANTINE_SORT = ["source_file", "source_line"]
 SORT_BY = {"conversations": ["event_time", "event_id"], "documents": ["updated_at", "doc_id"]}
 
 
@@ -61,8 +61,8 @@ def _compact_day(
     key: str,
     workdir: str,
     selected: set[str],
-) -> pa.Table:
-    """Compact one day, move its file into the lake, record its metadata; its quarantine."""
+) -> None:
+    """Compact one day, commit its two files to the lake, record their metadata."""
     day = compact_day(lake, stream, key, SORT_BY[stream], workdir)
     if not day.batches:
         context.log.warning(
@@ -71,10 +71,21 @@ def _compact_day(
             f"llm_data_platform --select {stream}_batches,{stream}_batches_quarantine`."
         )
     raw_meta, quarantine_meta = _day_metadata(stream, day)
+    # The day's events and its quarantine become visible together (one lake commit): a run
+    # killed between the two writes leaves both old.
+    commit = lake.commit()
     if name in selected:
         path = posixpath.join(lake.partition_path("raw", name, key), DATA_FILE)
-        raw_meta["bytes"] = lake.write_file(path, day.path)
+        raw_meta["bytes"] = commit.add_file(path, day.path)
         raw_meta["path"] = dg.MetadataValue.path(lake.uri(path))
+    if f"{name}_quarantine" in selected:
+        path = posixpath.join(lake.partition_path("raw", f"{name}_quarantine", key), DATA_FILE)
+        size = commit.add_table(path, day.quarantine, sort_by=QUARANTINE_SORT)
+        info = WriteInfo(lake.uri(path), day.quarantine.num_rows, size, 0.0)
+        table_meta = table_metadata(day.quarantine, info)
+        table_meta.pop("preview")  # the quarantine preview below says the same
+        quarantine_meta = {**table_meta, **quarantine_meta}
+    commit.apply()
     for asset, meta in ((name, raw_meta), (f"{name}_quarantine", quarantine_meta)):
         if asset in selected:
             context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
@@ -82,13 +93,11 @@ def _compact_day(
         f"{name} {key}: {day.rows} kept, {day.quarantine.num_rows} quarantined, "
         f"{day.duplicates} replays from {len(day.batches)} batches"
     )
-    return day.quarantine
 
 
 def raw_asset(stream: str, name: str, partitions: Partitions) -> dg.AssetsDefinition:
     events_key, quarantine_key = batch_asset_keys(stream)
     common = dict(group_name="raw", kinds={"parquet", "python"})
-    quarantine_sort = ["source_file", "source_line"]
 
     @dg.multi_asset(
         name=f"compact_{stream}",
@@ -103,7 +112,7 @@ def raw_asset(stream: str, name: str, partitions: Partitions) -> dg.AssetsDefini
             f"{name}_quarantine": dg.AssetOut(
                 description=f"Lines of the {stream} stream that were rejected, with the reason.",
                 is_required=False,
-                metadata={"lake_zone": "raw", "lake_sort_by": quarantine_sort},
+                metadata={"lake_zone": "raw", "lake_sort_by": QUARANTINE_SORT},
                 **common,
             ),
         },
@@ -117,15 +126,14 @@ def raw_asset(stream: str, name: str, partitions: Partitions) -> dg.AssetsDefini
         own. The events file is written here, streamed: no step ever holds the whole day."""
         started = time.perf_counter()
         selected = {k.to_user_string() for k in context.selected_asset_keys}
-        rejected: dict[str, pa.Table] = {}
         with tempfile.TemporaryDirectory(prefix=f"ldp-compact-{stream}-") as workdir:
             for key in context.partition_keys:
-                rejected[key] = _compact_day(context, lake, stream, name, key, workdir, selected)
+                _compact_day(context, lake, stream, name, key, workdir, selected)
         seconds = {"compact_seconds": round(time.perf_counter() - started, 3)}
-        for asset, tables in ((name, None), (f"{name}_quarantine", rejected)):
-            if asset in selected:  # None: the events are in the lake already
+        for asset in (name, f"{name}_quarantine"):
+            if asset in selected:  # None: both tables are in the lake already
                 context.add_asset_metadata(seconds, asset_key=asset)
-                yield dg.Output(tables, output_name=asset)
+                yield dg.Output(None, output_name=asset)
 
     return _compact
 

@@ -236,7 +236,10 @@ def rag_index(
             context.log.info(f"index unchanged: live version {version} ({slot}) holds it all")
         else:
             slot, version = _next_slot_and_version(live, live_meta)
-            outcome = _sync_slot(context, con, chroma, embeddings, desired, slot, version)
+            # A server that stops answering mid-sync fails the run with its name and the fix;
+            # only the candidate slot was touched, the live version serves on.
+            with chroma.reachable():
+                outcome = _sync_slot(context, con, chroma, embeddings, desired, slot, version)
     _write_manifest(lake, desired.table)
     is_live = live is not None and outcome.collection.name == live.name
     candidate = _record_candidate_version(lake, outcome, model_id, is_live)
