@@ -11,6 +11,7 @@ import pytest
 from llm_data_platform import schemas
 from llm_data_platform.transforms.training_examples import (
     DEFAULT_SYSTEM_PROMPT,
+    EXAMPLES,
     REJECTION_REASONS,
     TrainingConfig,
     build_training_examples,
@@ -238,6 +239,7 @@ def test_build_training_examples_selection(conversations: pa.Table) -> None:
     result = build_training_examples(conversations, config, count=words)
 
     assert result.rejected == {
+        **dict.fromkeys(REJECTION_REASONS, 0),
         "conversations_seen": 7,
         "no_feedback": 1,
         "low_rating": 1,
@@ -245,6 +247,16 @@ def test_build_training_examples_selection(conversations: pa.Table) -> None:
         "incomplete": 1,
         "invalid_format": 1,
         "kept": 2,
+    }
+    log = {r["conversation_id"]: r["outcome"] for r in result.log.to_pylist()}
+    assert log == {
+        "keep": "kept",
+        "repair": "kept",
+        "low": "low_rating",
+        "nofb": "no_feedback",
+        "fr": "non_english",
+        "noans": "incomplete",
+        "badrole": "invalid_format",
     }
     r = result.rejected
     assert r["conversations_seen"] == r["kept"] + sum(r[k] for k in REJECTION_REASONS)
@@ -254,7 +266,8 @@ def test_build_training_examples_selection(conversations: pa.Table) -> None:
     assert result.info["system_messages_dropped"] == 1
 
     examples = result.examples
-    assert examples.schema == schemas.TRAINING_EXAMPLES
+    assert examples.schema == EXAMPLES
+    assert examples.select(schemas.TRAINING_EXAMPLES.names).schema == schemas.TRAINING_EXAMPLES
     rows = {row["example_id"]: row for row in examples.to_pylist()}
     assert list(rows) == ["keep", "repair"]
 
@@ -267,7 +280,12 @@ def test_build_training_examples_selection(conversations: pa.Table) -> None:
         ]
     }
     assert keep["conversation_id"] == "keep" and keep["rating"] == 5 and keep["n_turns"] == 2
-    assert keep["n_tokens"] == 1 + 5 + 5
+    # contents (1 + 5 + 5 words) + a role word and 3 tokens per message + 3 per example
+    assert keep["n_tokens"] == 1 + 5 + 5 + 3 * (1 + 3) + 3
+    for row in rows.values():  # Arrow's JSON is json.dumps' byte for byte
+        assert row["messages_json"] == json.dumps(
+            json.loads(row["messages_json"]), ensure_ascii=False
+        )
     assert keep["event_time"] == T0  # the first message's time
     assert keep["split"] in ("train", "validation")
 
@@ -288,11 +306,11 @@ def test_training_thresholds_languages_and_token_limit(conversations: pa.Table) 
     r = build_training_examples(conversations, lenient, count=words).rejected
     assert r["low_rating"] == 0 and r["non_english"] == 0 and r["kept"] == 4
 
-    # examples over the token limit are counted as invalid_format and excluded
-    tight = TrainingConfig(system_prompt="SYS", max_tokens=8)
+    # examples over the context limit are rejected as such (keep: 26 tokens, repair: 38)
+    tight = TrainingConfig(system_prompt="SYS", max_tokens=30)
     result = build_training_examples(conversations, tight, count=words)
-    assert result.rejected["kept"] == 0 and result.rejected["invalid_format"] == 3
-    assert result.info["over_token_limit"] == 2
+    assert result.rejected["kept"] == 1 and result.rejected["over_context_limit"] == 1
+    assert result.rejected["invalid_format"] == 1
 
 
 def test_undetermined_language_option() -> None:
@@ -323,7 +341,7 @@ def test_build_training_examples_default_tokenizer_and_empty_input() -> None:
     assert row["n_tokens"] > 10
 
     empty = build_training_examples(schemas.CONVERSATIONS_CLEAN.empty_table())
-    assert empty.examples.num_rows == 0 and empty.examples.schema == schemas.TRAINING_EXAMPLES
+    assert empty.examples.num_rows == 0 and empty.examples.schema == EXAMPLES
     assert empty.rejected["conversations_seen"] == 0 and empty.rejected["kept"] == 0
 
 

@@ -1,30 +1,43 @@
-"""Best conversations → chat fine-tuning examples.
+"""Best conversations → chat fine-tuning examples, with a recorded outcome for every one.
 
-Plain functions, no Dagster import.
+Plain functions, no Dagster import; Arrow and numpy over the whole chunk (no Python per row).
 
 :func:`build_training_examples` takes rows of ``schemas.CONVERSATIONS_CLEAN`` (messages with
 ``event_type == "message"`` and feedback with ``event_type == "feedback"``) and gives every
-conversation that has at least one message exactly one outcome, checked in this order:
+conversation that has at least one message exactly one outcome, the first rule that applies
+in ``REJECTION_REASONS`` order (a rule switched off by its setting never applies):
 
 1. ``no_feedback`` — no feedback row with a rating;
 2. ``low_rating`` — its *latest* feedback (``event_time``, then ``source_file``,
-   ``source_line``, ``event_id``) rates it below ``config.min_rating``;
-3. ``non_english`` — a message's ``language`` is not in ``config.languages`` (``"und"``/null
-   count as not in it unless ``config.allow_undetermined_language``);
-4. ``incomplete`` — after assembling the turns (below) it lacks a user or an assistant message;
-5. ``invalid_format`` — :func:`training_format.validate_chat_example` finds a problem, or the
-   example has more than ``config.max_tokens`` tokens;
-6. otherwise it is ``kept`` and becomes one row of ``examples``.
+   ``source_line``, ``event_id``) rates it below ``min_rating``;
+3. ``non_english`` — a message's ``language`` is not in ``languages`` (``"und"``/null count as
+   not in it unless ``allow_undetermined_language``, and then one message must be in it);
+4. ``pii_redacted`` — a message had PII replaced (``pii_redactions > 0``) and
+   ``allow_pii_redacted`` is off: placeholders like ``[EMAIL]`` would be learnt as answers;
+5. ``low_quality`` — the mean ``quality_score`` of its messages is below ``min_quality``;
+6. ``incomplete`` — after assembling the turns (below) it lacks a user or an assistant turn;
+7. ``unresolved`` — with ``require_resolved``, a trailing user turn nobody answered asks a
+   question (holds a ``?``); an unanswered "thanks!" is trimmed, not a reason;
+8. ``invalid_format`` — a role other than user/assistant, or it does not end with the assistant;
+9. ``length`` — fewer than ``min_turns`` or more than ``max_turns`` turns;
+10. ``over_context_limit`` — more than ``max_tokens`` tokens of the target model; with
+    ``over_limit="truncate"`` its oldest turns are dropped instead (a user turn first) while
+    the rest fits, and only a conversation whose last exchange alone is too long is rejected;
+11. otherwise it is ``kept`` and becomes one row of ``examples``.
 
-Invariant (checked on every call): ``conversations_seen == kept + sum(rejected reasons)``.
+Invariant (checked on every call): ``conversations_seen == kept + sum(rejected reasons)``;
+``log`` holds one row per conversation seen with its outcome.
 
-Turn assembly (messages ordered by ``turn_index``, then ``event_time``, ``event_id``):
-system messages of the conversation are dropped (the configured system prompt replaces them),
-blank messages are dropped, **consecutive messages of the same role are merged** (contents joined
-by a blank line) rather than rejecting the conversation — users often send a question in two
-messages — and trailing user messages (a question nobody answered) are dropped so the example
-ends with the assistant. A conversation may start with an assistant greeting. These
-modifications are counted in ``TrainingResult.info``.
+Turn assembly (messages ordered by ``turn_index``, then ``event_time``, ``event_id``): system
+messages are dropped (the template's system prompt replaces them), blank messages are dropped,
+consecutive messages of the same role are merged (joined by a blank line), and trailing user
+messages are dropped so the example ends with the assistant. Counted in ``info`` (over the
+conversations that reach assembly).
+
+Tokens are the target model's (``transforms/target_tokenizer``), counted as a chat request:
+per message content + role + 3, plus 3 per example, the template's system and few-shot turns
+included. ``messages_json`` is written by Arrow string kernels and equals
+``json.dumps(example, ensure_ascii=False)`` byte for byte.
 """
 
 from __future__ import annotations
@@ -33,19 +46,23 @@ import json
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform import schemas
 from llm_data_platform.transforms.groups import whole_groups
+from llm_data_platform.transforms.target_tokenizer import PER_EXAMPLE, PER_MESSAGE, count_tokens
 from llm_data_platform.transforms.training_format import (
     assign_split,
     format_chat_example,
+    json_string,
     validate_chat_example,
 )
 
-Counter = Callable[[Sequence[str]], list[int]]
+Counter = Callable[[Sequence[str]], Sequence[int]]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant for the Python programming language and its standard library "
@@ -57,10 +74,33 @@ REJECTION_REASONS = (
     "no_feedback",
     "low_rating",
     "non_english",
+    "pii_redacted",
+    "low_quality",
     "incomplete",
+    "unresolved",
     "invalid_format",
+    "length",
+    "over_context_limit",
 )
-UNDETERMINED_LANGUAGES = frozenset({"und", ""})
+UNDETERMINED_LANGUAGES = ("und", "")
+OVER_LIMIT_RULES = ("drop", "truncate")
+OUTCOMES = ("", *REJECTION_REASONS, "kept")  # a conversation's outcome, by code
+
+# The examples table: the lake contract plus the conversation's quality, for ranking.
+EXAMPLES = schemas.TRAINING_EXAMPLES.append(pa.field("quality_score", pa.float32()))
+# One row per conversation seen: what became of it and why (the training_selection_log).
+SELECTION_LOG = pa.schema(
+    [
+        ("conversation_id", pa.string()),
+        ("outcome", pa.string()),  # "kept" or the reason it was not
+        ("detail", pa.string()),  # e.g. the example it duplicates, turns truncated
+        ("rating", pa.int8()),
+        ("quality_score", pa.float32()),
+        ("n_turns", pa.int32()),
+        ("n_tokens", pa.int32()),  # null when rejected before tokens were counted
+        ("event_time", schemas.TS),
+    ]
+)
 
 _REQUIRED = ("event_type", "conversation_id", "turn_index", "role", "content", "rating")
 # what build_training_examples reads of a conversations_clean partition
@@ -69,8 +109,20 @@ COLUMNS = (
     "event_id",
     "event_time",
     "language",
+    "quality_score",
+    "pii_redactions",
     "source_file",
     "source_line",
+)
+_INFO_KEYS = (
+    "orphan_feedback",
+    "messages_merged",
+    "trailing_user_dropped",
+    "system_messages_dropped",
+    "blank_messages_dropped",
+    "messages_without_conversation",
+    "truncated",
+    "turns_truncated",
 )
 
 
@@ -83,37 +135,41 @@ class TrainingConfig:
     languages: tuple[str, ...] = ("en",)
     validation_fraction: float = 0.1
     split_seed: str = "llm-data-platform-split-v1"
-    max_tokens: int | None = None  # per example (sum of message contents); None: no limit
+    max_tokens: int | None = None  # per example, target-model tokens; None: no limit
+    over_limit: str = "drop"  # or "truncate" (oldest turns first)
+    encoding: str = "o200k_base"  # the target model's
     # Accept messages tagged "und" (too short to tell, e.g. "thanks!") when the conversation's
     # other messages are in ``languages``. Off by default: every message must be in ``languages``.
     allow_undetermined_language: bool = False
+    allow_pii_redacted: bool = True
+    min_quality: float = 0.0  # mean quality_score of the conversation's messages
+    require_resolved: bool = False
+    min_turns: int = 2
+    max_turns: int = 0  # 0: no limit
 
     def __post_init__(self) -> None:
-        if isinstance(self.languages, str):
-            object.__setattr__(self, "languages", (self.languages,))
-        else:
-            object.__setattr__(self, "languages", tuple(self.languages))
+        languages = (self.languages,) if isinstance(self.languages, str) else self.languages
+        object.__setattr__(self, "languages", tuple(languages))
         if not 0.0 <= self.validation_fraction <= 1.0:
             raise ValueError(
                 f"validation_fraction must be in [0, 1], got {self.validation_fraction}"
             )
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be positive or None, got {self.max_tokens}")
+        if self.over_limit not in OVER_LIMIT_RULES:
+            raise ValueError(f"over_limit must be one of {OVER_LIMIT_RULES}: {self.over_limit!r}")
+        prefix = format_chat_example(self.system_prompt, [*self.few_shot, ("assistant", "x")])
+        errors = validate_chat_example(prefix)
+        if errors:
+            raise ValueError(f"the template's system prompt / few-shot turns: {errors[0]}")
 
 
 @dataclass
 class TrainingResult:
-    examples: pa.Table  # schemas.TRAINING_EXAMPLES, sorted by example_id
-    # conversations_seen, one count per REJECTION_REASONS entry, kept
-    rejected: dict[str, int]
-    # Not part of the invariant: orphan_feedback (feedback of conversations without messages
-    # here), messages_merged, trailing_user_dropped, system_messages_dropped,
-    # blank_messages_dropped, messages_without_conversation.
-    info: dict[str, int] = field(default_factory=dict)
-
-
-def _col(table: pa.Table, name: str) -> list:
-    return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
+    examples: pa.Table  # EXAMPLES, sorted by example_id
+    rejected: dict[str, int]  # conversations_seen, one count per REJECTION_REASONS, kept
+    info: dict[str, int] = field(default_factory=dict)  # _INFO_KEYS; not in the invariant
+    log: pa.Table = field(default_factory=SELECTION_LOG.empty_table)  # one row per conversation
 
 
 def _sorted(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
@@ -123,8 +179,21 @@ def _sorted(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
     return table.take(pc.sort_indices(table, sort_keys=keys))  # nulls last (Arrow's default)
 
 
-def _latest_ratings(feedback: pa.Table) -> dict[str, int]:
-    feedback = feedback.filter(pc.is_valid(feedback["rating"]))
+def _np(array: pa.Array | pa.ChunkedArray, fill) -> np.ndarray:
+    return pc.fill_null(array, fill).to_numpy(zero_copy_only=False)
+
+
+def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.ChunkedArray:
+    if name in table.column_names:
+        return table[name]
+    return pa.chunked_array([pa.nulls(table.num_rows, type_)], type_)
+
+
+def _latest_ratings(feedback: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """(conversation ids, their latest rating), one per rated conversation."""
+    feedback = feedback.filter(
+        pc.and_(pc.is_valid(feedback["rating"]), pc.is_valid(feedback["conversation_id"]))
+    )
     feedback = _sorted(
         feedback,
         [
@@ -135,178 +204,271 @@ def _latest_ratings(feedback: pa.Table) -> dict[str, int]:
             ("event_id", "descending"),
         ],
     )
-    latest: dict[str, int] = {}
-    for cid, rating in zip(
-        _col(feedback, "conversation_id"), _col(feedback, "rating"), strict=True
-    ):
-        if cid is not None and cid not in latest:
-            latest[cid] = int(rating)
-    return latest
+    ids = feedback["conversation_id"].combine_chunks()
+    first = _run_starts(ids)
+    return ids.filter(first), feedback["rating"].combine_chunks().filter(first)
 
 
-# TrainingResult.info keys, in order; every one present (zero when nothing happened)
-_INFO_KEYS = (
-    "orphan_feedback",
-    "messages_merged",
-    "trailing_user_dropped",
-    "system_messages_dropped",
-    "blank_messages_dropped",
-    "messages_without_conversation",
-    "over_token_limit",
-)
+def _run_starts(ids: pa.Array) -> pa.Array:
+    """True where a row starts a run of equal values (``ids`` sorted)."""
+    if len(ids) == 0:
+        return pa.array([], pa.bool_())
+    differs = pc.fill_null(pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)), True)
+    return pa.concat_arrays([pa.array([True]), differs.cast(pa.bool_())])
 
 
-@dataclass(frozen=True)
-class _MessageColumns:
-    """Message rows (sorted by conversation, then turn) as Python lists, so a conversation is
-    a ``[lo:hi]`` slice of each."""
+@dataclass
+class _Conversations:
+    """Per-conversation arrays (G of them) and each message row's conversation."""
 
-    conversation_ids: list
-    roles: list
-    contents: list
-    languages: list
-    event_times: list
+    ids: pa.Array
+    group: np.ndarray  # per message row
+    rating: np.ndarray  # int, -1 when none
+    quality: np.ndarray
+    first_time: pa.Array
+    code: np.ndarray  # index into OUTCOMES; 0 until a rule decides
 
-
-@dataclass(frozen=True)
-class _Candidate:
-    """A conversation that passed every check but the token limit (counted in one batch)."""
-
-    conversation_id: str
-    example: dict
-    n_turns: int
-    rating: int
-    first_time: object
+    def undecided(self) -> np.ndarray:
+        return self.code == 0
 
 
-def _sorted_messages(clean: pa.Table, event_type: pa.ChunkedArray) -> _MessageColumns:
-    """The message rows in turn order, so grouping and turn assembly need one pass."""
-    messages = _sorted(
-        clean.filter(pc.equal(event_type, "message")),
-        [
-            ("conversation_id", "ascending"),
-            ("turn_index", "ascending"),
-            ("event_time", "ascending"),
-            ("event_id", "ascending"),
-        ],
+def _conversations(messages: pa.Table, ratings: tuple[pa.Array, pa.Array]) -> _Conversations:
+    cids = messages["conversation_id"].combine_chunks()
+    starts = _run_starts(cids).to_numpy(zero_copy_only=False)
+    group = np.cumsum(starts) - 1
+    ids = cids.filter(pa.array(starts))
+    n = len(ids)
+    where = _np(pc.index_in(ids, value_set=ratings[0]), -1)
+    rating = np.full(n, -1, np.int64)
+    if len(ratings[1]):
+        rating = np.where(where >= 0, _np(ratings[1], 0).astype(np.int64)[np.maximum(where, 0)], -1)
+    scores = _column(messages, "quality_score", pa.float32())
+    valid = _np(pc.is_valid(scores), False)
+    total = np.bincount(group, weights=np.where(valid, _np(scores, 0.0), 0.0), minlength=n)
+    scored = np.bincount(group, weights=valid, minlength=n)
+    quality = np.divide(total, scored, out=np.zeros(n), where=scored > 0)
+    times = pc.fill_null(messages["event_time"].cast(pa.int64()), np.iinfo(np.int64).max)
+    first = np.full(n, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, group, times.to_numpy())
+    first_time = pa.array(first, pa.int64(), mask=first == np.iinfo(np.int64).max)
+    code = np.zeros(n, np.int8)
+    return _Conversations(ids, group, rating, quality, first_time.cast(schemas.TS), code)
+
+
+def _decide(conv: _Conversations, reason: str, mask: np.ndarray) -> None:
+    """Conversations in ``mask`` not decided yet get ``reason``."""
+    conv.code[mask & conv.undecided()] = OUTCOMES.index(reason)
+
+
+def _any_per_group(conv: _Conversations, rows: np.ndarray) -> np.ndarray:
+    return np.bincount(conv.group, weights=rows, minlength=len(conv.ids)) > 0
+
+
+def _apply_row_rules(conv: _Conversations, messages: pa.Table, config: TrainingConfig) -> None:
+    """Rules 1-5, decided on the message rows."""
+    _decide(conv, "no_feedback", conv.rating < 0)
+    _decide(conv, "low_rating", conv.rating < config.min_rating)
+    langs = messages["language"] if "language" in messages.column_names else None
+    if langs is not None:
+        allowed = _np(pc.is_in(langs, value_set=pa.array(config.languages)), False)
+        blank = pc.fill_null(langs, "")
+        und = _np(pc.is_in(blank, value_set=pa.array(UNDETERMINED_LANGUAGES)), False)
+        bad = ~allowed & ~(config.allow_undetermined_language & und)
+        wrong = _any_per_group(conv, bad)
+        if config.allow_undetermined_language:
+            wrong |= ~_any_per_group(conv, allowed)
+        _decide(conv, "non_english", wrong)
+    if not config.allow_pii_redacted:
+        redacted = _np(_column(messages, "pii_redactions", pa.int32()), 0) > 0
+        _decide(conv, "pii_redacted", _any_per_group(conv, redacted))
+    _decide(conv, "low_quality", conv.quality < config.min_quality)
+
+
+@dataclass
+class _Turns:
+    """Assembled turns of the undecided conversations, in conversation then turn order."""
+
+    group: np.ndarray
+    role: pa.Array
+    content: pa.Array
+
+
+def _assemble(
+    conv: _Conversations, messages: pa.Table, config: TrainingConfig, info: Tally[str]
+) -> _Turns:
+    """Turn assembly (merge, trim) for the conversations still undecided, then rules 6-8."""
+    eligible = conv.undecided()[conv.group]
+    role = pc.fill_null(messages["role"], "").combine_chunks()
+    content = pc.fill_null(messages["content"], "").combine_chunks()
+    system = _np(pc.equal(role, "system"), False) & eligible
+    blank = ~system & eligible & _np(pc.equal(pc.utf8_trim_whitespace(content), ""), True)
+    info["system_messages_dropped"] += int(system.sum())
+    info["blank_messages_dropped"] += int(blank.sum())
+    keep = eligible & ~system & ~blank
+    group, role, content = conv.group[keep], role.filter(keep), content.filter(keep)
+    role_code = role.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    new_turn = np.ones(len(group), bool)
+    new_turn[1:] = (group[1:] != group[:-1]) | (role_code[1:] != role_code[:-1])
+    info["messages_merged"] += int((~new_turn).sum())
+    starts = np.flatnonzero(new_turn)
+    offsets = pa.array(np.append(starts, len(group)).astype(np.int32))
+    merged = pc.binary_join(pa.ListArray.from_arrays(offsets, content), "\n\n")
+    turns = _Turns(group[starts], role.filter(pa.array(new_turn)), merged)
+    return _trim_trailing_users(conv, turns, config, info)
+
+
+def _trim_trailing_users(
+    conv: _Conversations, turns: _Turns, config: TrainingConfig, info: Tally[str]
+) -> _Turns:
+    n = len(conv.ids)
+    position = np.arange(len(turns.group))
+    is_user = _is(turns.role, "user")
+    last_other = np.full(n, -1)
+    np.maximum.at(last_other, turns.group[~is_user], position[~is_user])
+    trailing = position > last_other[turns.group]
+    info["trailing_user_dropped"] += int(trailing.sum())
+    asks = _np(pc.match_substring(turns.content, "?"), False) & trailing
+    kept = _Turns(
+        turns.group[~trailing],
+        turns.role.filter(pa.array(~trailing)),
+        turns.content.filter(pa.array(~trailing)),
     )
-    return _MessageColumns(
-        conversation_ids=_col(messages, "conversation_id"),
-        roles=_col(messages, "role"),
-        contents=_col(messages, "content"),
-        languages=_col(messages, "language"),
-        event_times=_col(messages, "event_time"),
+    user, answer = _is(kept.role, "user"), _is(kept.role, "assistant")
+    users = np.bincount(kept.group, weights=user, minlength=n)
+    answers = np.bincount(kept.group, weights=answer, minlength=n)
+    others = np.bincount(kept.group, weights=~user & ~answer, minlength=n)
+    count = np.bincount(kept.group, minlength=n)
+    _decide(conv, "incomplete", (users == 0) | (answers == 0))
+    if config.require_resolved:
+        _decide(conv, "unresolved", _any_per_group_of(asks, turns.group, n))
+    _decide(conv, "invalid_format", others > 0)
+    too_long = (count > config.max_turns) if config.max_turns else np.zeros(n, bool)
+    _decide(conv, "length", (count < config.min_turns) | too_long)
+    return kept
+
+
+def _is(roles: pa.Array, role: str) -> np.ndarray:
+    return _np(pc.equal(roles, role), False)
+
+
+def _any_per_group_of(rows: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(group, weights=rows, minlength=n) > 0
+
+
+def _only_undecided(conv: _Conversations, turns: _Turns) -> _Turns:
+    open_turn = conv.undecided()[turns.group]
+    mask = pa.array(open_turn)
+    return _Turns(turns.group[open_turn], turns.role.filter(mask), turns.content.filter(mask))
+
+
+def _prefix(config: TrainingConfig) -> tuple[list[tuple[str, str]], str]:
+    """The template's messages (system, few-shot) and their JSON, shared by every example."""
+    example = format_chat_example(config.system_prompt, [*config.few_shot, ("assistant", "x")])
+    messages = [(m["role"], m["content"]) for m in example["messages"][:-1]]
+    return messages, "".join(
+        json.dumps({"role": r, "content": c}, ensure_ascii=False) + ", " for r, c in messages
     )
 
 
-def _group_by_conversation(conv_ids: list, info: Tally[str]) -> list[tuple[str, int, int]]:
-    """(conversation_id, lo, hi) per run of equal ids; rows without an id are only counted,
-    since they cannot be tied to feedback."""
-    groups: list[tuple[str, int, int]] = []
-    start = 0
-    for i in range(1, len(conv_ids) + 1):
-        if i == len(conv_ids) or conv_ids[i] != conv_ids[start]:
-            if conv_ids[start] is None:
-                info["messages_without_conversation"] += i - start
-            else:
-                groups.append((conv_ids[start], start, i))
-            start = i
-    return groups
+def _token_costs(turns: _Turns, config: TrainingConfig, count: Counter) -> tuple[np.ndarray, int]:
+    """Tokens of each turn as a chat message, and of the template's part of every example."""
+    prefix, _ = _prefix(config)
+    roles = ["system", "user", "assistant"]
+    role_cost = dict(zip(roles, np.asarray(count(roles)).tolist(), strict=True))
+    base_contents = np.asarray(count([c for _, c in prefix])) if prefix else np.zeros(0)
+    base = int(base_contents.sum()) + sum(role_cost[r] + PER_MESSAGE for r, _ in prefix)
+    content = np.asarray(count(turns.content.to_pylist()), np.int64) if len(turns.group) else None
+    if content is None:
+        return np.zeros(0, np.int64), base + PER_EXAMPLE
+    is_user = _is(turns.role, "user")
+    roles_cost = np.where(is_user, role_cost["user"], role_cost["assistant"])
+    return content + roles_cost + PER_MESSAGE, base + PER_EXAMPLE
 
 
-def _judge_conversation(
-    cid: str,
-    lo: int,
-    hi: int,
-    messages: _MessageColumns,
-    rating: int | None,
-    config: TrainingConfig,
-    allowed_languages: set[str],
+def _fit_context(
+    conv: _Conversations, turns: _Turns, cost: np.ndarray, base: int, config: TrainingConfig,
     info: Tally[str],
-) -> str | _Candidate:
-    """The first rejection reason that applies (in ``REJECTION_REASONS`` order, token limit
-    aside), or the candidate example; the order decides which reason a conversation counts as."""
-    if rating is None:
-        return "no_feedback"
-    if rating < config.min_rating:
-        return "low_rating"
-    if not _languages_ok(
-        messages.languages[lo:hi], allowed_languages, config.allow_undetermined_language
-    ):
-        return "non_english"
-    turns = _assemble_turns(messages.roles[lo:hi], messages.contents[lo:hi], info)
-    turn_roles = {role for role, _ in turns}
-    if "user" not in turn_roles or "assistant" not in turn_roles:
-        return "incomplete"
-    example = format_chat_example(config.system_prompt, [*config.few_shot, *turns])
-    if validate_chat_example(example):
-        return "invalid_format"
-    first_time = min((t for t in messages.event_times[lo:hi] if t is not None), default=None)
-    return _Candidate(cid, example, len(turns), rating, first_time)
+) -> tuple[_Turns, np.ndarray, np.ndarray]:  # fmt: skip
+    """Rule 10: drop (or truncate) what exceeds ``max_tokens``; returns the kept turns, their
+    costs and the turns truncated per conversation."""
+    n = len(conv.ids)
+    cut = np.zeros(n, np.int64)
+    if config.max_tokens is None or not len(cost):
+        return turns, cost, cut
+    total = np.bincount(turns.group, weights=cost, minlength=n) + base
+    if config.over_limit == "drop":
+        _decide(conv, "over_context_limit", total > config.max_tokens)
+        return _only_undecided(conv, turns), cost[conv.undecided()[turns.group]], cut
+    # suffix sums per conversation: tokens from this turn to the end
+    running = np.cumsum(cost[::-1])[::-1]
+    ends = np.zeros(n, np.int64)
+    np.maximum.at(ends, turns.group, np.arange(len(cost)) + 1)
+    after_group = np.append(running, 0)[ends[turns.group]]
+    suffix = running - after_group
+    fits = base + suffix <= config.max_tokens
+    is_user = _is(turns.role, "user")
+    first_user = np.full(n, len(cost))
+    np.minimum.at(first_user, turns.group[fits & is_user], np.flatnonzero(fits & is_user))
+    keep = fits & (np.arange(len(cost)) >= first_user[turns.group])
+    cut = np.bincount(turns.group[~keep], minlength=n)
+    _decide(conv, "over_context_limit", ~_any_per_group_of(keep, turns.group, n))
+    open_conv = conv.undecided()
+    info["truncated"] += int(((cut > 0) & open_conv).sum())
+    info["turns_truncated"] += int(cut[open_conv].sum())
+    mask = keep & open_conv[turns.group]
+    kept = _Turns(turns.group[mask], turns.role.filter(mask), turns.content.filter(mask))
+    return kept, cost[mask], cut
 
 
-def _candidate_token_counts(candidates: list[_Candidate], count: Counter) -> list[int]:
-    """Tokens per candidate example, counted in one batch (the tokenizer is fastest that way)."""
-    texts: list[str] = []
-    bounds: list[tuple[int, int]] = []
-    for candidate in candidates:
-        lo = len(texts)
-        texts.extend(m["content"] for m in candidate.example["messages"])
-        bounds.append((lo, len(texts)))
-    token_counts = list(count(texts)) if texts else []
-    return [int(sum(token_counts[lo:hi])) for lo, hi in bounds]
+def _messages_json(turns: _Turns, n_groups: int, config: TrainingConfig) -> pa.Array:
+    """``json.dumps({"messages": [...]}, ensure_ascii=False)`` of every example, by kernels."""
+    _, prefix = _prefix(config)
+    message = pc.binary_join_element_wise(
+        '{"role": ', json_string(turns.role), ', "content": ', json_string(turns.content), "}", ""
+    )
+    counts = np.bincount(turns.group, minlength=n_groups)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    body = pc.binary_join(pa.ListArray.from_arrays(offsets, message), ", ")
+    return pc.binary_join_element_wise('{"messages": [' + prefix, body, "]}", "")
 
 
-def _example_rows(
-    candidates: list[_Candidate],
-    token_totals: list[int],
-    max_tokens: int | None,
-    rejected: Tally[str],
-    info: Tally[str],
-    template: str = "",
-) -> dict[str, list]:
-    """Columns of ``schemas.TRAINING_EXAMPLES`` for the candidates within the token limit;
-    those over it are counted as ``invalid_format``."""
-    rows: dict[str, list] = {name: [] for name in schemas.TRAINING_EXAMPLES.names}
-    for candidate, n_tokens in zip(candidates, token_totals, strict=True):
-        if max_tokens is not None and n_tokens > max_tokens:
-            rejected["invalid_format"] += 1
-            info["over_token_limit"] += 1
-            continue
-        rejected["kept"] += 1
-        rows["example_id"].append(candidate.conversation_id)
-        rows["conversation_id"].append(candidate.conversation_id)
-        rows["messages_json"].append(json.dumps(candidate.example, ensure_ascii=False))
-        rows["n_turns"].append(candidate.n_turns)
-        rows["n_tokens"].append(n_tokens)
-        rows["rating"].append(candidate.rating)
-        rows["split"].append(None)
-        rows["event_time"].append(candidate.first_time)
-        rows["template"].append(template)
-    return rows
+def _examples(
+    conv: _Conversations, turns: _Turns, cost: np.ndarray, base: int, config: TrainingConfig
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The kept conversations' rows (in conversation id order), their turns and tokens."""
+    kept = conv.undecided()
+    conv.code[kept] = OUTCOMES.index("kept")
+    index = np.cumsum(kept) - 1  # conversation -> its example's row
+    group = index[turns.group]
+    n = int(kept.sum())
+    n_turns = np.bincount(group, minlength=n).astype(np.int32)
+    tokens = (np.bincount(group, weights=cost, minlength=n) + base).astype(np.int32)
+    ids = conv.ids.filter(pa.array(kept))
+    columns = {
+        "example_id": ids,
+        "conversation_id": ids,
+        "messages_json": _messages_json(_Turns(group, turns.role, turns.content), n, config),
+        "n_turns": pa.array(n_turns),
+        "n_tokens": pa.array(tokens),
+        "rating": pa.array(conv.rating[kept].astype(np.int8)),
+        "split": assign_split(ids, config.validation_fraction, config.split_seed),
+        "event_time": conv.first_time.filter(pa.array(kept)),
+        "template": pa.repeat(pa.scalar(config.template or None, pa.string()), n),
+        "quality_score": pa.array(conv.quality[kept].astype(np.float32)),
+    }
+    all_turns = np.zeros(len(conv.ids), np.int32)
+    all_tokens = np.zeros(len(conv.ids), np.int64)
+    all_turns[kept], all_tokens[kept] = n_turns, tokens
+    return pa.table(columns, schema=EXAMPLES), all_turns, all_tokens
 
 
-def _examples_table(rows: dict[str, list], config: TrainingConfig) -> pa.Table:
-    """The examples with their train/validation split, sorted by example_id so output is
-    deterministic."""
-    examples = pa.Table.from_pydict(rows, schema=schemas.TRAINING_EXAMPLES)
-    if examples.num_rows:
-        split = assign_split(examples["example_id"], config.validation_fraction, config.split_seed)
-        examples = examples.set_column(
-            examples.schema.get_field_index("split"),
-            schemas.TRAINING_EXAMPLES.field("split"),
-            split,
-        )
-        examples = examples.sort_by([("example_id", "ascending")])
-    return examples
-
-
-def _checked_counts(rejected: Tally[str]) -> dict[str, int]:
+def _checked_counts(code: np.ndarray) -> dict[str, int]:
     """``TrainingResult.rejected``, after checking that every conversation has one outcome."""
+    tally = np.bincount(code, minlength=len(OUTCOMES))
     counts = {
-        "conversations_seen": int(rejected["conversations_seen"]),
-        **{reason: int(rejected[reason]) for reason in REJECTION_REASONS},
-        "kept": int(rejected["kept"]),
+        "conversations_seen": len(code) - int(tally[0]),
+        **{reason: int(tally[OUTCOMES.index(reason)]) for reason in REJECTION_REASONS},
+        "kept": int(tally[-1]),
     }
     if counts["conversations_seen"] != counts["kept"] + sum(counts[r] for r in REJECTION_REASONS):
         raise RuntimeError(f"training example selection lost track of conversations: {counts}")
@@ -316,81 +478,62 @@ def _checked_counts(rejected: Tally[str]) -> dict[str, int]:
 def build_training_examples(
     clean: pa.Table, config: TrainingConfig | None = None, count: Counter | None = None
 ) -> TrainingResult:
-    """Chat fine-tuning examples from one partition of ``conversations_clean``."""
+    """Chat fine-tuning examples from one chunk of whole conversations of
+    ``conversations_clean``; ``count`` (texts -> tokens) defaults to the target tokenizer."""
     config = config or TrainingConfig()
-    if count is None:
-        from llm_data_platform.transforms.tokenizer import count_tokens
-
-        count = count_tokens
+    count = count or partial(count_tokens, encoding=config.encoding)
     missing = [c for c in _REQUIRED if c not in clean.column_names]
     if missing:
         raise ValueError(f"conversations table lacks column(s) {missing}")
-
     event_type = pc.fill_null(clean["event_type"], "")
-    messages = _sorted_messages(clean, event_type)
-    ratings = _latest_ratings(clean.filter(pc.equal(event_type, "feedback")))
-
-    info: Tally[str] = Tally()
-    rejected: Tally[str] = Tally()
-    allowed_languages = set(config.languages)
-    groups = _group_by_conversation(messages.conversation_ids, info)
-    seen = {cid for cid, _, _ in groups}
-    info["orphan_feedback"] = sum(1 for cid in ratings if cid not in seen)
-
-    candidates: list[_Candidate] = []
-    for cid, lo, hi in groups:
-        rejected["conversations_seen"] += 1
-        outcome = _judge_conversation(
-            cid, lo, hi, messages, ratings.get(cid), config, allowed_languages, info
-        )
-        if isinstance(outcome, str):
-            rejected[outcome] += 1
-        else:
-            candidates.append(outcome)
-
-    token_totals = _candidate_token_counts(candidates, count)
-    rows = _example_rows(
-        candidates, token_totals, config.max_tokens, rejected, info, config.template or None
+    messages = clean.filter(pc.equal(event_type, "message"))
+    info: Tally[str] = Tally({k: 0 for k in _INFO_KEYS})
+    no_id = pc.is_null(messages["conversation_id"])
+    info["messages_without_conversation"] = int(pc.sum(no_id.cast(pa.int64())).as_py() or 0)
+    messages = _sorted(
+        messages.filter(pc.invert(no_id)),
+        [(k, "ascending") for k in ("conversation_id", "turn_index", "event_time", "event_id")],
     )
-    examples = _examples_table(rows, config)
-    counts = _checked_counts(rejected)
-    return TrainingResult(
-        examples=examples, rejected=counts, info={k: int(info.get(k, 0)) for k in _INFO_KEYS}
+    ratings = _latest_ratings(clean.filter(pc.equal(event_type, "feedback")))
+    conv = _conversations(messages, ratings)
+    info["orphan_feedback"] = int(
+        pc.sum(pc.invert(pc.is_in(ratings[0], value_set=conv.ids)).cast(pa.int64())).as_py() or 0
+    )
+    _apply_row_rules(conv, messages, config)
+    turns = _only_undecided(conv, _assemble(conv, messages, config, info))
+    cost, base = _token_costs(turns, config, count)
+    turns, cost, cut = _fit_context(conv, turns, cost, base, config, info)
+    examples, n_turns, n_tokens = _examples(conv, turns, cost, base, config)
+    counts = _checked_counts(conv.code)
+    log = _log(conv, n_turns, n_tokens, cut)
+    return TrainingResult(examples, counts, {k: int(info[k]) for k in _INFO_KEYS}, log)
+
+
+def _log(
+    conv: _Conversations, n_turns: np.ndarray, n_tokens: np.ndarray, cut: np.ndarray
+) -> pa.Table:
+    kept = conv.code == OUTCOMES.index("kept")
+    turns_cut = pa.array(cut).cast(pa.string())
+    detail = pc.if_else(
+        pa.array(kept & (cut > 0)),
+        pc.binary_join_element_wise("truncated_turns:", turns_cut, ""),
+        pa.scalar(None, pa.string()),
+    )
+    return pa.table(
+        {
+            "conversation_id": conv.ids,
+            "outcome": pa.array(OUTCOMES, pa.string()).take(pa.array(conv.code)),
+            "detail": detail,
+            "rating": pa.array(conv.rating.astype(np.int8), mask=conv.rating < 0),
+            "quality_score": pa.array(conv.quality.astype(np.float32)),
+            "n_turns": pa.array(n_turns, mask=~kept),
+            "n_tokens": pa.array(n_tokens.astype(np.int32), mask=~kept),
+            "event_time": conv.first_time,
+        },
+        schema=SELECTION_LOG,
     )
 
 
 def whole_conversations(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
     """Tables of whole conversations from batches of a table sorted by conversation."""
     return whole_groups(batches, "conversation_id")
-
-
-def _languages_ok(langs: list, allowed: set[str], allow_undetermined: bool) -> bool:
-    for lang in langs:
-        if lang in allowed:
-            continue
-        if allow_undetermined and (lang is None or lang in UNDETERMINED_LANGUAGES):
-            continue
-        return False
-    if allow_undetermined:  # at least one message must actually be in an allowed language
-        return any(lang in allowed for lang in langs)
-    return True
-
-
-def _assemble_turns(roles: list, contents: list, info: Tally[str]) -> list[tuple[str, str]]:
-    turns: list[tuple[str, str]] = []
-    for role, content in zip(roles, contents, strict=True):
-        if role == "system":
-            info["system_messages_dropped"] += 1
-            continue
-        if content is None or not str(content).strip():
-            info["blank_messages_dropped"] += 1
-            continue
-        if turns and turns[-1][0] == role:
-            turns[-1] = (role, f"{turns[-1][1]}\n\n{content}")
-            info["messages_merged"] += 1
-            continue
-        turns.append((role, content))
-    while turns and turns[-1][0] == "user":
-        turns.pop()
-        info["trailing_user_dropped"] += 1
-    return turns

@@ -17,11 +17,12 @@ One example is one JSON object per line: ``{"messages": [...]}``. Rules checked 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 Counter = Callable[[Sequence[str]], list[int]]
 
@@ -41,13 +42,14 @@ def format_chat_example(system_prompt: str | None, turns: Sequence[tuple[str, st
 
 
 def count_example_tokens(obj: dict, count: Counter | None = None) -> int:
-    """Tokens of an example: sum of its messages' content tokens (``count`` defaults to the
-    embedding model's tokenizer, a stand-in for the target model's; OpenAI adds a few tokens
-    of formatting per message on top)."""
+    """Tokens of an example's message contents (``count`` defaults to the target tokenizer's
+    o200k_base; :func:`target_tokenizer.chat_tokens` adds the per-message formatting)."""
     if count is None:
-        from llm_data_platform.transforms.tokenizer import count_tokens
+        from llm_data_platform.transforms.target_tokenizer import count_tokens
 
-        count = count_tokens
+        def count(texts):
+            return count_tokens(texts, "o200k_base")
+
     contents = [
         m["content"]
         for m in obj.get("messages", [])
@@ -125,8 +127,38 @@ def validate_chat_example(
 
 def split_of(example_id: str, validation_fraction: float, seed: str) -> str:
     """ "train" or "validation" for one id: a hash of (seed, id), independent of any batch."""
-    digest = hashlib.blake2b(f"{seed}\x1f{example_id}".encode(), digest_size=8).digest()
-    return VALIDATION if int.from_bytes(digest, "big") / 2**64 < validation_fraction else TRAIN
+    return assign_split(pa.array([example_id]), validation_fraction, seed)[0].as_py()
+
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def _fnv1a(start: int, data: np.ndarray) -> int:
+    h = np.uint64(start)
+    for byte in data:
+        h = (h ^ np.uint64(byte)) * _FNV_PRIME
+    return int(h)
+
+
+def _hash_ids(ids: pa.Array, seed: str) -> np.ndarray:
+    """64-bit FNV-1a of ``seed + 0x1f + id`` with a splitmix64 finish, for all ids at once:
+    one numpy step per byte position, not per id."""
+    ids = ids.cast(pa.large_string())
+    offsets = np.frombuffer(ids.buffers()[1], np.int64)[ids.offset : ids.offset + len(ids) + 1]
+    data = np.frombuffer(ids.buffers()[2], np.uint8) if ids.buffers()[2] else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    with np.errstate(over="ignore"):
+        start = _fnv1a(int(_FNV_OFFSET), np.frombuffer(seed.encode() + b"\x1f", np.uint8))
+        h = np.full(len(ids), np.uint64(start), np.uint64)
+        for j in range(int(lengths.max()) if len(lengths) else 0):
+            rows = np.flatnonzero(lengths > j)
+            h[rows] = (h[rows] ^ data[offsets[rows] + j].astype(np.uint64)) * _FNV_PRIME
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return h
 
 
 def assign_split(
@@ -136,8 +168,37 @@ def assign_split(
     order or batch). A null id gets a null split."""
     if not 0.0 <= validation_fraction <= 1.0:
         raise ValueError(f"validation_fraction must be within [0, 1], got {validation_fraction}")
-    values = ids.to_pylist()
-    return pa.array(
-        [None if v is None else split_of(str(v), validation_fraction, seed) for v in values],
-        pa.string(),
-    )
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
+    ids = ids.cast(pa.string())
+    if len(ids) == 0:
+        return pa.array([], pa.string())
+    h = _hash_ids(pc.fill_null(ids, ""), seed)
+    validation = h.astype(np.float64) / 2.0**64 < validation_fraction
+    names = pa.array([TRAIN, VALIDATION], pa.string()).take(pa.array(validation.astype(np.int8)))
+    return pc.if_else(pc.is_valid(ids), names, pa.scalar(None, pa.string()))
+
+
+# json.dumps(..., ensure_ascii=False) spells these with a backslash; other control characters
+# as \u00XX; everything else (non-ASCII included) as it is.
+_SHORT_ESCAPES = (
+    ('"', '\\"'),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\t", "\\t"),
+    ("\b", "\\b"),
+    ("\f", "\\f"),
+)
+_CONTROL = "[\\x00-\\x1f]"
+
+
+def json_string(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Each (non-null) string as a JSON string literal, exactly as ``json.dumps`` with
+    ``ensure_ascii=False`` writes it; Arrow kernels over the whole column."""
+    out = pc.replace_substring(values, "\\", "\\\\")
+    for char, escaped in _SHORT_ESCAPES:
+        out = pc.replace_substring(out, char, escaped)
+    if len(out) and pc.any(pc.match_substring_regex(out, _CONTROL)).as_py():
+        for code in sorted(set(range(32)) - {8, 9, 10, 12, 13}):
+            out = pc.replace_substring(out, chr(code), f"\\u{code:04x}")
+    return pc.binary_join_element_wise('"', out, '"', "")
