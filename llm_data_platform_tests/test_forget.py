@@ -98,6 +98,9 @@ def _files_holding(roots: list[Path], needle: str) -> list[str]:
 
 def test_a_forgotten_user_leaves_no_byte_anywhere(tmp_path):
     platform = make_platform(tmp_path / "platform")
+    # a real instance on disk: its run, event-log and compute-log storage are searched too
+    dagster_home = Path(platform.env["DAGSTER_HOME"])
+    platform.instance = dg.DagsterInstance.local_temp(str(dagster_home))
     mine = _events(USER, MARKER, "conv-forget-1", DAYS[0])
     other = _events("user-keep-1", OTHER_MARKER, "conv-keep-1", DAYS[0])
     _land(platform, "mixed.jsonl", [json.dumps(e) for e in mine + other])
@@ -117,6 +120,10 @@ def test_a_forgotten_user_leaves_no_byte_anywhere(tmp_path):
     chroma = Path(platform.settings.chroma_path)
     roots = [lake, landing, chroma]
     before = _files_holding(roots, MARKER)
+    # what the user wrote never entered Dagster's storage (previews show lengths, not text):
+    # the event log cannot be purged by user, so nothing there has to be
+    assert list(dagster_home.rglob("*.db")), "no instance storage was written"
+    assert _files_holding([dagster_home], MARKER) == []
     # the user's text really is everywhere first: batches, raw, quarantine, clean, training
     for place in (
         "conversations_batches/",
@@ -187,4 +194,4 @@ def test_a_forgotten_user_leaves_no_byte_anywhere(tmp_path):
         instance=platform.instance,
     )
     assert again.success
-    assert _files_holding(roots, MARKER) == []
+    assert _files_holding([*roots, dagster_home], MARKER) == []

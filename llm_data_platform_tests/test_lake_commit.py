@@ -45,11 +45,11 @@ def _crash_script(root: Path, kill_at: str) -> str:
         if {kill_at!r} == "second_write":
             calls = []
             real_write = lake_mod.LakeResource.write_bytes
-            def write_bytes(self, path, data):
+            def write_bytes(self, path, data, report_as=None):
                 calls.append(path)
                 if len(calls) == 2:
                     die()
-                return real_write(self, path, data)
+                return real_write(self, path, data, report_as)
             lake_mod.LakeResource.write_bytes = write_bytes
         else:
             real_replace, moved = os.replace, []
