@@ -320,3 +320,33 @@ def test_shingles_in_blocks_equal_shingles_at_once(monkeypatch):
     monkeypatch.setattr(shingles, "SHINGLE_BLOCK", 37)
     blocked = shingles.shingle_hashes(texts, 5)
     assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
+
+
+def test_byte_tokenizer_equals_the_unicode_normalisation(monkeypatch):
+    """The byte path (ASCII rows, and rows whose only non-ASCII characters are separators)
+    gives exactly the hashes of the regex + NFKC path, which the other rows keep."""
+    from llm_data_platform.transforms import shingles
+
+    texts = [
+        SESSION,
+        OTHER.upper(),
+        "it’s “quoted” — yes… 😂👍 ok",
+        "hi😂there, don't stop",
+        "™ trade™mark and ﬁne ﬁsh",
+        "Ça va? Éric says e\u0301te\u0301 is here",
+        "日本語のテキスト です ok",
+        "½ cup, Ⅻ chapters",
+        "a\u200bb zero width",
+        "",
+        None,
+        "  ,,  ",
+        "x",
+    ]
+    fast = shingles._fast_rows(pa.array(texts).fill_null(""))
+    assert fast[:4].all() and not fast[4:8].any() and fast[8:].all()
+    for k in (1, 2, 5):
+        mixed = shingles.shingle_hashes(texts, k)
+        with monkeypatch.context() as m:
+            m.setattr(shingles, "_fast_rows", lambda arr: np.zeros(len(arr), bool))
+            slow = shingles.shingle_hashes(texts, k)
+        assert np.array_equal(mixed[0], slow[0]) and np.array_equal(mixed[1], slow[1])

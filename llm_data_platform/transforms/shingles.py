@@ -14,6 +14,8 @@ about 1 KB a text, so a day's texts are never split into words all at once.
 
 from __future__ import annotations
 
+import functools
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -106,34 +108,73 @@ def _hash_strings(arr: pa.Array) -> np.ndarray:
     prefix sum over the shared byte buffer, re-based with the inverse power of the row's start.
     Deterministic across runs, processes and platforms (no PYTHONHASHSEED).
     """
-    n = len(arr)
-    out = np.zeros(n, dtype=_U64)
-    if n == 0:
-        return out
+    if len(arr) == 0:
+        return np.zeros(0, dtype=_U64)
     view = utf8_view(as_string_array(arr))
-    for r0, r1 in _row_blocks(view.starts, view.ends, _HASH_BLOCK_BYTES):
-        b0, b1 = int(view.starts[r0]), int(view.ends[r1 - 1])
-        length = b1 - b0
-        pw, inv = _powers(length)
-        prefix = np.zeros(length + 1, dtype=_U64)
-        chunk = view.data[b0:b1].astype(_U64) + _U64(1)
-        np.cumsum(chunk * pw[:length], out=prefix[1:])
-        s = view.starts[r0:r1] - b0
-        e = view.ends[r0:r1] - b0
-        out[r0:r1] = (prefix[e] - prefix[s]) * inv[s]
-    lengths = view.lengths.astype(_U64)
-    return _fmix64(out ^ (lengths * _U64(0xD6E8FEB86659FD93)))
+    return _poly_hash(view.data, view.starts, view.ends)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Tokens:
-    normalized: pa.Array  # normalised text per row
+    texts: pa.Array  # the input texts, nulls as ""
     n_words: np.ndarray  # int64 per row
     word_hashes: np.ndarray  # uint64, all rows' words back to back
 
+    @functools.cached_property
+    def normalized(self) -> pa.Array:
+        """The normalised texts, computed only when asked for (decontamination, short texts)."""
+        return normalize_for_matching(self.texts)
 
-def _tokenize(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> _Tokens:
-    norm = normalize_for_matching(texts)
+
+# ASCII bytes -> the byte they normalise to inside a word (lower case), 0 for a separator: for
+# ASCII text, ``normalize_for_matching`` keeps exactly [A-Za-z0-9], lower-cased.
+_ASCII_WORD = np.zeros(256, np.uint8)
+_ASCII_WORD[ord("0") : ord("9") + 1] = np.arange(ord("0"), ord("9") + 1)
+_ASCII_WORD[ord("a") : ord("z") + 1] = np.arange(ord("a"), ord("z") + 1)
+_ASCII_WORD[ord("A") : ord("Z") + 1] = np.arange(ord("a"), ord("z") + 1)
+
+
+def _poly_hash(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``_hash_strings`` of the byte ranges ``data[starts[i]:ends[i]]`` (sorted, disjoint)."""
+    out = np.zeros(len(starts), dtype=_U64)
+    for r0, r1 in _row_blocks(starts, ends, _HASH_BLOCK_BYTES):
+        b0, b1 = int(starts[r0]), int(ends[r1 - 1])
+        length = b1 - b0
+        pw, inv = _powers(length)
+        prefix = np.zeros(length + 1, dtype=_U64)
+        np.cumsum((data[b0:b1].astype(_U64) + _U64(1)) * pw[:length], out=prefix[1:])
+        s, e = starts[r0:r1] - b0, ends[r0:r1] - b0
+        out[r0:r1] = (prefix[e] - prefix[s]) * inv[s]
+    lengths = (ends - starts).astype(_U64)
+    return _fmix64(out ^ (lengths * _U64(0xD6E8FEB86659FD93)))
+
+
+def _ascii_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(words per row, word hashes) straight from the value buffer: a word is a run of
+    [A-Za-z0-9] within a row (other bytes separate), hashed lower-cased. On the rows of
+    ``_fast_rows`` these are exactly the hashes of ``normalize_for_matching``, a split and
+    ``_hash_strings``, without the Unicode regex and NFKC (most of the cost)."""
+    view = utf8_view(as_string_array(arr))
+    n = len(view.starts)
+    if n == 0 or int(view.ends[-1]) == int(view.starts[0]):
+        return np.zeros(n, np.int64), np.zeros(0, _U64)
+    b0, b1 = int(view.starts[0]), int(view.ends[-1])
+    mapped = _ASCII_WORD[view.data[b0:b1]]
+    word = mapped != 0
+    # a word starts at a word byte after a separator or at a row start; rows are contiguous
+    boundary = np.zeros(b1 - b0 + 1, bool)
+    boundary[(view.starts - b0)] = True
+    prev = np.concatenate([[False], word[:-1]])
+    starts = np.flatnonzero(word & (~prev | boundary[:-1]))
+    nxt = np.concatenate([word[1:], [False]])
+    ends = np.flatnonzero(word & (~nxt | boundary[1:])) + 1
+    per_row = np.diff(np.searchsorted(starts, np.append(view.starts - b0, b1 - b0)))
+    return per_row.astype(np.int64), _poly_hash(mapped, starts, ends)
+
+
+def _regex_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(words per row, word hashes) through ``normalize_for_matching`` (any Unicode text)."""
+    norm = normalize_for_matching(arr)
     split = pc.split_pattern(norm, " ")
     n_words = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
     empty = pc.equal(norm, "").to_numpy(zero_copy_only=False)
@@ -141,7 +182,74 @@ def _tokenize(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> _Toke
     if empty.any():  # "" splits into [""]; normalised non-empty rows have no empty words
         n_words[empty] = 0
         flat = flat.filter(pc.not_equal(flat, ""))
-    return _Tokens(norm, n_words, _hash_strings(flat))
+    return n_words, _hash_strings(flat)
+
+
+_PURE_SEPARATOR: dict[int, bool] = {}
+
+
+def _pure_separator(cp: int) -> bool:
+    """Whether a code point, and everything NFKC turns it into, is neither a letter, a digit
+    nor a mark: then normalising for matching makes it a separator and nothing else (curly
+    quotes, dashes, ellipses, emoji; not "™", which NFKC spells "TM")."""
+    found = _PURE_SEPARATOR.get(cp)
+    if found is None:
+        text = unicodedata.normalize("NFKC", chr(cp))
+        found = all(unicodedata.category(c)[0] not in "LNM" for c in text)
+        _PURE_SEPARATOR[cp] = found
+    return found
+
+
+def _fast_rows(arr: pa.Array) -> np.ndarray:
+    """Rows that the byte tokenizer reads exactly: ASCII, or whose non-ASCII characters are
+    all pure separators (see ``_pure_separator``), which it treats as spaces."""
+    fast = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    if fast.all():
+        return fast
+    other = np.flatnonzero(~fast)
+    view = utf8_view(as_string_array(arr.take(pa.array(other, pa.int64()))))
+    data = view.data[int(view.starts[0]) : int(view.ends[-1])].astype(np.int64)
+    lead = np.flatnonzero(data >= 0xC0)
+    padded = np.concatenate([data, np.zeros(3, np.int64)])
+    b0, b1, b2, b3 = (padded[lead + k] & 0x3F for k in range(4))
+    first = data[lead]
+    cp = np.where(
+        first >= 0xF0,
+        ((first & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3,
+        np.where(
+            first >= 0xE0, ((first & 0x0F) << 12) | (b1 << 6) | b2, ((first & 0x1F) << 6) | b1
+        ),
+    )
+    del b0
+    uniques, inverse = np.unique(cp, return_inverse=True)
+    pure = np.array([_pure_separator(int(c)) for c in uniques], bool)
+    row = np.searchsorted(view.ends - int(view.starts[0]), lead, side="right")
+    impure = np.zeros(len(other), bool)
+    impure[row[~pure[inverse]]] = True
+    fast[other[~impure]] = True
+    return fast
+
+
+def _tokenize(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> _Tokens:
+    arr = pc.fill_null(_as_text_array(texts), "")
+    fast = _fast_rows(arr)
+    if fast.all():
+        n_words, hashes = _ascii_words(arr)
+        return _Tokens(arr, n_words, hashes)
+    if not fast.any():
+        n_words, hashes = _regex_words(arr)
+        return _Tokens(arr, n_words, hashes)
+    mask = pa.array(fast)
+    a_words, a_hashes = _ascii_words(arr.filter(mask))
+    u_words, u_hashes = _regex_words(arr.filter(pc.invert(mask)))
+    n_words = np.zeros(len(arr), np.int64)
+    n_words[fast], n_words[~fast] = a_words, u_words
+    # back to row order: each word goes where its row's words go
+    rows = np.concatenate(
+        [np.repeat(np.flatnonzero(fast), a_words), np.repeat(np.flatnonzero(~fast), u_words)]
+    )
+    order = np.argsort(rows, kind="stable")
+    return _Tokens(arr, n_words, np.concatenate([a_hashes, u_hashes])[order])
 
 
 def _word_ngrams(tokens: _Tokens, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +271,8 @@ def _word_ngrams(tokens: _Tokens, k: int) -> tuple[np.ndarray, np.ndarray]:
 def _char_ngrams(tokens: _Tokens, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, hash) of the character k-grams of the normalised text of `rows` (the whole text
     when shorter than k characters)."""
-    texts = pc.take(tokens.normalized, pa.array(rows, pa.int64())).to_pylist()
+    texts = normalize_for_matching(pc.take(tokens.texts, pa.array(rows, pa.int64())))
+    texts = texts.to_pylist()
     grams: list[str] = []
     counts = np.zeros(len(rows), dtype=np.int64)
     for i, text in enumerate(texts):
