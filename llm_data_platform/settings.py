@@ -164,6 +164,20 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "s3://bucket/prefix watched for <prefix>/<stream>/*.jsonl[.gz]; set it to switch S3 on.",
     ),
+    Setting(
+        "LDP_KINESIS_STREAMS",
+        "",
+        "Kinesis stream of each stream (conversations=NAME,documents=NAME); set it to switch "
+        "Kinesis on.",
+    ),
+    Setting("LDP_KINESIS_ENDPOINT_URL", "", "Kinesis endpoint override (moto, LocalStack)."),
+    Setting("LDP_KINESIS_REGION", "us-east-1", "Region of the Kinesis streams."),
+    Setting(
+        "LDP_KINESIS_CONSUMER",
+        "llm-data-platform",
+        "Names the per-shard checkpoints in the lake (one reader of each stream).",
+    ),
+    Setting("LDP_KINESIS_MAX_RECORDS", "100000", "Records one Kinesis staging run reads at most."),
 )
 
 
@@ -208,6 +222,11 @@ class Settings:
     kafka_group: str = "llm-data-platform"
     kafka_max_messages: int = 100_000
     s3_source_uri: str = ""
+    kinesis_streams: str = ""
+    kinesis_endpoint_url: str = ""
+    kinesis_region: str = "us-east-1"
+    kinesis_consumer: str = "llm-data-platform"
+    kinesis_max_records: int = 100_000
     landing_max_lines: int = 5_000_000
     landing_max_bytes: int = 2 * 1024**3
     executor: str = "in_process"
@@ -301,6 +320,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_group=get("LDP_KAFKA_GROUP"),
         kafka_max_messages=int(get("LDP_KAFKA_MAX_MESSAGES")),
         s3_source_uri=get("LDP_S3_SOURCE_URI"),
+        kinesis_streams=get("LDP_KINESIS_STREAMS"),
+        kinesis_endpoint_url=get("LDP_KINESIS_ENDPOINT_URL"),
+        kinesis_region=get("LDP_KINESIS_REGION"),
+        kinesis_consumer=get("LDP_KINESIS_CONSUMER"),
+        kinesis_max_records=int(get("LDP_KINESIS_MAX_RECORDS")),
         landing_max_lines=int(get("LDP_LANDING_MAX_LINES")),
         landing_max_bytes=int(get("LDP_LANDING_MAX_BYTES")),
         executor=_choice("LDP_EXECUTOR", get("LDP_EXECUTOR"), {"in_process", "multiprocess"}),

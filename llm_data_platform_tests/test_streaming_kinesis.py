@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import boto3
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
@@ -250,3 +251,93 @@ def test_a_missing_stream_is_reported_not_raised(moto_endpoint, tmp_path):
     lake = LakeResource(root=str(tmp_path / "lake"))
     report = ingest_once(KinesisSourceConfig("no-such-stream"), lake, client)
     assert (report.stopped, report.records) == ("no_stream", 0)
+
+
+# ---- the Dagster wiring: the sensor looks and asks, the staging run reads and reports --------
+def _sources(endpoint: str, name: str):
+    from llm_data_platform.resources.kinesis import KinesisResource
+    from llm_data_platform.resources.stream_sources import StreamSourcesResource
+
+    kinesis = KinesisResource(endpoint_url=endpoint, region_name="us-east-1")
+    return StreamSourcesResource(kinesis_streams=f"{STREAM}={name}", kinesis=kinesis)
+
+
+def test_sensor_requests_a_staging_run_and_staging_reports_every_day(setup, moto_endpoint):
+
+    from llm_data_platform.defs.ingest.stage_sources import stage_kinesis
+    from llm_data_platform.defs.ingest.stream_sensors import kinesis_sensor
+
+    client, name, lake_root, lake = setup
+    sources = _sources(moto_endpoint, name)
+    sensor = kinesis_sensor(STREAM)
+
+    def tick():
+        with dg.build_sensor_context(resources={"sources": sources, "lake": lake}) as context:
+            return sensor(context)
+
+    assert isinstance(tick(), dg.SkipReason)  # an empty stream: nothing to ask for
+    put(client, name, events(300))
+    asked = tick()
+    (request,) = asked.run_requests
+    assert request.run_config["ops"][f"stage_{STREAM}"]["config"]["source"] == "kinesis"
+    assert request.tags["ldp/source"] == f"kinesis:{name}"
+    assert tick().run_requests[0].run_key == request.run_key  # same snapshot, same run key
+
+    staged, acknowledge_days = stage_kinesis(
+        dg.build_asset_context(), STREAM, sources, lake, bounds=None
+    )
+    assert (staged.received, staged.kept, staged.quarantined) == (300, 300, 0)
+    assert sorted(staged.days) == ["2026-01-05", "2026-01-06", "2026-01-07"]
+    # checkpointed but not acknowledged: the sensor still asks (a crash before the report
+    # loses no day)
+    assert tick().run_requests[0].run_key != request.run_key
+    acknowledge_days()
+    assert isinstance(tick(), dg.SkipReason)
+    assert ledger_states(lake_root) == {}
+
+
+def test_unconfigured_kinesis_fails_with_the_setting_to_set(setup):
+
+    from llm_data_platform.defs.ingest.stage_sources import stage_kinesis
+    from llm_data_platform.resources.stream_sources import StreamSourcesResource
+
+    _, _, _, lake = setup
+    with pytest.raises(dg.Failure, match="LDP_KINESIS_STREAMS"):
+        stage_kinesis(dg.build_asset_context(), STREAM, StreamSourcesResource(), lake, None)
+
+
+def test_kinesis_sensors_exist_only_when_configured(moto_endpoint):
+    from llm_data_platform.defs.ingest.definitions import build_defs
+    from llm_data_platform.defs.partitions import build_partitions
+    from llm_data_platform_tests.conftest import settings_for
+
+    partitions = build_partitions("2026-01-05")
+    off = build_defs(settings_for({}), partitions)
+    on = build_defs(settings_for({"LDP_KINESIS_STREAMS": f"{STREAM}=s"}), partitions)
+    names = lambda defs: {s.name for s in defs.sensors or []}  # noqa: E731
+    assert not any(n.startswith("kinesis_") for n in names(off))
+    assert {"kinesis_conversations_sensor", "kinesis_documents_sensor"} <= names(on)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=dg.Failure,
+    reason="defs/ingest/staging.py has no 'kinesis' branch yet (owned by the lead engineer): "
+    "when it does, this passes and the marker must go",
+)
+def test_the_staging_asset_stages_from_kinesis(setup, moto_endpoint):
+
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform.defs.ingest.staging import StageConfig
+    from llm_data_platform_tests.conftest import platform_env, run_staging, settings_for
+
+    client, name, lake_root, lake = setup
+    put(client, name, events(90))
+    settings = settings_for(platform_env(lake_root.parent))
+    resources = {**build_resources(settings), "sources": _sources(moto_endpoint, name)}
+    request = dg.RunRequest(
+        run_config=dg.RunConfig(ops={f"stage_{STREAM}": StageConfig(source="kinesis")})
+    )
+    meta = run_staging(resources, request)
+    assert meta["events_staged"] == 90
+    assert sorted(meta["days"]) == ["2026-01-05", "2026-01-06", "2026-01-07"]

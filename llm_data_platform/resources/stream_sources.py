@@ -1,4 +1,4 @@
-"""Streaming sources beside the landing folder: Kafka topics and S3 prefixes.
+"""Streaming sources beside the landing folder: Kafka topics, Kinesis streams, S3 prefixes.
 
 Each is switched on by configuration alone (LDP_KAFKA_BOOTSTRAP, LDP_S3_SOURCE_URI); their
 sensors only look (Kafka: offsets; S3: a listing) and request staging runs, which stage
@@ -8,11 +8,14 @@ exactly-once micro-batches into the raw zone (``streaming/``); the raw assets co
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from llm_data_platform.resources.kinesis import KinesisResource
 from llm_data_platform.streaming.kafka_source import KafkaSourceConfig
+from llm_data_platform.streaming.kinesis_source import KinesisSourceConfig
 from llm_data_platform.streaming.line_reader import ReadLimits
 from llm_data_platform.streaming.s3_source import S3PrefixSource
 from llm_data_platform.transforms.records import STREAMS as STREAM_SPECS
@@ -29,6 +32,11 @@ class StreamSourcesResource(dg.ConfigurableResource):
     max_objects: int = 200
     max_lines_per_object: int = ReadLimits.max_lines
     max_bytes_per_object: int = ReadLimits.max_bytes
+    kinesis_streams: str = ""  # conversations=NAME,documents=NAME; empty: Kinesis off
+    kinesis: KinesisResource | None = None
+    kinesis_consumer: str = "llm-data-platform"
+    kinesis_max_records: int = 100_000
+    kinesis_run_seconds: float = 300.0
 
     def topics(self) -> dict[str, str]:
         pairs = [p.split("=", 1) for p in self.kafka_topics.split(",") if "=" in p]
@@ -64,3 +72,25 @@ class StreamSourcesResource(dg.ConfigurableResource):
         return S3PrefixSource.from_url(
             url, stream, s3.get_client, max_objects=self.max_objects, limits=limits
         )
+
+    def kinesis_config(
+        self, stream: str, bounds: tuple[date, date] | None = None
+    ) -> KinesisSourceConfig | None:
+        """The Kinesis stream of ``stream`` (None when Kinesis is off or has none for it)."""
+        pairs = [p.split("=", 1) for p in self.kinesis_streams.split(",") if "=" in p]
+        name = {k.strip(): v.strip() for k, v in pairs}.get(stream)
+        if not name:
+            return None
+        return KinesisSourceConfig(
+            stream_name=name,
+            consumer=self.kinesis_consumer,
+            stream=stream,
+            max_records=self.kinesis_max_records,
+            run_timeout_s=self.kinesis_run_seconds,
+            keep_committed_ledger=True,
+            bounds=bounds,
+        )
+
+    def kinesis_client(self) -> Any:
+        """A boto3 Kinesis client (the resource's endpoint and region, or boto3's defaults)."""
+        return (self.kinesis or KinesisResource()).get_client()

@@ -18,6 +18,10 @@ def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
         jobs=[*STAGE_JOBS.values(), *ingest_jobs(partitions)],
         sensors=[
             *landing_sensors(settings.sensor_max_files, settings.sensor_interval_seconds),
-            *stream_sensors(kafka=bool(settings.kafka_bootstrap), s3=bool(settings.s3_source_uri)),
+            *stream_sensors(
+                kafka=bool(settings.kafka_bootstrap),
+                s3=bool(settings.s3_source_uri),
+                kinesis=bool(settings.kinesis_streams),
+            ),
         ],
     )

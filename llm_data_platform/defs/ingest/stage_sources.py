@@ -1,4 +1,5 @@
-"""What a staging run does per source: landing files, a Kafka topic, S3 object versions.
+"""What a staging run does per source: landing files, a Kafka topic, a Kinesis stream, S3
+object versions.
 
 Each returns a ``Staged``: the counts of the run and the event days it touched (the raw days
 to rebuild). The work itself is ``streaming/``'s; this is the wiring to resources and logs.
@@ -14,6 +15,7 @@ import dagster as dg
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
+from llm_data_platform.streaming import kinesis_source
 from llm_data_platform.streaming.kafka_source import (
     acknowledge,
     describe,
@@ -120,6 +122,36 @@ def stage_kafka(
     staged.days.update(pending)
     identities = {i for ids in pending.values() for i in ids}
     return staged, lambda: acknowledge(lake, config, identities)
+
+
+def stage_kinesis(
+    context: dg.AssetExecutionContext,
+    stream: str,
+    sources: StreamSourcesResource,
+    lake: LakeResource,
+    bounds: Bounds,
+) -> tuple[Staged, Callable[[], object]]:
+    """Read every shard after its checkpoint, checkpointing after each batch is durable. The
+    batches checkpointed but not yet reported (this run's, and those of a run that died after
+    its checkpoint) give the days; the returned acknowledgement forgets them once reported."""
+    config = sources.kinesis_config(stream, bounds)
+    if config is None:
+        raise dg.Failure(
+            f"Kinesis is not configured for {stream}: set LDP_KINESIS_STREAMS "
+            f"({stream}=<stream name>) to stage from Kinesis, or run this asset with source "
+            "'landing'."
+        )
+    report = kinesis_source.ingest_once(config, lake, sources.kinesis_client())
+    context.log.info(kinesis_source.describe(report))
+    staged = Staged()
+    for batch in report.batches:
+        staged.add_batch(batch)
+    if report.recovered:
+        staged.units["recovered"] = len(report.recovered)
+    pending = kinesis_source.pending_days(config, lake)
+    staged.days.update(pending)
+    identities = {i for ids in pending.values() for i in ids}
+    return staged, lambda: kinesis_source.acknowledge(config, lake, identities)
 
 
 def stage_s3(

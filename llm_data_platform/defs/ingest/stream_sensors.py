@@ -6,6 +6,10 @@ requests a staging run named by that snapshot — while a run is on its way the 
 not change, so no second run is asked for. The run consumes, commits after durable, and
 reports the days (``stage_sources.stage_kafka``).
 
+Kinesis: a tick reads each shard's checkpoint (in the lake) and the first record after it
+(one GetRecords of one record per shard) and, when a shard has a record after its checkpoint
+or checkpointed batches are still unreported, requests a staging run named by that snapshot.
+
 S3: a tick lists the prefix and requests a staging run naming the new object versions
 (cursor of (last_modified, key) with an overlap window, at most ``max_objects`` a tick).
 
@@ -22,6 +26,7 @@ from llm_data_platform.defs.ingest.sensors import digest, staging_request
 from llm_data_platform.defs.ingest.staging import StageConfig
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
+from llm_data_platform.streaming import kinesis_source
 from llm_data_platform.streaming.kafka_source import pending_days, positions
 from llm_data_platform.streaming.s3_source import S3Cursor
 
@@ -58,6 +63,40 @@ def kafka_sensor(stream: str) -> dg.SensorDefinition:
     return _sensor
 
 
+def kinesis_sensor(stream: str) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"kinesis_{stream}_sensor",
+        job=STAGE_JOBS[stream],
+        minimum_interval_seconds=STREAM_SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Records after the {stream} Kinesis stream's checkpoints → a staging run.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, sources: StreamSourcesResource, lake: LakeResource
+    ):
+        config = sources.kinesis_config(stream)
+        if config is None:
+            return dg.SkipReason(f"Kinesis is not configured for {stream} (LDP_KINESIS_STREAMS).")
+        snapshot = kinesis_source.positions(config, lake, sources.kinesis_client())
+        behind = sorted(shard for shard, (_, after) in snapshot.items() if after is not None)
+        pending = kinesis_source.pending_days(config, lake)
+        unreported = sorted({i for ids in pending.values() for i in ids})
+        if not behind and not unreported:
+            return dg.SkipReason(f"{config.stream_name}: every shard checkpointed, all reported.")
+        state = json.dumps({"positions": sorted(snapshot.items()), "unreported": unreported})
+        key = f"stage:kinesis:{config.stream_name}:{digest([state])}"
+        tags = {
+            "ldp/source": f"kinesis:{config.stream_name}",
+            "ldp/shards_behind": str(len(behind)),
+        }
+        return dg.SensorResult(
+            run_requests=[staging_request(stream, key, StageConfig(source="kinesis"), tags)],
+            cursor=json.dumps({"shards_behind": behind}),
+        )
+
+    return _sensor
+
+
 def s3_sensor(stream: str) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"s3_{stream}_sensor",
@@ -85,12 +124,14 @@ def s3_sensor(stream: str) -> dg.SensorDefinition:
     return _sensor
 
 
-def stream_sensors(kafka: bool, s3: bool) -> list[dg.SensorDefinition]:
+def stream_sensors(kafka: bool, s3: bool, kinesis: bool = False) -> list[dg.SensorDefinition]:
     """Only the configured sources get sensors, so the UI lists what is really switched on."""
     sensors = []
     for stream in STAGE_JOBS:
         if kafka:
             sensors.append(kafka_sensor(stream))
+        if kinesis:
+            sensors.append(kinesis_sensor(stream))
         if s3:
             sensors.append(s3_sensor(stream))
     return sensors
