@@ -6,6 +6,7 @@ checks run after it in the same run, as they do in the daily job.
 """
 
 import base64
+import io
 import random
 import re
 from datetime import UTC, datetime
@@ -207,6 +208,29 @@ def test_a_range_judges_each_day_against_the_days_before_it(lake_days):
     missing = SimpleNamespace(partition_keys=["2026-01-20"])
     for result in conversations_clean_drift(missing, lake, DriftSettings()):
         assert not result.passed and result.metadata["verdict"].value == "partition missing"
+
+
+def test_a_clean_day_has_token_length_and_quality_histograms_for_its_materialization(
+    lake_days,
+):
+    from PIL import Image
+
+    from llm_data_platform.defs.conversations.drift import clean_day_histograms
+
+    settings, resources, instance = lake_days
+    lake = resources["lake"]
+    if lake.count_rows("clean", "conversations_clean", [STABLE[0]]) is None:
+        _clean(settings, resources, instance, [STABLE[0]])
+    meta = clean_day_histograms(lake, STABLE[0])
+    assert set(meta) == {"token_histogram", "quality_histogram"}
+    for entry in meta.values():
+        md = entry.value
+        png = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", md).group(1))
+        assert Image.open(io.BytesIO(png)).size == (512, 208)
+        rows = [line for line in md.splitlines() if line.startswith("| ") and "%" in line]
+        total = sum(float(line.rsplit("|", 2)[-2].strip().rstrip("%")) for line in rows)
+        assert total == pytest.approx(100.0, abs=0.5)  # the shares of every message
+    assert clean_day_histograms(lake, "2026-01-20") == {}
 
 
 def test_noise_allowance_keeps_small_days_quiet_and_big_shifts_loud():

@@ -15,7 +15,7 @@ threshold alone decides.
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,18 +92,21 @@ def pooled(profiles: Iterable[DayProfile]) -> DayProfile:
     return total
 
 
-def profile_day(
-    clean_batches: Iterable[pa.RecordBatch],
-    dropped_reasons: Iterable[pa.Array],
-    count_tokens,
-    token_stride: int = 1,
-) -> DayProfile:
-    """Profile of one day from its clean batches (event_type, pii_redactions, quality_score,
-    content) and its dropped rows' reasons. ``count_tokens(list[str]) -> list[int]`` counts
-    every ``token_stride``-th message, so a day of millions tokenizes a bounded sample."""
-    p = DayProfile()
-    seen = 0  # messages so far, for a stride that runs across batches
-    for batch in clean_batches:
+class Profiler:
+    """Builds a day's profile batch by batch: from the lake (the drift checks) or from the
+    chunks a clean step writes (histograms on the materialization, no second read).
+
+    ``count_tokens(list[str]) -> list[int]`` counts every ``token_stride``-th kept message,
+    the stride running across batches, so a day of millions tokenizes a bounded sample."""
+
+    def __init__(self, count_tokens: Callable[[list[str]], list[int]], token_stride: int = 1):
+        self.count_tokens, self.token_stride = count_tokens, max(token_stride, 1)
+        self.profile = DayProfile()
+        self._seen = 0
+
+    def add_clean(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Clean rows with event_type, pii_redactions, quality_score and content."""
+        p = self.profile
         p.received += batch.num_rows
         msgs = batch.filter(pc.fill_null(pc.equal(batch["event_type"], "message"), False))
         n = msgs.num_rows
@@ -112,20 +115,35 @@ def profile_day(
         p.pii_messages += int(np.count_nonzero(pii))
         scores = msgs["quality_score"].to_numpy(zero_copy_only=False).astype(float)
         p.quality_hist += histogram(scores, QUALITY_EDGES)
-        take = np.nonzero((np.arange(seen, seen + n) % token_stride) == 0)[0]
+        take = np.nonzero((np.arange(self._seen, self._seen + n) % self.token_stride) == 0)[0]
         if len(take):
             texts = msgs["content"].take(pa.array(take)).to_pylist()
-            lengths = np.asarray(count_tokens(texts), dtype=float)
+            lengths = np.asarray(self.count_tokens(texts), dtype=float)
             p.token_hist += histogram(lengths, TOKEN_EDGES)
-        seen += n
-    for reasons in dropped_reasons:
-        p.received += len(reasons)
+        self._seen += n
+
+    def add_dropped(self, reasons: pa.Array | pa.ChunkedArray) -> None:
+        """The ``reason`` column of dropped rows."""
+        self.profile.received += len(reasons)
         counted = pc.value_counts(pc.fill_null(reasons, "unknown"))
-        for value, count in zip(
-            counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
-        ):
-            p.dropped[value] += count
-    return p
+        values = counted.field("values").to_pylist()
+        for value, count in zip(values, counted.field("counts").to_pylist(), strict=True):
+            self.profile.dropped[value] += count
+
+
+def profile_day(
+    clean_batches: Iterable[pa.RecordBatch],
+    dropped_reasons: Iterable[pa.Array],
+    count_tokens: Callable[[list[str]], list[int]],
+    token_stride: int = 1,
+) -> DayProfile:
+    """Profile of one day from its clean batches and its dropped rows' reasons."""
+    profiler = Profiler(count_tokens, token_stride)
+    for batch in clean_batches:
+        profiler.add_clean(batch)
+    for reasons in dropped_reasons:
+        profiler.add_dropped(reasons)
+    return profiler.profile
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,15 @@ def bins_markdown(labels: Sequence[str], series: Mapping[str, Sequence[float]]) 
     return "\n".join(lines)
 
 
+def trim_empty_ends(
+    labels: Sequence[str], series: Mapping[str, Sequence[float]]
+) -> tuple[list[str], dict[str, list[float]]]:
+    """Bins empty in every series dropped from both ends (a picture of what is there)."""
+    used = [i for i in range(len(labels)) if any(v[i] for v in series.values())]
+    lo, hi = (used[0], used[-1] + 1) if used else (0, len(labels))
+    return list(labels[lo:hi]), {name: list(v[lo:hi]) for name, v in series.items()}
+
+
 def histogram_markdown(
     labels: Sequence[str],
     series: Mapping[str, Sequence[float]],
@@ -85,6 +94,8 @@ def histogram_markdown(
     title: str,
     xlabel: str,
 ) -> str:
-    """Picture then table: what a metadata entry shows for a histogram."""
+    """Picture then table: what a metadata entry shows for a histogram (empty end bins
+    left out)."""
+    labels, series = trim_empty_ends(labels, series)
     png = bar_histogram_png(labels, series, title=title, xlabel=xlabel)
     return png_markdown(png, title) + "\n\n" + bins_markdown(labels, series)

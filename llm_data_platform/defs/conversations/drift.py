@@ -184,15 +184,16 @@ def _fmt(value: float | None, distribution: bool) -> str:
 
 def _per_day_markdown(days: list[DayVerdict], distribution: bool) -> str:
     lines = [
-        "| day | value | baseline | threshold | noise allowance | baseline days | verdict |",
+        "| day | value | baseline | threshold | noise allowance | earlier days | verdict |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for d in days:
         v = d.verdict
-        base = "0 (PSI)" if distribution and v.value is not None else _fmt(v.baseline, False)
+        base = "–" if distribution else _fmt(v.baseline, False)
+        limits = f"±{_fmt(v.threshold, distribution)} | ±{_fmt(v.allowance, distribution)}"
         lines.append(
-            f"| {d.key} | {_fmt(v.value, distribution)} | {base} | {v.threshold:g} "
-            f"| {v.allowance:.4f} | {len(d.history)} | {v.verdict} |"
+            f"| {d.key} | {_fmt(v.value, distribution)} | {base} | {limits} "
+            f"| {len(d.history)} | {v.verdict} |"
         )
     return "\n".join(lines)
 
@@ -214,6 +215,24 @@ def histograms_metadata(
     return meta
 
 
+def clean_day_histograms(
+    lake: LakeResource, key: str, token_sample: int = 20_000
+) -> dict[str, dg.MetadataValue]:
+    """A clean day's histograms as written, for its materialization metadata (one read of
+    four columns); {} for a day with no clean file."""
+    today = LakeProfiles(lake, token_sample).get(key)
+    return {} if today is None else histograms_metadata(today)
+
+
+def _baseline_entry(head: DayVerdict, metric: Metric) -> Any:
+    """The baseline rate; for a distribution (PSI is 0 against itself), what it pooled."""
+    if metric.histogram is None:
+        v = head.verdict.baseline
+        return dg.MetadataValue.float(v) if v is not None else "none"
+    n = int(getattr(head.baseline, metric.histogram).sum())
+    return f"histogram of {n} messages over {len(head.history)} earlier days"
+
+
 def _result(metric: Metric, days: list[DayVerdict]) -> dg.AssetCheckResult:
     """One check's result over the run's days: the first drifted (else last) day heads it."""
     failed = [d for d in days if not d.verdict.passed]
@@ -222,9 +241,7 @@ def _result(metric: Metric, days: list[DayVerdict]) -> dg.AssetCheckResult:
     meta: dict[str, Any] = {
         "day": head.key,
         "value": dg.MetadataValue.float(v.value) if v.value is not None else "none",
-        "baseline": "PSI against the baseline histogram"
-        if distribution
-        else (dg.MetadataValue.float(v.baseline) if v.baseline is not None else "none"),
+        "baseline": _baseline_entry(head, metric),
         "threshold": dg.MetadataValue.float(v.threshold),
         "noise_allowance": dg.MetadataValue.float(round(v.allowance, 6)),
         "verdict": v.verdict,
