@@ -71,6 +71,52 @@ SETTINGS: tuple[Setting, ...] = (
         "10",
         "Fewest train examples a weekly batch may hold (OpenAI fine-tuning needs 10).",
     ),
+    Setting(
+        "LDP_TARGET_MODEL",
+        "gpt-4o-mini-2024-07-18",
+        "Model the batches are for: its tokenizer counts tokens, its context limit applies.",
+    ),
+    Setting("LDP_TARGET_ENCODING", "", "cl100k_base or o200k_base; default: the model's."),
+    Setting(
+        "LDP_TRAINING_MAX_TOKENS", "", "Tokens one example may hold; default: the model's limit."
+    ),
+    Setting(
+        "LDP_TRAINING_OVER_LIMIT",
+        "drop",
+        "An example over the limit: drop, or truncate (oldest turns first).",
+    ),
+    Setting(
+        "LDP_TRAINING_PRICES",
+        "gpt-4o-mini-2024-07-18=3.00,gpt-4o-2024-08-06=25.00,gpt-4.1-2025-04-14=25.00,"
+        "gpt-4.1-mini-2025-04-14=5.00,gpt-4.1-nano-2025-04-14=1.50,gpt-3.5-turbo-0125=8.00",
+        "USD per 1M training tokens by model (cost per epoch in the batch's metadata).",
+    ),
+    Setting(
+        "LDP_TRAINING_MIN_QUALITY", "0.7", "Lowest mean message quality of a training example."
+    ),
+    Setting(
+        "LDP_TRAINING_ALLOW_PII",
+        "false",
+        "true: conversations that had PII redacted may become examples.",
+    ),
+    Setting(
+        "LDP_TRAINING_REQUIRE_RESOLVED",
+        "true",
+        "Reject a conversation that ends in an unanswered question.",
+    ),
+    Setting("LDP_TRAINING_MAX_TURNS", "50", "Most turns of one example (0: no limit)."),
+    Setting("LDP_TRAINING_MAX_EXAMPLES", "10000", "Most examples in one weekly batch, best first."),
+    Setting(
+        "LDP_FINE_TUNE",
+        "off",
+        "on: fine_tune_job uploads the week's files and starts a fine-tuning job.",
+    ),
+    Setting("LDP_FINE_TUNE_POLL_SECONDS", "30", "Seconds between polls of a fine-tuning job."),
+    Setting(
+        "LDP_FINE_TUNE_WAIT_SECONDS",
+        "7200",
+        "How long fine_tune_job polls before it records the job as still running.",
+    ),
     Setting("LDP_SENSOR_MAX_FILES", "200", "Landing files a sensor tick takes at most."),
     Setting(
         "LDP_LANDING_MAX_LINES",
@@ -231,6 +277,19 @@ class Settings:
     landing_max_bytes: int = 2 * 1024**3
     executor: str = "in_process"
     expectations_engine: str = "arrow"
+    target_model: str = "gpt-4o-mini-2024-07-18"
+    target_encoding: str = ""
+    training_max_tokens: int = 0  # 0: the target model's context limit
+    training_over_limit: str = "drop"
+    training_prices: str = ""
+    training_min_quality: float = 0.7
+    training_allow_pii: bool = False
+    training_require_resolved: bool = True
+    training_max_turns: int = 50
+    training_max_examples: int = 10_000
+    fine_tune: bool = False
+    fine_tune_poll_seconds: float = 30.0
+    fine_tune_wait_seconds: float = 7200.0
     openai_api_key_set: bool = False  # whether OPENAI_API_KEY is set; the key itself is not kept
     api_token: str = field(default="", repr=False)
     api_docs: bool = False
@@ -310,6 +369,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         training_token_budget=int(get("LDP_TRAINING_TOKEN_BUDGET")),
         min_training_examples=int(get("LDP_MIN_TRAINING_EXAMPLES")),
         training_template=get("LDP_TRAINING_TEMPLATE"),
+        target_model=get("LDP_TARGET_MODEL"),
+        target_encoding=get("LDP_TARGET_ENCODING"),
+        training_max_tokens=int(get("LDP_TRAINING_MAX_TOKENS") or 0),
+        training_over_limit=_choice(
+            "LDP_TRAINING_OVER_LIMIT", get("LDP_TRAINING_OVER_LIMIT"), {"drop", "truncate"}
+        ),
+        training_prices=get("LDP_TRAINING_PRICES"),
+        training_min_quality=float(get("LDP_TRAINING_MIN_QUALITY")),
+        training_allow_pii=_flag("LDP_TRAINING_ALLOW_PII", get("LDP_TRAINING_ALLOW_PII")),
+        training_require_resolved=_flag(
+            "LDP_TRAINING_REQUIRE_RESOLVED", get("LDP_TRAINING_REQUIRE_RESOLVED")
+        ),
+        training_max_turns=int(get("LDP_TRAINING_MAX_TURNS")),
+        training_max_examples=int(get("LDP_TRAINING_MAX_EXAMPLES")),
+        fine_tune=_flag("LDP_FINE_TUNE", get("LDP_FINE_TUNE")),
+        fine_tune_poll_seconds=float(get("LDP_FINE_TUNE_POLL_SECONDS")),
+        fine_tune_wait_seconds=float(get("LDP_FINE_TUNE_WAIT_SECONDS")),
         sensor_max_files=int(get("LDP_SENSOR_MAX_FILES")),
         sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
         eval_min_hit_at_5=float(get("LDP_EVAL_MIN_HIT_AT_5")),

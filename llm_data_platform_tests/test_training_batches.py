@@ -17,6 +17,7 @@ from dagster_aws.s3 import S3Resource
 
 from llm_data_platform.defs.training.checks import training_batch_files_valid
 from llm_data_platform.defs.training.export import export_batch
+from llm_data_platform.defs.training.resources import training_settings
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform_tests.conftest import WEEK, materialize_one
 
@@ -79,7 +80,8 @@ def _check(platform, lake_root: Path) -> dg.AssetCheckResult:
     without its asset, which would rebuild the files; the graph's runs exercise the wiring)."""
     context = SimpleNamespace(partition_keys=[WEEK])
     lake = LakeResource(root=str(lake_root))
-    return training_batch_files_valid(context, lake, platform.resources["pipeline"])
+    training = training_settings(platform.settings)
+    return training_batch_files_valid(context, lake, platform.resources["pipeline"], training)
 
 
 def test_the_unchanged_copy_passes(built, tmp_path):

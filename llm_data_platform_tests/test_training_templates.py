@@ -10,8 +10,7 @@ import dagster as dg
 import pytest
 
 from llm_data_platform.definitions import build_definitions
-from llm_data_platform.defs.training.assets import training_config
-from llm_data_platform.resources.pipeline import PipelineSettings
+from llm_data_platform.defs.training.resources import TrainingSettings
 from llm_data_platform.transforms.prompt_templates import available_templates, load_template
 from llm_data_platform.transforms.training_examples import build_training_examples
 from llm_data_platform_tests.conftest import DAYS
@@ -46,7 +45,7 @@ def test_examples_carry_the_template_and_its_turns(built):
     platform, _ = built
     clean = platform.resources["lake"].read_partition("clean", "conversations_clean", DAYS[0])
     template = load_template("support_chat@1")
-    config = training_config(PipelineSettings(training_template=template.name))
+    config = TrainingSettings(template=template.name).config()
     examples = build_training_examples(clean, config).examples
     assert examples.num_rows and set(examples["template"].to_pylist()) == {"support_chat@1"}
     messages = json.loads(examples["messages_json"][0].as_py())["messages"]

@@ -1,7 +1,8 @@
 """Final selection of fine-tuning examples: no near-duplicates, nothing from the eval set.
 
 Runs on the day's examples and again on the week's, so a copy that arrives on another day is
-caught too. Keep-first in time order: the original conversation wins over its copy.
+caught too. Keep-first in rank order (``RANK``): a cluster of near-copies is represented once,
+by its best example, and among equals by the original (the earliest).
 """
 
 from __future__ import annotations
@@ -78,40 +79,59 @@ def _texts_of_block(lines: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(list_offsets), line), "\n")
 
 
+# Best first: a near-duplicate cluster is represented by its best example; among equals the
+# earliest (the original, not its copy), then the smaller id.
+RANK = (
+    ("quality_score", "descending"),
+    ("rating", "descending"),
+    ("event_time", "ascending"),
+    ("example_id", "ascending"),
+)
+
+
+def rank_order(examples: pa.Table) -> pa.Array:
+    """Row indices of ``examples`` best first (the columns of ``RANK`` it has)."""
+    keys = [(k, order) for k, order in RANK if k in examples.column_names]
+    return pc.sort_indices(examples, sort_keys=keys)
+
+
 def select_examples(
     examples: pa.Table,
     eval_questions: list[str],
     near_dup_threshold: float = 0.8,
     contamination_ngram: int = 8,
 ) -> SelectionResult:
+    """No example overlapping the evaluation questions; one example per near-duplicate
+    cluster, the best ranked (``RANK``). ``removed`` gives each removed id its reason."""
     if examples.num_rows == 0:
         return SelectionResult(examples, {"near_duplicate": 0, "contaminated": 0})
-    # earliest first (the original survives); the table itself is not copied in that order
-    order = pc.sort_indices(
-        examples, sort_keys=[("event_time", "ascending"), ("example_id", "ascending")]
-    )
-    ids = examples["example_id"].take(order).to_pylist()
+    order = rank_order(examples)  # the table itself is not copied in that order
+    ids = examples["example_id"].take(order)
     texts = example_texts(examples["messages_json"], order)
-    near = near_duplicate_mask(texts, ids, threshold=near_dup_threshold)
-    dirty = (
+    near = near_duplicate_mask(texts, ids.to_pylist(), threshold=near_dup_threshold)
+    dirty = np.asarray(
         contaminated_mask(texts, eval_questions, ngram=contamination_ngram)
         if eval_questions
-        else [False] * len(texts)
+        else np.zeros(len(texts), bool),
+        dtype=bool,
     )
     del texts  # the day's texts are done with before the kept rows are copied
-    removed: dict[str, str] = {}
-    keep = []
-    for i, example_id in enumerate(ids):
-        if dirty[i]:
-            removed[example_id] = "contaminated"
-        elif not near.keep[i]:
-            removed[example_id] = f"near_duplicate_of:{near.duplicate_of[i]}"
-        keep.append(example_id not in removed)
+    duplicate = ~np.asarray(near.keep, dtype=bool) & ~dirty
+    keep = ~dirty & ~duplicate
+    of = pa.array(near.duplicate_of, pa.string()).filter(pa.array(duplicate))
+    reasons = pc.binary_join_element_wise("near_duplicate_of:", of, "")
+    removed = dict(
+        zip(
+            ids.filter(pa.array(dirty)).to_pylist(),
+            ["contaminated"] * int(dirty.sum()),
+            strict=True,
+        )
+    )
+    removed.update(
+        zip(ids.filter(pa.array(duplicate)).to_pylist(), reasons.to_pylist(), strict=True)
+    )
     kept = _kept_by_id(examples, order, pa.array(keep))
-    counts = {
-        "contaminated": sum(1 for r in removed.values() if r == "contaminated"),
-        "near_duplicate": sum(1 for r in removed.values() if r.startswith("near_duplicate")),
-    }
+    counts = {"contaminated": int(dirty.sum()), "near_duplicate": int(duplicate.sum())}
     return SelectionResult(kept, counts, removed)
 
 

@@ -7,109 +7,22 @@ import time
 from collections import Counter
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform import schemas
-from llm_data_platform.defs.partitions import (
-    Partitions,
-    daily_backfill_policy,
-    weekly_backfill_policy,
-)
+from llm_data_platform.defs.partitions import Partitions, weekly_backfill_policy
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
+from llm_data_platform.defs.training.examples import EXAMPLES_ASSET, training_examples_asset
+from llm_data_platform.defs.training.resources import TrainingSettings
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.groups import latest_per_key
-from llm_data_platform.transforms.prompt_templates import load_template
-from llm_data_platform.transforms.training_examples import COLUMNS as CONVERSATION_COLUMNS
-from llm_data_platform.transforms.training_examples import (
-    TrainingConfig,
-    build_training_examples,
-    whole_conversations,
-)
 from llm_data_platform.transforms.training_format import validate_chat_example
-from llm_data_platform.transforms.training_selection import select_examples
+from llm_data_platform.transforms.training_selection import rank_order, select_examples
 
 BATCH_FILES = ("train.jsonl", "validation.jsonl")
 MANIFEST = "manifest.json"
-
-
-def training_config(settings: PipelineSettings) -> TrainingConfig:
-    # "und" (a short "thanks!") does not disqualify a conversation that is otherwise English.
-    template = load_template(settings.training_template)
-    return TrainingConfig(
-        system_prompt=template.system,
-        template=template.name,
-        few_shot=template.few_shot,
-        min_rating=settings.min_rating,
-        validation_fraction=settings.validation_fraction,
-        allow_undetermined_language=True,
-    )
-
-
-CHUNK_ROWS = 100_000  # rows of conversations_clean held at once (whole conversations)
-
-
-def training_examples(
-    context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineSettings
-) -> dict[str, pa.Table]:
-    """The day's best conversations in chat fine-tuning format, system prompt applied; no
-    near-duplicates and nothing that overlaps the retrieval-evaluation questions.
-
-    A day is read in chunks of whole conversations (the clean table is sorted by
-    conversation), so memory holds one chunk and the day's candidate examples, not the day."""
-    config = training_config(pipeline)
-    eval_questions = read_eval_questions(lake)
-    if not eval_questions:
-        context.log.warning(
-            "No retrieval_eval_set materialized: training examples are not decontaminated."
-        )
-    out: dict[str, pa.Table] = {}
-    for key in context.partition_keys:
-        started = time.perf_counter()
-        out[key], counts = _examples_of_day(lake, key, config, eval_questions)
-        counts["build_seconds"] = round(time.perf_counter() - started, 3)
-        context.add_asset_metadata(counts, partition_key=key)
-    context.add_asset_metadata(
-        {
-            "decontaminated_against_questions": len(eval_questions),
-            "template": config.template,
-            "system_prompt": dg.MetadataValue.text(config.system_prompt),
-            "few_shot_turns": len(config.few_shot),
-            "min_rating": config.min_rating,
-        }
-    )
-    return out
-
-
-def _examples_of_day(
-    lake: LakeResource, day: str, config: TrainingConfig, eval_questions: list[str]
-) -> tuple[pa.Table, dict[str, int]]:
-    try:
-        batches = lake.iter_partition_batches(
-            "clean", "conversations_clean", day, CHUNK_ROWS, columns=list(CONVERSATION_COLUMNS)
-        )
-        totals: Counter[str] = Counter()
-        parts = []
-        for chunk in whole_conversations(batches):
-            result = build_training_examples(chunk, config)
-            parts.append(result.examples)
-            totals.update(result.rejected)
-            totals.update({f"info_{k}": v for k, v in result.info.items()})
-    except FileNotFoundError:
-        raise dg.Failure(
-            f"conversations_clean has no data for {day}. Materialize it first: `dagster asset "
-            f"materialize -m llm_data_platform --select conversations_clean,"
-            f"conversations_clean_dropped --partition {day}`."
-        ) from None
-    candidates = pa.concat_tables(parts) if parts else schemas.TRAINING_EXAMPLES.empty_table()
-    selection = select_examples(candidates, eval_questions)
-    totals["kept"] -= candidates.num_rows - selection.kept.num_rows
-    totals.update(selection.counts)
-    totals["examples"] = selection.kept.num_rows
-    totals["tokens"] = int(pc.sum(selection.kept["n_tokens"]).as_py() or 0)
-    totals["chunks"] = len(parts)
-    return selection.kept, {k: int(v) for k, v in sorted(totals.items())}
 
 
 def _templates(kept: pa.Table) -> list[str]:
@@ -123,32 +36,45 @@ def batch_dir(lake: LakeResource, week: str) -> str:
     return lake.partition_path("curated", "training_batches", week, name="week")
 
 
-def select_within_budget(examples: pa.Table, token_budget: int) -> tuple[pa.Table, int]:
-    """Deterministic order (example id), cut at the token budget; returns (kept, over_budget)."""
-    examples = examples.sort_by([("example_id", "ascending")])
-    running = pc.cumulative_sum(examples["n_tokens"].cast(pa.int64()))
-    keep = pc.less_equal(running, token_budget)
-    kept = examples.filter(keep)
-    return kept, examples.num_rows - kept.num_rows
+def select_within_budget(
+    examples: pa.Table, token_budget: int, max_examples: int
+) -> tuple[pa.Table, dict[str, str]]:
+    """The best examples first (``RANK``: quality, rating, then the earliest) while both the
+    token budget and the example count hold; returns (kept in example-id order, the reason of
+    each one left out: ``over_budget`` or ``over_count``)."""
+    order = rank_order(examples)
+    ranked = examples.take(order)
+    running = np.cumsum(ranked["n_tokens"].to_numpy(zero_copy_only=False).astype(np.int64))
+    within_budget = running <= token_budget
+    within_count = np.arange(ranked.num_rows) < max_examples
+    keep = within_budget & within_count
+    left_out = ranked["example_id"].filter(pa.array(~keep)).to_pylist()
+    reasons = np.where(within_budget, "over_count", "over_budget")[~keep].tolist()
+    kept = ranked.filter(pa.array(keep)).sort_by([("example_id", "ascending")])
+    return kept, dict(zip(left_out, reasons, strict=True))
 
 
 def _week_selection(
-    lake: LakeResource, training_examples: dict[str, pa.Table], days: list[str], budget: int
-) -> tuple[pa.Table, int, int, dict[str, int]]:
+    lake: LakeResource,
+    training_examples: dict[str, pa.Table],
+    days: list[str],
+    budget: int,
+    max_examples: int,
+) -> tuple[pa.Table, int, dict[str, int], dict[str, str]]:
     """The week's examples after the cross-day checks a single day cannot make; returns
-    (kept, duplicates, over_budget, cross-day selection counts)."""
+    (kept, duplicates, cross-day selection counts, the reason of every example left out)."""
     if training_examples:
-        combined = pa.concat_tables([training_examples[d] for d in days])
+        combined = pa.concat_tables([training_examples[d] for d in days], promote_options="default")
     else:
         combined = pa.table({"example_id": pa.array([], pa.string())})
     if not combined.num_rows:
-        return combined, 0, 0, {}
+        return combined, 0, {}, {}
     # a conversation seen on two days, a late replay, counts once: its latest event_time
     combined, duplicates = latest_per_key(combined, "example_id", "event_time")
     # A near-copy of a conversation from another day of the week is caught here.
     selection = select_examples(combined, read_eval_questions(lake))
-    kept, over_budget = select_within_budget(selection.kept, budget)
-    return kept, duplicates, over_budget, selection.counts
+    kept, left_out = select_within_budget(selection.kept, budget, max_examples)
+    return kept, duplicates, selection.counts, {**selection.removed, **left_out}
 
 
 def _batch_lines(
@@ -190,11 +116,29 @@ def _write_batch_files(
     return files
 
 
+def _estimate(training: TrainingSettings, files: dict[str, dict]) -> dict:
+    """What one epoch over the train file costs: OpenAI bills the training file's tokens
+    once per epoch (the validation file is not billed)."""
+    model = training.model()
+    tokens = files["train.jsonl"]["tokens"]
+    price = training.price_per_million()
+    return {
+        "target_model": model.name,
+        "encoding": model.encoding,
+        "context_limit": model.context_tokens,
+        "train_tokens_per_epoch": tokens,
+        "validation_tokens": files["validation.jsonl"]["tokens"],
+        "usd_per_million_training_tokens": price,
+        "usd_per_epoch": None if price is None else round(tokens * price / 1e6, 4),
+    }
+
+
 def training_batches(
     context: dg.AssetExecutionContext,
     training_examples: dict[str, pa.Table],
     lake: LakeResource,
     pipeline: PipelineSettings,
+    training: TrainingSettings,
 ) -> dg.MaterializeResult:
     """The week's validated train/validation JSONL files and their manifest.
 
@@ -205,25 +149,31 @@ def training_batches(
     week = context.partition_key
     budget = pipeline.training_token_budget
     days = sorted(training_examples)
-    kept, duplicates, over_budget, cross_day = _week_selection(
-        lake, training_examples, days, budget
+    kept, duplicates, cross_day, left_out = _week_selection(
+        lake, training_examples, days, budget, training.max_examples
     )
     lines, tokens, invalid, example_ids = _batch_lines(context, kept)
     directory = batch_dir(lake, week)
     files = _write_batch_files(lake, directory, lines, tokens)
+    reasons = Counter(r.split(":", 1)[0] for r in left_out.values())
+    estimate = _estimate(training, files)
     manifest = {
         "week": week,
         "days_with_data": days,
         "token_budget": budget,
+        "max_examples": training.max_examples,
         "files": files,
         "duplicates_removed": duplicates,
         "near_duplicates_across_days": cross_day.get("near_duplicate", 0),
         "contaminated_removed": cross_day.get("contaminated", 0),
-        "over_budget": over_budget,
+        "over_budget": reasons["over_budget"],
+        "over_count": reasons["over_count"],
         "invalid_excluded": invalid,
         "format": "openai-chat-jsonl",
         "templates": _templates(kept),
+        "estimate": estimate,
         "example_ids": example_ids,  # per file, in line order: lineage and overlap checks
+        "not_selected": dict(sorted(left_out.items())),  # example id -> why the week left it
     }
     lake.write_bytes(
         posixpath.join(directory, MANIFEST), json.dumps(manifest, indent=2).encode("utf-8")
@@ -233,13 +183,20 @@ def training_batches(
             "train_examples": files["train.jsonl"]["examples"],
             "validation_examples": files["validation.jsonl"]["examples"],
             "train_tokens": files["train.jsonl"]["tokens"],
+            "validation_tokens": files["validation.jsonl"]["tokens"],
+            "estimated_training_tokens_per_epoch": estimate["train_tokens_per_epoch"],
+            "estimated_usd_per_epoch": estimate["usd_per_epoch"],
+            "target_model": estimate["target_model"],
             "days_with_data": len(days),
             "duplicates_removed": duplicates,
             "near_duplicates_across_days": cross_day.get("near_duplicate", 0),
-            "over_budget": over_budget,
+            "over_budget": reasons["over_budget"],
+            "over_count": reasons["over_count"],
             "invalid_excluded": invalid,
             "directory": dg.MetadataValue.path(lake.uri(directory)),
-            "manifest": dg.MetadataValue.json(manifest),
+            "manifest": dg.MetadataValue.json(
+                {k: v for k, v in manifest.items() if k not in ("example_ids", "not_selected")}
+            ),
             "sample_train_line": dg.MetadataValue.json(
                 json.loads(lines["train.jsonl"][0]) if lines["train.jsonl"] else {}
             ),
@@ -248,30 +205,25 @@ def training_batches(
     )
 
 
-def training_assets(partitions: Partitions, template: str) -> list[dg.AssetsDefinition]:
-    """Daily examples and weekly batches, on the code location's partitions. The prompt
-    template's digest is the examples' code version: a changed template shows their
-    partitions (and the weeks built on them) as changed, to rebuild with a backfill."""
+def training_assets(
+    partitions: Partitions, training: TrainingSettings
+) -> list[dg.AssetsDefinition]:
+    """Daily examples (and their selection log) and weekly batches, on the code location's
+    partitions. The template's digest and the rules' are the examples' code version: a
+    changed template shows their partitions (and the weeks built on them) as changed."""
     return [
-        dg.asset(
-            code_version=load_template(template).code_version,
-            partitions_def=partitions.daily,
-            backfill_policy=daily_backfill_policy,
-            group_name="curated",
-            kinds={"parquet", "openai"},
-            metadata={"lake_zone": "curated", "lake_sort_by": ["example_id"]},
-            deps=["retrieval_eval_set", "conversations_clean"],
-        )(training_examples),
+        training_examples_asset(partitions, training),
         dg.asset(
             partitions_def=partitions.weekly,
             backfill_policy=weekly_backfill_policy,
             group_name="curated",
             kinds={"json", "openai"},
             ins={
-                "training_examples": dg.AssetIn(
+                EXAMPLES_ASSET: dg.AssetIn(
                     partition_mapping=dg.TimeWindowPartitionMapping(),
                     metadata={"allow_missing_partitions": True},
                 )
             },
+            resource_defs={"training": training},
         )(training_batches),
     ]

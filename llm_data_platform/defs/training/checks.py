@@ -6,15 +6,18 @@ import posixpath
 import re
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.defs.training.assets import BATCH_FILES, MANIFEST, batch_dir
+from llm_data_platform.defs.training.resources import TrainingSettings
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.decontamination import contaminated_mask
 from llm_data_platform.transforms.pii import redact_pii
+from llm_data_platform.transforms.target_tokenizer import PER_EXAMPLE, PER_MESSAGE, count_tokens
 from llm_data_platform.transforms.training_format import validate_chat_example
 from llm_data_platform.transforms.training_selection import example_text
 
@@ -47,11 +50,17 @@ def training_examples_valid_chat_format(
 
 
 def training_batch_files_valid(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource, pipeline: PipelineSettings
+    context: dg.AssetCheckExecutionContext,
+    lake: LakeResource,
+    pipeline: PipelineSettings,
+    training: TrainingSettings,
 ) -> dg.AssetCheckResult:
     """Reads the files back before anything leaves: manifest checksums match; every line is a
-    valid chat example without special tokens or PII; no conversation in both train and
-    validation; nothing overlapping the evaluation questions; enough examples to tune on."""
+    valid chat example (parses, known keys and roles, string content, an assistant turn last)
+    without special tokens or PII and within the target model's context limit; no
+    conversation in both train and validation; nothing overlapping the evaluation questions;
+    enough examples to tune on."""
+    model = training.model()
     problems: list[str] = []
     lines_checked = 0
     for week in list(context.partition_keys):
@@ -65,6 +74,9 @@ def training_batch_files_valid(
         for name in BATCH_FILES:
             data = lake.read_bytes(posixpath.join(directory, name)) or b""
             problems += _file_problems(f"{week}/{name}", data, manifest["files"][name])
+            problems += _token_problems(
+                f"{week}/{name}", data, model.encoding, model.context_tokens
+            )
             texts[name] = [ln for ln in data.decode("utf-8").split("\n") if ln]
             lines_checked += len(texts[name])
         problems += _week_problems(week, manifest, texts, lake, pipeline.min_training_examples)
@@ -107,6 +119,27 @@ def _file_problems(where: str, data: bytes, expected: dict) -> list[str]:
     return problems
 
 
+def _token_problems(where: str, data: bytes, encoding: str, limit: int) -> list[str]:
+    """Lines over the target model's context limit (counted as the job will: chat format)."""
+    contents, roles, owner = [], [], []
+    for number, line in enumerate(ln for ln in data.decode("utf-8").split("\n") if ln):
+        try:
+            messages = json.loads(line)["messages"]
+            for m in messages:
+                contents.append(str(m["content"]))
+                roles.append(str(m["role"]))
+                owner.append(number)
+        except (ValueError, KeyError, TypeError):
+            continue  # reported by _file_problems
+    if not contents:
+        return []
+    per_message = count_tokens(contents + roles, encoding)
+    cost = per_message[: len(contents)] + per_message[len(contents) :] + PER_MESSAGE
+    totals = np.bincount(np.asarray(owner), weights=cost) + PER_EXAMPLE
+    over = np.flatnonzero((totals > limit) & (np.bincount(np.asarray(owner)) > 0))
+    return [f"{where}:{i + 1}: {int(totals[i])} tokens, over the limit of {limit}" for i in over]
+
+
 def _week_problems(
     week: str, manifest: dict, texts: dict[str, list[str]], lake: LakeResource, minimum: int
 ) -> list[str]:
@@ -134,13 +167,18 @@ def _week_problems(
     return problems
 
 
-def training_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
+def training_checks(
+    partitions: Partitions, training: TrainingSettings
+) -> list[dg.AssetChecksDefinition]:
     """The fine-tuning data's gates, on the daily and weekly partitions."""
     examples = dg.asset_check(
         asset="training_examples", blocking=True, partitions_def=partitions.daily
     )
     batches = dg.asset_check(
-        asset="training_batches", blocking=True, partitions_def=partitions.weekly
+        asset="training_batches",
+        blocking=True,
+        partitions_def=partitions.weekly,
+        resource_defs={"training": training},
     )
     return [
         examples(training_examples_valid_chat_format),
