@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import posixpath
@@ -90,6 +89,7 @@ def purge_lake_tables(lake, subjects: Subjects) -> tuple[list[Removal], dict[str
     fs, _ = lake.filesystem()
     removals: list[Removal] = []
     removed_lines: dict[str, int] = {}
+    commit = lake.commit()  # every rewritten file at once: a purge is whole or not at all
     for path in _lake_files(lake, ".parquet"):
         table_name, partition = _table_and_partition(lake, path)
         if table_name in SKIP_TABLES:
@@ -107,15 +107,10 @@ def purge_lake_tables(lake, subjects: Subjects) -> tuple[list[Removal], dict[str
             tokens = gone["n_tokens"].to_pylist() if "n_tokens" in gone.column_names else None
             for i, line in enumerate(gone["messages_json"].to_pylist()):
                 removed_lines[line] = int(tokens[i] or 0) if tokens else 0
-        _replace_parquet(lake, path, whole.filter(pc.invert(mask)))
+        commit.add_table(path, whole.filter(pc.invert(mask)))
         removals.append(Removal("lake", table_name, partition, path, gone.num_rows))
+    commit.apply()
     return removals, removed_lines
-
-
-def _replace_parquet(lake, path: str, table: pa.Table) -> None:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    lake.write_bytes(path, buffer.getvalue())
 
 
 def purge_training_batches(
@@ -133,6 +128,7 @@ def purge_training_batches(
     for manifest_path in _lake_files(lake, "manifest.json"):
         directory = posixpath.dirname(manifest_path)
         manifest = json.loads(lake.read_bytes(manifest_path))
+        commit = lake.commit()  # the week's files and its manifest change together
         removed_here = 0
         for name in BATCH_FILES:
             data = (lake.read_bytes(posixpath.join(directory, name)) or b"").decode("utf-8")
@@ -142,7 +138,7 @@ def purge_training_batches(
                 continue
             gone = [line for line in lines if line in removed_lines]
             body = ("\n".join(kept) + "\n" if kept else "").encode("utf-8")
-            lake.write_bytes(posixpath.join(directory, name), body)
+            commit.add_bytes(posixpath.join(directory, name), body)
             entry = manifest["files"][name]
             entry.update(
                 examples=len(kept),
@@ -162,7 +158,8 @@ def purge_training_batches(
             manifest.setdefault("deletions", []).append(
                 {"requests": request_ids, "examples_removed": removed_here, "at": purged_at}
             )
-            lake.write_bytes(manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
+            commit.add_bytes(manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
+        commit.apply()
     return removals
 
 

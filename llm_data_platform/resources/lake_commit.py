@@ -54,10 +54,12 @@ class PartitionCommit:
         """Stage a finished local file (moved, not copied, on a local lake); its size."""
         return self.lake.write_file(self._pending(path), local_path, report_as=path)
 
+    def add_bytes(self, path: str, data: bytes) -> int:
+        return self.lake.write_bytes(self._pending(path), data, report_as=path)
+
     def add_table(self, path: str, table: pa.Table, sort_by: list[str] | None = None) -> int:
         """Stage a table as zstd Parquet; its size in bytes."""
-        data = parquet_bytes(table, sort_by)
-        return self.lake.write_bytes(self._pending(path), data, report_as=path)
+        return self.add_bytes(path, parquet_bytes(table, sort_by))
 
     def apply(self) -> None:
         """The commit point, then the moves. With nothing staged, nothing happens."""
