@@ -194,7 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "LDP_DRIFT_TOKEN_SAMPLE",
-        "20000",
+        "5000",
         "Messages of a day tokenized for its token-length histogram (an even stride).",
     ),
     Setting("LDP_KAFKA_BOOTSTRAP", "", "Kafka brokers (host:port,…); set it to switch Kafka on."),
@@ -300,7 +300,7 @@ class Settings:
     drift_max_pii_change: float = 0.02
     drift_max_rejection_change: float = 0.05
     drift_max_psi: float = 0.2
-    drift_token_sample: int = 20_000
+    drift_token_sample: int = 5_000
 
 
 def _choice(name: str, value: str, allowed: set[str]) -> str:
