@@ -45,29 +45,30 @@ and its slot freed, so the next step on that pool runs beside the orphan.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from llm_data_platform.defs.ingest.jobs import STAGE_JOBS, ingest_jobs
 from llm_data_platform.defs.partitions import build_partitions
+from llm_data_platform_tests.daemon import (
+    BIN,
+    STOP_SECONDS,
+    Site,
+    _descendants,
+    _table,
+    prepared_instance,
+    site_env,
+    workspace_file,
+)
+from llm_data_platform_tests.postgres import postgres_server
 
-BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
 LOCATION = "dead_runs"
-REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 
 # test-level overrides of the shipped run_monitoring numbers (see the module docstring)
 POLL_SECONDS = 1
@@ -83,7 +84,6 @@ SHIPPED_BOUND_SECONDS = 60  # dead queued run → FAILURE, pool slots free (dags
 
 START_SECONDS = 60  # webserver up, runs started and holding their pools
 TOTAL_SECONDS = 150  # the whole test, a hard bound
-STOP_SECONDS = 20  # SIGTERM → SIGKILL
 
 
 def crash_retry_tags() -> dict[str, str]:
@@ -157,18 +157,6 @@ defs = dg.Definitions(
 )
 """
 
-LAUNCH = """
-mutation($p: ExecutionParams!) {
-  launchRun(executionParams: $p) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-
-
 # ---- settings -------------------------------------------------------------------------------
 
 
@@ -208,139 +196,6 @@ def test_shipped_run_monitoring_frees_a_dead_run_within_the_stated_bound():
     assert all(int(job.tags["dagster/max_retries"]) >= 1 for job in STAGE_JOBS.values())
 
 
-# ---- processes ------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, session id, start time) of a live process, None when it is gone or a zombie."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[1]), int(fields[3]), int(fields[19])
-
-
-def _table() -> dict[int, tuple[int, int, int]]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
-            out[int(entry)] = stat
-    return out
-
-
-def _descendants(root: int, table: dict[int, tuple[int, int, int]]) -> set[int]:
-    found = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (ppid, _, _) in table.items():
-            if ppid in found and pid not in found:
-                found.add(pid)
-                grew = True
-    return found - {root}
-
-
-@dataclass
-class Site:
-    root: Path
-    env: dict[str, str]
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    seen: dict[int, int] = field(default_factory=dict)  # pid → start time: ours, not reused
-    url: str = ""
-
-    def start(self, args: list[str], name: str) -> subprocess.Popen:
-        with open(self.root / f"{name}.log", "wb") as out:
-            proc = subprocess.Popen(
-                args,
-                env=self.env,
-                cwd=self.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own session and group: found and stopped by its id
-            )
-        self.procs.append(proc)
-        return proc
-
-    def ours(self) -> set[int]:
-        """Every live process this test started: its sessions, and their descendants."""
-        table = _table()
-        roots = {p.pid for p in self.procs}
-        found = {pid for pid, (_, sid, _) in table.items() if sid in roots} | (roots & set(table))
-        for pid in list(found):
-            found |= _descendants(pid, table)
-        for pid in found:
-            self.seen.setdefault(pid, table[pid][2])
-        return found
-
-    def alive(self) -> list[int]:
-        self.ours()
-        return [
-            pid
-            for pid, started in self.seen.items()
-            if (stat := _stat(pid)) is not None and stat[2] == started
-        ]
-
-    def kill_tree(self, pid: int) -> list[int]:
-        """SIGKILL a process this test started and every descendant, the parent first (as a
-        machine that loses the process would: nothing left to report the children)."""
-        table = _table()
-        assert pid in self.ours(), f"pid {pid} is not a process this test started"
-        tree = [pid, *sorted(_descendants(pid, table))]
-        for victim in tree:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
-        return tree
-
-    def stop(self) -> None:
-        """SIGTERM to each session's group, SIGKILL after STOP_SECONDS; then any process of
-        ours still alive (a code server or run worker that left the group) by its pid."""
-        self.ours()
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_SECONDS
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_SECONDS)
-        deadline = time.monotonic() + STOP_SECONDS
-        while (left := self.alive()) and time.monotonic() < deadline:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
-
-    def post(self, query: str, variables: dict | None = None) -> tuple[int, dict]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-        try:
-            with opener.open(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
-
-    def launch(self, job: str) -> str:
-        """A run through the queue, as the UI's Launch button does."""
-        params = {"selector": {**REPOSITORY, "jobName": job}, "runConfigData": {}}
-        status, body = self.post(LAUNCH, {"p": params})
-        result = (body.get("data") or {}).get("launchRun") or {}
-        assert status == 200 and result.get("__typename") == "LaunchRunSuccess", (job, body)
-        return result["run"]["runId"]
-
-    def log(self, name: str, chars: int = 3000) -> str:
-        path = self.root / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
 # ---- the instance ---------------------------------------------------------------------------
 
 
@@ -373,50 +228,48 @@ def _messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 # ---- the test -------------------------------------------------------------------------------
 
 
-def test_dead_runs_are_failed_their_slots_freed_and_the_queue_moves(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def instance_settings(request) -> Iterator[tuple[dict, dict[str, str]]]:
+    """(dagster.yaml, environment) of each shipped instance: the default on SQLite, and
+    deploy/dagster.postgres.yaml against a real PostgreSQL server started for the test."""
+    if request.param == "sqlite":
+        yield shipped_settings(), {}
+        return
+    with postgres_server() as pg:
+        yield yaml.safe_load((PROJECT / "deploy" / "dagster.postgres.yaml").read_text()), pg.env
+
+
+def test_dead_runs_are_failed_their_slots_freed_and_the_queue_moves(
+    tmp_path, instance_settings, monkeypatch
+):
     began = time.monotonic()
     home = tmp_path / "dagster_home"
     home.mkdir()
-    settings = shipped_settings()
+    settings, storage_env = instance_settings
     settings["run_monitoring"].update(
         poll_interval_seconds=POLL_SECONDS,
         free_slots_after_run_end_seconds=FREE_SLOTS_AFTER_SECONDS,
         max_runtime_seconds=MAX_RUNTIME_SECONDS,
     )
+    # the scenario fills two run slots with dead runs (Postgres ships more)
+    settings["concurrency"]["runs"]["max_concurrent_runs"] = 2
     (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
     marks = tmp_path / "marks"
     marks.mkdir()
     code = tmp_path / "dead_runs_location.py"
     code.write_text(CODE.format(retry_tags=crash_retry_tags()))
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n"
-        "  - python_file:\n"
-        f"      relative_path: {code.name}\n"
-        f"      location_name: {LOCATION}\n"
-    )
-    # the SQLite schema is created here, before several processes open it at once
-    instance = dg.DagsterInstance.from_config(str(home))
-    instance.get_runs(limit=1)
-    instance.all_instigator_state()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LDP_", "DAGSTER_"))}
-    env |= {"DAGSTER_HOME": str(home), "DEAD_RUNS_MARKS": str(marks)}
+    workspace = workspace_file(tmp_path, code, LOCATION)
+    env = site_env(home, {**storage_env, "DEAD_RUNS_MARKS": str(marks)})
+    for key, value in storage_env.items():  # this process's instance reads them too
+        monkeypatch.setenv(key, value)
+    instance = prepared_instance(home)
 
     def mark(run_id: str, name: str) -> int | None:
         path = marks / f"{run_id}.{name}"
         return int(path.read_text()) if path.exists() and path.read_text() else None
 
-    s = Site(tmp_path, env)
+    s = Site(tmp_path, env, location=LOCATION)
     try:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        s.url = f"http://127.0.0.1:{port}/graphql"
-        web = s.start(
-            [str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1"]
-            + ["-p", str(port)],
-            "webserver",
-        )
         daemon = s.start([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], "daemon")
         # the measured command: a CLI run, in the CLI's own process, on pool embedding_model
         cli = s.start(
@@ -425,14 +278,7 @@ def test_dead_runs_are_failed_their_slots_freed_and_the_queue_moves(tmp_path):
             "materialize",
         )
         deadline = time.monotonic() + START_SECONDS
-        while True:
-            assert web.poll() is None, s.log("webserver")
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                status, body = s.post("{ version }")
-                if status == 200 and body.get("data"):
-                    break
-            assert time.monotonic() < deadline, f"webserver not up:\n{s.log('webserver')}"
-            time.sleep(0.25)
+        s.start_webserver(workspace)
         queued_hold = s.launch("hold_chroma_job")
 
         # both runs started and their steps hold their pools (the slot is claimed before the
