@@ -177,7 +177,8 @@ def crash_at(stage: str, on: int = 2):
 @pytest.mark.parametrize(
     "stage", ["before_write", "mid_write", "after_write_before_commit", "after_commit"]
 )
-def test_crash_at_each_stage_then_restart_with_another_batch_size(setup, stage):
+@pytest.mark.parametrize("restart_batch", [30, 110])  # smaller and larger than the crashed
+def test_crash_at_each_stage_then_restart_with_another_batch_size(setup, stage, restart_batch):
     client, name, lake_root, lake = setup
     produced = events(600)
     ids = {json.loads(v)["event_id"] for v in produced}
@@ -188,7 +189,7 @@ def test_crash_at_each_stage_then_restart_with_another_batch_size(setup, stage):
             KinesisSourceConfig(name, batch_records=70, **base), lake, client, fault=crash_at(stage)
         )
     victim = str(crashed.value)
-    restart = KinesisSourceConfig(name, batch_records=110, **base)
+    restart = KinesisSourceConfig(name, batch_records=restart_batch, **base)
     report = ingest_once(restart, lake, client)
     rewritten = {b.identity for b in report.batches}
     if stage in {"before_write", "mid_write"}:

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -50,6 +51,9 @@ from llm_data_platform.streaming.parse import LineColumns
 if TYPE_CHECKING:
     from llm_data_platform.resources.lake import LakeResource
 
+_SEQUENCE = itemgetter("SequenceNumber")
+_DATA = itemgetter("Data")
+_ARRIVAL = itemgetter("ApproximateArrivalTimestamp")
 THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException"}
 
 
@@ -200,8 +204,7 @@ class _ShardRun:
             response = self._get_records(iterator, limit)
             records = response["Records"]
             iterator = response.get("NextShardIterator")
-            for record in records:
-                batch = self._take(batch, record)
+            batch = self._take(batch, records)
             read += len(records)
             if not records and response.get("MillisBehindLatest", 0) == 0:
                 if batch.pin:  # the pinned range is gone (trimmed): the pin is void
@@ -230,23 +233,30 @@ class _ShardRun:
                 time.sleep(min(5.0, 0.2 * 2**attempt))
         raise AssertionError("unreachable")
 
-    def _take(self, batch: _Open, record: dict) -> _Open:
-        """Add a record; write the batch when it is full or its pinned end is reached."""
-        sequence = record["SequenceNumber"]
-        if batch.pin and not batch.sequences and sequence != batch.pin[0]:
-            batch.pin = None  # the shard moved under us (retention): the pin is void
-        batch.sequences.append(sequence)
-        batch.values.append(record["Data"])
-        batch.stamps.append(record["ApproximateArrivalTimestamp"].timestamp())
-        full = (
-            int(sequence) >= int(batch.pin[1])
-            if batch.pin
-            else len(batch.sequences) >= self.config.batch_records
-        )
-        if not full:
-            return batch
-        self._write(batch)
-        return _Open(self.checkpoint)
+    def _take(self, batch: _Open, records: list[dict]) -> _Open:
+        """Add one GetRecords result, a slice per batch (columns, no per-record branching);
+        write each batch when it is full or its pinned end is reached."""
+        while records:
+            if batch.pin and not batch.sequences and records[0]["SequenceNumber"] != batch.pin[0]:
+                batch.pin = None  # the shard moved under us (retention): the pin is void
+            if batch.pin:
+                end = int(batch.pin[1])
+                n = next(
+                    (k + 1 for k, r in enumerate(records) if int(r["SequenceNumber"]) >= end),
+                    len(records),
+                )
+                full = int(records[n - 1]["SequenceNumber"]) >= end
+            else:
+                n = min(len(records), self.config.batch_records - len(batch.sequences))
+                full = len(batch.sequences) + n >= self.config.batch_records
+            piece, records = records[:n], records[n:]
+            batch.sequences += map(_SEQUENCE, piece)
+            batch.values += map(_DATA, piece)
+            batch.stamps += (t.timestamp() for t in map(_ARRIVAL, piece))
+            if full:
+                self._write(batch)
+                batch = _Open(self.checkpoint)
+        return batch
 
     def _write(self, batch: _Open) -> None:
         """Ledger entry ``writing``, the files, ``written``; then the checkpoint."""
