@@ -132,3 +132,43 @@ def test_a_knowledge_base_without_questions_is_gated_on_its_own_titles(tmp_path)
     assert (
         chroma.live_collection(embeddings.model_id, embeddings.dimension).metadata["version"] == 1
     )
+
+
+def test_after_the_first_promotion_a_build_syncs_only_what_changed(tmp_path):
+    """The first build fills both slots; the next day's document edits then reach the other
+    slot as the changed chunks alone — not every chunk into an empty slot — and each slot
+    holds exactly its version's chunks (the manifest)."""
+    from llm_data_platform.defs.rag.index import existing_entries, read_manifest
+
+    platform = make_platform(tmp_path)
+    chroma, embeddings, lake = (platform.resources[k] for k in ("chroma", "embeddings", "lake"))
+    assert materialize_daily(platform, DAYS[:1]).success
+    first = _index_run(platform)
+    assert first.success
+    meta = first.asset_materializations_for_node("rag_index")[0].metadata
+    total = meta["chunks_in_index"].value
+    assert meta["upserted"].value == meta["standby_upserted"].value == total > 0
+    before = read_manifest(lake)
+
+    assert materialize_daily(platform, DAYS[1:]).success  # edits, additions, a deletion
+    second = _index_run(platform)
+    assert second.success
+    meta = second.asset_materializations_for_node("rag_index")[0].metadata
+    after = read_manifest(lake)
+    old = set(zip(before["chunk_id"].to_pylist(), before["version"].to_pylist(), strict=True))
+    new = set(zip(after["chunk_id"].to_pylist(), after["version"].to_pylist(), strict=True))
+    changed, gone = new - old, {c for c, _ in old} - {c for c, _ in new}
+    assert changed and meta["upserted"].value == len(changed) < len(new)
+    assert meta["deleted"].value == len(gone) and meta["standby_upserted"].value == 0
+
+    live = chroma.live_collection(embeddings.model_id, embeddings.dimension)
+    assert live.metadata["version"] == 2
+    held = {
+        slot: existing_entries(
+            chroma.get_collection(embeddings.model_id, embeddings.dimension, slot=slot)
+        )
+        for slot in ("blue", "green")
+    }
+    assert {(c, m["version"]) for c, m in held[live.metadata["slot"]].items()} == new
+    rollback = "blue" if live.metadata["slot"] == "green" else "green"
+    assert {(c, m["version"]) for c, m in held[rollback].items()} == old

@@ -172,6 +172,26 @@ def _sync_slot(
     return _SyncOutcome(slot, version, collection, upserted, len(to_delete), unchanged)
 
 
+def _seed_standby(
+    context: dg.AssetExecutionContext,
+    con: "duckdb_lib.DuckDBPyConnection",
+    chroma: ChromaResource,
+    embeddings: EmbeddingsResource,
+    desired: _DesiredChunks,
+    live: Any,
+    outcome: _SyncOutcome,
+) -> int:
+    """While nothing is live, the other slot gets the same chunks as the first candidate, so
+    the build after the first promotion syncs only what changed (not every chunk into an
+    empty slot); once a version is live, the other slot holds the previous one (rollback) and
+    each build syncs the slot it overwrites by the difference. Chunks upserted here."""
+    if live is not None:
+        return 0
+    other = _other(outcome.slot)
+    seeded = _sync_slot(context, con, chroma, embeddings, desired, other, outcome.version)
+    return seeded.upserted
+
+
 def _write_manifest(lake: LakeResource, desired: pa.Table) -> None:
     """What the index should hold (chunk, document, version, hash), for checks and readers
     that must not query Chroma."""
@@ -233,6 +253,7 @@ def rag_index(
             # Nothing changed since the live version: no new version, nothing to evaluate.
             slot, version = str(live_meta["slot"]), int(live_meta.get("version", 0))
             outcome = _SyncOutcome(slot, version, live, 0, 0, len(desired.ids))
+            standby = 0
             context.log.info(f"index unchanged: live version {version} ({slot}) holds it all")
         else:
             slot, version = _next_slot_and_version(live, live_meta)
@@ -240,6 +261,7 @@ def rag_index(
             # only the candidate slot was touched, the live version serves on.
             with chroma.reachable():
                 outcome = _sync_slot(context, con, chroma, embeddings, desired, slot, version)
+                standby = _seed_standby(context, con, chroma, embeddings, desired, live, outcome)
     _write_manifest(lake, desired.table)
     is_live = live is not None and outcome.collection.name == live.name
     candidate = _record_candidate_version(lake, outcome, model_id, is_live)
@@ -253,6 +275,7 @@ def rag_index(
             "upserted": outcome.upserted,
             "deleted": outcome.deleted,
             "unchanged": outcome.unchanged,
+            "standby_upserted": standby,
             "manifest": dg.MetadataValue.path(lake.uri(manifest_path(lake))),
             "collection": outcome.collection.name,
             "embedding_model": model_id,
