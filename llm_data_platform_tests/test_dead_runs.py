@@ -20,15 +20,17 @@ Then run monitoring frees the pool slots of a finished run ``free_slots_after_ru
 after its end (checked every ``poll_interval_seconds``), and the queue starts what was waiting.
 
 Here a real ``dagster-daemon run`` and ``dagster-webserver`` (each in its own session, a temp
-DAGSTER_HOME with the project's dagster.yaml) serve a test-only code location written into the
-temp dir. Two runs fill both run slots, each with a step holding a pool: a queued run
-(``hold_chroma_job``, launched through GraphQL, retried on a crash with the ingest jobs' retry
-tags) and a ``dagster asset materialize`` of an asset on pool ``embedding_model``. Four more
-runs wait in the queue: one per pool, one on no pool, one that raises. The test SIGKILLs both
-dead runs' process trees (only processes it started) and asserts, with no operator action: the
-queued run is FAILURE within seconds and retried, the CLI run is FAILURE after the max runtime,
-each pool slot is freed within the stated bound after its run's end, and every waiting run then
-starts (only after what blocked it went away) and succeeds; the failing run is not retried.
+DAGSTER_HOME with the project's dagster.yaml, or deploy/dagster.postgres.yaml against a
+PostgreSQL server the fixture starts: the test runs on both) serve a test-only code location
+written into the temp dir. Two runs fill both run slots (two, on either instance), each with a
+step holding a pool: a queued run (``hold_chroma_job``, launched through GraphQL, retried on a
+crash with the ingest jobs' retry tags) and a ``dagster asset materialize`` of an asset on pool
+``embedding_model``. Four more runs wait in the queue: one per pool, one on no pool, one that
+raises. The test SIGKILLs both dead runs' process trees (only processes it started) and
+asserts, with no operator action: the queued run is FAILURE within seconds and retried, the CLI
+run is FAILURE after the max runtime, each pool slot is freed within the stated bound after its
+run's end, and every waiting run then starts (only after what blocked it went away) and
+succeeds; the failing run is not retried.
 
 Timing. The shipped dagster.yaml polls every 10 s and frees slots 20 s after a run's last
 update: a dead queued run is FAILURE in ~1 s and its slots are free within 0.5 + 5 (the retry
