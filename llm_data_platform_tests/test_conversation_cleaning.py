@@ -100,6 +100,8 @@ def test_output_schema_is_exact(mixed) -> None:
         "source_line",
         "reason",
         "content",
+        "duplicate_of",
+        "similarity",
     ]
 
 

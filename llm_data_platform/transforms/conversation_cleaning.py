@@ -10,6 +10,11 @@ dropped list with a reason, steps that change rows count what they changed. Orde
   (e) score quality, drop garbage                       - "low_quality:<family>" from quality
   (f) drop repeated content within a turn: same (conversation_id, turn_index, role,
       content_hash), the hash ignoring case and spacing                   - "duplicate_content"
+  (f2) drop copies across conversations and days (``cross_dedup.py``): whole conversations
+      that are near copies, exact content seen before, near copies of messages
+      - "near_duplicate_conversation", "duplicate_content_elsewhere",
+        "duplicate_content_history", "near_duplicate", "near_duplicate_history"; the dropped
+        row names the kept representative (``duplicate_of``) and the similarity
   (g) tag language                                                        - "language_<code>"
 
 counts: received, kept, normalised, dropped_<reason> for every reason in ``DROP_REASONS``
@@ -31,6 +36,7 @@ received row is either in ``clean`` or in ``dropped``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,6 +46,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform import schemas
+from llm_data_platform.transforms.cross_dedup import (
+    CROSS_REASONS,
+    DedupConfig,
+    DedupState,
+    find_cross_duplicates,
+)
 from llm_data_platform.transforms.dedup import content_hash, first_occurrence_mask
 from llm_data_platform.transforms.language import DEFAULT_LANGUAGES, UNDETERMINED, detect_language
 from llm_data_platform.transforms.pii import PII_KINDS, redact_pii
@@ -58,7 +70,13 @@ EMPTY = "empty"
 DUPLICATE_CONTENT = "duplicate_content"
 LOW_QUALITY = "low_quality"  # dropped reason "low_quality:<family>", family from quality.py
 LOW_QUALITY_REASONS: tuple[str, ...] = tuple(f"{LOW_QUALITY}:{r}" for r in GARBAGE_REASONS)
-DROP_REASONS: tuple[str, ...] = (DUPLICATE_EVENT, EMPTY, *LOW_QUALITY_REASONS, DUPLICATE_CONTENT)
+DROP_REASONS: tuple[str, ...] = (
+    DUPLICATE_EVENT,
+    EMPTY,
+    *LOW_QUALITY_REASONS,
+    DUPLICATE_CONTENT,
+    *CROSS_REASONS,
+)
 CONVERSATION_COUNTS: tuple[str, ...] = (
     "conversations_scored",
     "conversations_with_junk",
@@ -76,6 +94,10 @@ DROPPED_SCHEMA = pa.schema(
         # content, but that would copy PII into a second table that nothing redacts or expires;
         # source_file/source_line point at the raw record for anyone allowed to see it.
         ("content", pa.string()),
+        # dedup reasons: the kept representative (event id; conversation id for a whole
+        # conversation) and the similarity to it (exact Jaccard, or the index's estimate)
+        ("duplicate_of", pa.string()),
+        ("similarity", pa.float32()),
     ]
 )
 
@@ -91,6 +113,9 @@ class CleaningConfig:
     languages: tuple[str, ...] | None = DEFAULT_LANGUAGES  # None = all of py3langid's labels
     language_min_confidence: float = 0.0
     quality: QualityConfig = DEFAULT_QUALITY  # thresholds of the chat rules (quality.py)
+    dedup: DedupConfig = DedupConfig()  # across conversations and days (cross_dedup.py)
+    # the indexes a day's chunks share (and earlier days fill); None: this batch alone
+    dedup_state: DedupState | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +125,7 @@ class CleaningResult:
     clean: pa.Table
     dropped: pa.Table
     counts: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
 
 @dataclass(frozen=True)
@@ -159,10 +185,12 @@ def _value_counts(arr: pa.Array | pa.ChunkedArray) -> dict[str, int]:
     )
 
 
-def _dropped_rows(table: pa.Table, reason: pa.Array | str) -> pa.Table:
-    reasons = (
-        pa.array([reason] * table.num_rows, pa.string()) if isinstance(reason, str) else reason
-    )
+def _dropped_rows(
+    table: pa.Table, reason: pa.Array | str, extra: tuple[pa.Array, pa.Array] | None = None
+) -> pa.Table:
+    n = table.num_rows
+    reasons = pa.array([reason] * n, pa.string()) if isinstance(reason, str) else reason
+    duplicate_of, similarity = extra or (pa.nulls(n, pa.string()), pa.nulls(n, pa.float32()))
     return pa.table(
         {
             "event_id": table["event_id"],
@@ -170,19 +198,31 @@ def _dropped_rows(table: pa.Table, reason: pa.Array | str) -> pa.Table:
             "source_line": table["source_line"],
             "reason": reasons,
             "content": table["content"],
+            "duplicate_of": duplicate_of,
+            "similarity": similarity,
         },
         schema=DROPPED_SCHEMA,
     )
 
 
-def _drop(batch: Batch, drop: pa.Array, reason: pa.Array | str, *, redacted: bool) -> Batch:
-    """Move the ``drop`` rows out of the table, counting them under ``dropped_<reason>``."""
+def _drop(
+    batch: Batch,
+    drop: pa.Array,
+    reason: pa.Array | str,
+    *,
+    redacted: bool,
+    extra: tuple[pa.Array, pa.Array] | None = None,
+) -> Batch:
+    """Move the ``drop`` rows out of the table, counting them under ``dropped_<reason>``;
+    ``extra``: (duplicate_of, similarity) per row of the table."""
     drop = pc.fill_null(drop, False)
     removed = batch.table.filter(drop)
     if removed.num_rows == 0:
         return batch
     reasons = reason if isinstance(reason, str) else pc.filter(reason, drop)
-    rows = _dropped_rows(removed, reasons)
+    if extra is not None:
+        extra = (pc.filter(extra[0], drop), pc.filter(extra[1], drop))
+    rows = _dropped_rows(removed, reasons, extra)
     counts = batch.counts.copy()
     for value, n in _value_counts(rows["reason"]).items():
         counts[f"dropped_{value}"] += n
@@ -290,6 +330,17 @@ def drop_duplicate_content(batch: Batch, config: CleaningConfig) -> Batch:
     return _drop(replace(batch, table=table), duplicate, DUPLICATE_CONTENT, redacted=True)
 
 
+def drop_cross_duplicates(batch: Batch, config: CleaningConfig) -> Batch:
+    """(f2) Copies across conversations and days (``cross_dedup.py``); with no shared
+    ``dedup_state`` the batch is compared with itself only."""
+    if not config.dedup.enabled:
+        return batch
+    state = config.dedup_state if config.dedup_state is not None else DedupState(config.dedup)
+    found = find_cross_duplicates(batch.table, state)
+    extra = (found.duplicate_of, found.similarity)
+    return _drop(batch, pc.is_valid(found.reason), found.reason, redacted=True, extra=extra)
+
+
 def tag_language(batch: Batch, config: CleaningConfig) -> Batch:
     """(g) ISO 639-1 language of each message; "und" for feedback and short text."""
     is_msg, content = _message_content(batch.table)
@@ -310,6 +361,7 @@ STEPS: tuple[Step, ...] = (
     redact,
     score_quality,
     drop_duplicate_content,
+    drop_cross_duplicates,
     tag_language,
 )
 
@@ -350,10 +402,16 @@ def clean_conversations(
 ) -> CleaningResult:
     """Run the cleaning steps over one batch of raw conversation events (see module doc)."""
     batch = Batch(table=_conform_raw(raw))
+    seconds: dict[str, float] = {}
     for step in steps:
+        started = time.perf_counter()
         batch = step(batch, config)
+        seconds[step.__name__] = time.perf_counter() - started
     clean = batch.table.select(schemas.CONVERSATIONS_CLEAN.names).cast(schemas.CONVERSATIONS_CLEAN)
     counts = _finish_counts(batch, raw.num_rows, clean)
     return CleaningResult(
-        clean=clean.combine_chunks(), dropped=_redacted_dropped(batch), counts=counts
+        clean=clean.combine_chunks(),
+        dropped=_redacted_dropped(batch),
+        counts=counts,
+        seconds=seconds,
     )

@@ -45,7 +45,9 @@ quality filters deal with them).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +63,11 @@ from llm_data_platform.transforms.shingles import (
 )
 
 __all__ = [
+    "Clusters",
+    "NearDupParams",
     "NearDupResult",
+    "band_keys",
+    "cluster_texts",
     "conversation_texts",
     "exact_jaccard",
     "lsh_params",
@@ -69,6 +75,7 @@ __all__ = [
     "near_duplicate_mask",
     "normalize_for_matching",
     "shingle_hashes",
+    "signature_agreement",
 ]
 
 _U64 = np.uint64
@@ -151,6 +158,46 @@ def minhash_signatures(
     return sig
 
 
+_EMPTY = np.uint32(0xFFFFFFFF)
+_ROTATION = np.uint32(0x9E3779B1)  # offset per bin of distance of a borrowed value
+
+
+def oph_signatures(
+    offsets: np.ndarray, hashes: np.ndarray, num_perm: int = 128, seed: int = 1
+) -> np.ndarray:
+    """One-permutation MinHash densified by rotation (Shrivastava and Li, ICML 2014): every
+    shingle hash goes to one of ``num_perm`` bins and each bin keeps its smallest value, one
+    pass over the shingles instead of one per permutation; an empty bin takes the value of
+    the next filled bin to its right (circularly) plus ``_ROTATION`` times the distance,
+    which keeps the collision probability of every position equal to the Jaccard similarity.
+    Rows of texts without shingles stay all 2^32-1."""
+    n = len(offsets) - 1
+    sig = np.full(n * num_perm, _EMPTY, dtype=np.uint32)
+    counts = np.diff(offsets)
+    if len(hashes):
+        h = _fmix64(hashes ^ _U64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF))
+        bins = (((h >> _U64(32)) * _U64(num_perm)) >> _U64(32)).astype(np.int64)
+        rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+        np.minimum.at(sig, rows * num_perm + bins, (h & _MASK32).astype(np.uint32))
+    sig = sig.reshape(n, num_perm)
+    empty = sig == _EMPTY
+    empty[counts == 0] = False  # nothing to borrow from
+    if not empty.any():
+        return sig
+    cols = np.arange(num_perm, dtype=np.int32)
+    for r0 in range(0, n, 8192):  # blocks: the (rows, 2 x bins) index stays small
+        block = slice(r0, r0 + 8192)
+        here = np.where(empty[block] | (sig[block] == _EMPTY), 2 * num_perm, cols)
+        both = np.concatenate([here, here + num_perm], axis=1)
+        nxt = np.minimum.accumulate(both[:, ::-1], axis=1)[:, ::-1][:, :num_perm]
+        r, c = np.nonzero(empty[block])
+        source = nxt[r, c]
+        distance = (source - c).astype(np.uint32)
+        part = sig[block]
+        part[r, c] = part[r, source % num_perm] + distance * _ROTATION
+    return sig
+
+
 @functools.lru_cache(maxsize=32)
 def lsh_params(threshold: float, num_perm: int, recall: float = _LSH_RECALL) -> tuple[int, int]:
     """(bands, rows): the most selective banding for which a pair with Jaccard == threshold
@@ -163,53 +210,63 @@ def lsh_params(threshold: float, num_perm: int, recall: float = _LSH_RECALL) -> 
     return best
 
 
-def _in_shared_buckets(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """True for every signature that shares at least one LSH band bucket with another.
-
-    The LSH index can only return a candidate for such a text, so the others need not visit
-    it at all. Band values are folded to 64-bit keys; a key collision can only add a text.
-    """
-    n = len(sig)
-    shared = np.zeros(n, dtype=bool)
-    if n < 2:
-        return shared
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per LSH band (``rows`` signature values folded with an avalanching
+    mix): two texts share a bucket of a band when their keys are equal. A key collision of
+    different values can only add a candidate, which verification then rejects."""
+    keys = np.zeros((len(sig), bands), dtype=_U64)
     for band in range(bands):
-        key = np.zeros(n, dtype=_U64)
+        key = np.full(len(sig), _U64(band), dtype=_U64)
         for col in range(band * rows, (band + 1) * rows):
             key = _fmix64(key ^ sig[:, col].astype(_U64))
-        order = np.argsort(key, kind="stable")
-        ordered = key[order]
+        keys[:, band] = key
+    return keys
+
+
+def _bucket_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (earlier, later) from band buckets, at most two per text and band:
+    each text to the text before it in the bucket and to the bucket's first text. A bucket of
+    10^5 copies of one text then costs 2 x 10^5 pairs, not 10^10; a true pair lost to a
+    stranger between them in one bucket is found in another band (or through the chain)."""
+    firsts, seconds = [], []
+    if len(keys) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for band in range(keys.shape[1]):
+        order = np.argsort(keys[:, band], kind="stable")  # bucket by bucket, texts in order
+        ordered = keys[order, band]
         same = ordered[1:] == ordered[:-1]
-        shared[order[1:][same]] = True
-        shared[order[:-1][same]] = True
-    return shared
+        later = order[1:][same]
+        firsts.append(order[:-1][same])
+        seconds.append(later)
+        run = np.cumsum(np.concatenate([[True], ~same]))  # bucket number of each position
+        head = order[np.flatnonzero(np.concatenate([[True], ~same]))][run - 1]
+        head_of_later = head[1:][same]
+        far = head_of_later != firsts[-1]
+        firsts.append(head_of_later[far])
+        seconds.append(later[far])
+    if not firsts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64)
+    packed = np.unique(a * (len(keys) + 1) + b)
+    return packed // (len(keys) + 1), packed % (len(keys) + 1)
 
 
-class _BandIndex:
-    """Every LSH band's buckets as member lists sorted by text: the members of a text's
-    buckets that come before it are exactly what an LSH index holding the earlier texts
-    returns for it (bucket = exact equality of the band's values), in arrays, not dicts."""
+def signature_agreement(left: np.ndarray, right: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """Share of equal values of row pairs of two signature arrays: MinHash's estimate of the
+    Jaccard similarity (standard deviation sqrt(J(1-J)/num_perm), <= 0.044 at 128)."""
+    out = np.empty(len(left), np.float32)
+    for start in range(0, len(left), block):
+        end = start + block
+        out[start:end] = (left[start:end] == right[start:end]).mean(axis=1)
+    return out
 
-    def __init__(self, sig: np.ndarray, members: np.ndarray, bands: int, rows: int) -> None:
-        self.parts = []
-        for band in range(bands):
-            block = np.ascontiguousarray(sig[members, band * rows : (band + 1) * rows])
-            _, bucket = np.unique(block, axis=0, return_inverse=True)
-            bucket = bucket.ravel().astype(np.int32)
-            order = np.argsort(bucket, kind="stable")  # grouped by bucket, texts in order
-            starts = np.concatenate([[0], np.cumsum(np.bincount(bucket))[:-1]]).astype(np.int64)
-            rank = np.empty(len(members), np.int32)
-            rank[order] = np.arange(len(members)) - starts[bucket[order]]
-            self.parts.append((members[order], starts, bucket, rank))
 
-    def earlier(self, position: int) -> np.ndarray:
-        """Sorted text indices sharing a bucket with the ``position``-th member, before it."""
-        found = [
-            grouped[starts[bucket[position]] : starts[bucket[position]] + rank[position]]
-            for grouped, starts, bucket, rank in self.parts
-            if rank[position]
-        ]
-        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a sort beats ``np.unique``'s hashing on a text's few hundred)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
 
 
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -234,27 +291,57 @@ def _as_arrow_texts(
     return pa.array(list(texts), pa.string())
 
 
+# Shingle hashes (4 bytes each) a batch keeps for the exact check instead of hashing its
+# candidates' texts again; a bigger batch (a day of long conversations) re-hashes them.
+_KEEP_SHINGLES = 50_000_000
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_SIG_BLOCK = SHINGLE_BLOCK // 2
+
+
+def _sign_block(
+    texts: pa.Array | pa.ChunkedArray, params: NearDupParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    offsets, hashes = shingle_hashes(texts, params.shingle)
+    sign = oph_signatures if params.scheme == "oph" else minhash_signatures
+    return sign(offsets, hashes, params.num_perm, params.seed), offsets, hashes
+
+
 def _signatures(
-    texts: pa.Array | pa.ChunkedArray, shingle: int, num_perm: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(MinHash signatures, shingle count) of every text, a block of texts at a time: the
-    shingle hashes of the whole input (8 bytes per word) are never held at once."""
+    texts: pa.Array | pa.ChunkedArray, params: NearDupParams
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """(MinHash signatures, shingle count, kept shingles) of every text, blocks of texts on
+    ``_THREADS`` threads (Arrow and numpy release the GIL): the shingle hashes of the whole
+    input are kept (their top 32 bits, as (offsets, hashes)) only up to ``_KEEP_SHINGLES``."""
     n = len(texts)
-    sig = np.empty((n, num_perm), dtype=np.uint32)
+    sig = np.empty((n, params.num_perm), dtype=np.uint32)
     counts = np.zeros(n, dtype=np.int64)
-    for start in range(0, n, SHINGLE_BLOCK):
-        offsets, hashes = shingle_hashes(texts.slice(start, SHINGLE_BLOCK), shingle)
-        stop = start + len(offsets) - 1
-        sig[start:stop] = minhash_signatures(offsets, hashes, num_perm, seed)
-        counts[start:stop] = np.diff(offsets)
-    return sig, counts
+    kept: list[np.ndarray] | None = []
+    total = 0
+    starts = range(0, n, _SIG_BLOCK)
+    with ThreadPoolExecutor(_THREADS) as pool:
+        blocks = pool.map(lambda st: _sign_block(texts.slice(st, _SIG_BLOCK), params), starts)
+        for start, (block_sig, offsets, hashes) in zip(starts, blocks, strict=True):
+            stop = start + len(offsets) - 1
+            sig[start:stop] = block_sig
+            counts[start:stop] = np.diff(offsets)
+            total += len(hashes)
+            if kept is not None and total <= _KEEP_SHINGLES:
+                kept.append((hashes >> _U64(32)).astype(np.uint32))
+            else:
+                kept = None
+    if kept is None:
+        return sig, counts, None
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return sig, counts, (offsets, np.concatenate(kept) if kept else np.zeros(0, np.uint32))
 
 
 def _member_shingles(
     texts: pa.Array | pa.ChunkedArray, members: np.ndarray, shingle: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle hashes of the ``members`` (sorted indices) only, for the exact check: the texts
-    that can have a near-duplicate, taken a block at a time (no copy of the input)."""
+    """Shingle hashes (top 32 bits) of the ``members`` (sorted indices) only, for the exact
+    check: the texts that can have a near-duplicate, a block at a time (no copy of the
+    input). 32 bits: two different shingles of a pair collide with probability ~1e-5."""
     offsets, hashes = [np.zeros(1, np.int64)], []
     for start in range(0, len(texts), SHINGLE_BLOCK):
         lo, hi = np.searchsorted(members, [start, start + SHINGLE_BLOCK])
@@ -263,67 +350,59 @@ def _member_shingles(
         local = pa.array(members[lo:hi] - start, pa.int64())
         o, h = shingle_hashes(texts.slice(start, SHINGLE_BLOCK).take(local), shingle)
         offsets.append(o[1:] + offsets[-1][-1])
-        hashes.append(h)
+        hashes.append((h >> _U64(32)).astype(np.uint32))
     if not hashes:
-        return np.zeros(1, np.int64), np.zeros(0, _U64)
+        return np.zeros(1, np.int64), np.zeros(0, np.uint32)
     return np.concatenate(offsets), np.concatenate(hashes)
 
 
-def _estimate_screen(
-    sig: np.ndarray, members: np.ndarray, earlier: np.ndarray, position: int, floor: float
-) -> list[int]:
-    """The ``earlier`` texts whose signature agrees with member ``position``'s on at least
-    ``floor`` of the permutations; a slice at a time (a crowded bucket can return 10^5)."""
-    mine = sig[position]
-    found: list[int] = []
-    for start in range(0, len(earlier), 8192):
-        part = earlier[start : start + 8192]
-        estimate = (sig[np.searchsorted(members, part)] == mine).mean(axis=1)
-        found += part[estimate >= floor].tolist()
-    return found
+@dataclass(frozen=True)
+class NearDupParams:
+    """What makes two texts near-duplicates, and how hard LSH looks for them."""
+
+    threshold: float = 0.8  # exact Jaccard of the shingle sets that links two texts
+    num_perm: int = 128  # MinHash permutations
+    shingle: int = 5  # words per shingle (character shingles for shorter texts)
+    seed: int = 1
+    bands: int = 0  # LSH bands; 0: chosen from threshold and num_perm (``lsh_params``)
+    scheme: str = "affine32"  # "affine32" (datasketch's, num_perm passes) or "oph" (one pass)
+
+    def __post_init__(self) -> None:
+        if self.scheme not in {"affine32", "oph"}:
+            raise ValueError("scheme must be 'affine32' or 'oph'")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError("threshold must be in (0, 1]")
+        if self.num_perm < 2:
+            raise ValueError("num_perm must be >= 2")
+        if self.bands < 0 or self.bands > self.num_perm:
+            raise ValueError("bands must be in [0, num_perm]")
+
+    @property
+    def banding(self) -> tuple[int, int]:
+        """(bands, rows per band)."""
+        if self.bands:
+            return self.bands, self.num_perm // self.bands
+        return lsh_params(self.threshold, self.num_perm)
 
 
-def near_duplicate_mask(
-    texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
-    ids: Sequence[str],
-    threshold: float = 0.8,
-    num_perm: int = 128,
-    shingle: int = 5,
-    seed: int = 1,
-) -> NearDupResult:
-    """Find near-duplicate clusters; keep the first text of each cluster in input order.
+@dataclass
+class Clusters:
+    """Near-duplicate clusters of a batch, keep-first in input order (``cluster_texts``)."""
 
-    Two texts are linked when the exact Jaccard similarity of their shingle sets is >=
-    `threshold`; a cluster is a connected group of links. `duplicate_of[i]` is the id of the
-    first text of i's cluster. Candidate pairs come from MinHash LSH (see the module
-    docstring). Deterministic: the same input and parameters always give the same result.
-    """
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError("threshold must be in (0, 1]")
-    if num_perm < 2:
-        raise ValueError("num_perm must be >= 2")
-    ids = list(ids)
-    texts = _as_arrow_texts(texts)
-    if len(ids) != len(texts):
-        raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
-    n = len(texts)
-    sig, n_shingles = _signatures(texts, shingle, num_perm, seed)
-    bands, rows = lsh_params(threshold, num_perm)
-    in_play = _in_shared_buckets(sig, bands, rows) & (n_shingles > 0)
-    members = np.flatnonzero(in_play)
-    index = _BandIndex(sig, members, bands, rows)
-    sig = sig[members]  # only texts in play are ever compared: the rest is freed
-    m_offsets, m_hashes = _member_shingles(texts, members, shingle)
-    sets: dict[int, np.ndarray] = {}
+    root: np.ndarray  # int64 per text: the first text of its cluster (itself when kept)
+    similarity: np.ndarray  # float32: exact Jaccard with ``root`` (nan when kept)
+    signatures: np.ndarray  # uint32 (n, num_perm), for an index of representatives
+    n_shingles: np.ndarray  # int64 shingles per text (0: nothing to compare)
+    candidates: int  # pairs proposed by the LSH buckets
+    pairs_checked: int  # pairs whose exact Jaccard was computed
 
-    def shingle_set(i: int) -> np.ndarray:
-        if i not in sets:
-            p = int(np.searchsorted(members, i))
-            sets[i] = np.unique(m_hashes[m_offsets[p] : m_offsets[p + 1]])
-        return sets[i]
 
-    # union-find whose root is always the smallest (earliest) index of the cluster
-    parent = list(range(n))
+def _union_verified(
+    a: np.ndarray, b: np.ndarray, n: int, verify: Callable[[int, int], bool]
+) -> tuple[np.ndarray, int]:
+    """Components of the pairs that ``verify`` accepts, rooted at their smallest index; a pair
+    already in one component is not verified again (a cluster of k copies costs ~k checks)."""
+    parent = np.arange(n)
 
     def find(i: int) -> int:
         root = i
@@ -333,31 +412,94 @@ def near_duplicate_mask(
             parent[i], i = root, parent[i]
         return root
 
-    candidates = pairs_checked = 0
-    for position, i in enumerate(members.tolist()):
-        earlier = index.earlier(position)  # what an LSH index of the texts before i returns
-        candidates += len(earlier)
-        found: list[int] = []
-        if len(earlier):  # the signatures' own estimate first, vectorised: most end here
-            found = _estimate_screen(sig, members, earlier, position, threshold - ESTIMATE_MARGIN)
-        for j in found:
-            ri, rj = find(i), find(j)
-            if ri == rj:  # already in one cluster: no need to compare
-                continue
-            pairs_checked += 1
-            if exact_jaccard(shingle_set(i), shingle_set(j)) >= threshold:
-                parent[max(ri, rj)] = min(ri, rj)
+    checked = 0
+    for i, j in zip(a.tolist(), b.tolist(), strict=True):
+        ri, rj = find(i), find(j)
+        if ri == rj:
+            continue
+        checked += 1
+        if verify(i, j):
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(n)], dtype=np.int64), checked
 
-    keep = [True] * n
-    duplicate_of: list[str | None] = [None] * n
-    similarity: list[float | None] = [None] * n
-    for i in range(n):
-        root = find(i)
-        if root != i:
-            keep[i] = False
-            duplicate_of[i] = ids[root]
-            similarity[i] = exact_jaccard(shingle_set(i), shingle_set(root))
-    return NearDupResult(keep, duplicate_of, pairs_checked, candidates, similarity)
+
+def cluster_texts(
+    texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
+    params: NearDupParams = NearDupParams(),
+    eligible: np.ndarray | None = None,
+) -> Clusters:
+    """Near-duplicate clusters of ``texts`` (see the module doc): LSH candidates from band
+    buckets, screened by the signatures' estimate, verified by exact Jaccard, merged into
+    components whose first text is kept. Texts outside ``eligible`` (and empty ones) are
+    always kept and never linked."""
+    texts = _as_arrow_texts(texts)
+    n = len(texts)
+    sig, n_shingles, kept = _signatures(texts, params)
+    in_play = n_shingles > 0 if eligible is None else (n_shingles > 0) & eligible
+    members = np.flatnonzero(in_play)
+    bands, rows = params.banding
+    a, b = _bucket_edges(band_keys(sig[members], bands, rows))
+    candidates = len(a)
+    estimate = signature_agreement(sig[members[a]], sig[members[b]])
+    screened = estimate >= params.threshold - ESTIMATE_MARGIN
+    a, b = a[screened], b[screened]
+    involved = np.unique(np.concatenate([a, b]))
+    if kept is not None:  # the batch's own shingles, indexed by text
+        m_offsets, m_hashes = kept
+        slot = members
+    else:
+        m_offsets, m_hashes = _member_shingles(texts, members[involved], params.shingle)
+        slot = np.full(len(members), -1, np.int64)
+        slot[involved] = np.arange(len(involved))
+    sets: dict[int, np.ndarray] = {}
+
+    def shingle_set(p: int) -> np.ndarray:  # p: a member position
+        if p not in sets:
+            q = int(slot[p])
+            sets[p] = _unique(m_hashes[m_offsets[q] : m_offsets[q + 1]])
+        return sets[p]
+
+    def verify(i: int, j: int) -> bool:
+        return exact_jaccard(shingle_set(i), shingle_set(j)) >= params.threshold
+
+    member_root, checked = _union_verified(a, b, len(members), verify)
+    root = np.arange(n, dtype=np.int64)
+    root[members] = members[member_root]
+    similarity = np.full(n, np.nan, np.float32)
+    for p in np.flatnonzero(member_root != np.arange(len(members))).tolist():
+        similarity[members[p]] = exact_jaccard(shingle_set(p), shingle_set(int(member_root[p])))
+    return Clusters(root, similarity, sig, n_shingles, candidates, checked)
+
+
+def near_duplicate_mask(
+    texts: Sequence[str | None] | pa.Array | pa.ChunkedArray,
+    ids: Sequence[str],
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    shingle: int = 5,
+    seed: int = 1,
+    scheme: str = "affine32",
+) -> NearDupResult:
+    """Find near-duplicate clusters; keep the first text of each cluster in input order.
+
+    Two texts are linked when the exact Jaccard similarity of their shingle sets is >=
+    `threshold`; a cluster is a connected group of links. `duplicate_of[i]` is the id of the
+    first text of i's cluster. Candidate pairs come from MinHash LSH (see the module
+    docstring). Deterministic: the same input and parameters always give the same result.
+    """
+    params = NearDupParams(threshold, num_perm, shingle, seed, scheme=scheme)
+    ids = list(ids)
+    texts = _as_arrow_texts(texts)
+    if len(ids) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
+    found = cluster_texts(texts, params)
+    n = len(ids)
+    dropped = found.root != np.arange(n)
+    keep = (~dropped).tolist()
+    roots = found.root.tolist()
+    duplicate_of = [ids[r] if d else None for r, d in zip(roots, dropped.tolist(), strict=True)]
+    similarity = [None if k else x for x, k in zip(found.similarity.tolist(), keep, strict=True)]
+    return NearDupResult(keep, duplicate_of, found.pairs_checked, found.candidates, similarity)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,367 @@
+"""Duplicates across conversations and across days: whole conversations, exact content, near
+copies. Dagster-free; the clean step calls ``find_cross_duplicates`` once per chunk.
+
+Within a turn, repeats are dropped earlier (``duplicate_content``). This step goes further,
+in this order, each on what the one before left:
+
+1. A conversation of at least two messages whose text ("role: content" lines) is a near
+   copy of an earlier conversation: all its rows go, ``near_duplicate_conversation``.
+2. A message with the same ``content_hash`` (case and spacing ignored) as an earlier kept
+   message of any conversation: ``duplicate_content_elsewhere`` (same day) or
+   ``duplicate_content_history`` (an earlier day).
+3. A message whose word shingles are a near copy of an earlier kept message:
+   ``near_duplicate`` (same day) or ``near_duplicate_history``.
+
+Only messages (and conversations) of at least ``min_words`` words take part: "thanks", "ok"
+and one-line questions recur in every conversation as turn-taking, not as copied content,
+and dropping them would break the conversations they belong to.
+
+"Earlier" is the order the day is read in (conversation id, then time; within a batch this
+step sorts so, whatever the input order); every earlier day comes before. The kept message is
+the representative of its cluster; a dropped row names it (``duplicate_of``: an event id, a
+conversation id for step 1) and its similarity (exact Jaccard within a chunk, the signature
+estimate against an index, 1.0 for exact content).
+
+Parameters were chosen on the measured similarity distribution of ``benchmarks/
+bench_curation.py`` (support chat, 20-400 words): word 2-gram Jaccard of a 3-5% word edit has
+median 0.87 (1st percentile 0.78), 5-7.5% 0.81 (0.68), 7.5-10% 0.75 (0.67), format-only
+edits 1.0; unrelated messages reach at most 0.36 (mean 0.013). A threshold of 0.5 sits in that
+gap: LSH with 128 permutations in 42 bands of 3 finds a pair at 0.5 with probability 0.996,
+at 0.6 with 0.9999; a pair at 0.3 becomes a candidate with probability 0.68 and is then
+rejected by the check, at 0.1 with 0.04 (see the README for the trade-off table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llm_data_platform.transforms.dedup_index import KeyIndex, SignatureIndex, content_keys
+from llm_data_platform.transforms.near_dedup import NearDupParams, cluster_texts
+
+NEAR_DUPLICATE_CONVERSATION = "near_duplicate_conversation"
+DUPLICATE_CONTENT_ELSEWHERE = "duplicate_content_elsewhere"
+DUPLICATE_CONTENT_HISTORY = "duplicate_content_history"
+NEAR_DUPLICATE = "near_duplicate"
+NEAR_DUPLICATE_HISTORY = "near_duplicate_history"
+CROSS_REASONS: tuple[str, ...] = (
+    NEAR_DUPLICATE_CONVERSATION,
+    DUPLICATE_CONTENT_ELSEWHERE,
+    DUPLICATE_CONTENT_HISTORY,
+    NEAR_DUPLICATE,
+    NEAR_DUPLICATE_HISTORY,
+)
+_CODES = {reason: i + 1 for i, reason in enumerate(CROSS_REASONS)}
+
+CONTENT_HASHES = pa.schema(
+    [("event_id", pa.string()), ("conversation_id", pa.string()), ("content_hash", pa.string())]
+)
+
+
+def signatures_schema(num_perm: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("scope", pa.string()),  # "message" (id: event id) | "conversation"
+            ("id", pa.string()),
+            ("params", pa.string()),  # the signature's parameters; others are not comparable
+            ("signature", pa.list_(pa.uint32(), num_perm)),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Cross-conversation and history dedup (defaults measured, see the module doc)."""
+
+    enabled: bool = True
+    min_words: int = 20
+    near: NearDupParams = NearDupParams(threshold=0.5, shingle=2, num_perm=128, scheme="oph")
+
+    @property
+    def fingerprint(self) -> str:
+        p = self.near
+        return f"{p.scheme}/k{p.shingle}/p{p.num_perm}/s{p.seed}"
+
+
+@dataclass
+class DedupState:
+    """The indexes one day's clean step carries from chunk to chunk, loaded with what earlier
+    days kept; ``day_tables`` are this day's additions, persisted for the days after."""
+
+    config: DedupConfig
+    hashes: KeyIndex = field(default_factory=KeyIndex)
+    messages: SignatureIndex | None = None
+    conversations: SignatureIndex | None = None
+    added_hashes: list[pa.Table] = field(default_factory=list)
+    added_signatures: list[pa.Table] = field(default_factory=list)
+    history_skipped: int = 0  # history signatures made with other parameters
+
+    def __post_init__(self) -> None:
+        self.messages = self.messages or SignatureIndex(self.config.near)
+        self.conversations = self.conversations or SignatureIndex(self.config.near)
+
+    def load_history(self, hashes: pa.Table | None, signatures: pa.Table | None) -> None:
+        """Add an earlier day's index tables (oldest day first)."""
+        if hashes is not None and hashes.num_rows:
+            self.hashes.add(content_keys(hashes["content_hash"]), _ids(hashes["event_id"]), True)
+        if signatures is None or signatures.num_rows == 0:
+            return
+        same = pc.equal(signatures["params"], self.config.fingerprint)
+        self.history_skipped += signatures.num_rows - (pc.sum(same).as_py() or 0)
+        signatures = signatures.filter(same)
+        for scope, index in (("message", self.messages), ("conversation", self.conversations)):
+            part = signatures.filter(pc.equal(signatures["scope"], scope))
+            if part.num_rows:
+                index.add(_as_matrix(part["signature"]), _ids(part["id"]), True)
+
+    def next_day(self) -> None:
+        """What this day kept becomes history: one run over several days carries the state
+        instead of reading back what it wrote, with the same result."""
+        for index in (self.hashes, self.messages, self.conversations):
+            for segment in index.segments:
+                segment.history = True
+        self.added_hashes, self.added_signatures = [], []
+
+    def day_tables(self) -> tuple[pa.Table, pa.Table]:
+        """(content hashes, signatures) this day added, in the order they were kept."""
+        hashes = pa.concat_tables([CONTENT_HASHES.empty_table(), *self.added_hashes])
+        schema = signatures_schema(self.config.near.num_perm)
+        return hashes, pa.concat_tables([schema.empty_table(), *self.added_signatures])
+
+    def _keep_signatures(self, scope: str, ids: pa.Array, sig: np.ndarray) -> None:
+        index = self.messages if scope == "message" else self.conversations
+        index.add(sig, ids, False)
+        p = self.config.near.num_perm
+        flat = pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), p)
+        n = len(ids)
+        table = pa.table(
+            {
+                "scope": pa.array([scope] * n, pa.string()),
+                "id": ids,
+                "params": pa.array([self.config.fingerprint] * n, pa.string()),
+                "signature": flat,
+            },
+            schema=signatures_schema(p),
+        )
+        self.added_signatures.append(table)
+
+
+def _ids(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return arr.cast(pa.string())
+
+
+def _as_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = arr.type.list_size
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(np.uint32).reshape(-1, width)
+
+
+@dataclass
+class CrossResult:
+    """Per input row: the reason it is dropped (null: kept), its representative, similarity."""
+
+    reason: pa.Array
+    duplicate_of: pa.Array
+    similarity: pa.Array
+
+
+def _word_counts(content: pa.Array) -> np.ndarray:
+    """Words as whitespace-separated runs (content is normalised: single spaces, newlines)."""
+    text = pc.fill_null(content, "")
+    spaces = pc.count_substring(text, " ").to_numpy(zero_copy_only=False)
+    lines = pc.count_substring(text, "\n").to_numpy(zero_copy_only=False)
+    empty = pc.equal(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+    return np.where(empty, 0, spaces + lines + 1)
+
+
+def _resolve(
+    root: np.ndarray,
+    within_sim: np.ndarray,
+    ref_best: np.ndarray,
+    ref_ids: pa.Array,
+    ref_history: np.ndarray,
+    own_ids: pa.Array,
+) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+    """Clusters of a chunk against the index: a cluster with a member matched in the index
+    goes whole to that match (its first such member's); otherwise its first text stays.
+    Returns (dropped, representative ids, similarity, representative from an earlier day)."""
+    n = len(root)
+    hit = pc.is_valid(ref_ids).to_numpy(zero_copy_only=False)
+    first_hit = np.full(n, n, np.int64)  # per root: its first member with an index match
+    members = np.flatnonzero(hit)
+    np.minimum.at(first_hit, root[members], members)
+    via = first_hit[root]  # the member whose index match the cluster follows (n: none)
+    to_index = via < n
+    dropped = to_index | (root != np.arange(n))
+    ref = ref_ids.to_pylist()
+    own = own_ids.to_pylist()
+    rep = [ref[via[i]] if to_index[i] else own[root[i]] if dropped[i] else None for i in range(n)]
+    similarity = np.where(to_index, ref_best[np.minimum(via, n - 1)], within_sim).astype(np.float32)
+    history = to_index & ref_history[np.minimum(via, n - 1)]
+    return dropped, rep, similarity, history
+
+
+def _conversation_texts(messages: pa.Table) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """(conversation ids, "role: content" texts, message counts), by conversation id."""
+    lines = pc.binary_join_element_wise(
+        pc.fill_null(messages["role"], "unknown"), messages["content"], ": "
+    )
+    t = pa.table(
+        {
+            "conversation_id": messages["conversation_id"],
+            "turn_index": messages["turn_index"],
+            "event_time": messages["event_time"],
+            "event_id": messages["event_id"],
+            "line": lines,
+        }
+    ).sort_by(
+        [(c, "ascending") for c in ("conversation_id", "turn_index", "event_time", "event_id")]
+    )
+    grouped = t.group_by("conversation_id", use_threads=False).aggregate(
+        [("line", "list"), ("line", "count")]
+    )
+    grouped = grouped.sort_by("conversation_id")
+    texts = pc.binary_join(grouped["line_list"], "\n").combine_chunks()
+    counts = grouped["line_count"].to_numpy()
+    return _ids(grouped["conversation_id"]), texts, counts
+
+
+def _conversations(table: pa.Table, alive: np.ndarray, state: DedupState, out: dict) -> None:
+    """Step 1: near copies of whole conversations (two messages or more)."""
+    cfg = state.config
+    messages = table.filter(pa.array(alive))
+    if messages.num_rows == 0:
+        return
+    per = pc.value_counts(messages["conversation_id"])
+    several = per.field("values").filter(pc.greater_equal(per.field("counts"), 2))
+    if len(several) == 0:  # one-message conversations are the messages' own business
+        return
+    messages = messages.filter(pc.is_in(messages["conversation_id"], value_set=several))
+    conv_ids, texts, counts = _conversation_texts(messages)
+    eligible = (counts >= 2) & (_word_counts(texts) >= cfg.min_words)
+    found = cluster_texts(texts, cfg.near, eligible)
+    best, ref_ids, ref_hist = state.conversations.match(found.signatures)
+    ref_ids = pc.if_else(pa.array(eligible), ref_ids, pa.nulls(len(conv_ids), pa.string()))
+    dropped, rep, sim, _ = _resolve(found.root, found.similarity, best, ref_ids, ref_hist, conv_ids)
+    keep = eligible & ~dropped
+    if keep.any():
+        state._keep_signatures(
+            "conversation", conv_ids.filter(pa.array(keep)), found.signatures[keep]
+        )
+    if not dropped.any():
+        return
+    gone = conv_ids.filter(pa.array(dropped))
+    rows = pc.is_in(table["conversation_id"], value_set=gone).to_numpy(zero_copy_only=False)
+    rows &= out["code"] == 0
+    position = pc.index_in(table["conversation_id"], value_set=conv_ids).to_numpy(
+        zero_copy_only=False
+    )
+    for i in np.flatnonzero(rows).tolist():
+        c = int(position[i])
+        out["code"][i] = _CODES[NEAR_DUPLICATE_CONVERSATION]
+        out["rep"][i] = rep[c]
+        out["sim"][i] = sim[c]
+
+
+def _exact(
+    table: pa.Table, alive: np.ndarray, words: np.ndarray, state: DedupState, out: dict
+) -> None:
+    """Step 2: the same content as an earlier kept message, in any conversation or day."""
+    rows = np.flatnonzero(alive & (words >= state.config.min_words))
+    if len(rows) == 0:
+        return
+    take = pa.array(rows)
+    keys = content_keys(table["content_hash"].take(take))
+    event_ids = _ids(table["event_id"].take(take))
+    found, ref_ids, history = state.hashes.lookup(keys)
+    _, first = np.unique(keys, return_index=True)
+    first_mask = np.zeros(len(rows), bool)
+    first_mask[first] = True
+    within = ~found & ~first_mask  # a repeat of a message of this chunk
+    ref = ref_ids.to_pylist()
+    own = event_ids.to_pylist()
+    owner = {}
+    for j in np.flatnonzero(~found & first_mask).tolist():
+        owner[int(keys[j])] = own[j]
+    for j in np.flatnonzero(found | within).tolist():
+        i = rows[j]
+        reason = DUPLICATE_CONTENT_HISTORY if history[j] else DUPLICATE_CONTENT_ELSEWHERE
+        out["code"][i] = _CODES[reason]
+        out["rep"][i] = ref[j] if found[j] else owner[int(keys[j])]
+        out["sim"][i] = 1.0
+    kept = ~found & first_mask
+    if kept.any():
+        state.hashes.add(keys[kept], event_ids.filter(pa.array(kept)), False)
+        kept_rows = pa.array(rows[kept])
+        state.added_hashes.append(
+            pa.table(
+                {
+                    "event_id": event_ids.filter(pa.array(kept)),
+                    "conversation_id": _ids(table["conversation_id"].take(kept_rows)),
+                    "content_hash": _ids(table["content_hash"].take(kept_rows)),
+                },
+                schema=CONTENT_HASHES,
+            )
+        )
+
+
+def _near(
+    table: pa.Table, alive: np.ndarray, words: np.ndarray, state: DedupState, out: dict
+) -> None:
+    """Step 3: near copies of an earlier kept message."""
+    rows = np.flatnonzero(alive & (words >= state.config.min_words))
+    if len(rows) == 0:
+        return
+    take = pa.array(rows)
+    event_ids = _ids(table["event_id"].take(take))
+    found = cluster_texts(table["content"].take(take), state.config.near)
+    best, ref_ids, ref_hist = state.messages.match(found.signatures)
+    eligible = found.n_shingles > 0
+    dropped, rep, sim, history = _resolve(
+        found.root, found.similarity, best, ref_ids, ref_hist, event_ids
+    )
+    dropped &= eligible
+    for j in np.flatnonzero(dropped).tolist():
+        i = rows[j]
+        out["code"][i] = _CODES[NEAR_DUPLICATE_HISTORY if history[j] else NEAR_DUPLICATE]
+        out["rep"][i] = rep[j]
+        out["sim"][i] = sim[j]
+    keep = eligible & ~dropped
+    if keep.any():
+        state._keep_signatures("message", event_ids.filter(pa.array(keep)), found.signatures[keep])
+
+
+def find_cross_duplicates(table: pa.Table, state: DedupState) -> CrossResult:
+    """Steps 1-3 of the module doc over one batch (``content_hash`` set on message rows);
+    the batch's kept texts join ``state`` for the batches after it."""
+    n = table.num_rows
+    order = pc.sort_indices(
+        table,
+        sort_keys=[(c, "ascending") for c in ("conversation_id", "event_time", "event_id")],
+    )
+    t = table.take(order)
+    out = {
+        "code": np.zeros(n, np.int8),
+        "rep": np.full(n, None, object),
+        "sim": np.full(n, np.nan, np.float32),
+    }
+    if state.config.enabled and n:
+        is_msg = pc.fill_null(
+            pc.and_(pc.equal(t["event_type"], "message"), pc.is_valid(t["content"])), False
+        ).to_numpy(zero_copy_only=False)
+        words = _word_counts(t["content"].combine_chunks())
+        _conversations(t, is_msg, state, out)
+        _exact(t, is_msg & (out["code"] == 0), words, state, out)
+        _near(t, is_msg & (out["code"] == 0), words, state, out)
+    back = np.empty(n, np.int64)  # sorted position -> input row
+    back[order.to_numpy()] = np.arange(n)
+    names = np.array([None, *CROSS_REASONS], dtype=object)
+    return CrossResult(
+        reason=pa.array(names[out["code"][back]], pa.string()),
+        duplicate_of=pa.array(out["rep"][back], pa.string()),
+        similarity=pa.array(out["sim"][back], pa.float32(), from_pandas=True),
+    )
