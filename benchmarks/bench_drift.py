@@ -24,14 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from llm_data_platform import schemas
-from llm_data_platform.defs.conversations.drift import (
-    DriftSettings,
-    LakeProfiles,
-    conversations_clean_drift,
-)
+from llm_data_platform.defs.conversations.drift import DriftSettings, conversations_clean_drift
 from llm_data_platform.lib import drift, plots
+from llm_data_platform.lib.drift_lake import LakeProfiles
 from llm_data_platform.resources.lake import LakeResource
-from llm_data_platform.transforms.conversation_cleaning import DROPPED_SCHEMA
 from llm_data_platform.transforms.tokenizer import count_tokens
 
 WORDS = [
@@ -111,9 +107,8 @@ def clean_day(n: int, seed: int) -> tuple[pa.Table, pa.Table]:
             "source_line": pa.array(np.arange(n_drop), pa.int32()),
             "reason": reasons,
             "content": ["x"] * n_drop,
-        },
-        schema=DROPPED_SCHEMA,
-    )
+        }
+    )  # the columns the drift checks read of conversations_clean_dropped
     return table, dropped
 
 

@@ -10,6 +10,7 @@ import io
 import random
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from types import SimpleNamespace
 
 import dagster as dg
@@ -28,48 +29,56 @@ DRIFT = (
     "conversations_clean_token_length_drift",
     "conversations_clean_quality_score_drift",
 )
-TOPICS = [
-    "list comprehension", "asyncio event loop", "dataclass field", "context manager",
-    "generator expression", "pathlib glob", "f-string format", "exception chaining",
-    "decorator with arguments", "type hints for dicts", "csv module", "logging handler",
-]  # fmt: skip
-VERBS = [
-    "How do I use", "Can you explain", "What is the best way to write", "Show me",
-    "Why does my code fail with", "Is there a shortcut for", "Help me understand",
-]  # fmt: skip
 JUNK = [
     "buy now buy now buy now buy now buy now buy now buy now buy now",
     "asdkjh qwpoeiru zxmcnv lkjhgf poiuyt mnbvcx qwerty",
     "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
 ]
+CONVERSATIONS, TURNS = 40, 5  # 200 messages a day
 
 
-def _message(rng: random.Random, *, pii: bool, junk: bool, long: bool) -> str:
+@lru_cache(maxsize=1)
+def sentences() -> list[str]:
+    """Distinct sentences of CPython's reference docs (real text that ships with Python), in
+    a fixed shuffled order: each message of each day gets its own, so the cleaning's
+    cross-day and near-copy dedup finds only the copies a test puts in."""
+    import pydoc_data.topics
+
+    found = set()
+    for text in pydoc_data.topics.topics.values():
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+            if 40 <= len(sentence) <= 240 and sentence[0].isupper():
+                found.add(sentence)
+    ordered = sorted(found)
+    random.Random(0).shuffle(ordered)
+    return ordered
+
+
+def _message(rng: random.Random, n: int, *, pii: bool, junk: bool, long: bool) -> str:
+    """Message ``n`` of the test (its own sentence), junk, longer, or with an e-mail."""
     if junk:
         return f"{rng.choice(JUNK)} {rng.randint(0, 9)}"
-    text = f"{rng.choice(VERBS)} a {rng.choice(TOPICS)} in Python 3.{rng.randint(8, 13)}?"
-    if long:
-        text += " " + " ".join(
-            f"I tried the {rng.choice(TOPICS)} with option {i} and it printed a traceback "
-            f"about the {rng.choice(TOPICS)} again."
-            for i in range(rng.randint(6, 12))
-        )
+    pool = sentences()
+    text = pool[n]
+    if long:  # extra sentences from the part of the pool short messages never use
+        extra = rng.sample(pool[5 * CONVERSATIONS * TURNS :], rng.randint(4, 6))
+        text = " ".join([text, *extra])
     if pii:
         text += f" Mail me at dev{rng.randint(1, 9999)}@example.com please."
     return text
 
 
-def raw_day(key: str, seed: int, *, pii: float, junk: float, long: float, resend: float):
-    """A raw day of 60 five-turn conversations (300 messages) plus re-sent turns."""
-    rng = random.Random(seed)
+def raw_day(key: str, day: int, *, pii: float, junk: float, long: float, resend: float):
+    """Raw day number ``day`` (0-4): 40 five-turn conversations, plus re-sent turns."""
+    rng = random.Random(day)
     at = datetime.fromisoformat(key).replace(hour=12, tzinfo=UTC)
     rows = []
-    for c in range(60):
-        for turn in range(5):
-            content = _message(
-                rng, pii=rng.random() < pii, junk=rng.random() < junk, long=rng.random() < long
-            )
-            row = dict(conversation_id=f"{key}-c{c:03d}", turn_index=turn, content=content)
+    for c in range(CONVERSATIONS):
+        for turn in range(TURNS):
+            n = (day * CONVERSATIONS + c) * TURNS + turn
+            draw = dict(pii=rng.random() < pii, junk=rng.random() < junk, long=rng.random() < long)
+            row = dict(conversation_id=f"{key}-c{c:03d}", turn_index=turn)
+            row["content"] = _message(rng, n, **draw)
             rows.append(row)
             if rng.random() < resend:  # the same turn sent again: a content duplicate
                 rows.append(dict(row))
@@ -108,7 +117,7 @@ def lake_days(tmp_path_factory):
     lake = resources["lake"]
     for i, key in enumerate([*STABLE, SHIFTED]):
         mix = SHIFTED_MIX if key == SHIFTED else STABLE_MIX
-        table = raw_day(key, seed=100 + i, **mix).cast(schemas.RAW_CONVERSATIONS)
+        table = raw_day(key, i, **mix).cast(schemas.RAW_CONVERSATIONS)
         lake.write_partition("raw", "raw_conversations", key, table)
     return settings, resources, dg.DagsterInstance.ephemeral()
 
@@ -178,7 +187,7 @@ def test_stable_days_stay_quiet_and_a_shifted_day_warns(lake_days):
     assert sum(n for r, n in reasons["today"].items() if r.startswith("low_quality")) > 50
     tokens = shifted["conversations_clean_token_length_drift"]
     assert _value(tokens, "value") > _value(tokens, "threshold") == pytest.approx(0.2)
-    png = re.search(r"base64,([A-Za-z0-9+/=]+)\)", _value(tokens, "histogram")).group(1)
+    png = re.search(r"base64,([A-Za-z0-9+/=]+)\)", _value(tokens, "token_histogram")).group(1)
     assert base64.b64decode(png)[:4] == b"\x89PNG"
 
 
@@ -215,7 +224,7 @@ def test_a_clean_day_has_token_length_and_quality_histograms_for_its_materializa
 ):
     from PIL import Image
 
-    from llm_data_platform.defs.conversations.drift import clean_day_histograms
+    from llm_data_platform.lib.drift_lake import clean_day_histograms
 
     settings, resources, instance = lake_days
     lake = resources["lake"]
@@ -231,6 +240,29 @@ def test_a_clean_day_has_token_length_and_quality_histograms_for_its_materializa
         total = sum(float(line.rsplit("|", 2)[-2].strip().rstrip("%")) for line in rows)
         assert total == pytest.approx(100.0, abs=0.5)  # the shares of every message
     assert clean_day_histograms(lake, "2026-01-20") == {}
+
+
+def test_dedup_and_rejection_by_reason_and_cluster_sizes_from_representatives():
+    from llm_data_platform.lib import drift
+
+    profiler = drift.Profiler(count_tokens=lambda texts: [len(t.split()) for t in texts])
+    reasons = pa.array(
+        ["duplicate_event", "near_duplicate", "near_duplicate", "duplicate_content_history"]
+        + ["near_duplicate"] * 4
+        + ["empty", "low_quality:keyboard_mash", "some_future_reason", None]
+    )
+    duplicate_of = pa.array(["e0", "a", "a", "b"] + ["c"] * 4 + [None] * 4)
+    profiler.add_dropped(reasons, duplicate_of)
+    p = profiler.profile
+    assert p.received == 12 and p.deduplicated == 8 and p.rejected == 4
+    # clusters: a (2 copies) -> 3 rows, b (1) -> 2, c (4) -> 5, e0 (1) -> 2
+    labels = drift.bin_labels(drift.CLUSTER_EDGES)
+    sizes = dict(zip(labels, p.cluster_hist.tolist(), strict=True))
+    assert sizes == {"2": 2, "3": 1, "4–6": 1, "6–10": 0, "10–20": 0, "20–50": 0, "≥50": 0}
+    # a dropped table without representatives (days cleaned before them) has no clusters
+    older = drift.Profiler(count_tokens=lambda texts: [1] * len(texts))
+    older.add_dropped(reasons)
+    assert older.profile.cluster_hist.sum() == 0 and older.profile.deduplicated == 8
 
 
 def test_noise_allowance_keeps_small_days_quiet_and_big_shifts_loud():

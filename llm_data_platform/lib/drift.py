@@ -28,10 +28,17 @@ TOKEN_EDGES: tuple[float, ...] = (
     0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, math.inf,
 )  # fmt: skip
 QUALITY_EDGES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(20)) + (math.inf,)
-DEDUP_REASONS = ("duplicate_event", "duplicate_content")
-REJECTION_PREFIXES = ("empty", "low_quality")
+# Rows per duplicate cluster (the kept representative and its dropped copies), when the
+# dropped table names the representative (``duplicate_of``).
+CLUSTER_EDGES: tuple[float, ...] = (2, 3, 4, 6, 10, 20, 50, math.inf)
 PSI_EPSILON = 1e-4  # share given to an empty bin, so PSI stays finite
 NOISE_SIGMAS = 3.0
+
+
+def is_dedup(reason: str) -> bool:
+    """A drop for being a copy (replayed event, repeated turn, exact or near copy elsewhere);
+    every other reason (empty, low_quality:*, a reason added later) is a rejection."""
+    return "duplicate" in reason
 
 
 def bin_labels(edges: Sequence[float]) -> list[str]:
@@ -54,6 +61,10 @@ def histogram(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     return np.bincount(idx, minlength=len(edges) - 1).astype(np.int64)
 
 
+def _zeros(edges: Sequence[float]) -> np.ndarray:
+    return np.zeros(len(edges) - 1, np.int64)
+
+
 @dataclass
 class DayProfile:
     """What the drift checks compare, for one day (additive: profiles of days pool by sum)."""
@@ -62,16 +73,17 @@ class DayProfile:
     messages: int = 0  # kept message rows
     pii_messages: int = 0  # kept messages with at least one redaction
     dropped: Counter[str] = field(default_factory=Counter)  # by reason
-    token_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(TOKEN_EDGES) - 1, int))
-    quality_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(QUALITY_EDGES) - 1, int))
+    token_hist: np.ndarray = field(default_factory=lambda: _zeros(TOKEN_EDGES))
+    quality_hist: np.ndarray = field(default_factory=lambda: _zeros(QUALITY_EDGES))
+    cluster_hist: np.ndarray = field(default_factory=lambda: _zeros(CLUSTER_EDGES))
 
     @property
     def deduplicated(self) -> int:
-        return sum(self.dropped[r] for r in DEDUP_REASONS)
+        return sum(n for r, n in self.dropped.items() if is_dedup(r))
 
     @property
     def rejected(self) -> int:
-        return sum(n for r, n in self.dropped.items() if r.split(":")[0] in REJECTION_PREFIXES)
+        return sum(n for r, n in self.dropped.items() if not is_dedup(r))
 
     def __add__(self, other: "DayProfile") -> "DayProfile":
         return DayProfile(
@@ -81,6 +93,7 @@ class DayProfile:
             dropped=self.dropped + other.dropped,
             token_hist=self.token_hist + other.token_hist,
             quality_hist=self.quality_hist + other.quality_hist,
+            cluster_hist=self.cluster_hist + other.cluster_hist,
         )
 
 
@@ -122,27 +135,39 @@ class Profiler:
             p.token_hist += histogram(lengths, TOKEN_EDGES)
         self._seen += n
 
-    def add_dropped(self, reasons: pa.Array | pa.ChunkedArray) -> None:
-        """The ``reason`` column of dropped rows."""
+    def add_dropped(
+        self, reasons: pa.Array | pa.ChunkedArray, duplicate_of: pa.Array | None = None
+    ) -> None:
+        """The ``reason`` (and, where the table has it, ``duplicate_of``) of dropped rows."""
         self.profile.received += len(reasons)
-        counted = pc.value_counts(pc.fill_null(reasons, "unknown"))
+        reasons = pc.fill_null(reasons, "unknown")
+        counted = pc.value_counts(reasons)
         values = counted.field("values").to_pylist()
         for value, count in zip(values, counted.field("counts").to_pylist(), strict=True):
             self.profile.dropped[value] += count
+        if duplicate_of is not None:
+            copies = pc.and_(pc.match_substring(reasons, "duplicate"), pc.is_valid(duplicate_of))
+            per_cluster = pc.value_counts(pc.filter(duplicate_of, copies)).field("counts")
+            sizes = per_cluster.to_numpy(zero_copy_only=False).astype(float) + 1
+            self.profile.cluster_hist += histogram(sizes, CLUSTER_EDGES)
 
 
 def profile_day(
     clean_batches: Iterable[pa.RecordBatch],
-    dropped_reasons: Iterable[pa.Array],
+    dropped_batches: Iterable[pa.RecordBatch],
     count_tokens: Callable[[list[str]], list[int]],
     token_stride: int = 1,
 ) -> DayProfile:
-    """Profile of one day from its clean batches and its dropped rows' reasons."""
+    """Profile of one day from its clean batches and its dropped batches (``reason``, and
+    ``duplicate_of`` when the table has it)."""
     profiler = Profiler(count_tokens, token_stride)
     for batch in clean_batches:
         profiler.add_clean(batch)
-    for reasons in dropped_reasons:
-        profiler.add_dropped(reasons)
+    for batch in dropped_batches:
+        names = batch.schema.names
+        profiler.add_dropped(
+            batch["reason"], batch["duplicate_of"] if "duplicate_of" in names else None
+        )
     return profiler.profile
 
 

@@ -4,29 +4,23 @@ One step evaluates five checks together (a ``multi_asset_check``), so each day o
 profiled once per run, not once per check: dedup rate, PII hit rate, rejection rate (rates
 against the pooled rate of up to ``history_days`` earlier days) and the token-length and
 quality-score distributions (PSI against the pooled histogram). The history comes from the
-lake (see ``lib/drift.py``), so a backfill of a range judges every day of it against the days
-before it, whichever run built them. A range run gives one result per check: the worst day
-heads it and every day has a row of ``per_day``.
+lake (``lib/drift_lake.py``; the statistics are ``lib/drift.py``), so a backfill of a range
+judges every day of it against the days before it, whichever run built them. A range run
+gives one result per check: the first drifted day (else the last) heads it, and every day
+has a row of ``per_day``.
 """
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.lib import drift
-from llm_data_platform.lib.plots import histogram_markdown
+from llm_data_platform.lib.drift_lake import ASSET, HISTOGRAMS, LakeProfiles, histogram_entry
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.settings import Settings
-
-ASSET = "conversations_clean"
-DROPPED = "conversations_clean_dropped"
-CLEAN_COLUMNS = ["event_type", "pii_redactions", "quality_score", "content"]
-BATCH_ROWS = 100_000
 
 
 class DriftSettings(dg.ConfigurableResource):
@@ -64,6 +58,7 @@ class Metric:
     what: str
     judge: Judge
     histogram: str | None = None  # DayProfile attribute of a distribution metric
+    plot: str | None = None  # DayProfile histogram shown beside a rate (not judged)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -73,6 +68,7 @@ METRICS: tuple[Metric, ...] = (
         lambda t, b, s: drift.compare_rate(
             t.deduplicated, t.received, b.deduplicated, b.received, s.max_dedup_change
         ),
+        plot="cluster_hist",
     ),
     Metric(
         "conversations_clean_pii_rate_drift",
@@ -101,49 +97,6 @@ METRICS: tuple[Metric, ...] = (
         histogram="quality_hist",
     ),
 )
-HISTOGRAMS = {
-    "token_hist": (drift.TOKEN_EDGES, "word pieces per message"),
-    "quality_hist": (drift.QUALITY_EDGES, "quality score"),
-}
-
-
-class LakeProfiles:
-    """Day profiles read from the lake once each (a range run reuses them across days)."""
-
-    def __init__(self, lake: LakeResource, token_sample: int):
-        self.lake, self.token_sample = lake, max(token_sample, 1)
-        self.days = set(lake.list_partitions("clean", ASSET))
-        self._cache: dict[str, drift.DayProfile] = {}
-
-    def get(self, key: str) -> drift.DayProfile | None:
-        """The day's profile; None when the day has no clean file."""
-        if key not in self.days:
-            return None
-        if key not in self._cache:
-            self._cache[key] = self._read(key)
-        return self._cache[key]
-
-    def _read(self, key: str) -> drift.DayProfile:
-        from llm_data_platform.transforms.tokenizer import count_tokens  # loads tokenizers
-
-        rows = self.lake.count_rows("clean", ASSET, [key]) or 0
-        stride = max(1, math.ceil(rows / self.token_sample))
-        clean = self.lake.iter_partition_batches(
-            "clean", ASSET, key, BATCH_ROWS, columns=CLEAN_COLUMNS
-        )
-        dropped: Iterator = iter(())
-        if self.lake.count_rows("clean", DROPPED, [key]) is not None:
-            batches = self.lake.iter_partition_batches(
-                "clean", DROPPED, key, BATCH_ROWS, columns=["reason"]
-            )
-            dropped = (b["reason"] for b in batches)
-        return drift.profile_day(clean, dropped, count_tokens, stride)
-
-    def history(self, key: str, days: int) -> list[str]:
-        """The existing days among the ``days`` calendar days before ``key``, oldest first."""
-        day = date.fromisoformat(key)
-        earlier = [(day - timedelta(days=i)).isoformat() for i in range(days, 0, -1)]
-        return [k for k in earlier if k in self.days]
 
 
 @dataclass(frozen=True)
@@ -198,32 +151,6 @@ def _per_day_markdown(days: list[DayVerdict], distribution: bool) -> str:
     return "\n".join(lines)
 
 
-def histograms_metadata(
-    today: drift.DayProfile, baseline: drift.DayProfile | None = None
-) -> dict[str, dg.MetadataValue]:
-    """Token-length and quality-score histograms as pictures (and bin tables) for the UI;
-    with a baseline, today's shares beside the baseline's."""
-    meta: dict[str, dg.MetadataValue] = {}
-    for attr, (edges, xlabel) in HISTOGRAMS.items():
-        series = {}
-        if baseline is not None and getattr(baseline, attr).sum():
-            series["baseline"] = drift.shares(getattr(baseline, attr))
-        series["today"] = drift.shares(getattr(today, attr))
-        title = f"{xlabel} ({int(getattr(today, attr).sum())} messages today)"
-        md = histogram_markdown(drift.bin_labels(edges), series, title=title, xlabel=xlabel)
-        meta[f"{attr.removesuffix('_hist')}_histogram"] = dg.MetadataValue.md(md)
-    return meta
-
-
-def clean_day_histograms(
-    lake: LakeResource, key: str, token_sample: int = 5_000
-) -> dict[str, dg.MetadataValue]:
-    """A clean day's histograms as written, for its materialization metadata (one read of
-    four columns); {} for a day with no clean file."""
-    today = LakeProfiles(lake, token_sample).get(key)
-    return {} if today is None else histograms_metadata(today)
-
-
 def _baseline_entry(head: DayVerdict, metric: Metric) -> Any:
     """The baseline rate; for a distribution (PSI is 0 against itself), what it pooled."""
     if metric.histogram is None:
@@ -255,14 +182,13 @@ def _result(metric: Metric, days: list[DayVerdict]) -> dg.AssetCheckResult:
         meta["dropped_by_reason"] = dg.MetadataValue.json(
             {"today": dict(head.today.dropped), "baseline": dict(head.baseline.dropped)}
         )
-    if distribution and head.today is not None:
-        edges, xlabel = HISTOGRAMS[metric.histogram]
-        series = {"baseline": drift.shares(getattr(head.baseline, metric.histogram))}
-        series["today"] = drift.shares(getattr(head.today, metric.histogram))
+    shown = metric.histogram or metric.plot
+    if shown and head.today is not None:
+        xlabel = HISTOGRAMS[shown][1]
         title = f"{xlabel}: {head.key} vs {len(head.history)} earlier days"
-        meta["histogram"] = dg.MetadataValue.md(
-            histogram_markdown(drift.bin_labels(edges), series, title=title, xlabel=xlabel)
-        )
+        entry = histogram_entry(shown, head.today, head.baseline, title)
+        if entry is not None:
+            meta[shown.replace("_hist", "_histogram")] = entry
     value = _fmt(v.value, distribution)
     return dg.AssetCheckResult(
         check_name=metric.check,
