@@ -556,3 +556,35 @@ def test_clean_documents_empty_day() -> None:
     assert result.clean.num_rows == 0 and result.clean.schema == schemas.DOCUMENTS_CLEAN
     assert result.dropped.num_rows == 0
     assert result.counts["received"] == 0 and result.counts["kept"] == 0
+
+
+def test_a_rerun_of_the_day_extracts_only_versions_it_has_not_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The day's clean table as the last run left it gives the text of every version it
+    extracted: a re-run after a 2-page edit extracts those 2 pages and keeps the rest."""
+    from llm_data_platform.transforms.document_cleaning import known_texts
+
+    pages = [
+        {"doc_id": f"d{i}", "format": "html", "content": f"<p>page {i} text</p>", "updated_at": T0}
+        for i in range(5)
+    ]
+    first = clean_documents(_raw(pages))
+    assert first.counts["extracted_html"] == 5 and first.counts["reused"] == 0
+
+    edited = [dict(p) for p in pages]
+    edited[1]["content"] = "<p>page 1 text, edited</p>"
+    edited[3]["content"] = "<p>page 3 text, edited</p>"
+    extracted: list[str] = []
+    real = document_cleaning.extract_text_with_info
+
+    def counting(content, fmt):
+        extracted.append(content)
+        return real(content, fmt)
+
+    monkeypatch.setattr(document_cleaning, "extract_text_with_info", counting)
+    again = clean_documents(_raw(edited), known_texts(first.clean))
+    assert sorted(extracted) == sorted([edited[1]["content"], edited[3]["content"]])
+    assert again.counts["reused"] == 3 and again.counts["extracted_html"] == 2
+    fresh = clean_documents(_raw(edited))  # the same rows as extracting everything again
+    assert again.clean.to_pylist() == fresh.clean.to_pylist()

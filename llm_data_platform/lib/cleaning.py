@@ -45,11 +45,17 @@ def clean_asset(
     read_order: list[str],
     schema: pa.Schema,
     raw_schema: pa.Schema,
-    make_transform: Callable[[PipelineSettings], Transform],
+    make_transform: Callable[..., Transform],
     partitions: Partitions,
+    reuse_previous: bool = False,
 ) -> dg.AssetsDefinition:
     """``read_order`` starts with the group key and must agree with ``sort_by``'s first
-    columns, so chunks appended in read order give a file sorted by ``sort_by``."""
+    columns, so chunks appended in read order give a file sorted by ``sort_by``.
+
+    ``reuse_previous``: ``make_transform(pipeline, previous)`` gets the day's clean table as
+    the last run left it (None the first time), so a transform can keep what did not change
+    (documents: text already extracted from the same version) — a re-run of a day costs its
+    changes, not the whole day. Otherwise ``make_transform(pipeline)``."""
     dropped = f"{name}_dropped"
 
     @dg.multi_asset(
@@ -76,9 +82,13 @@ def clean_asset(
     def _clean(
         context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineSettings
     ) -> tuple[None, None]:
-        day = _DayCleaner(
-            lake, raw, name, make_transform(pipeline), sort_by, read_order, schema, raw_schema
-        )
+        fixed = None if reuse_previous else make_transform(pipeline)
+
+        def transform_for(previous: pa.Table | None) -> Transform:
+            return make_transform(pipeline, previous) if reuse_previous else fixed
+
+        day = _DayCleaner(lake, raw, name, transform_for, sort_by, read_order, schema, raw_schema)
+        day.reuse_previous = reuse_previous
         for key in context.partition_keys:
             counts, removed, info = day.clean(key)
             context.add_asset_metadata(counts, asset_key=name, partition_key=key)
@@ -94,8 +104,10 @@ def clean_asset(
 class _DayCleaner:
     """One day of a raw table → its clean file in the lake, its dropped rows, its counts."""
 
-    def __init__(self, lake, raw, name, transform, sort_by, read_order, schema, raw_schema):
-        self.lake, self.raw, self.name, self.transform = lake, raw, name, transform
+    reuse_previous = False
+
+    def __init__(self, lake, raw, name, transform_for, sort_by, read_order, schema, raw_schema):
+        self.lake, self.raw, self.name, self.transform_for = lake, raw, name, transform_for
         self.sort_by = [(c, "ascending") for c in sort_by]
         self.read_order, self.schema, self.raw_schema = read_order, schema, raw_schema
 
@@ -110,13 +122,17 @@ class _DayCleaner:
             )
         counts: Counter[str] = Counter()
         dropped: list[pa.Table] = []
+        previous = (
+            self.lake.read_partition("clean", self.name, key) if self.reuse_previous else None
+        )
+        transform = self.transform_for(previous)
         with tempfile.TemporaryDirectory(prefix=f"ldp-{self.name}-") as workdir:
             out = posixpath.join(workdir, "clean.parquet")
             with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
                 batches = scan_sorted(self.lake, source, self.read_order, workdir, CHUNK_ROWS)
                 chunks = whole_groups(batches, self.read_order[0])
                 for chunk in _at_least_one(chunks, self.raw_schema):
-                    result = self.transform(chunk.cast(self.raw_schema))
+                    result = transform(chunk.cast(self.raw_schema))
                     clean = result.clean.sort_by(self.sort_by).cast(self.schema)
                     writer.write_table(clean)
                     dropped.append(result.dropped)

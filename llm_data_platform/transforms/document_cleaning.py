@@ -22,9 +22,10 @@ Rules (:func:`clean_documents`):
 ``counts`` keys (all ints): ``received``, ``superseded``, ``kept``, ``deletions``,
 ``extracted_html`` / ``extracted_markdown`` / ``extracted_text`` (successful extractions),
 ``html_lxml_fallback`` (HTML pages extracted by the lxml fallback because trafilatura found
-nothing; included in ``extracted_html``), and ``dropped_<reason>`` for every reason in
-:data:`DROP_REASONS` (zero when none). Invariant, checked on every call:
-``received == kept + superseded + sum(dropped_*)``.
+nothing; included in ``extracted_html``), ``reused`` (versions whose text a previous run of
+the day had extracted: not extracted again, not in ``extracted_*``), and
+``dropped_<reason>`` for every reason in :data:`DROP_REASONS` (zero when none). Invariant,
+checked on every call: ``received == kept + superseded + sum(dropped_*)``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -128,6 +130,7 @@ class _CleaningOutput:
     ``cols`` are the day's raw columns in latest-first order, indexed by event position."""
 
     cols: dict[str, list]
+    known: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (version, format) → text
     counts: Counter[str] = field(default_factory=Counter)
     clean_rows: dict[str, list] = field(
         default_factory=lambda: {name: [] for name in schemas.DOCUMENTS_CLEAN.names}
@@ -199,6 +202,12 @@ def _clean_upsert(out: _CleaningOutput, i: int, doc_id: str) -> None:
     if fmt is None:
         out.drop(i, DROP_UNSUPPORTED_FORMAT, f"format={cols['format'][i]!r}")
         return
+    version = cols["version"][i] or hashlib.sha256(content.encode("utf-8")).hexdigest()
+    known = out.known.get((version, fmt))
+    if known is not None:  # this version was extracted before: same bytes, same text
+        out.counts["reused"] += 1
+        out.keep(i, deleted=False, text=known, version=version, fmt=fmt)
+        return
     try:
         extraction = extract_text_with_info(content, fmt)
     except OverLimit as exc:  # a hostile or pathological document: bounded, then dropped
@@ -215,7 +224,6 @@ def _clean_upsert(out: _CleaningOutput, i: int, doc_id: str) -> None:
     out.counts[f"extracted_{fmt}"] += 1
     if extraction.used_fallback:
         out.counts["html_lxml_fallback"] += 1
-    version = cols["version"][i] or hashlib.sha256(content.encode("utf-8")).hexdigest()
     out.keep(i, deleted=False, text=extraction.text, version=version, fmt=fmt)
 
 
@@ -230,6 +238,7 @@ def _checked_counts(counts: Counter[str]) -> dict[str, int]:
             "deletions",
             *(f"extracted_{f}" for f in SUPPORTED_FORMATS),
             "html_lxml_fallback",
+            "reused",
             *(f"dropped_{r}" for r in DROP_REASONS),
         )
     }
@@ -241,14 +250,32 @@ def _checked_counts(counts: Counter[str]) -> dict[str, int]:
     return result_counts
 
 
-def clean_documents(raw: pa.Table) -> DocumentCleaningResult:
-    """Latest clean version (or tombstone) of every document in one day of raw events."""
+def known_texts(previous: pa.Table | None) -> dict[tuple[str, str], str]:
+    """(version, format) → extracted text of a previous clean table: what a re-run of the
+    day need not extract again (a 2-page edit re-extracts 2 pages, not the whole day)."""
+    if previous is None or not previous.num_rows:
+        return {}
+    live = previous.filter(pc.invert(pc.fill_null(previous["is_deleted"], False)))
+    rows = zip(
+        live["version"].to_pylist(),
+        live["format"].to_pylist(),
+        live["text"].to_pylist(),
+        strict=True,
+    )
+    return {(v, f): t for v, f, t in rows if v and f and t}
+
+
+def clean_documents(
+    raw: pa.Table, known: Mapping[tuple[str, str], str] | None = None
+) -> DocumentCleaningResult:
+    """Latest clean version (or tombstone) of every document in one day of raw events;
+    versions in ``known`` (see :func:`known_texts`) reuse their text instead of extracting."""
     ordered, first = _latest_mask(raw) if raw.num_rows else (raw, [])
     cols = {
         name: _column(ordered, name, schemas.RAW_DOCUMENTS.field(name).type).to_pylist()
         for name in schemas.RAW_DOCUMENTS.names
     }
-    out = _CleaningOutput(cols)
+    out = _CleaningOutput(cols, known or {})
     out.counts["received"] = raw.num_rows
     for i, is_latest in enumerate(first):
         _clean_event(out, i, is_latest)
