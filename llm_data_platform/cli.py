@@ -24,6 +24,12 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    from llm_data_platform.serving.ask_command import ask
+
+    return ask(args, _say)
+
+
 def cmd_demo_data(args: argparse.Namespace) -> int:
     from llm_data_platform.demo import generate_demo
     from llm_data_platform.settings import load_settings
@@ -148,69 +154,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
-    from llm_data_platform.retrieval import retriever_from_settings
-
-    try:
-        where = json.loads(args.where) if args.where else None
-    except json.JSONDecodeError as exc:
-        _say(f'--where is not JSON ({exc}); e.g. --where \'{{"doc_id": "kb/faq"}}\'.')
-        return 2
-    if args.answer:
-        from llm_data_platform.serving.answer import AnswerError, ChatConfig
-
-        try:  # fail before loading the embedding model, not after
-            ChatConfig.from_env().require()
-        except AnswerError as exc:
-            _say(str(exc))
-            return 2
-    try:
-        retriever = retriever_from_settings()
-    except Exception as exc:  # noqa: BLE001 - a missing collection is the common case
-        _say(f"The RAG index is not built yet ({exc}). Run `make demo` or materialize rag_index.")
-        return 2
-    try:
-        hits = retriever.search(args.question, k=args.k, where=where, hybrid=args.hybrid)
-    except ValueError as exc:  # an empty question, or a filter Chroma cannot parse
-        _say(str(exc))
-        return 2
-    if args.answer:
-        return _print_answer(args, hits)
-    if args.json:
-        _say(json.dumps([h.as_dict() for h in hits], indent=2))
-        return 0
-    for hit in hits:
-        _say(f"{hit.rank}. score {hit.score:.3f}  {hit.doc_id} (version {hit.version})")
-        _say(f"   {hit.heading_path or hit.title}  <{hit.source_uri}>")
-        _say("   " + " ".join(hit.text.split())[:300])
-    return 0
-
-
-def _print_answer(args: argparse.Namespace, hits: list) -> int:
-    from llm_data_platform.serving.answer import AnswerError, ChatConfig, generate_answer
-
-    try:
-        answer = generate_answer(args.question, hits, ChatConfig.from_env())
-    except AnswerError as exc:
-        _say(str(exc))
-        return 2
-    if args.json:
-        _say(json.dumps({**answer.as_dict(), "hits": [h.as_dict() for h in hits]}, indent=2))
-        return 0
-    _say(answer.text)
-    _say("\nSources:")
-    for source in answer.sources:
-        label = source["heading_path"] or source["title"] or source["doc_id"]
-        _say(f"  [{source['n']}] {label}  <{source['source_uri']}>")
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """The API on localhost by default; token, docs and body limit from the settings."""
     import uvicorn
 
     from llm_data_platform.retrieval import retriever_from_settings
     from llm_data_platform.serving.api import create_app
+    from llm_data_platform.serving.client import announced
     from llm_data_platform.settings import load_settings
 
     settings = load_settings()
@@ -231,7 +181,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"serving '{retriever.collection.name}' ({retriever.count} chunks) on "
         f"http://{args.host}:{args.port}  ({routes}; {auth})"
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    host = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host
+    with announced(settings.home, f"http://{host}:{args.port}"):  # `ldp ask` finds it here
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -445,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--answer",
         action="store_true",
         help="a grounded answer citing the chunks (OPENAI_API_KEY or OPENAI_BASE_URL)",
+    )
+    p.add_argument(
+        "--local", action="store_true", help="search in this process, not a running ldp serve"
     )
     p.set_defaults(func=cmd_ask)
 

@@ -4,8 +4,8 @@ Hot path: a repeated question is answered from a results cache (no embedding, no
 a new question costs one embedding (itself cached) plus one Chroma query. Both caches are
 emptied when the index version changes, which is re-checked at most every
 ``version_check_seconds``, never per query. Hybrid mode adds BM25 over the chunk texts (built
-lazily from the collection, rebuilt when the version changes) and fuses both rankings with
-reciprocal rank fusion.
+lazily from the collection once per index version and saved for other processes) and fuses
+both rankings with reciprocal rank fusion.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +27,7 @@ from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 
 RRF_K = 60
+BM25_VERSIONS_KEPT = 4  # live, rollback, and two being built or served elsewhere
 _INCLUDE = ["documents", "metadatas"]
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
@@ -114,10 +117,19 @@ class BM25Index:
     """BM25 (bm25s, sparse matrices) over every chunk of one collection version.
 
     Only the ids and the index live in memory; texts and metadata of keyword-only hits are
-    fetched from Chroma per query.
+    fetched from Chroma per query. Saved per index version (:meth:`save`), a later process
+    loads it instead of reading every chunk from Chroma again.
     """
 
-    def __init__(self, collection: Any, page_size: int = 5000):
+    IDS_FILE = "chunk_ids.json"
+
+    def __init__(self, ids: list[str], model: Any):
+        self.ids = ids
+        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+        self.model = model
+
+    @classmethod
+    def build(cls, collection: Any, page_size: int = 5000) -> BM25Index:
         import bm25s
 
         ids: list[str] = []
@@ -134,11 +146,36 @@ class BM25Index:
             if len(got["ids"]) < page_size:
                 break
             offset += page_size
-        self.ids = ids
-        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
-        self.model = bm25s.BM25()
+        model = bm25s.BM25()
         if ids:
-            self.model.index(corpus, show_progress=False)
+            model.index(corpus, show_progress=False)
+        return cls(ids, model)
+
+    def save(self, folder: str) -> None:
+        """Written to a temp folder renamed into place: a reader finds all of it or none."""
+        if not self.ids:
+            return
+        parent = os.path.dirname(folder)
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".bm25-", dir=parent)
+        self.model.save(tmp)
+        with open(os.path.join(tmp, self.IDS_FILE), "w") as f:
+            json.dump(self.ids, f)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process saved this version first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: str) -> BM25Index | None:
+        ids_path = os.path.join(folder, cls.IDS_FILE)
+        if not os.path.exists(ids_path):
+            return None
+        import bm25s
+
+        with open(ids_path) as f:
+            ids = json.load(f)
+        return cls(ids, bm25s.BM25.load(folder, show_progress=False))
 
     def top(self, question: str, n: int, allowed: np.ndarray | None = None) -> list[tuple]:
         """(chunk_id, score) of the n best chunks with a positive score, best first."""
@@ -169,8 +206,10 @@ class Retriever:
         version_check_seconds: float = 2.0,
         hybrid: bool = False,
         hybrid_candidates: int = 20,
+        bm25_dir: str | None = None,
     ):
         self.chroma = chroma
+        self.bm25_dir = bm25_dir
         self.embeddings = embeddings
         self.hybrid = hybrid
         self.hybrid_candidates = hybrid_candidates
@@ -229,11 +268,23 @@ class Retriever:
         return self._current().count
 
     def _bm25_index(self, state: _State) -> BM25Index:
-        """Built on first use for each index version (paged reads of every chunk)."""
+        """Loaded from ``bm25_dir`` when a process saved this index version there, else built
+        (paged reads of every chunk) and saved; held until the version changes."""
         with self._bm25_lock:
             if self._bm25 is None or self._bm25[0] != state.version:
-                self._bm25 = (state.version, BM25Index(state.collection))
+                self._bm25 = (state.version, self._load_or_build_bm25(state))
             return self._bm25[1]
+
+    def _load_or_build_bm25(self, state: _State) -> BM25Index:
+        if not self.bm25_dir:
+            return BM25Index.build(state.collection)
+        folder = os.path.join(self.bm25_dir, re.sub(r"[^A-Za-z0-9._-]", "_", state.version))
+        index = BM25Index.load(folder)
+        if index is None:
+            index = BM25Index.build(state.collection)
+            index.save(folder)
+            _keep_newest(self.bm25_dir, keep=BM25_VERSIONS_KEPT)
+        return index
 
     # -- search ----------------------------------------------------------------------------
     def _embed(self, question: str) -> np.ndarray:
@@ -373,9 +424,24 @@ def hybrid_by_default() -> bool:
 
 def retriever_from_settings() -> Retriever:
     from llm_data_platform.definitions import build_resources
+    from llm_data_platform.settings import load_settings
 
-    resources = build_resources()
-    return Retriever(resources["chroma"], resources["embeddings"], hybrid=hybrid_by_default())
+    settings = load_settings()
+    resources = build_resources(settings)
+    return Retriever(
+        resources["chroma"],
+        resources["embeddings"],
+        hybrid=hybrid_by_default(),
+        bm25_dir=settings.bm25_dir,
+    )
+
+
+def _keep_newest(folder: str, keep: int) -> None:
+    """Saved BM25 versions beyond the newest ``keep`` are removed (the index moved on)."""
+    entries = [e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+    entries.sort(key=lambda e: e.stat().st_mtime, reverse=True)
+    for entry in entries[keep:]:
+        shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def ask(question: str, k: int = 5, where: dict | None = None) -> list[Hit]:

@@ -65,3 +65,45 @@ def test_ask_cli_answers_from_the_built_index(built):
     assert len(hits) == 3
     assert {"score", "doc_id", "source_uri", "text"} <= set(hits[0])
     assert doc_id in {h["doc_id"] for h in hits}
+
+
+def test_ask_goes_through_the_running_server_of_this_project(built):
+    """`ldp serve` announces itself in the project home; `ldp ask` then asks it (the warm
+    model and index) instead of loading its own, and searches in process once it stopped."""
+    import socket
+    import time
+
+    platform, _ = built
+    live = set(platform.truth.final_doc_ids)
+    question, doc_id = next((q, d) for q, d in platform.truth.eval_questions if d in live)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    announce = Path(platform.env["LDP_HOME"]) / ".ldp_serve.json"
+    server = subprocess.Popen(
+        [str(BIN / "ldp"), "serve", "--port", str(port), "--log-level", "warning"],
+        env={**os.environ, **platform.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not announce.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "no ldp serve"
+            time.sleep(0.2)
+        assert json.loads(announce.read_text())["url"] == f"http://127.0.0.1:{port}"
+        proc = _run([str(BIN / "ldp"), "ask", question, "-k", "3"], platform.env)
+        while "searched by ldp serve" not in proc.stdout and time.monotonic() < deadline:
+            time.sleep(0.5)  # announced before uvicorn listens: ask again
+            proc = _run([str(BIN / "ldp"), "ask", question, "-k", "3"], platform.env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"(searched by ldp serve at http://127.0.0.1:{port})" in proc.stdout
+        assert doc_id in proc.stdout
+        local = _run([str(BIN / "ldp"), "ask", question, "-k", "3", "--local"], platform.env)
+        assert local.returncode == 0 and "searched by ldp serve" not in local.stdout
+    finally:
+        server.terminate()  # the server this test started
+        server.wait(timeout=30)
+    assert not announce.exists()
+    after = _run([str(BIN / "ldp"), "ask", question, "-k", "3", "--json"], platform.env)
+    assert after.returncode == 0 and doc_id in {h["doc_id"] for h in json.loads(after.stdout)}

@@ -207,3 +207,27 @@ def test_ask_command_filters_and_fuses(built, monkeypatch, capsys):
     assert {h["mode"] for h in hits} == {"hybrid"}
     assert main(["ask", question, "--where", "{not json"]) == 2
     assert "--where is not JSON" in capsys.readouterr().out
+
+
+def test_bm25_is_saved_per_index_version_and_loaded_by_the_next_process(
+    built, tmp_path, monkeypatch
+):
+    """The first retriever builds BM25 for the live version and saves it; a later one (a new
+    process: a fresh Retriever) loads it without reading the collection, with equal scores."""
+    from llm_data_platform import retrieval
+
+    platform, _ = built
+    chroma, embeddings = platform.resources["chroma"], platform.resources["embeddings"]
+    question = _questions(platform)[0][0]
+    first = Retriever(chroma, embeddings, hybrid=True, bm25_dir=str(tmp_path / "bm25"))
+    expected = [(h.chunk_id, h.bm25_score) for h in first.search(question, k=5)]
+    [saved] = [p for p in (tmp_path / "bm25").iterdir() if not p.name.startswith(".")]
+    assert (saved / "chunk_ids.json").exists()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("BM25 was rebuilt although this index version was saved")
+
+    monkeypatch.setattr(retrieval.BM25Index, "build", classmethod(no_build))
+    second = Retriever(chroma, embeddings, hybrid=True, bm25_dir=str(tmp_path / "bm25"))
+    assert [(h.chunk_id, h.bm25_score) for h in second.search(question, k=5)] == expected
+    assert any(score is not None for _, score in expected)

@@ -31,6 +31,7 @@ from llm_data_platform.streaming.kinesis_source import (
 )
 from llm_data_platform.streaming.microbatch import read_day_detailed
 from llm_data_platform_tests.conftest import time_bound
+from llm_data_platform_tests.test_kafka_sigkill import _batch_files as batch_files
 from llm_data_platform_tests.test_kafka_sigkill import events
 
 STREAM = "conversations"
@@ -64,12 +65,6 @@ def put(client, name: str, values: list[bytes]) -> list[tuple[str, str]]:
         assert response.get("FailedRecordCount", 0) == 0, response
         where += [(r["ShardId"], r["SequenceNumber"]) for r in response["Records"]]
     return where
-
-
-def batch_files(lake_root: Path, table: str) -> list[Path]:
-    return sorted(
-        p for p in (lake_root / "raw" / table).glob("dt=*/*.parquet") if not p.name.startswith(".")
-    )
 
 
 def lake_events(lake_root: Path) -> Counter[str]:
