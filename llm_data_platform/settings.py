@@ -38,6 +38,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_S3_REGION", "us-east-1", "S3 region of the lake bucket."),
     Setting("LDP_LANDING_DIR", "data/landing", "Landing folder: <dir>/<stream>/**/*.jsonl."),
     Setting("LDP_CHROMA_PATH", "data/chroma", "Chroma persistent folder (embedded default)."),
+    Setting(
+        "LDP_BM25_DIR",
+        "data/bm25",
+        "Hybrid retrieval's BM25 index, saved per index version so a process loads, not builds.",
+    ),
     Setting("LDP_CHROMA_HOST", "", "Chroma server host; when set, HttpClient replaces the folder."),
     Setting("LDP_CHROMA_PORT", "8000", "Chroma server port."),
     Setting("LDP_CHROMA_COLLECTION", "kb_chunks", "Chroma collection name prefix."),
@@ -148,6 +153,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("LDP_API_DOCS", "false", "true: `ldp serve` also serves /docs, /redoc, /openapi.json."),
     Setting(
+        "LDP_API_URL",
+        "",
+        "`ldp ask` asks the `ldp serve` at this URL; empty: the one this project's `ldp serve` "
+        "announced, else it searches in process.",
+    ),
+    Setting(
         "LDP_API_MAX_BODY_BYTES", "65536", "Largest request body `ldp serve` reads (else 413)."
     ),
     Setting("LDP_EVAL_MIN_HIT_AT_5", "0.8", "A new index version needs this hit@5 to go live."),
@@ -240,6 +251,7 @@ class Settings:
     lake_root: str
     landing_dir: str
     chroma_path: str
+    bm25_dir: str
     chroma_host: str
     chroma_port: int
     chroma_collection: str
@@ -293,6 +305,7 @@ class Settings:
     openai_api_key_set: bool = False  # whether OPENAI_API_KEY is set; the key itself is not kept
     api_token: str = field(default="", repr=False)
     api_docs: bool = False
+    api_url: str = ""
     api_max_body_bytes: int = 65_536
     drift_history_days: int = 7
     drift_min_history_days: int = 3
@@ -351,6 +364,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lake_root=data_path("LDP_LAKE_ROOT", "lake"),
         landing_dir=data_path("LDP_LANDING_DIR", "landing"),
         chroma_path=data_path("LDP_CHROMA_PATH", "chroma"),
+        bm25_dir=data_path("LDP_BM25_DIR", "bm25"),
         chroma_host=get("LDP_CHROMA_HOST"),
         chroma_port=int(get("LDP_CHROMA_PORT")),
         chroma_collection=get("LDP_CHROMA_COLLECTION"),
@@ -412,6 +426,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         openai_api_key_set=bool(environ.get("OPENAI_API_KEY")),
         api_token=get("LDP_API_TOKEN"),
         api_docs=_flag("LDP_API_DOCS", get("LDP_API_DOCS")),
+        api_url=get("LDP_API_URL"),
         api_max_body_bytes=int(get("LDP_API_MAX_BODY_BYTES")),
         drift_history_days=int(get("LDP_DRIFT_HISTORY_DAYS")),
         drift_min_history_days=int(get("LDP_DRIFT_MIN_HISTORY_DAYS")),
