@@ -1,7 +1,7 @@
 """OPENAI_API_KEY reaches OpenAI-compatible servers, its failures say what happened, and the
 key never lands in the event log or the lake.
 
-Against the local OpenAI-speaking server of test_openai_provider (127.0.0.1), here told to
+Against the local OpenAI-speaking server of fake_openai.py (127.0.0.1), here told to
 require a bearer key and to embed any text (8-d vectors from a hash of the text).
 """
 
@@ -19,7 +19,7 @@ from llm_data_platform.definitions import build_resources
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.settings import load_settings
 from llm_data_platform_tests.conftest import DAYS, Platform, graph_for, platform_env, stage
-from llm_data_platform_tests.test_openai_provider import FakeOpenAI
+from llm_data_platform_tests.fake_openai import FakeOpenAI, serving
 
 KEY = "sk-test-SECRET123"
 SECRET = b"SECRET123"
@@ -44,14 +44,8 @@ def _vector(text: str) -> list[float]:
 
 @pytest.fixture
 def server():
-    fake = AnyTextOpenAI()
-    fake.thread.start()
-    try:
+    with serving(AnyTextOpenAI()) as fake:
         yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
-        fake.thread.join(timeout=5)
 
 
 def _env(server: FakeOpenAI, key: str | None) -> dict[str, str]:

@@ -1,19 +1,13 @@
 """OpenAI-compatible providers, against a local HTTP server speaking the OpenAI endpoints.
 
-The server (``fake_openai``) runs on 127.0.0.1 in a thread for each test. It answers
-``/v1/embeddings`` (vectors that encode each input's position, deliberately unnormalised and
-returned out of order) and ``/v1/chat/completions`` (a canned answer citing [1], after checking
-that the prompt holds the retrieved chunk texts), or fails as told. It records the
-Authorization header of every request and, given ``required_key``, answers 401 to any other
-(echoing the key it got, as OpenAI's own 401 does in part).
+The server (``fake_openai``, from ``fake_openai.py``, shared with the key and fine-tuning
+tests) runs on 127.0.0.1 in a thread for each test. It answers ``/v1/embeddings`` (vectors
+that encode each input's position, deliberately unnormalised and returned out of order) and
+``/v1/chat/completions`` (a canned answer citing [1], after checking that the prompt holds the
+retrieved chunk texts), or fails as told.
 """
 
 from __future__ import annotations
-
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import numpy as np
@@ -22,124 +16,15 @@ import pytest
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.retrieval import Retriever
 from llm_data_platform.serving.answer import AnswerError, ChatConfig, generate_answer
-
-CANNED_ANSWER = "Use a try statement with an except clause for the exception [1]."
-QUOTA = (
-    429,
-    {
-        "message": "You exceeded your current quota, please check your plan and billing details.",
-        "type": "insufficient_quota",
-        "param": None,
-        "code": "insufficient_quota",
-    },
-)
-BAD_KEY = (
-    401,
-    {
-        "message": "Incorrect API key provided: sk-bad. You can find your API key at ...",
-        "type": "invalid_request_error",
-        "param": None,
-        "code": "invalid_api_key",
-    },
+from llm_data_platform_tests.fake_openai import (  # noqa: F401 - re-exported for other tests
+    BAD_KEY,
+    CANNED_ANSWER,
+    QUOTA,
+    FakeOpenAI,
+    fake_openai_server,
 )
 
-
-class FakeOpenAI:
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict]] = []
-        self.expect_in_prompt: list[str] = []
-        self.fail: tuple[int, dict] | None = None
-        self.problems: list[str] = []
-        self.authorizations: list[str | None] = []
-        self.required_key: str | None = None
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append((self.path, body))
-                presented = self.headers.get("Authorization")
-                fake.authorizations.append(presented)
-                if fake.required_key and presented != f"Bearer {fake.required_key}":
-                    message = f"Incorrect API key provided: {presented}."
-                    error = {"message": message, "type": "invalid_request_error"}
-                    return self._send(401, {"error": {**error, "code": "invalid_api_key"}})
-                if fake.fail:
-                    status, error = fake.fail
-                    return self._send(status, {"error": error})
-                if self.path == "/v1/embeddings":
-                    return self._send(*fake.embeddings(body))
-                if self.path == "/v1/chat/completions":
-                    return self._send(*fake.chat(body))
-                return self._send(404, {"error": {"message": f"no route {self.path}"}})
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def embeddings(self, body: dict) -> tuple[int, dict]:
-        inputs = body["input"]
-        if len(inputs) > 2048:
-            self.problems.append(f"{len(inputs)} inputs in one request")
-            return 400, {"error": {"message": "'input' : maximum 2048 items", "type": "x"}}
-        # input "text N" -> 3 * [N + 1, 1]: the direction encodes N, the norm is not 1
-        data = [
-            {"object": "embedding", "index": i, "embedding": [3.0 * (int(t.split()[-1]) + 1), 3.0]}
-            for i, t in enumerate(inputs)
-        ]
-        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
-        payload = {"object": "list", "data": data[::-1], "model": body["model"], "usage": usage}
-        return 200, payload
-
-    def chat(self, body: dict) -> tuple[int, dict]:
-        prompt = "\n".join(m["content"] for m in body["messages"])
-        missing = [t for t in self.expect_in_prompt if t not in prompt]
-        if missing:
-            self.problems.append(f"prompt lacks {len(missing)} retrieved chunk texts")
-            return 400, {"error": {"message": "prompt lacks the retrieved chunks", "type": "x"}}
-        message = {"role": "assistant", "content": CANNED_ANSWER}
-        return 200, {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {
-                "prompt_tokens": len(prompt) // 4,
-                "completion_tokens": 12,
-                "total_tokens": len(prompt) // 4 + 12,
-            },  # fmt: skip
-        }
-
-    def prompts(self) -> list[str]:
-        return [
-            "\n".join(m["content"] for m in body["messages"])
-            for path, body in self.requests
-            if path == "/v1/chat/completions"
-        ]
-
-
-@pytest.fixture
-def fake_openai():
-    fake = FakeOpenAI()
-    fake.thread.start()
-    try:
-        yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
-        fake.thread.join(timeout=5)
+fake_openai = fake_openai_server  # the fixture, under the name other test modules import
 
 
 def _openai_embeddings(fake: FakeOpenAI, **kwargs) -> EmbeddingsResource:

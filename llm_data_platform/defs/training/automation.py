@@ -20,9 +20,10 @@ def weekly_training(
     """(job, schedule) of the weekly batch."""
     job = dg.define_asset_job(
         "weekly_training_job",
-        selection=["training_batches"],
+        selection=["training_batches", "fine_tune_job"],
         partitions_def=partitions.weekly,
-        description="Build the week's validated fine-tuning batch from its daily examples.",
+        description="Build the week's validated fine-tuning batch from its daily examples, "
+        "then its fine-tuning job (skipped unless LDP_FINE_TUNE=on).",
     )
     # Last week's batch, on Monday at 03:00 UTC, after the daily run of Sunday's partition.
     schedule = dg.build_schedule_from_partitioned_job(
