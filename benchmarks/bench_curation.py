@@ -108,7 +108,9 @@ class _Markov:
 
 
 def _vocabulary(words: list[str]) -> list[str]:
-    return sorted({w for w in words if w.isalpha() and 3 <= len(w) <= 12} | set(bench_quality.WORDS))
+    return sorted(
+        {w for w in words if w.isalpha() and 3 <= len(w) <= 12} | set(bench_quality.WORDS)
+    )
 
 
 def _normal(rng: random.Random, body: str, target: int) -> str:
@@ -208,3 +210,277 @@ def raw_table(messages: list[Message], start: datetime | None = None) -> pa.Tabl
     return pa.table({f.name: cols.get(f.name) for f in schemas.RAW_CONVERSATIONS}).cast(
         schemas.RAW_CONVERSATIONS
     )
+
+
+# ------------------------------------------------------------------------------ the clean run
+
+CHUNK = 100_000  # raw rows per chunk, as lib/cleaning reads a day
+
+
+def clean_all(raw: pa.Table, chunk: int = CHUNK, writer=None) -> tuple[pa.Table, dict, Counter]:
+    """The clean pipeline over ``raw`` a chunk at a time through one DedupState, as the
+    asset runs a day: (dropped rows, seconds per step, counts)."""
+    from llm_data_platform.transforms.conversation_cleaning import (
+        CleaningConfig,
+        clean_conversations,
+    )
+    from llm_data_platform.transforms.cross_dedup import DedupConfig, DedupState
+
+    config = CleaningConfig(dedup_state=DedupState(DedupConfig()))
+    seconds: Counter = Counter()
+    counts: Counter = Counter()
+    dropped = []
+    for start in range(0, raw.num_rows, chunk):
+        result = clean_conversations(raw.slice(start, chunk), config)
+        seconds.update(result.seconds)
+        counts.update(result.counts)
+        dropped.append(result.dropped)
+        if writer is not None:
+            writer.write_table(result.clean)
+    return pa.concat_tables(dropped), dict(seconds), counts
+
+
+def evaluate(messages: list[Message], dropped: pa.Table) -> dict:
+    """Recall and precision against the generator's truth (see ``print_quality``)."""
+    reason = dict(
+        zip(
+            (int(e[1:]) for e in dropped["event_id"].to_pylist()),
+            dropped["reason"].to_pylist(),
+            strict=True,
+        )
+    )
+    dedup = {"duplicate_content_elsewhere", "near_duplicate", "duplicate_content_history"}
+    dedup |= {"near_duplicate_history", "near_duplicate_conversation"}
+    cells: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    false_pos = true_pos = 0
+    for i, m in enumerate(messages):
+        r = reason.get(i)
+        if m.kind.startswith("junk:"):
+            cells[m.kind][0] += 1
+            cells[m.kind][1] += r is not None and r.startswith("low_quality")
+            continue
+        quality = r is not None and r.startswith("low_quality")
+        if m.kind == "normal":
+            cells["normal"][0] += 1
+            cells["normal"][1] += r is not None
+            false_pos += r in dedup
+            continue
+        source = reason.get(m.source)
+        if quality or (source is not None and source.startswith("low_quality")):
+            continue  # quality took it or its original first: nothing to dedup against
+        hit = r in dedup
+        true_pos += hit
+        level = "format" if m.kind == "format" else m.kind
+        if m.kind == "near":
+            k = next(j for j, (lo, hi) in enumerate(EDIT_LEVELS) if m.edit < hi or j == 2)
+            level = f"near {100 * EDIT_LEVELS[k][0]:g}-{100 * EDIT_LEVELS[k][1]:g}%"
+        lo, hi = LENGTH_BANDS[m.band]
+        for key in (level, f"length {lo}-{hi}" if m.kind != "exact" else "exact"):
+            cells[key][0] += 1
+            cells[key][1] += hit
+        if m.kind != "exact":
+            cells["near+format"][0] += 1
+            cells["near+format"][1] += hit
+    cells["precision"] = [true_pos + false_pos, true_pos]
+    return cells
+
+
+def print_quality(n: int, cells: dict, seconds: dict, total: float) -> None:
+    print(f"\n== {n:,} messages: clean pipeline {total:.1f} s = {n / total:,.0f} msgs/s")
+    for step, s in seconds.items():
+        print(f"  stage {step:<24}{s:7.2f} s {n / max(s, 1e-9):>12,.0f} msgs/s")
+    print(f"  {'near-dup (copies found by dedup)':<44}{'found':>8}{'of':>8}{'rate':>8}")
+    order = [k for k in cells if k.startswith("near ")] + ["format", "near+format", "exact"]
+    order += sorted(k for k in cells if k.startswith("length"))
+    for key in order:
+        total_k, hit = cells.get(key, [0, 0])
+        print(f"  recall {key:<37}{hit:>8}{total_k:>8}{hit / max(total_k, 1):>8.3f}")
+    flagged, good = cells["precision"]
+    print(
+        f"  {'precision (copies among dedup drops)':<44}{good:>8}{flagged:>8}"
+        f"{good / max(flagged, 1):>8.3f}"
+    )
+    for key in sorted(k for k in cells if k.startswith("junk:")):
+        total_k, hit = cells[key]
+        print(f"  junk recall {key[5:]:<32}{hit:>8}{total_k:>8}{hit / max(total_k, 1):>8.3f}")
+    total_k, hit = cells["normal"]
+    print(f"  normal removed (any reason){'':<17}{hit:>8}{total_k:>8}{100 * hit / total_k:>7.2f}%")
+
+
+def similarity_table(messages: list[Message], sample: int = 20_000) -> None:
+    """Exact Jaccard of near copies with their original, per edit level and shingle size,
+    and of unrelated pairs: what the threshold was chosen on."""
+    from llm_data_platform.transforms.near_dedup import exact_jaccard
+    from llm_data_platform.transforms.shingles import shingle_hashes
+
+    part = messages[:sample]
+    rng = random.Random(1)
+    normals = [i for i, m in enumerate(part) if m.kind == "normal"]
+    print(f"\n== similarity of the first {len(part):,} messages (exact Jaccard, word k-grams)")
+    for k in (2, 3, 5):
+        off, h = shingle_hashes([m.text for m in part], k)
+        sets = [np.unique(h[off[i] : off[i + 1]]) for i in range(len(part))]
+        rows = defaultdict(list)
+        for i, m in enumerate(part):
+            if m.kind == "near":
+                j = next(j for j, (lo, hi) in enumerate(EDIT_LEVELS) if m.edit < hi or j == 2)
+                rows[f"{100 * EDIT_LEVELS[j][0]:g}-{100 * EDIT_LEVELS[j][1]:g}%"].append(
+                    exact_jaccard(sets[i], sets[m.source])
+                )
+            elif m.kind == "format":
+                rows["format"].append(exact_jaccard(sets[i], sets[m.source]))
+        unrelated = [
+            exact_jaccard(*(sets[i] for i in rng.sample(normals, 2))) for _ in range(20_000)
+        ]
+        line = "  ".join(
+            f"{key} med {np.median(v):.2f} p1 {np.quantile(v, 0.01):.2f}" for key, v in rows.items()
+        )
+        print(f"  k={k}: {line}  unrelated max {max(unrelated):.2f} mean {np.mean(unrelated):.3f}")
+
+
+# ------------------------------------------------------------------------------ hashers
+
+
+def hashers(messages: list[Message], n: int) -> None:
+    """Text -> 128 MinHash values, side by side: this project's vectorised signatures (one
+    permutation and datasketch's affine scheme), rensa (Rust), datasketch (Python)."""
+    from llm_data_platform.transforms.near_dedup import minhash_signatures, oph_signatures
+    from llm_data_platform.transforms.shingles import normalize_for_matching, shingle_hashes
+
+    texts = pa.array([m.text for m in messages[:n]])
+    print(f"\n== MinHash hashers, {n:,} messages, word 2-grams, 128 values (best of 3)")
+
+    def timed(label, fn):
+        best = min(_seconds(fn) for _ in range(3))
+        print(f"  {label:<44}{best:7.2f} s {n / best:>12,.0f} msgs/s")
+
+    timed("shingles (vectorised, shared by the next two)", lambda: shingle_hashes(texts, 2))
+    off, h = shingle_hashes(texts, 2)
+    timed("  + one-permutation signatures (default)", lambda: oph_signatures(off, h, 128))
+    timed("  + affine32 signatures (= datasketch)", lambda: minhash_signatures(off, h, 128))
+    words = [t.split(" ") for t in normalize_for_matching(texts).to_pylist()]
+    grams = [[f"{a} {b}" for a, b in zip(w, w[1:], strict=False)] or w for w in words]
+    try:
+        from rensa import RMinHash
+
+        def rensa_all():
+            for g in grams:
+                m = RMinHash(num_perm=128, seed=1)
+                m.update(g)
+                m.digest()
+
+        timed("rensa RMinHash (from Python shingle lists)", rensa_all)
+    except ImportError:
+        print("  rensa: not installed (pip install rensa)")
+    from datasketch import MinHash
+
+    k = max(1, n // 10)
+    best = min(
+        _seconds(lambda: MinHash.bulk([[s.encode() for s in g] for g in grams[:k]], num_perm=128))
+        for _ in range(1)
+    )
+    print(
+        f"  {'datasketch MinHash.bulk (1/10 of the texts)':<44}{best:7.2f} s"
+        f" {k / best:>12,.0f} msgs/s"
+    )
+
+
+def _seconds(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+# ------------------------------------------------------------------------------ RSS, PII
+
+
+def rss_child(path: str) -> None:
+    """A fresh process: clean the raw file a chunk at a time, print the peak RSS."""
+    import pyarrow.parquet as pq
+
+    from llm_data_platform import schemas
+
+    started = time.perf_counter()
+    out = path + ".clean.parquet"
+    rows = 0
+    with pq.ParquetWriter(out, schemas.CONVERSATIONS_CLEAN, compression="zstd") as writer:
+        from llm_data_platform.transforms.conversation_cleaning import (
+            CleaningConfig,
+            clean_conversations,
+        )
+        from llm_data_platform.transforms.cross_dedup import DedupConfig, DedupState
+
+        config = CleaningConfig(dedup_state=DedupState(DedupConfig()))
+        dropped = []
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
+            result = clean_conversations(pa.Table.from_batches([batch]), config)
+            writer.write_table(result.clean)
+            dropped.append(result.dropped)
+            rows += batch.num_rows
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started, "peak_mb": peak}))
+
+
+def rss(n: int, seed: int) -> None:
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="bench-curation-") as tmp:
+        path = os.path.join(tmp, "raw.parquet")
+        messages = generate(n, seed)
+        pq.write_table(raw_table(messages), path, row_group_size=CHUNK)
+        del messages
+        env = dict(os.environ, ARROW_DEFAULT_MEMORY_POOL="jemalloc")
+        done = subprocess.run(
+            [sys.executable, __file__, "--rss-child", path],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"\n== peak RSS, fresh process cleaning {got['rows']:,} messages in chunks of {CHUNK:,}: "
+        f"{got['peak_mb']:,.0f} MB ({got['seconds']:.0f} s, {got['rows'] / got['seconds']:,.0f} "
+        "msgs/s)"
+    )
+
+
+def pii() -> None:
+    """The PII corpus figures per type (the test's own table)."""
+    from llm_data_platform_tests.test_pii_corpus import _table
+
+    print("\n== PII corpus (llm_data_platform_tests/data/pii_corpus.jsonl)")
+    for split in ("dev", "test"):
+        _table(split)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,250000")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rss", type=int, default=1_000_000, help="0: skip")
+    parser.add_argument("--hashers", type=int, default=20_000, help="0: skip")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+    for n in [int(s) for s in args.sizes.split(",") if s]:
+        messages = generate(n, args.seed)
+        raw = raw_table(messages)
+        started = time.perf_counter()
+        dropped, seconds, _ = clean_all(raw)
+        print_quality(n, evaluate(messages, dropped), seconds, time.perf_counter() - started)
+    if args.hashers:
+        messages = generate(args.hashers, args.seed)
+        similarity_table(messages)
+        hashers(messages, args.hashers)
+    if args.rss:
+        rss(args.rss, args.seed)
+    pii()
+
+
+if __name__ == "__main__":
+    main()

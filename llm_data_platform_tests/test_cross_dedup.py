@@ -127,7 +127,7 @@ def test_history_across_days_through_the_index_tables() -> None:
     hashes, signatures = state1.day_tables()
     assert hashes["event_id"].to_pylist() == ["d1"]
     assert signatures["scope"].to_pylist() == ["message"]
-    assert signatures["params"].to_pylist() == [config.fingerprint]
+    assert signatures["params"].to_pylist() == [config.fingerprint("message")]
     # through the tables (what the next day's run reads from the lake)
     state2 = DedupState(config)
     state2.load_history(hashes, signatures)

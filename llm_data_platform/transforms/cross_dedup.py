@@ -5,7 +5,8 @@ Within a turn, repeats are dropped earlier (``duplicate_content``). This step go
 in this order, each on what the one before left:
 
 1. A conversation of at least two messages whose text ("role: content" lines) is a near
-   copy of an earlier conversation: all its rows go, ``near_duplicate_conversation``.
+   copy of an earlier conversation (word 5-grams, Jaccard 0.8: a replayed or regenerated
+   session): all its rows go, ``near_duplicate_conversation``.
 2. A message with the same ``content_hash`` (case and spacing ignored) as an earlier kept
    message of any conversation: ``duplicate_content_elsewhere`` (same day) or
    ``duplicate_content_history`` (an earlier day).
@@ -14,7 +15,9 @@ in this order, each on what the one before left:
 
 Only messages (and conversations) of at least ``min_words`` words take part: "thanks", "ok"
 and one-line questions recur in every conversation as turn-taking, not as copied content,
-and dropping them would break the conversations they belong to.
+and dropping them would break the conversations they belong to. Steps 2-3 look at the
+messages of ``roles`` (default: users, who paste the same text into many conversations); an
+assistant's canned reply is the training target of its own conversation.
 
 "Earlier" is the order the day is read in (conversation id, then time; within a batch this
 step sorts so, whatever the input order); every earlier day comes before. The kept message is
@@ -61,15 +64,14 @@ CONTENT_HASHES = pa.schema(
 )
 
 
-def signatures_schema(num_perm: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("scope", pa.string()),  # "message" (id: event id) | "conversation"
-            ("id", pa.string()),
-            ("params", pa.string()),  # the signature's parameters; others are not comparable
-            ("signature", pa.list_(pa.uint32(), num_perm)),
-        ]
-    )
+SIGNATURES = pa.schema(
+    [
+        ("scope", pa.string()),  # "message" (id: event id) | "conversation"
+        ("id", pa.string()),
+        ("params", pa.string()),  # the signature's parameters; others are not comparable
+        ("signature", pa.list_(pa.uint32())),  # num_perm values
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,21 @@ class DedupConfig:
 
     enabled: bool = True
     min_words: int = 20
+    # Roles whose messages are deduplicated one by one (steps 2-3); whole conversations go by
+    # step 1 whatever their roles. An assistant reply is the training target of its own
+    # conversation: the same canned reply to different questions is not a copy to drop.
+    roles: tuple[str, ...] = ("user",)
     near: NearDupParams = NearDupParams(threshold=0.5, shingle=2, num_perm=128, scheme="oph")
+    # Whole conversations: a regenerated or replayed session, the training selection's
+    # definition (5-word shingles, 0.8). Looser, two sessions that share a canned answer
+    # would go as one (the demo's topics do).
+    conversation: NearDupParams = NearDupParams(
+        threshold=0.8, shingle=5, num_perm=128, scheme="oph"
+    )
 
-    @property
-    def fingerprint(self) -> str:
-        p = self.near
+    def fingerprint(self, scope: str) -> str:
+        """The parameters that make a signature comparable with another."""
+        p = self.near if scope == "message" else self.conversation
         return f"{p.scheme}/k{p.shingle}/p{p.num_perm}/s{p.seed}"
 
 
@@ -101,7 +113,7 @@ class DedupState:
 
     def __post_init__(self) -> None:
         self.messages = self.messages or SignatureIndex(self.config.near)
-        self.conversations = self.conversations or SignatureIndex(self.config.near)
+        self.conversations = self.conversations or SignatureIndex(self.config.conversation)
 
     def load_history(self, hashes: pa.Table | None, signatures: pa.Table | None) -> None:
         """Add an earlier day's index tables (oldest day first)."""
@@ -109,13 +121,17 @@ class DedupState:
             self.hashes.add(content_keys(hashes["content_hash"]), _ids(hashes["event_id"]), True)
         if signatures is None or signatures.num_rows == 0:
             return
-        same = pc.equal(signatures["params"], self.config.fingerprint)
-        self.history_skipped += signatures.num_rows - (pc.sum(same).as_py() or 0)
-        signatures = signatures.filter(same)
         for scope, index in (("message", self.messages), ("conversation", self.conversations)):
             part = signatures.filter(pc.equal(signatures["scope"], scope))
+            same = pc.equal(part["params"], self.config.fingerprint(scope))
+            self.history_skipped += part.num_rows - (pc.sum(same).as_py() or 0)
+            part = part.filter(same)
+            width = pc.list_value_length(part["signature"])
+            part = part.filter(pc.equal(width, index.params.num_perm))
             if part.num_rows:
-                index.add(_as_matrix(part["signature"]), _ids(part["id"]), True)
+                index.add(
+                    _as_matrix(part["signature"], index.params.num_perm), _ids(part["id"]), True
+                )
 
     def next_day(self) -> None:
         """What this day kept becomes history: one run over several days carries the state
@@ -128,23 +144,23 @@ class DedupState:
     def day_tables(self) -> tuple[pa.Table, pa.Table]:
         """(content hashes, signatures) this day added, in the order they were kept."""
         hashes = pa.concat_tables([CONTENT_HASHES.empty_table(), *self.added_hashes])
-        schema = signatures_schema(self.config.near.num_perm)
-        return hashes, pa.concat_tables([schema.empty_table(), *self.added_signatures])
+        return hashes, pa.concat_tables([SIGNATURES.empty_table(), *self.added_signatures])
 
     def _keep_signatures(self, scope: str, ids: pa.Array, sig: np.ndarray) -> None:
         index = self.messages if scope == "message" else self.conversations
         index.add(sig, ids, False)
-        p = self.config.near.num_perm
-        flat = pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), p)
+        p = index.params.num_perm
+        offsets = pa.array(np.arange(0, len(sig) * p + 1, p, dtype=np.int32))
+        flat = pa.ListArray.from_arrays(offsets, pa.array(sig.ravel(), pa.uint32()))
         n = len(ids)
         table = pa.table(
             {
                 "scope": pa.array([scope] * n, pa.string()),
                 "id": ids,
-                "params": pa.array([self.config.fingerprint] * n, pa.string()),
+                "params": pa.array([self.config.fingerprint(scope)] * n, pa.string()),
                 "signature": flat,
             },
-            schema=signatures_schema(p),
+            schema=SIGNATURES,
         )
         self.added_signatures.append(table)
 
@@ -154,9 +170,8 @@ def _ids(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return arr.cast(pa.string())
 
 
-def _as_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def _as_matrix(column: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    width = arr.type.list_size
     return arr.flatten().to_numpy(zero_copy_only=False).astype(np.uint32).reshape(-1, width)
 
 
@@ -243,7 +258,7 @@ def _conversations(table: pa.Table, alive: np.ndarray, state: DedupState, out: d
     messages = messages.filter(pc.is_in(messages["conversation_id"], value_set=several))
     conv_ids, texts, counts = _conversation_texts(messages)
     eligible = (counts >= 2) & (_word_counts(texts) >= cfg.min_words)
-    found = cluster_texts(texts, cfg.near, eligible)
+    found = cluster_texts(texts, cfg.conversation, eligible)
     best, ref_ids, ref_hist = state.conversations.match(found.signatures)
     ref_ids = pc.if_else(pa.array(eligible), ref_ids, pa.nulls(len(conv_ids), pa.string()))
     dropped, rep, sim, _ = _resolve(found.root, found.similarity, best, ref_ids, ref_hist, conv_ids)
@@ -355,6 +370,8 @@ def find_cross_duplicates(table: pa.Table, state: DedupState) -> CrossResult:
         ).to_numpy(zero_copy_only=False)
         words = _word_counts(t["content"].combine_chunks())
         _conversations(t, is_msg, state, out)
+        role = pc.is_in(t["role"], value_set=pa.array(list(state.config.roles), pa.string()))
+        words = np.where(pc.fill_null(role, False).to_numpy(zero_copy_only=False), words, 0)
         _exact(t, is_msg & (out["code"] == 0), words, state, out)
         _near(t, is_msg & (out["code"] == 0), words, state, out)
     back = np.empty(n, np.int64)  # sorted position -> input row
