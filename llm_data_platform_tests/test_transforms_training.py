@@ -21,6 +21,7 @@ from llm_data_platform.transforms.training_format import (
     assign_split,
     count_example_tokens,
     format_chat_example,
+    invalid_lines,
     validate_chat_example,
 )
 
@@ -86,6 +87,17 @@ S = {"role": "system", "content": "s"}
 def test_validate_catches_each_error_class(example, fragment: str) -> None:
     errors = validate_chat_example(example)
     assert any(fragment in e for e in errors), errors
+    # the same line among valid ones, checked by Arrow over all lines: found, same reason
+    good = json.dumps(_valid())
+    lines = pa.array([good, json.dumps(example), good, good])
+    assert invalid_lines(lines) == [(1, errors[0])]
+
+
+def test_invalid_lines_passes_valid_lines_and_catches_broken_json() -> None:
+    good = [json.dumps(_valid()), json.dumps(_with([S, U, A, U, {**A, "weight": 0}]))]
+    assert invalid_lines(pa.chunked_array([good, good])) == []
+    found = invalid_lines(pa.array([*good, '{"messages": [', None]))
+    assert [i for i, _ in found] == [2, 3] and found[0][1].startswith("not JSON")
 
 
 def test_validate_token_limit() -> None:

@@ -202,3 +202,103 @@ def json_string(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArra
         for code in sorted(set(range(32)) - {8, 9, 10, 12, 13}):
             out = pc.replace_substring(out, chr(code), f"\\u{code:04x}")
     return pc.binary_join_element_wise('"', out, '"', "")
+
+
+_EXAMPLE_SCHEMA = pa.schema(
+    [
+        (
+            "messages",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("role", pa.string()),
+                        ("content", pa.string()),
+                        ("name", pa.string()),
+                        ("weight", pa.int64()),
+                    ]
+                )
+            ),
+        )
+    ]
+)
+
+
+def invalid_lines(lines: pa.Array | pa.ChunkedArray) -> list[tuple[int, str]]:
+    """(index, first problem) of every JSONL line that is not a valid chat example, by the
+    rules of :func:`validate_chat_example`, checked with Arrow's JSON reader and kernels over
+    all lines at once; only lines that fail (or a block the reader refuses) are looked at one
+    by one, to name their problem."""
+    import json
+
+    import pyarrow.json as pajson
+
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks() if lines.num_chunks else pa.array([], pa.string())
+    if len(lines) == 0:
+        return []
+    suspect = np.ones(len(lines), bool)
+    try:
+        body = _ndjson(lines)
+        parsed = pajson.read_json(
+            pa.BufferReader(body),
+            read_options=pajson.ReadOptions(block_size=max(1 << 20, body.size + 1)),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=_EXAMPLE_SCHEMA, unexpected_field_behavior="error"
+            ),
+        )
+        if parsed.num_rows == len(lines):
+            suspect = _suspect_rows(parsed["messages"].combine_chunks())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # a line the reader refuses: every line is looked at below
+    found = []
+    for i in np.flatnonzero(suspect).tolist():
+        try:
+            errors = validate_chat_example(json.loads(lines[i].as_py()))
+        except (ValueError, TypeError) as exc:
+            errors = [f"not JSON: {exc}"]
+        if errors:
+            found.append((i, errors[0]))
+    return found
+
+
+def _ndjson(lines: pa.Array) -> pa.Buffer:
+    """The lines, newline-terminated, as one buffer (no copy per line)."""
+    joined = pc.binary_join_element_wise(lines.cast(pa.large_string()), "\n", "")
+    offsets = np.frombuffer(joined.buffers()[1], np.int64)[
+        joined.offset : joined.offset + len(joined) + 1
+    ]
+    return joined.buffers()[2][int(offsets[0]) : int(offsets[-1])]
+
+
+def _suspect_rows(messages: pa.ListArray) -> np.ndarray:
+    """Rows breaking a rule of the chat format (parsed with the explicit schema)."""
+    n = len(messages)
+    lengths = pc.fill_null(pc.list_value_length(messages), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(messages)
+    parent = pc.list_parent_indices(messages).to_numpy()
+    role, content = flat.field("role"), flat.field("content")
+    name, weight = flat.field("name"), flat.field("weight")
+    known = pc.fill_null(pc.is_in(role, value_set=pa.array(ROLES)), False)
+    filled = pc.fill_null(pc.utf8_trim_whitespace(content), "")
+    bad = ~known.to_numpy(zero_copy_only=False)
+    bad |= pc.equal(filled, "").to_numpy(zero_copy_only=False)
+    blank_name = pc.and_(
+        pc.is_valid(name), pc.equal(pc.utf8_trim_whitespace(pc.fill_null(name, "")), "")
+    )
+    bad |= blank_name.to_numpy(zero_copy_only=False)
+    is_assistant = pc.fill_null(pc.equal(role, "assistant"), False).to_numpy(zero_copy_only=False)
+    has_weight = pc.is_valid(weight).to_numpy(zero_copy_only=False)
+    w = pc.fill_null(weight, 0).to_numpy(zero_copy_only=False)
+    bad |= has_weight & (((w != 0) & (w != 1)) | ~is_assistant)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    position = np.arange(len(flat)) - starts[parent] if len(flat) else np.zeros(0, np.int64)
+    system = pc.fill_null(pc.equal(role, "system"), False).to_numpy(zero_copy_only=False)
+    bad |= system & (position != 0)
+    suspect = np.bincount(parent[bad], minlength=n) > 0 if len(flat) else np.zeros(n, bool)
+    suspect |= lengths == 0
+    suspect |= np.bincount(parent[is_assistant], minlength=n) == 0 if len(flat) else True
+    last = starts + lengths - 1
+    has_rows = lengths > 0
+    last_assistant = np.zeros(n, bool)
+    last_assistant[has_rows] = is_assistant[last[has_rows]]
+    return suspect | ~last_assistant
