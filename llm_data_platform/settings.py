@@ -196,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LDP_DRIFT_MAX_REJECTION_CHANGE",
         "0.05",
-        "Rejection-rate (empty, low quality) drift warns beyond this change in rate.",
+        "Rejection-rate (drops other than copies: empty, low quality) drift warns beyond this.",
     ),
     Setting(
         "LDP_DRIFT_MAX_PSI",
