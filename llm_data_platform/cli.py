@@ -24,12 +24,6 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
-    from llm_data_platform.serving.ask_command import ask
-
-    return ask(args, _say)
-
-
 def cmd_demo_data(args: argparse.Namespace) -> int:
     from llm_data_platform.demo import generate_demo
     from llm_data_platform.settings import load_settings
@@ -383,36 +377,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question", default=SAMPLE_QUESTION)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("ask", help="top-k chunks for a question, with scores and sources")
-    p.add_argument("question")
-    p.add_argument("-k", type=int, default=5)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--where", help='Chroma metadata filter as JSON, e.g. \'{"doc_id": "kb/faq"}\'')
-    p.add_argument(
-        "--hybrid",
-        action=argparse.BooleanOptionalAction,
-        help="fuse vector and BM25 rankings (RRF); default: LDP_RETRIEVAL_HYBRID",
-    )
-    p.add_argument(
-        "--answer",
-        action="store_true",
-        help="a grounded answer citing the chunks (OPENAI_API_KEY or OPENAI_BASE_URL)",
-    )
-    p.add_argument(
-        "--local", action="store_true", help="search in this process, not a running ldp serve"
-    )
-    p.set_defaults(func=cmd_ask)
+    p = sub.add_parser("summary", help="rows per table, drops, batches, index, a sample query")
+    p.add_argument("--question", default=SAMPLE_QUESTION)
+    p.set_defaults(func=cmd_summary)
 
+    from llm_data_platform.defs.training.export import add_parser as add_export_parser
+    from llm_data_platform.privacy.requests import add_parser as add_forget_parser
+    from llm_data_platform.serving.ask_command import add_parser as add_ask_parser
+
+    add_ask_parser(sub)
+    _add_serve_parser(sub)
+    _add_ingest_parsers(sub)
+    add_forget_parser(sub)
+    add_export_parser(sub)
+
+    p = sub.add_parser("settings", help="every setting with its default (Markdown table)")
+    p.set_defaults(func=cmd_settings)
+    return parser
+
+
+def _add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="the retrieval HTTP API (POST /search, /answer; GET /health)")
     p.add_argument("--host", default="127.0.0.1", help="default: this machine only")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("summary", help="rows per table, drops, batches, index, a sample query")
-    p.add_argument("--question", default=SAMPLE_QUESTION)
-    p.set_defaults(func=cmd_summary)
 
+def _add_ingest_parsers(sub) -> None:
     p = sub.add_parser(
         "ingest-docs", help="sync a folder of HTML/Markdown/text docs into the landing folder"
     )
@@ -432,16 +424,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=30.0, help="seconds")
     p.add_argument("--malformed", type=float, default=0.01, help="share of malformed lines")
     p.set_defaults(func=cmd_produce)
-
-    from llm_data_platform.defs.training.export import add_parser as add_export_parser
-    from llm_data_platform.privacy.requests import add_parser as add_forget_parser
-
-    add_forget_parser(sub)
-    add_export_parser(sub)
-
-    p = sub.add_parser("settings", help="every setting with its default (Markdown table)")
-    p.set_defaults(func=cmd_settings)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

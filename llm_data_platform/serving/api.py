@@ -112,6 +112,13 @@ def create_app(
     if api_token:
         app.add_middleware(BearerToken, token=api_token)  # added last: runs first
 
+    _add_routes(app, state)
+    return app
+
+
+def _add_routes(app: FastAPI, state: dict[str, Any]) -> None:
+    """POST /search, POST /answer, GET /health over ``state``'s retriever and chat model."""
+
     def search(request: SearchRequest) -> SearchResult:
         if not request.question.split():
             raise HTTPException(400, "The question is empty (only whitespace).")
@@ -162,8 +169,6 @@ def create_app(
             "hybrid_default": r.hybrid,
             "chat_model": state["chat"].model if state["chat"].configured else None,
         }
-
-    return app
 
 
 def _response(result: SearchResult) -> dict:

@@ -93,3 +93,29 @@ def _print_answer(args: argparse.Namespace, hits: list, _say: Callable[[str], No
         label = source["heading_path"] or source["title"] or source["doc_id"]
         _say(f"  [{source['n']}] {label}  <{source['source_uri']}>")
     return 0
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("ask", help="top-k chunks for a question, with scores and sources")
+    p.add_argument("question")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--where", help='Chroma metadata filter as JSON, e.g. \'{"doc_id": "kb/faq"}\'')
+    p.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        help="fuse vector and BM25 rankings (RRF); default: LDP_RETRIEVAL_HYBRID",
+    )
+    p.add_argument(
+        "--answer",
+        action="store_true",
+        help="a grounded answer citing the chunks (OPENAI_API_KEY or OPENAI_BASE_URL)",
+    )
+    p.add_argument(
+        "--local", action="store_true", help="search in this process, not a running ldp serve"
+    )
+    p.set_defaults(func=lambda args: ask(args, _say))

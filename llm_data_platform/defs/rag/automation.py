@@ -38,6 +38,9 @@ def rag_index_after_documents_sensor(partitions: Partitions) -> dg.SensorDefinit
         run_status=dg.DagsterRunStatus.SUCCESS,
         monitored_jobs=[documents_job],
         request_job=rag_index_job,
+        # 5 s, not the default 30: an edited page waits for this tick on its way to users;
+        # a tick reads only the documents job's finished runs (cheap)
+        minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Keeps the index in sync: each successful document ingest triggers a sync.",
     )
