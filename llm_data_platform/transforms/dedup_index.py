@@ -147,7 +147,7 @@ class SignatureIndex:
                 continue
             packed = np.unique(q * len(seg.signatures) + r)
             q, r = packed // len(seg.signatures), packed % len(seg.signatures)
-            est = signature_agreement(signatures[q], seg.signatures[r])
+            est = signature_agreement(signatures[q], seg.signatures[r])  # the few candidates
             ok = est >= self.params.threshold
             q, r, est = q[ok], r[ok], est[ok]
             # the best candidate per query: sort by (query, -estimate), take the first

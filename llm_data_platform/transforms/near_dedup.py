@@ -213,11 +213,14 @@ def lsh_params(threshold: float, num_perm: int, recall: float = _LSH_RECALL) -> 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per LSH band (``rows`` signature values folded with an avalanching
     mix): two texts share a bucket of a band when their keys are equal. A key collision of
-    different values can only add a candidate, which verification then rejects."""
+    different values can only add a candidate, which verification then rejects. Band ``i``
+    takes columns ``i, i + bands, i + 2 bands, ...``, not neighbours: a densified
+    one-permutation signature copies a filled bin into the empty bins before it, and a band
+    of neighbours would then hold one value three times (measured: 9x the candidates)."""
     keys = np.zeros((len(sig), bands), dtype=_U64)
     for band in range(bands):
         key = np.full(len(sig), _U64(band), dtype=_U64)
-        for col in range(band * rows, (band + 1) * rows):
+        for col in range(band, bands * rows, bands):
             key = _fmix64(key ^ sig[:, col].astype(_U64))
         keys[:, band] = key
     return keys
@@ -251,13 +254,22 @@ def _bucket_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return packed // (len(keys) + 1), packed % (len(keys) + 1)
 
 
-def signature_agreement(left: np.ndarray, right: np.ndarray, block: int = 65_536) -> np.ndarray:
-    """Share of equal values of row pairs of two signature arrays: MinHash's estimate of the
-    Jaccard similarity (standard deviation sqrt(J(1-J)/num_perm), <= 0.044 at 128)."""
-    out = np.empty(len(left), np.float32)
-    for start in range(0, len(left), block):
+def signature_agreement(
+    sig: np.ndarray, left: np.ndarray, right: np.ndarray | None = None, block: int = 16_384
+) -> np.ndarray:
+    """Share of equal values of signature pairs: MinHash's estimate of the Jaccard similarity
+    (standard deviation sqrt(J(1-J)/num_perm), <= 0.044 at 128). ``sig[left[i]]`` against
+    ``sig[right[i]]``, or, without ``right``, row pairs of two arrays ``sig`` and ``left``; a
+    block of pairs at a time, so a million candidates never copy their signatures at once."""
+    n = len(left) if right is not None else len(sig)
+    out = np.empty(n, np.float32)
+    for start in range(0, n, block):
         end = start + block
-        out[start:end] = (left[start:end] == right[start:end]).mean(axis=1)
+        if right is None:
+            a, b = sig[start:end], left[start:end]
+        else:
+            a, b = sig[left[start:end]], sig[right[start:end]]
+        out[start:end] = (a == b).mean(axis=1)
     return out
 
 
@@ -440,7 +452,7 @@ def cluster_texts(
     bands, rows = params.banding
     a, b = _bucket_edges(band_keys(sig[members], bands, rows))
     candidates = len(a)
-    estimate = signature_agreement(sig[members[a]], sig[members[b]])
+    estimate = signature_agreement(sig, members[a], members[b])
     screened = estimate >= params.threshold - ESTIMATE_MARGIN
     a, b = a[screened], b[screened]
     involved = np.unique(np.concatenate([a, b]))
