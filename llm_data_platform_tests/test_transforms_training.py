@@ -106,7 +106,7 @@ def test_validate_token_limit() -> None:
     assert validate_chat_example(example, max_tokens=6, count=words) == []
     errors = validate_chat_example(example, max_tokens=5, count=words)
     assert errors == ["example has 6 tokens, more than the limit of 5"]
-    # default counter: the embedding model's tokenizer
+    # default counter: the target model's tokenizer (o200k_base)
     assert validate_chat_example(example, max_tokens=1) != []
 
 

@@ -54,7 +54,7 @@ def cmd_export_batch(args: argparse.Namespace) -> int:
     else:
         dest = LakeResource(root=os.path.abspath(args.dest))
     manifest = export_batch(lake, args.week, dest)
-    summary = {k: v for k, v in manifest.items() if k != "example_ids"}
+    summary = {k: v for k, v in manifest.items() if k not in ("example_ids", "not_selected")}
     print(json.dumps(summary, indent=2))
     print(f"exported to {dest.uri(dest.path(MANIFEST)).rsplit('/', 1)[0]}")
     return 0
