@@ -64,6 +64,43 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_PARTITIONS_START", "2026-01-05", "First daily partition (a Monday)."),
     Setting("LDP_MIN_RATING", "4", "Lowest feedback rating that makes a training example."),
     Setting("LDP_MIN_QUALITY", "0.5", "Messages scoring below this quality are dropped."),
+    Setting(
+        "LDP_DEDUP_ACROSS",
+        "true",
+        "Drop copies across conversations and days (exact content, near copies, whole "
+        "conversations) in conversations_clean; false: only repeats within a turn.",
+    ),
+    Setting(
+        "LDP_DEDUP_MIN_WORDS",
+        "20",
+        "Fewest words a message (a conversation) needs to be deduplicated across "
+        "conversations: shorter turns (thanks, ok, one-line questions) recur by nature.",
+    ),
+    Setting(
+        "LDP_DEDUP_HISTORY_DAYS",
+        "14",
+        "Earlier days whose kept messages a day is deduplicated against (index memory: ~650 "
+        "bytes per kept message of the window).",
+    ),
+    Setting(
+        "LDP_NEAR_DUP_SHINGLE",
+        "2",
+        "Words per shingle of message near-dup detection (2: a 10% word edit keeps Jaccard "
+        "~0.75; 5 would drop it to ~0.48).",
+    ),
+    Setting(
+        "LDP_NEAR_DUP_THRESHOLD",
+        "0.5",
+        "Exact Jaccard of shingle sets that makes two messages near copies (measured: edits of "
+        "3-10% of words >= 0.6, unrelated support chat <= 0.36).",
+    ),
+    Setting("LDP_NEAR_DUP_NUM_PERM", "128", "MinHash permutations (one-permutation hashing)."),
+    Setting(
+        "LDP_NEAR_DUP_BANDS",
+        "0",
+        "LSH bands; 0: the most selective banding that still finds a pair at the threshold "
+        "with probability >= 0.99 (128 permutations, 0.5: 42 bands of 3).",
+    ),
     Setting("LDP_VALIDATION_FRACTION", "0.1", "Share of examples in the validation split."),
     Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
     Setting(
@@ -314,6 +351,13 @@ class Settings:
     drift_max_rejection_change: float = 0.05
     drift_max_psi: float = 0.2
     drift_token_sample: int = 5_000
+    dedup_across: bool = True
+    dedup_min_words: int = 20
+    dedup_history_days: int = 14
+    near_dup_shingle: int = 2
+    near_dup_threshold: float = 0.5
+    near_dup_num_perm: int = 128
+    near_dup_bands: int = 0
 
 
 def _choice(name: str, value: str, allowed: set[str]) -> str:
@@ -435,4 +479,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         drift_max_rejection_change=float(get("LDP_DRIFT_MAX_REJECTION_CHANGE")),
         drift_max_psi=float(get("LDP_DRIFT_MAX_PSI")),
         drift_token_sample=int(get("LDP_DRIFT_TOKEN_SAMPLE")),
+        dedup_across=_flag("LDP_DEDUP_ACROSS", get("LDP_DEDUP_ACROSS")),
+        dedup_min_words=int(get("LDP_DEDUP_MIN_WORDS")),
+        dedup_history_days=int(get("LDP_DEDUP_HISTORY_DAYS")),
+        near_dup_shingle=int(get("LDP_NEAR_DUP_SHINGLE")),
+        near_dup_threshold=float(get("LDP_NEAR_DUP_THRESHOLD")),
+        near_dup_num_perm=int(get("LDP_NEAR_DUP_NUM_PERM")),
+        near_dup_bands=int(get("LDP_NEAR_DUP_BANDS")),
     )
