@@ -305,7 +305,11 @@ def test_dead_runs_are_failed_their_slots_freed_and_the_queue_moves(
             time.sleep(0.25)
         assert _claimed(instance, "embedding_model") == {cli_run}
         assert _claimed(instance, "chroma") == {queued_hold}
-        waiting = {job: s.launch(job) for job in ("index_job", "embed_job", "plain_job")}
+        # plain_job first in the queue: it needs only a run slot, so it takes the one the dead
+        # queued run frees at the queue's next tick. Behind index_job (whose chroma slot frees a
+        # few seconds later) it raced that tick: on Postgres the slot frees within one dequeue
+        # interval of the run's end, and index_job, earlier in the queue, could win it.
+        waiting = {job: s.launch(job) for job in ("plain_job", "index_job", "embed_job")}
         broken = s.launch("broken_job")
 
         # the CLI run's process is the run worker: its session is ours
