@@ -87,6 +87,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             provider="local",
             model=settings.embedding_model,
             batch_size=settings.embedding_batch_size,
+            backend=settings.embedding_backend,
+            onnx_dir=settings.onnx_dir,
         )
     return {
         "lake": lake,

@@ -54,6 +54,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("LDP_EMBEDDING_BATCH_SIZE", "64", "Texts per embedding call."),
     Setting(
+        "LDP_EMBEDDING_BACKEND",
+        "onnx-int8",
+        "Local model runtime: torch, onnx (same vectors, faster) or onnx-int8 (fastest).",
+    ),
+    Setting(
+        "LDP_ONNX_DIR",
+        "",
+        "ONNX exports of the packaged model, made offline at first use; default "
+        "~/.cache/llm_data_platform/onnx (shared by the projects of a user).",
+    ),
+    Setting(
         "OPENAI_API_KEY",
         "",
         "OpenAI key (provider openai); also sent to OPENAI_BASE_URL when set.",
@@ -297,6 +308,8 @@ class Settings:
     embedding_provider: str
     embedding_model: str
     embedding_batch_size: int
+    embedding_backend: str
+    onnx_dir: str
     openai_base_url: str
     chunk_max_tokens: int
     chunk_overlap_tokens: int
@@ -417,6 +430,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         embedding_provider=provider,
         embedding_model=model,
         embedding_batch_size=int(get("LDP_EMBEDDING_BATCH_SIZE")),
+        embedding_backend=get("LDP_EMBEDDING_BACKEND").strip().lower(),
+        onnx_dir=_resolve(home, environ["LDP_ONNX_DIR"])
+        if environ.get("LDP_ONNX_DIR")
+        else os.path.join(
+            environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+            "llm_data_platform",
+            "onnx",
+        ),
         openai_base_url=get("OPENAI_BASE_URL"),
         chunk_max_tokens=int(get("LDP_CHUNK_MAX_TOKENS")),
         chunk_overlap_tokens=int(get("LDP_CHUNK_OVERLAP_TOKENS")),

