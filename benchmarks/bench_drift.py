@@ -5,7 +5,7 @@
 Writes ``--days`` synthetic clean days (``--messages`` kept messages each, chat-like lengths,
 3% with a redaction, 4% dropped rows) into a temp lake, then times, in one process:
   * profiling one day from the lake (read 4 columns in batches, tokenize a ``--sample``
-    stride of the messages with the embedding model's tokenizer);
+    evenly spaced sample of the messages with the embedding model's tokenizer);
   * the drift step for the last day (its own profile plus up to 7 earlier ones, cold);
   * the drift step for a backfill of every day (each day profiled once);
   * rendering a histogram PNG (the first one imports matplotlib), and its size.
@@ -18,13 +18,12 @@ import random
 import tempfile
 import time
 from datetime import date, timedelta
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 
 from llm_data_platform import schemas
-from llm_data_platform.defs.conversations.drift import DriftSettings, conversations_clean_drift
+from llm_data_platform.defs.conversations.drift import DriftSettings, evaluate_drift
 from llm_data_platform.lib import drift, plots
 from llm_data_platform.lib.drift_lake import LakeProfiles
 from llm_data_platform.resources.lake import LakeResource
@@ -156,11 +155,9 @@ def main() -> None:
     png, seconds = timed(render)
     print(f"next histogram PNG: {len(png):,} bytes in {seconds * 1000:.0f} ms")
 
-    one = SimpleNamespace(partition_keys=[keys[-1]])
-    _, seconds = timed(lambda: list(conversations_clean_drift(one, lake, settings)))
+    _, seconds = timed(lambda: evaluate_drift(lake, keys[-1:], settings))
     print(f"drift step, one day + {min(args.days - 1, 7)} earlier days: {seconds:.2f} s")
-    whole = SimpleNamespace(partition_keys=keys)
-    _, seconds = timed(lambda: list(conversations_clean_drift(whole, lake, settings)))
+    _, seconds = timed(lambda: evaluate_drift(lake, keys, settings))
     per_day = seconds / len(keys)
     print(f"drift step, backfill of {args.days} days: {seconds:.2f} s ({per_day:.2f} s/day)")
 

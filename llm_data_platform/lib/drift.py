@@ -109,11 +109,12 @@ class Profiler:
     """Builds a day's profile batch by batch: from the lake (the drift checks) or from the
     chunks a clean step writes (histograms on the materialization, no second read).
 
-    ``count_tokens(list[str]) -> list[int]`` counts every ``token_stride``-th kept message,
-    the stride running across batches, so a day of millions tokenizes a bounded sample."""
+    ``count_tokens(list[str]) -> list[int]`` counts an evenly spaced ``token_share`` of the
+    kept messages (spacing kept across batches), so a day of millions tokenizes a bounded
+    sample."""
 
-    def __init__(self, count_tokens: Callable[[list[str]], list[int]], token_stride: int = 1):
-        self.count_tokens, self.token_stride = count_tokens, max(token_stride, 1)
+    def __init__(self, count_tokens: Callable[[list[str]], list[int]], token_share: float = 1.0):
+        self.count_tokens, self.token_share = count_tokens, min(max(token_share, 0.0), 1.0)
         self.profile = DayProfile()
         self._seen = 0
 
@@ -128,7 +129,9 @@ class Profiler:
         p.pii_messages += int(np.count_nonzero(pii))
         scores = msgs["quality_score"].to_numpy(zero_copy_only=False).astype(float)
         p.quality_hist += histogram(scores, QUALITY_EDGES)
-        take = np.nonzero((np.arange(self._seen, self._seen + n) % self.token_stride) == 0)[0]
+        at = np.arange(self._seen, self._seen + n, dtype=np.float64)
+        share = self.token_share
+        take = np.flatnonzero(np.floor((at + 1) * share) > np.floor(at * share))
         if len(take):
             texts = msgs["content"].take(pa.array(take)).to_pylist()
             lengths = np.asarray(self.count_tokens(texts), dtype=float)
@@ -156,11 +159,11 @@ def profile_day(
     clean_batches: Iterable[pa.RecordBatch],
     dropped_batches: Iterable[pa.RecordBatch],
     count_tokens: Callable[[list[str]], list[int]],
-    token_stride: int = 1,
+    token_share: float = 1.0,
 ) -> DayProfile:
     """Profile of one day from its clean batches and its dropped batches (``reason``, and
     ``duplicate_of`` when the table has it)."""
-    profiler = Profiler(count_tokens, token_stride)
+    profiler = Profiler(count_tokens, token_share)
     for batch in clean_batches:
         profiler.add_clean(batch)
     for batch in dropped_batches:

@@ -5,7 +5,6 @@ Shared by the drift checks (``defs/conversations/drift.py``) and, for histograms
 materialization itself, by the clean step: ``clean_day_histograms(lake, key)``.
 """
 
-import math
 import posixpath
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -49,7 +48,7 @@ class LakeProfiles:
         from llm_data_platform.transforms.tokenizer import count_tokens  # loads tokenizers
 
         rows = self.lake.count_rows("clean", ASSET, [key]) or 0
-        stride = max(1, math.ceil(rows / self.token_sample))
+        share = min(1.0, self.token_sample / rows) if rows else 1.0  # rows ≥ its messages
         clean = self.lake.iter_partition_batches(
             "clean", ASSET, key, BATCH_ROWS, columns=CLEAN_COLUMNS
         )
@@ -59,7 +58,7 @@ class LakeProfiles:
             dropped = self.lake.iter_partition_batches(
                 "clean", DROPPED, key, BATCH_ROWS, columns=columns
             )
-        return drift.profile_day(clean, dropped, count_tokens, stride)
+        return drift.profile_day(clean, dropped, count_tokens, share)
 
     def _dropped_columns(self, key: str) -> list[str]:
         """``reason``, and ``duplicate_of`` where the day's dropped file has it (days written

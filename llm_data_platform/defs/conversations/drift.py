@@ -6,8 +6,7 @@ against the pooled rate of up to ``history_days`` earlier days) and the token-le
 quality-score distributions (PSI against the pooled histogram). The history comes from the
 lake (``lib/drift_lake.py``; the statistics are ``lib/drift.py``), so a backfill of a range
 judges every day of it against the days before it, whichever run built them. A range run
-gives one result per check: the first drifted day (else the last) heads it, and every day
-has a row of ``per_day``.
+records one evaluation per check and day, each with its partition.
 """
 
 from collections.abc import Callable, Iterator
@@ -135,81 +134,105 @@ def _fmt(value: float | None, distribution: bool) -> str:
     return f"{value:.3f}" if distribution else f"{value:.2%}"
 
 
-def _per_day_markdown(days: list[DayVerdict], distribution: bool) -> str:
-    lines = [
-        "| day | value | baseline | threshold | noise allowance | earlier days | verdict |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    for d in days:
-        v = d.verdict
-        base = "–" if distribution else _fmt(v.baseline, False)
-        limits = f"±{_fmt(v.threshold, distribution)} | ±{_fmt(v.allowance, distribution)}"
-        lines.append(
-            f"| {d.key} | {_fmt(v.value, distribution)} | {base} | {limits} "
-            f"| {len(d.history)} | {v.verdict} |"
-        )
-    return "\n".join(lines)
-
-
-def _baseline_entry(head: DayVerdict, metric: Metric) -> Any:
+def _baseline_entry(day: DayVerdict, metric: Metric) -> Any:
     """The baseline rate; for a distribution (PSI is 0 against itself), what it pooled."""
     if metric.histogram is None:
-        v = head.verdict.baseline
+        v = day.verdict.baseline
         return dg.MetadataValue.float(v) if v is not None else "none"
-    n = int(getattr(head.baseline, metric.histogram).sum())
-    return f"histogram of {n} messages over {len(head.history)} earlier days"
+    n = int(getattr(day.baseline, metric.histogram).sum())
+    return f"histogram of {n} messages over {len(day.history)} earlier days"
 
 
-def _result(metric: Metric, days: list[DayVerdict]) -> dg.AssetCheckResult:
-    """One check's result over the run's days: the first drifted (else last) day heads it."""
-    failed = [d for d in days if not d.verdict.passed]
-    head = failed[0] if failed else days[-1]
-    v, distribution = head.verdict, metric.histogram is not None
+@dataclass(frozen=True)
+class DayResult:
+    """One check's verdict on one day, as the UI shows it."""
+
+    check: str
+    key: str
+    passed: bool
+    metadata: dict[str, Any]
+    description: str
+
+
+def _day_result(metric: Metric, day: DayVerdict) -> DayResult:
+    v, distribution = day.verdict, metric.histogram is not None
     meta: dict[str, Any] = {
-        "day": head.key,
         "value": dg.MetadataValue.float(v.value) if v.value is not None else "none",
-        "baseline": _baseline_entry(head, metric),
+        "baseline": _baseline_entry(day, metric),
         "threshold": dg.MetadataValue.float(v.threshold),
         "noise_allowance": dg.MetadataValue.float(round(v.allowance, 6)),
         "verdict": v.verdict,
-        "baseline_days": dg.MetadataValue.json(head.history),
+        "baseline_days": dg.MetadataValue.json(day.history),
         "measures": metric.what,
-        "days_checked": len(days),
-        "days_drifted": dg.MetadataValue.json([d.key for d in failed]),
-        "per_day": dg.MetadataValue.md(_per_day_markdown(days, distribution)),
     }
-    if metric.check == "conversations_clean_rejection_rate_drift" and head.today is not None:
+    if metric.check == "conversations_clean_rejection_rate_drift" and day.today is not None:
         meta["dropped_by_reason"] = dg.MetadataValue.json(
-            {"today": dict(head.today.dropped), "baseline": dict(head.baseline.dropped)}
+            {"today": dict(day.today.dropped), "baseline": dict(day.baseline.dropped)}
         )
     shown = metric.histogram or metric.plot
-    if shown and head.today is not None:
+    if shown and day.today is not None:
         xlabel = HISTOGRAMS[shown][1]
-        title = f"{xlabel}: {head.key} vs {len(head.history)} earlier days"
-        entry = histogram_entry(shown, head.today, head.baseline, title)
+        title = f"{xlabel}: {day.key} vs {len(day.history)} earlier days"
+        entry = histogram_entry(shown, day.today, day.baseline, title)
         if entry is not None:
             meta[shown.replace("_hist", "_histogram")] = entry
-    value = _fmt(v.value, distribution)
-    return dg.AssetCheckResult(
-        check_name=metric.check,
-        asset_key=ASSET,
-        passed=not failed,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata=meta,
-        description=f"{head.key}: {value} ({v.verdict})",
+    limits = f"threshold ±{_fmt(v.threshold, distribution)}"
+    text = f"{_fmt(v.value, distribution)} ({v.verdict}; {limits})"
+    return DayResult(metric.check, day.key, v.passed, meta, text)
+
+
+def evaluate_drift(lake: LakeResource, keys: list[str], settings: DriftSettings) -> list[DayResult]:
+    """Every check's result on every day of ``keys`` (each day profiled once)."""
+    verdicts = judge_days(LakeProfiles(lake, settings.token_sample), keys, settings)
+    return [_day_result(m, day) for m in METRICS for day in verdicts[m.check]]
+
+
+def _target(context: dg.AssetCheckExecutionContext, key: str):
+    """The materialization of ``key`` a day's evaluation is about (what AssetCheckResult
+    records for a single partition)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(ASSET), asset_partitions=[key]), limit=1
+    ).records
+    if not records:
+        return None
+    mat = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=mat.event_log_entry.run_id, storage_id=mat.storage_id, timestamp=mat.timestamp
     )
 
 
 def conversations_clean_drift(
     context: dg.AssetCheckExecutionContext, lake: LakeResource, drift_settings: DriftSettings
-) -> Iterator[dg.AssetCheckResult]:
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
     """Warns when a clean day's dedup, PII or rejection rate, or its token-length or quality
-    distribution, moved away from the days before it (see the module doc)."""
+    distribution, moved away from the days before it (see the module doc).
+
+    A range run (a backfill) records one evaluation per day: an AssetCheckResult there would
+    be one evaluation without a partition, and Dagster 1.13 marks every day of the range
+    "skipped". So each day is an AssetCheckEvaluation with its partition, and the step then
+    yields the checks' (empty) outputs itself."""
     keys = list(context.partition_keys)
-    profiles = LakeProfiles(lake, drift_settings.token_sample)
-    verdicts = judge_days(profiles, keys, drift_settings)
-    for metric in METRICS:
-        yield _result(metric, verdicts[metric.check])
+    results = evaluate_drift(lake, keys, drift_settings)
+    warn = dg.AssetCheckSeverity.WARN
+    if len(keys) == 1:
+        for r in results:
+            yield dg.AssetCheckResult(
+                check_name=r.check, asset_key=ASSET, passed=r.passed, severity=warn,
+                metadata=r.metadata, description=r.description,
+            )  # fmt: skip
+        return
+    for r in results:
+        yield dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(ASSET), check_name=r.check, passed=r.passed, severity=warn,
+            metadata=r.metadata, description=r.description, blocking=False, partition=r.key,
+            target_materialization_data=_target(context, r.key),
+        )  # fmt: skip
+    for output_name in context.op_execution_context.assets_def.check_specs_by_output_name:
+        yield dg.Output(None, output_name=output_name)
 
 
 def drift_checks(partitions: Partitions, settings: Settings) -> list[dg.AssetChecksDefinition]:
