@@ -270,6 +270,35 @@ def test_dedup_and_rejection_by_reason_and_cluster_sizes_from_representatives():
     assert older.profile.cluster_hist.sum() == 0 and older.profile.deduplicated == 8
 
 
+def test_a_token_sample_is_evenly_spaced_across_batches():
+    from llm_data_platform.lib import drift
+
+    counted: list[str] = []
+
+    def count(texts: list[str]) -> list[int]:
+        counted.extend(texts)
+        return [len(t.split()) for t in texts]
+
+    profiler = drift.Profiler(count, token_share=0.1)
+    for b in range(3):  # 3 batches of 95 messages and 5 feedback rows
+        n = 100
+        profiler.add_clean(
+            pa.table(
+                {
+                    "event_type": ["message"] * 95 + ["feedback"] * 5,
+                    "pii_redactions": pa.array([0] * n, pa.int32()),
+                    "quality_score": pa.array([0.9] * 95 + [None] * 5, pa.float32()),
+                    "content": [f"m{b}-{i} " * (1 + i % 3) for i in range(95)] + [None] * 5,
+                }
+            )
+        )
+    p = profiler.profile
+    assert p.messages == 285 and p.received == 300
+    assert len(counted) == 28  # floor(285 * 0.1): one message in ten, never a batch's all
+    assert {t.split("-")[0] for t in counted} == {"m0", "m1", "m2"}
+    assert p.token_hist.sum() == 28 and p.quality_hist.sum() == 285
+
+
 def test_noise_allowance_keeps_small_days_quiet_and_big_shifts_loud():
     from llm_data_platform.lib import drift
 
