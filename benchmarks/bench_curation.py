@@ -217,9 +217,9 @@ def raw_table(messages: list[Message], start: datetime | None = None) -> pa.Tabl
 CHUNK = 100_000  # raw rows per chunk, as lib/cleaning reads a day
 
 
-def clean_all(raw: pa.Table, chunk: int = CHUNK, writer=None) -> tuple[pa.Table, dict, Counter]:
+def clean_all(raw: pa.Table, chunk: int = CHUNK, writer=None) -> tuple[pa.Table, dict, dict]:
     """The clean pipeline over ``raw`` a chunk at a time through one DedupState, as the
-    asset runs a day: (dropped rows, seconds per step, counts)."""
+    asset runs a day: (dropped rows, wall seconds per step, CPU seconds per step)."""
     from llm_data_platform.transforms.conversation_cleaning import (
         CleaningConfig,
         clean_conversations,
@@ -228,16 +228,16 @@ def clean_all(raw: pa.Table, chunk: int = CHUNK, writer=None) -> tuple[pa.Table,
 
     config = CleaningConfig(dedup_state=DedupState(DedupConfig()))
     seconds: Counter = Counter()
-    counts: Counter = Counter()
+    cpu: Counter = Counter()
     dropped = []
     for start in range(0, raw.num_rows, chunk):
         result = clean_conversations(raw.slice(start, chunk), config)
         seconds.update(result.seconds)
-        counts.update(result.counts)
+        cpu.update(result.cpu_seconds)
         dropped.append(result.dropped)
         if writer is not None:
             writer.write_table(result.clean)
-    return pa.concat_tables(dropped), dict(seconds), counts
+    return pa.concat_tables(dropped), dict(seconds), dict(cpu)
 
 
 def evaluate(messages: list[Message], dropped: pa.Table) -> dict:
@@ -285,13 +285,19 @@ def evaluate(messages: list[Message], dropped: pa.Table) -> dict:
     return cells
 
 
-def print_quality(n: int, cells: dict, seconds: dict, total: float) -> None:
+def print_quality(n: int, cells: dict, seconds: dict, cpu: dict, total: float) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n== {n:,} messages: clean pipeline {total:.1f} s = {n / total:,.0f} msgs/s")
+    print(f"  (load average after the run {load}, {os.cpu_count()} cores: a shared machine")
+    print("   slows every wall figure by about load / cores; CPU seconds are all threads)")
+    print(f"  {'stage':<30}{'wall s':>8}{'msgs/s':>10}{'CPU s':>8}{'msgs/CPU-s':>12}")
     for step, s in seconds.items():
-        print(f"  stage {step:<24}{s:7.2f} s {n / max(s, 1e-9):>12,.0f} msgs/s")
+        c = cpu[step]
+        print(f"  {step:<30}{s:8.2f}{n / max(s, 1e-9):>10,.0f}{c:8.2f}{n / max(c, 1e-9):>12,.0f}")
     print(f"  {'near-dup (copies found by dedup)':<44}{'found':>8}{'of':>8}{'rate':>8}")
-    order = [k for k in cells if k.startswith("near ")] + ["format", "near+format", "exact"]
-    order += sorted(k for k in cells if k.startswith("length"))
+    levels = [f"near {100 * lo:g}-{100 * hi:g}%" for lo, hi in EDIT_LEVELS]
+    order = levels + ["format", "near+format", "exact"]
+    order += [f"length {lo}-{hi}" for lo, hi in LENGTH_BANDS]
     for key in order:
         total_k, hit = cells.get(key, [0, 0])
         print(f"  recall {key:<37}{hit:>8}{total_k:>8}{hit / max(total_k, 1):>8.3f}")
@@ -358,18 +364,23 @@ def hashers(messages: list[Message], n: int) -> None:
     off, h = shingle_hashes(texts, 2)
     timed("  + one-permutation signatures (default)", lambda: oph_signatures(off, h, 128))
     timed("  + affine32 signatures (= datasketch)", lambda: minhash_signatures(off, h, 128))
-    words = [t.split(" ") for t in normalize_for_matching(texts).to_pylist()]
-    grams = [[f"{a} {b}" for a, b in zip(w, w[1:], strict=False)] or w for w in words]
+
+    def python_grams() -> list[list[str]]:
+        words = [t.split(" ") for t in normalize_for_matching(texts).to_pylist()]
+        return [[f"{a} {b}" for a, b in zip(w, w[1:], strict=False)] or w for w in words]
+
+    grams = python_grams()
     try:
         from rensa import RMinHash
 
-        def rensa_all():
-            for g in grams:
+        def rensa_all(grams=None):
+            for g in grams if grams is not None else python_grams():
                 m = RMinHash(num_perm=128, seed=1)
                 m.update(g)
                 m.digest()
 
-        timed("rensa RMinHash (from Python shingle lists)", rensa_all)
+        timed("rensa RMinHash, shingle lists given", lambda: rensa_all(grams))
+        timed("rensa RMinHash incl. Python shingle lists", rensa_all)
     except ImportError:
         print("  rensa: not installed (pip install rensa)")
     from datasketch import MinHash
@@ -399,17 +410,19 @@ def rss_child(path: str) -> None:
     import pyarrow.parquet as pq
 
     from llm_data_platform import schemas
+    from llm_data_platform.transforms.conversation_cleaning import (
+        CleaningConfig,
+        clean_conversations,
+    )
+    from llm_data_platform.transforms.cross_dedup import DedupConfig, DedupState
 
+    first = pq.ParquetFile(path).read_row_group(0).slice(0, 200)
+    clean_conversations(first)  # imports and models loaded: the process's floor
+    floor = _rss_now_mb()
     started = time.perf_counter()
     out = path + ".clean.parquet"
     rows = 0
     with pq.ParquetWriter(out, schemas.CONVERSATIONS_CLEAN, compression="zstd") as writer:
-        from llm_data_platform.transforms.conversation_cleaning import (
-            CleaningConfig,
-            clean_conversations,
-        )
-        from llm_data_platform.transforms.cross_dedup import DedupConfig, DedupState
-
         config = CleaningConfig(dedup_state=DedupState(DedupConfig()))
         dropped = []
         for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
@@ -418,7 +431,14 @@ def rss_child(path: str) -> None:
             dropped.append(result.dropped)
             rows += batch.num_rows
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started, "peak_mb": peak}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak, "floor_mb": floor}))
+
+
+def _rss_now_mb() -> float:
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
 
 
 def rss(n: int, seed: int) -> None:
@@ -442,8 +462,9 @@ def rss(n: int, seed: int) -> None:
         got = json.loads(done.stdout.strip().splitlines()[-1])
     print(
         f"\n== peak RSS, fresh process cleaning {got['rows']:,} messages in chunks of {CHUNK:,}: "
-        f"{got['peak_mb']:,.0f} MB ({got['seconds']:.0f} s, {got['rows'] / got['seconds']:,.0f} "
-        "msgs/s)"
+        f"{got['peak_mb']:,.0f} MB ({got['floor_mb']:,.0f} MB of it after the imports and a "
+        f"warm-up, before the first chunk; {got['seconds']:.0f} s, "
+        f"{got['rows'] / got['seconds']:,.0f} msgs/s)"
     )
 
 
@@ -467,12 +488,13 @@ def main() -> None:
     if args.rss_child:
         rss_child(args.rss_child)
         return
-    for n in [int(s) for s in args.sizes.split(",") if s]:
+    for n in [int(s) for s in args.sizes.split(",") if s and int(s) > 0]:
         messages = generate(n, args.seed)
         raw = raw_table(messages)
         started = time.perf_counter()
-        dropped, seconds, _ = clean_all(raw)
-        print_quality(n, evaluate(messages, dropped), seconds, time.perf_counter() - started)
+        dropped, seconds, cpu = clean_all(raw)
+        total = time.perf_counter() - started
+        print_quality(n, evaluate(messages, dropped), seconds, cpu, total)
     if args.hashers:
         messages = generate(args.hashers, args.seed)
         similarity_table(messages)

@@ -228,29 +228,28 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 def _bucket_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs (earlier, later) from band buckets, at most two per text and band:
-    each text to the text before it in the bucket and to the bucket's first text. A bucket of
-    10^5 copies of one text then costs 2 x 10^5 pairs, not 10^10; a true pair lost to a
-    stranger between them in one bucket is found in another band (or through the chain)."""
+    each text to its neighbour in the bucket and to the bucket's first-sorted text. A bucket
+    of 10^5 copies of one text then costs 2 x 10^5 pairs, not 10^10; a true pair lost to a
+    stranger between them in one bucket is found in another band (or through the chain).
+    Keys are folded to 32 bits for the sort (a collision only adds a pair to screen)."""
     firsts, seconds = [], []
     if len(keys) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     for band in range(keys.shape[1]):
-        order = np.argsort(keys[:, band], kind="stable")  # bucket by bucket, texts in order
-        ordered = keys[order, band]
+        folded = ((keys[:, band] >> _U64(32)) ^ keys[:, band]).astype(np.uint32)
+        order = np.argsort(folded)
+        ordered = folded[order]
         same = ordered[1:] == ordered[:-1]
         later = order[1:][same]
-        firsts.append(order[:-1][same])
-        seconds.append(later)
-        run = np.cumsum(np.concatenate([[True], ~same]))  # bucket number of each position
-        head = order[np.flatnonzero(np.concatenate([[True], ~same]))][run - 1]
-        head_of_later = head[1:][same]
-        far = head_of_later != firsts[-1]
-        firsts.append(head_of_later[far])
-        seconds.append(later[far])
-    if not firsts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        prev = order[:-1][same]
+        run_start = np.flatnonzero(np.concatenate([[True], ~same]))
+        head = order[run_start][np.cumsum(np.concatenate([[True], ~same])) - 1][1:][same]
+        far = head != prev
+        firsts += [prev, head[far]]
+        seconds += [later, later[far]]
     a, b = np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64)
-    packed = np.unique(a * (len(keys) + 1) + b)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    packed = _unique(lo * (len(keys) + 1) + hi)
     return packed // (len(keys) + 1), packed % (len(keys) + 1)
 
 
@@ -455,7 +454,7 @@ def cluster_texts(
     estimate = signature_agreement(sig, members[a], members[b])
     screened = estimate >= params.threshold - ESTIMATE_MARGIN
     a, b = a[screened], b[screened]
-    involved = np.unique(np.concatenate([a, b]))
+    involved = _unique(np.concatenate([a, b]))
     if kept is not None:  # the batch's own shingles, indexed by text
         m_offsets, m_hashes = kept
         slot = members
