@@ -8,29 +8,24 @@ How it works, per batch:
 
 1-2. Texts become 64-bit word-shingle hashes (``shingles.py``: Arrow normalisation, a
    vectorised polynomial hash, character shingles for texts shorter than a shingle).
-3. The MinHash signature of every text is computed as one numpy computation, blocked to bound
-   memory, with exactly the arithmetic of datasketch's default ``"affine32"`` scheme: a text's
-   signature is bit-for-bit what ``datasketch.MinHash(num_perm, seed)`` gives when updated with
-   the same 32-bit shingle hashes (``hashfunc=lambda h: h``). On 20k chat sessions this step is
-   about 10x faster than sketching one text at a time with ``MinHash.bulk``, and text to
-   signatures about 3-5x faster than Python shingles + ``MinHash.bulk``
-   (``benchmarks/bench_near_dedup.py``).
-4. Signatures are banded into LSH buckets held as numpy arrays (``_BandIndex``: what
-   ``datasketch.MinHashLSH`` would hold, without a Python object per text and band). Texts are
-   visited in input order; each one's candidates are the texts before it in its buckets,
-   screened by the signatures' own Jaccard estimate, and every remaining candidate is
-   verified with the *exact* Jaccard similarity of the two shingle-hash sets, so LSH false
+3. The MinHash signature of every text, blocks of texts on two threads (numpy and Arrow
+   release the GIL), by one of two schemes (``NearDupParams.scheme``):
+   ``"affine32"``, exactly datasketch's default arithmetic (a text's signature is bit for bit
+   ``datasketch.MinHash(num_perm, seed)`` updated with the same 32-bit shingle hashes), one
+   pass per permutation; or ``"oph"``, one-permutation hashing densified by rotation, one
+   pass over the shingles (``oph_signatures``), what the clean step uses.
+   ``benchmarks/bench_curation.py`` prints both beside rensa and datasketch.
+4. LSH candidates come from the band buckets in numpy (``_bucket_edges``): each text is paired
+   with its neighbour in each of its buckets and with the bucket's first text, at most two
+   pairs per text and band, so a bucket of 10^5 copies costs 2 x 10^5 pairs. Pairs are
+   screened by the signatures' own Jaccard estimate, and every remaining pair is verified with
+   the *exact* Jaccard similarity of the two shingle-hash sets (32-bit), so LSH false
    positives never drop a text. Verified pairs are merged into clusters with union-find
-   (connected components, as in NeMo Curator and DataTrove); the first text of each cluster in
-   input order is kept, the others are its duplicates. Keep-first in input order means the
-   caller decides which copy survives (sort by time: the original wins). Clusters are
+   (connected components, as in NeMo Curator and DataTrove); the first text of each cluster
+   in input order is kept, the others are its duplicates. Keep-first in input order means
+   the caller decides which copy survives (sort by time: the original wins). Clusters are
    transitive: if B is near A and C near B, C goes with A's cluster even when it is further
    from A itself, so chains of small edits cannot slip through one at a time.
-
-Before that, every signature's band keys are computed in numpy and only texts that share a
-band bucket with some other text go through the index: the rest cannot have a candidate. On
-typical data that leaves the per-text Python work of the LSH for the few texts with a likely
-near-duplicate.
 
 The LSH banding is chosen for recall rather than datasketch's default balance: the largest rows
 per band for which a pair *at* the threshold still becomes a candidate with probability
@@ -54,10 +49,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_data_platform.transforms.minhash import minhash_signatures, oph_signatures
 from llm_data_platform.transforms.shingles import (
     SHINGLE_BLOCK,
     _fmix64,
-    _row_blocks,
     normalize_for_matching,
     shingle_hashes,
 )
@@ -74,19 +69,15 @@ __all__ = [
     "minhash_signatures",
     "near_duplicate_mask",
     "normalize_for_matching",
+    "oph_signatures",
     "shingle_hashes",
     "signature_agreement",
 ]
 
 _U64 = np.uint64
-_MASK32 = np.uint64(0xFFFFFFFF)
-# Work sizes: shingles x permutations per MinHash block.
-_SIG_BLOCK_SHINGLES = 1 << 17
-_SIG_PERM_CHUNK = 32
 
 # Recall of the LSH banding at the threshold itself.
 _LSH_RECALL = 0.99
-_SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
 
 
 @dataclass
@@ -108,94 +99,6 @@ class NearDupResult:
 
 # --------------------------------------------------------------------------------------------
 # MinHash and LSH
-
-
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finaliser, as datasketch applies it before its permutations."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
-
-
-@functools.lru_cache(maxsize=8)
-def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from datasketch import MinHash  # heavy (pulls scipy); imported where used
-
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
-
-
-def minhash_signatures(
-    offsets: np.ndarray, hashes: np.ndarray, num_perm: int = 128, seed: int = 1
-) -> np.ndarray:
-    """MinHash signatures (uint32, one row per text) from `shingle_hashes` output.
-
-    Row i equals ``datasketch.MinHash(num_perm, seed, hashfunc=lambda h: h)`` updated with
-    ``hashes[offsets[i]:offsets[i+1]] >> 32``; a text without shingles gets the empty sketch
-    (all 2^32-1).
-    """
-    n = len(offsets) - 1
-    a, b = _permutations(num_perm, seed)
-    sig = np.full((n, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
-    counts = np.diff(offsets)
-    docs = np.flatnonzero(counts > 0)
-    if len(docs) == 0:
-        return sig
-    hv = _fmix32((hashes >> _U64(32)).astype(np.uint32))
-    starts, ends = offsets[docs], offsets[docs + 1]
-    for d0, d1 in _row_blocks(starts, ends, _SIG_BLOCK_SHINGLES):
-        s0, s1 = int(starts[d0]), int(ends[d1 - 1])
-        seg = hv[s0:s1]
-        # shingles of the non-empty docs d0..d1 are contiguous: empty docs own no range
-        rel = starts[d0:d1] - s0
-        for p0 in range(0, num_perm, _SIG_PERM_CHUNK):
-            p1 = min(p0 + _SIG_PERM_CHUNK, num_perm)
-            permuted = seg[None, :] * a[p0:p1, None]
-            permuted += b[p0:p1, None]
-            sig[docs[d0:d1], p0:p1] = np.minimum.reduceat(permuted, rel, axis=1).T
-    return sig
-
-
-_EMPTY = np.uint32(0xFFFFFFFF)
-_ROTATION = np.uint32(0x9E3779B1)  # offset per bin of distance of a borrowed value
-
-
-def oph_signatures(
-    offsets: np.ndarray, hashes: np.ndarray, num_perm: int = 128, seed: int = 1
-) -> np.ndarray:
-    """One-permutation MinHash densified by rotation (Shrivastava and Li, ICML 2014): every
-    shingle hash goes to one of ``num_perm`` bins and each bin keeps its smallest value, one
-    pass over the shingles instead of one per permutation; an empty bin takes the value of
-    the next filled bin to its right (circularly) plus ``_ROTATION`` times the distance,
-    which keeps the collision probability of every position equal to the Jaccard similarity.
-    Rows of texts without shingles stay all 2^32-1."""
-    n = len(offsets) - 1
-    sig = np.full(n * num_perm, _EMPTY, dtype=np.uint32)
-    counts = np.diff(offsets)
-    if len(hashes):
-        h = _fmix64(hashes ^ _U64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF))
-        bins = (((h >> _U64(32)) * _U64(num_perm)) >> _U64(32)).astype(np.int64)
-        rows = np.repeat(np.arange(n, dtype=np.int64), counts)
-        np.minimum.at(sig, rows * num_perm + bins, (h & _MASK32).astype(np.uint32))
-    sig = sig.reshape(n, num_perm)
-    empty = sig == _EMPTY
-    empty[counts == 0] = False  # nothing to borrow from
-    if not empty.any():
-        return sig
-    cols = np.arange(num_perm, dtype=np.int32)
-    for r0 in range(0, n, 8192):  # blocks: the (rows, 2 x bins) index stays small
-        block = slice(r0, r0 + 8192)
-        here = np.where(empty[block] | (sig[block] == _EMPTY), 2 * num_perm, cols)
-        both = np.concatenate([here, here + num_perm], axis=1)
-        nxt = np.minimum.accumulate(both[:, ::-1], axis=1)[:, ::-1][:, :num_perm]
-        r, c = np.nonzero(empty[block])
-        source = nxt[r, c]
-        distance = (source - c).astype(np.uint32)
-        part = sig[block]
-        part[r, c] = part[r, source % num_perm] + distance * _ROTATION
-    return sig
 
 
 @functools.lru_cache(maxsize=32)
