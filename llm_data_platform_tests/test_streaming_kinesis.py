@@ -337,3 +337,49 @@ def test_the_staging_asset_stages_from_kinesis(setup, moto_endpoint):
     meta = run_staging(resources, request)
     assert meta["events_staged"] == 90
     assert sorted(meta["days"]) == ["2026-01-05", "2026-01-06", "2026-01-07"]
+
+
+class FlakyKinesis:
+    """The real (moto) client, whose GetRecords fails as AWS would: throttled, then the
+    iterator expired, every ``every``-th call."""
+
+    def __init__(self, client, every: int = 3) -> None:
+        self.client = client
+        self.every = every
+        self.calls = 0
+        self.failed: Counter[str] = Counter()
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def get_records(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        if self.calls % self.every == 0:
+            code = ("ProvisionedThroughputExceededException", "ExpiredIteratorException")[
+                len(self.failed) % 2
+            ]
+            self.failed[code] += 1
+            raise ClientError({"Error": {"Code": code, "Message": "test"}}, "GetRecords")
+        return self.client.get_records(**kwargs)
+
+
+def test_throttling_and_expired_iterators_lose_and_repeat_nothing(setup):
+    client, name, lake_root, lake = setup
+    produced = events(400)
+    ids = {json.loads(v)["event_id"] for v in produced}
+    put(client, name, produced)
+    flaky = FlakyKinesis(client)
+    config = KinesisSourceConfig(
+        name, stream=STREAM, batch_records=35, get_records_limit=20, empty_pause_s=0.01
+    )
+    report = ingest_once(config, lake, flaky)
+    assert set(flaky.failed) == {
+        "ProvisionedThroughputExceededException",
+        "ExpiredIteratorException",
+    }
+    assert report.records == 400
+    seen = lake_events(lake_root)
+    assert set(seen) == ids and set(seen.values()) == {1}
+    assert caught_up(config, lake, client)

@@ -201,7 +201,7 @@ class _ShardRun:
             limit = config.get_records_limit
             if not batch.pin:
                 limit = min(limit, budget - read)
-            response = self._get_records(iterator, limit)
+            response = self._get_records(iterator, limit, batch)
             records = response["Records"]
             iterator = response.get("NextShardIterator")
             batch = self._take(batch, records)
@@ -220,17 +220,26 @@ class _ShardRun:
         self.report.checkpoint = self.checkpoint
         return read
 
-    def _get_records(self, iterator: str, limit: int) -> dict:
-        """GetRecords, backing off while throttled."""
+    def _get_records(self, iterator: str, limit: int, batch: _Open) -> dict:
+        """GetRecords, backing off while throttled; an iterator that expired (5 minutes
+        unused) is taken again after the last record read."""
         from botocore.exceptions import ClientError
 
         for attempt in range(self.config.throttle_retries):
             try:
                 return self.run.client.get_records(ShardIterator=iterator, Limit=max(1, limit))
             except ClientError as exc:
-                if _code(exc) not in THROTTLED or attempt == self.config.throttle_retries - 1:
+                code = _code(exc)
+                if code not in THROTTLED | {"ExpiredIteratorException"}:
                     raise
-                time.sleep(min(5.0, 0.2 * 2**attempt))
+                if attempt == self.config.throttle_retries - 1:
+                    raise
+                if code == "ExpiredIteratorException":
+                    after = batch.sequences[-1] if batch.sequences else self.checkpoint
+                    name = self.config.stream_name
+                    iterator = _iterator(self.run.client, name, self.shard, after)
+                else:
+                    time.sleep(min(5.0, 0.2 * 2**attempt))
         raise AssertionError("unreachable")
 
     def _take(self, batch: _Open, records: list[dict]) -> _Open:
