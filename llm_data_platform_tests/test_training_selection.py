@@ -78,3 +78,33 @@ def test_example_texts_match_the_per_example_definition():
     assert example_texts(column).to_pylist() == expected
     order = pa.array([3, 0, 2, 1], pa.int64())
     assert example_texts(column, order, block=2).to_pylist() == [expected[i] for i in [3, 0, 2, 1]]
+
+
+def test_a_cluster_of_near_copies_is_represented_by_its_best_example():
+    rows = [_example("a", BASE, 1), _example("b", BASE.upper() + "?!", 2)]
+    rows[0]["quality_score"], rows[1]["quality_score"] = 0.6, 0.9  # the later copy is better
+    rows.append(
+        {**_example("c", "how do i export my invoices as a csv file", 3), "quality_score": 0.7}
+    )
+    schema = schemas.TRAINING_EXAMPLES.append(pa.field("quality_score", pa.float32()))
+    result = select_examples(pa.Table.from_pylist(rows, schema=schema), [])
+    assert result.kept["example_id"].to_pylist() == ["b", "c"]
+    assert result.removed == {"a": "near_duplicate_of:b"}
+
+
+def test_the_week_is_cut_best_first_at_the_budget_and_the_count():
+    from llm_data_platform.defs.training.assets import select_within_budget
+
+    rows = [
+        {**_example(i, f"question number {i} about something else entirely", 1), "quality_score": q}
+        for i, q in (("p", 0.9), ("q", 0.5), ("r", 0.8), ("s", 0.7))
+    ]
+    schema = schemas.TRAINING_EXAMPLES.append(pa.field("quality_score", pa.float32()))
+    table = pa.Table.from_pylist(rows, schema=schema)  # 40 tokens each
+    kept, left_out = select_within_budget(table, token_budget=100, max_examples=10)
+    assert kept["example_id"].to_pylist() == ["p", "r"] and left_out == {
+        "s": "over_budget",
+        "q": "over_budget",
+    }
+    kept, left_out = select_within_budget(table, token_budget=1000, max_examples=3)
+    assert kept["example_id"].to_pylist() == ["p", "r", "s"] and left_out == {"q": "over_count"}
