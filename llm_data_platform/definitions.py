@@ -46,6 +46,7 @@ from llm_data_platform.defs.training import definitions as training_defs
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.io_manager import LakeIOManager
+from llm_data_platform.resources.kinesis import KinesisResource
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.resources.pipeline import PipelineSettings
@@ -130,6 +131,15 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             max_objects=settings.sensor_max_files,
             max_lines_per_object=settings.landing_max_lines,
             max_bytes_per_object=settings.landing_max_bytes,
+            kinesis_streams=settings.kinesis_streams,
+            kinesis=KinesisResource(
+                region_name=settings.kinesis_region,
+                endpoint_url=settings.kinesis_endpoint_url or None,
+            )
+            if settings.kinesis_streams
+            else None,
+            kinesis_consumer=settings.kinesis_consumer,
+            kinesis_max_records=settings.kinesis_max_records,
         ),
     }
 

@@ -315,12 +315,6 @@ def test_kinesis_sensors_exist_only_when_configured(moto_endpoint):
     assert {"kinesis_conversations_sensor", "kinesis_documents_sensor"} <= names(on)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=dg.Failure,
-    reason="defs/ingest/staging.py has no 'kinesis' branch yet (owned by the lead engineer): "
-    "when it does, this passes and the marker must go",
-)
 def test_the_staging_asset_stages_from_kinesis(setup, moto_endpoint):
 
     from llm_data_platform.definitions import build_resources

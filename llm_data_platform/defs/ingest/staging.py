@@ -21,6 +21,7 @@ from llm_data_platform import schemas
 from llm_data_platform.defs.ingest.stage_sources import (
     Staged,
     stage_kafka,
+    stage_kinesis,
     stage_landing,
     stage_s3,
 )
@@ -37,7 +38,8 @@ STREAMS = ("conversations", "documents")
 class StageConfig(dg.Config):
     """What to stage. ``landing``: the files named (keys under the stream folder), or every
     file whose current version is not staged yet; ``kafka``: the topic's messages up to its
-    watermarks at the start of the run; ``s3``: the object versions named (``etag key``)."""
+    watermarks at the start of the run; ``kinesis``: every shard's records after its
+    checkpoint; ``s3``: the object versions named (``etag key``)."""
 
     source: str = "landing"
     files: list[str] = []
@@ -90,7 +92,8 @@ def staging_asset(stream: str, partitions: Partitions) -> dg.AssetsDefinition:
                 group_name="ingest",
                 kinds={"parquet"},
                 description=f"Micro-batches of the {stream} stream, one per arrival "
-                "(landing file version, Kafka offset range, S3 object version), by event day.",
+                "(landing file version, Kafka offset range, Kinesis sequence range, S3 object "
+                "version), by event day.",
                 metadata={"lake_zone": "raw"},
             ),
             dg.AssetSpec(
@@ -118,10 +121,14 @@ def staging_asset(stream: str, partitions: Partitions) -> dg.AssetsDefinition:
             staged = stage_landing(context, stream, keys, landing, lake, partitions.bounds())
         elif config.source == "kafka":
             staged, acknowledge = stage_kafka(context, stream, sources, lake, partitions.bounds())
+        elif config.source == "kinesis":
+            staged, acknowledge = stage_kinesis(context, stream, sources, lake, partitions.bounds())
         elif config.source == "s3":
             staged = stage_s3(context, stream, config.objects, sources, lake, partitions.bounds())
         else:
-            raise dg.Failure(f"Unknown source {config.source!r}: use landing, kafka or s3.")
+            raise dg.Failure(
+                f"Unknown source {config.source!r}: use landing, kafka, kinesis or s3."
+            )
         events, quarantine = _metadata(stream, staged, time.perf_counter() - started)
         context.log.info(
             f"{stream} from {config.source}: {dict(staged.units)}; days {sorted(staged.days)}"
