@@ -48,6 +48,7 @@ def clean_asset(
     make_transform: Callable[..., Transform],
     partitions: Partitions,
     reuse_previous: bool = False,
+    day_metadata: Callable[[LakeResource, str], dict] | None = None,
 ) -> dg.AssetsDefinition:
     """``read_order`` starts with the group key and must agree with ``sort_by``'s first
     columns, so chunks appended in read order give a file sorted by ``sort_by``.
@@ -55,7 +56,10 @@ def clean_asset(
     ``reuse_previous``: ``make_transform(pipeline, previous)`` gets the day's clean table as
     the last run left it (None the first time), so a transform can keep what did not change
     (documents: text already extracted from the same version) — a re-run of a day costs its
-    changes, not the whole day. Otherwise ``make_transform(pipeline)``."""
+    changes, not the whole day. Otherwise ``make_transform(pipeline)``.
+
+    ``day_metadata(lake, key)``: more metadata for the clean day, read from the committed
+    table (histograms a person would rather look at than counts)."""
     dropped = f"{name}_dropped"
 
     @dg.multi_asset(
@@ -92,6 +96,10 @@ def clean_asset(
         for key in context.partition_keys:
             counts, removed, info = day.clean(key)
             context.add_asset_metadata(counts, asset_key=name, partition_key=key)
+            if day_metadata is not None:
+                context.add_asset_metadata(
+                    day_metadata(lake, key), asset_key=name, partition_key=key
+                )
             meta = {**table_metadata(removed, info), "dropped_rows": removed.num_rows}
             if removed.num_rows:
                 meta["dropped_preview"] = dg.MetadataValue.md(preview_markdown(removed))
