@@ -236,3 +236,23 @@ def test_generated_mix_recall_and_precision(generated) -> None:
         assert found[key] / total[key] >= 0.95, (key, found[key], total[key])
     assert false_positive == 0
     assert sum(total.values()) > 900
+
+
+def test_representatives_are_kept_messages_and_the_index_holds_only_kept() -> None:
+    """A message kept by the exact step but dropped as a near copy is not indexed, and its
+    exact copies point at the message that stayed."""
+    near = edited(LONG, {3: "configured"})
+    rows = [
+        message("orig", LONG, conversation="c0", line=0),
+        message("near", near, conversation="c1", line=1),
+        message("near-copy", near, conversation="c2", line=2),
+    ]
+    state = DedupState(DedupConfig())
+    result = clean_conversations(raw_table(rows), CleaningConfig(dedup_state=state))
+    assert reasons(result) == {
+        "near": ("near_duplicate", "orig"),
+        "near-copy": ("duplicate_content_elsewhere", "orig"),
+    }
+    hashes, signatures = state.day_tables()
+    assert hashes["event_id"].to_pylist() == ["orig"]
+    assert signatures["id"].to_pylist() == ["orig"]

@@ -284,11 +284,12 @@ def _conversations(table: pa.Table, alive: np.ndarray, state: DedupState, out: d
 
 def _exact(
     table: pa.Table, alive: np.ndarray, words: np.ndarray, state: DedupState, out: dict
-) -> None:
-    """Step 2: the same content as an earlier kept message, in any conversation or day."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2: the same content as an earlier kept message, in any conversation or day;
+    returns the rows (and content keys) it keeps, for ``_keep_hashes`` after step 3."""
     rows = np.flatnonzero(alive & (words >= state.config.min_words))
     if len(rows) == 0:
-        return
+        return rows, np.zeros(0, np.uint64)
     take = pa.array(rows)
     keys = content_keys(table["content_hash"].take(take))
     event_ids = _ids(table["event_id"].take(take))
@@ -309,19 +310,30 @@ def _exact(
         out["rep"][i] = ref[j] if found[j] else owner[int(keys[j])]
         out["sim"][i] = 1.0
     kept = ~found & first_mask
-    if kept.any():
-        state.hashes.add(keys[kept], event_ids.filter(pa.array(kept)), False)
-        kept_rows = pa.array(rows[kept])
-        state.added_hashes.append(
-            pa.table(
-                {
-                    "event_id": event_ids.filter(pa.array(kept)),
-                    "conversation_id": _ids(table["conversation_id"].take(kept_rows)),
-                    "content_hash": _ids(table["content_hash"].take(kept_rows)),
-                },
-                schema=CONTENT_HASHES,
-            )
+    return rows[kept], keys[kept]
+
+
+def _keep_hashes(
+    table: pa.Table, rows: np.ndarray, keys: np.ndarray, state: DedupState, out: dict
+) -> None:
+    """The content keys of the messages steps 2 and 3 both kept join the index."""
+    alive = out["code"][rows] == 0
+    rows, keys = rows[alive], keys[alive]
+    if len(rows) == 0:
+        return
+    take = pa.array(rows)
+    event_ids = _ids(table["event_id"].take(take))
+    state.hashes.add(keys, event_ids, False)
+    state.added_hashes.append(
+        pa.table(
+            {
+                "event_id": event_ids,
+                "conversation_id": _ids(table["conversation_id"].take(take)),
+                "content_hash": _ids(table["content_hash"].take(take)),
+            },
+            schema=CONTENT_HASHES,
         )
+    )
 
 
 def _near(
@@ -350,6 +362,18 @@ def _near(
         state._keep_signatures("message", event_ids.filter(pa.array(keep)), found.signatures[keep])
 
 
+def _follow_representatives(table: pa.Table, out: dict) -> None:
+    """An exact copy whose first occurrence step 3 then dropped names that one's kept
+    representative instead, so ``duplicate_of`` always names a kept message."""
+    near = np.isin(out["code"], [_CODES[NEAR_DUPLICATE], _CODES[NEAR_DUPLICATE_HISTORY]])
+    if not near.any():
+        return
+    ids = table["event_id"].to_pylist()
+    gone = {ids[i]: out["rep"][i] for i in np.flatnonzero(near).tolist()}
+    for i in np.flatnonzero(out["code"] == _CODES[DUPLICATE_CONTENT_ELSEWHERE]).tolist():
+        out["rep"][i] = gone.get(out["rep"][i], out["rep"][i])
+
+
 def find_cross_duplicates(table: pa.Table, state: DedupState) -> CrossResult:
     """Steps 1-3 of the module doc over one batch (``content_hash`` set on message rows);
     the batch's kept texts join ``state`` for the batches after it."""
@@ -373,8 +397,10 @@ def find_cross_duplicates(table: pa.Table, state: DedupState) -> CrossResult:
         _conversations(t, is_msg, state, out)
         role = pc.is_in(t["role"], value_set=pa.array(list(state.config.roles), pa.string()))
         words = np.where(pc.fill_null(role, False).to_numpy(zero_copy_only=False), words, 0)
-        _exact(t, is_msg & (out["code"] == 0), words, state, out)
+        kept_rows, kept_keys = _exact(t, is_msg & (out["code"] == 0), words, state, out)
         _near(t, is_msg & (out["code"] == 0), words, state, out)
+        _keep_hashes(t, kept_rows, kept_keys, state, out)
+        _follow_representatives(t, out)
     back = np.empty(n, np.int64)  # sorted position -> input row
     back[order.to_numpy()] = np.arange(n)
     names = np.array([None, *CROSS_REASONS], dtype=object)
