@@ -362,8 +362,10 @@ def hashers(messages: list[Message], n: int) -> None:
 
     timed("shingles (vectorised, shared by the next two)", lambda: shingle_hashes(texts, 2))
     off, h = shingle_hashes(texts, 2)
-    timed("  + one-permutation signatures (default)", lambda: oph_signatures(off, h, 128))
-    timed("  + affine32 signatures (= datasketch)", lambda: minhash_signatures(off, h, 128))
+    timed("  + one-permutation signatures (oph)", lambda: oph_signatures(off, h, 128))
+    timed(
+        "  + affine32 signatures (default, = datasketch)", lambda: minhash_signatures(off, h, 128)
+    )
 
     def python_grams() -> list[list[str]]:
         words = [t.split(" ") for t in normalize_for_matching(texts).to_pylist()]

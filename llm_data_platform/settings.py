@@ -83,7 +83,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "LDP_DEDUP_MIN_WORDS",
-        "20",
+        "15",
         "Fewest words a message (a conversation) needs to be deduplicated across "
         "conversations: shorter turns (thanks, ok, one-line questions) recur by nature.",
     ),
@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Exact Jaccard of shingle sets that makes two messages near copies (measured: edits of "
         "3-10% of words >= 0.6, unrelated support chat <= 0.36).",
     ),
-    Setting("LDP_NEAR_DUP_NUM_PERM", "128", "MinHash permutations (one-permutation hashing)."),
+    Setting("LDP_NEAR_DUP_NUM_PERM", "128", "MinHash permutations of message near-dup detection."),
     Setting(
         "LDP_NEAR_DUP_BANDS",
         "0",
@@ -365,7 +365,7 @@ class Settings:
     drift_max_psi: float = 0.2
     drift_token_sample: int = 5_000
     dedup_across: bool = True
-    dedup_min_words: int = 20
+    dedup_min_words: int = 15
     dedup_history_days: int = 14
     near_dup_shingle: int = 2
     near_dup_threshold: float = 0.5

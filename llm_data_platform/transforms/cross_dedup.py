@@ -13,7 +13,7 @@ in this order, each on what the one before left:
 3. A message whose word shingles are a near copy of an earlier kept message:
    ``near_duplicate`` (same day) or ``near_duplicate_history``.
 
-Only messages (and conversations) of at least ``min_words`` words take part: "thanks", "ok"
+Only messages (and conversations) of at least ``min_words`` (15) words take part: "thanks", "ok"
 and one-line questions recur in every conversation as turn-taking, not as copied content,
 and dropping them would break the conversations they belong to. Steps 2-3 look at the
 messages of ``roles`` (default: users, who paste the same text into many conversations); an
@@ -27,11 +27,11 @@ estimate against an index, 1.0 for exact content).
 
 Parameters were chosen on the measured similarity distribution of ``benchmarks/
 bench_curation.py`` (support chat, 20-400 words): word 2-gram Jaccard of a 3-5% word edit has
-median 0.87 (1st percentile 0.78), 5-7.5% 0.81 (0.68), 7.5-10% 0.75 (0.67), format-only
-edits 1.0; unrelated messages reach at most 0.36 (mean 0.013). A threshold of 0.5 sits in that
-gap: LSH with 128 permutations in 42 bands of 3 finds a pair at 0.5 with probability 0.996,
-at 0.6 with 0.9999; a pair at 0.3 becomes a candidate with probability 0.68 and is then
-rejected by the check, at 0.1 with 0.04 (see the README for the trade-off table).
+median 0.88 (1st percentile 0.80), 5-7.5% 0.81 (0.74), 7.5-10% 0.75 (0.69), format-only
+edits 1.0; unrelated messages reach 0.12-0.36 at most. A threshold of 0.5 sits in that gap:
+LSH with 128 permutations (datasketch's scheme) in 42 bands of 3 finds a pair at 0.5 with
+probability 0.996, at 0.6 with 0.9999; a pair at 0.3 becomes a candidate with probability
+0.68 and is then rejected by the check, at 0.1 with 0.04 (the README has the table).
 """
 
 from __future__ import annotations
@@ -79,18 +79,19 @@ class DedupConfig:
     """Cross-conversation and history dedup (defaults measured, see the module doc)."""
 
     enabled: bool = True
-    min_words: int = 20
+    min_words: int = 15
     # Roles whose messages are deduplicated one by one (steps 2-3); whole conversations go by
     # step 1 whatever their roles. An assistant reply is the training target of its own
     # conversation: the same canned reply to different questions is not a copy to drop.
     roles: tuple[str, ...] = ("user",)
-    near: NearDupParams = NearDupParams(threshold=0.5, shingle=2, num_perm=128, scheme="oph")
+    # datasketch's permutations, not one-permutation hashing: on 20-49-word messages OPH's
+    # densified bins missed 7 of 2,559 near copies at this banding, the permutations none,
+    # and the signatures are a small part of the step (the shingles are most of it)
+    near: NearDupParams = NearDupParams(threshold=0.5, shingle=2, num_perm=128)
     # Whole conversations: a regenerated or replayed session, the training selection's
     # definition (5-word shingles, 0.8). Looser, two sessions that share a canned answer
     # would go as one (the demo's topics do).
-    conversation: NearDupParams = NearDupParams(
-        threshold=0.8, shingle=5, num_perm=128, scheme="oph"
-    )
+    conversation: NearDupParams = NearDupParams(threshold=0.8, shingle=5, num_perm=128)
 
     def fingerprint(self, scope: str) -> str:
         """The parameters that make a signature comparable with another."""

@@ -27,7 +27,6 @@ def dedup_config(settings: Settings) -> DedupConfig:
             num_perm=settings.near_dup_num_perm,
             shingle=settings.near_dup_shingle,
             bands=settings.near_dup_bands,
-            scheme="oph",
         ),
     )
 
