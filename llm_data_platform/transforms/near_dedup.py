@@ -12,8 +12,10 @@ How it works, per batch:
    release the GIL), by one of two schemes (``NearDupParams.scheme``):
    ``"affine32"``, exactly datasketch's default arithmetic (a text's signature is bit for bit
    ``datasketch.MinHash(num_perm, seed)`` updated with the same 32-bit shingle hashes), one
-   pass per permutation; or ``"oph"``, one-permutation hashing densified by rotation, one
-   pass over the shingles (``oph_signatures``), what the clean step uses.
+   pass per permutation (the default, and what the clean step uses); or ``"oph"``,
+   one-permutation hashing densified by rotation, one pass over the shingles
+   (``oph_signatures``: ~1.5x faster to sign, but on 20-49-word texts its densified bins
+   found 2,552 of 2,559 near copies where the permutations found all).
    ``benchmarks/bench_curation.py`` prints both beside rensa and datasketch.
 4. LSH candidates come from the band buckets in numpy (``_bucket_edges``): each text is paired
    with its neighbour in each of its buckets and with the bucket's first text, at most two
