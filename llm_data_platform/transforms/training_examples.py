@@ -42,9 +42,8 @@ included. ``messages_json`` is written by Arrow string kernels and equals
 
 from __future__ import annotations
 
-import json
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -54,15 +53,27 @@ import pyarrow.compute as pc
 
 from llm_data_platform import schemas
 from llm_data_platform.transforms.groups import whole_groups
-from llm_data_platform.transforms.target_tokenizer import PER_EXAMPLE, PER_MESSAGE, count_tokens
+from llm_data_platform.transforms.target_tokenizer import count_tokens
 from llm_data_platform.transforms.training_format import (
     assign_split,
     format_chat_example,
-    json_string,
     validate_chat_example,
 )
-
-Counter = Callable[[Sequence[str]], Sequence[int]]
+from llm_data_platform.transforms.training_turns import (
+    OUTCOMES,
+    REJECTION_REASONS,
+    Conversations,
+    Counter,
+    Turns,
+    any_per_group_of,
+    as_numpy,
+    decide,
+    fit_context,
+    is_role,
+    messages_json,
+    only_undecided,
+    token_costs,
+)
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant for the Python programming language and its standard library "
@@ -70,21 +81,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "help, name the modules and functions you rely on, and say so plainly when you are not sure."
 )
 
-REJECTION_REASONS = (
-    "no_feedback",
-    "low_rating",
-    "non_english",
-    "pii_redacted",
-    "low_quality",
-    "incomplete",
-    "unresolved",
-    "invalid_format",
-    "length",
-    "over_context_limit",
-)
 UNDETERMINED_LANGUAGES = ("und", "")
 OVER_LIMIT_RULES = ("drop", "truncate")
-OUTCOMES = ("", *REJECTION_REASONS, "kept")  # a conversation's outcome, by code
 
 # The examples table: the lake contract plus the conversation's quality, for ranking.
 EXAMPLES = schemas.TRAINING_EXAMPLES.append(pa.field("quality_score", pa.float32()))
@@ -179,10 +177,6 @@ def _sorted(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
     return table.take(pc.sort_indices(table, sort_keys=keys))  # nulls last (Arrow's default)
 
 
-def _np(array: pa.Array | pa.ChunkedArray, fill) -> np.ndarray:
-    return pc.fill_null(array, fill).to_numpy(zero_copy_only=False)
-
-
 def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.ChunkedArray:
     if name in table.column_names:
         return table[name]
@@ -217,34 +211,21 @@ def _run_starts(ids: pa.Array) -> pa.Array:
     return pa.concat_arrays([pa.array([True]), differs.cast(pa.bool_())])
 
 
-@dataclass
-class _Conversations:
-    """Per-conversation arrays (G of them) and each message row's conversation."""
-
-    ids: pa.Array
-    group: np.ndarray  # per message row
-    rating: np.ndarray  # int, -1 when none
-    quality: np.ndarray
-    first_time: pa.Array
-    code: np.ndarray  # index into OUTCOMES; 0 until a rule decides
-
-    def undecided(self) -> np.ndarray:
-        return self.code == 0
-
-
-def _conversations(messages: pa.Table, ratings: tuple[pa.Array, pa.Array]) -> _Conversations:
+def _conversations(messages: pa.Table, ratings: tuple[pa.Array, pa.Array]) -> Conversations:
     cids = messages["conversation_id"].combine_chunks()
     starts = _run_starts(cids).to_numpy(zero_copy_only=False)
     group = np.cumsum(starts) - 1
     ids = cids.filter(pa.array(starts))
     n = len(ids)
-    where = _np(pc.index_in(ids, value_set=ratings[0]), -1)
+    where = as_numpy(pc.index_in(ids, value_set=ratings[0]), -1)
     rating = np.full(n, -1, np.int64)
     if len(ratings[1]):
-        rating = np.where(where >= 0, _np(ratings[1], 0).astype(np.int64)[np.maximum(where, 0)], -1)
+        rating = np.where(
+            where >= 0, as_numpy(ratings[1], 0).astype(np.int64)[np.maximum(where, 0)], -1
+        )
     scores = _column(messages, "quality_score", pa.float32())
-    valid = _np(pc.is_valid(scores), False)
-    total = np.bincount(group, weights=np.where(valid, _np(scores, 0.0), 0.0), minlength=n)
+    valid = as_numpy(pc.is_valid(scores), False)
+    total = np.bincount(group, weights=np.where(valid, as_numpy(scores, 0.0), 0.0), minlength=n)
     scored = np.bincount(group, weights=valid, minlength=n)
     quality = np.divide(total, scored, out=np.zeros(n), where=scored > 0)
     times = pc.fill_null(messages["event_time"].cast(pa.int64()), np.iinfo(np.int64).max)
@@ -252,56 +233,42 @@ def _conversations(messages: pa.Table, ratings: tuple[pa.Array, pa.Array]) -> _C
     np.minimum.at(first, group, times.to_numpy())
     first_time = pa.array(first, pa.int64(), mask=first == np.iinfo(np.int64).max)
     code = np.zeros(n, np.int8)
-    return _Conversations(ids, group, rating, quality, first_time.cast(schemas.TS), code)
+    return Conversations(ids, group, rating, quality, first_time.cast(schemas.TS), code)
 
 
-def _decide(conv: _Conversations, reason: str, mask: np.ndarray) -> None:
-    """Conversations in ``mask`` not decided yet get ``reason``."""
-    conv.code[mask & conv.undecided()] = OUTCOMES.index(reason)
-
-
-def _any_per_group(conv: _Conversations, rows: np.ndarray) -> np.ndarray:
+def _any_per_group(conv: Conversations, rows: np.ndarray) -> np.ndarray:
     return np.bincount(conv.group, weights=rows, minlength=len(conv.ids)) > 0
 
 
-def _apply_row_rules(conv: _Conversations, messages: pa.Table, config: TrainingConfig) -> None:
+def _apply_row_rules(conv: Conversations, messages: pa.Table, config: TrainingConfig) -> None:
     """Rules 1-5, decided on the message rows."""
-    _decide(conv, "no_feedback", conv.rating < 0)
-    _decide(conv, "low_rating", conv.rating < config.min_rating)
+    decide(conv, "no_feedback", conv.rating < 0)
+    decide(conv, "low_rating", conv.rating < config.min_rating)
     langs = messages["language"] if "language" in messages.column_names else None
     if langs is not None:
-        allowed = _np(pc.is_in(langs, value_set=pa.array(config.languages)), False)
+        allowed = as_numpy(pc.is_in(langs, value_set=pa.array(config.languages)), False)
         blank = pc.fill_null(langs, "")
-        und = _np(pc.is_in(blank, value_set=pa.array(UNDETERMINED_LANGUAGES)), False)
+        und = as_numpy(pc.is_in(blank, value_set=pa.array(UNDETERMINED_LANGUAGES)), False)
         bad = ~allowed & ~(config.allow_undetermined_language & und)
         wrong = _any_per_group(conv, bad)
         if config.allow_undetermined_language:
             wrong |= ~_any_per_group(conv, allowed)
-        _decide(conv, "non_english", wrong)
+        decide(conv, "non_english", wrong)
     if not config.allow_pii_redacted:
-        redacted = _np(_column(messages, "pii_redactions", pa.int32()), 0) > 0
-        _decide(conv, "pii_redacted", _any_per_group(conv, redacted))
-    _decide(conv, "low_quality", conv.quality < config.min_quality)
-
-
-@dataclass
-class _Turns:
-    """Assembled turns of the undecided conversations, in conversation then turn order."""
-
-    group: np.ndarray
-    role: pa.Array
-    content: pa.Array
+        redacted = as_numpy(_column(messages, "pii_redactions", pa.int32()), 0) > 0
+        decide(conv, "pii_redacted", _any_per_group(conv, redacted))
+    decide(conv, "low_quality", conv.quality < config.min_quality)
 
 
 def _assemble(
-    conv: _Conversations, messages: pa.Table, config: TrainingConfig, info: Tally[str]
-) -> _Turns:
+    conv: Conversations, messages: pa.Table, config: TrainingConfig, info: Tally[str]
+) -> Turns:
     """Turn assembly (merge, trim) for the conversations still undecided, then rules 6-8."""
     eligible = conv.undecided()[conv.group]
     role = pc.fill_null(messages["role"], "").combine_chunks()
     content = pc.fill_null(messages["content"], "").combine_chunks()
-    system = _np(pc.equal(role, "system"), False) & eligible
-    blank = ~system & eligible & _np(pc.equal(pc.utf8_trim_whitespace(content), ""), True)
+    system = as_numpy(pc.equal(role, "system"), False) & eligible
+    blank = ~system & eligible & as_numpy(pc.equal(pc.utf8_trim_whitespace(content), ""), True)
     info["system_messages_dropped"] += int(system.sum())
     info["blank_messages_dropped"] += int(blank.sum())
     keep = eligible & ~system & ~blank
@@ -313,127 +280,42 @@ def _assemble(
     starts = np.flatnonzero(new_turn)
     offsets = pa.array(np.append(starts, len(group)).astype(np.int32))
     merged = pc.binary_join(pa.ListArray.from_arrays(offsets, content), "\n\n")
-    turns = _Turns(group[starts], role.filter(pa.array(new_turn)), merged)
+    turns = Turns(group[starts], role.filter(pa.array(new_turn)), merged)
     return _trim_trailing_users(conv, turns, config, info)
 
 
 def _trim_trailing_users(
-    conv: _Conversations, turns: _Turns, config: TrainingConfig, info: Tally[str]
-) -> _Turns:
+    conv: Conversations, turns: Turns, config: TrainingConfig, info: Tally[str]
+) -> Turns:
     n = len(conv.ids)
     position = np.arange(len(turns.group))
-    is_user = _is(turns.role, "user")
+    is_user = is_role(turns.role, "user")
     last_other = np.full(n, -1)
     np.maximum.at(last_other, turns.group[~is_user], position[~is_user])
     trailing = position > last_other[turns.group]
     info["trailing_user_dropped"] += int(trailing.sum())
-    asks = _np(pc.match_substring(turns.content, "?"), False) & trailing
-    kept = _Turns(
+    asks = as_numpy(pc.match_substring(turns.content, "?"), False) & trailing
+    kept = Turns(
         turns.group[~trailing],
         turns.role.filter(pa.array(~trailing)),
         turns.content.filter(pa.array(~trailing)),
     )
-    user, answer = _is(kept.role, "user"), _is(kept.role, "assistant")
+    user, answer = is_role(kept.role, "user"), is_role(kept.role, "assistant")
     users = np.bincount(kept.group, weights=user, minlength=n)
     answers = np.bincount(kept.group, weights=answer, minlength=n)
     others = np.bincount(kept.group, weights=~user & ~answer, minlength=n)
     count = np.bincount(kept.group, minlength=n)
-    _decide(conv, "incomplete", (users == 0) | (answers == 0))
+    decide(conv, "incomplete", (users == 0) | (answers == 0))
     if config.require_resolved:
-        _decide(conv, "unresolved", _any_per_group_of(asks, turns.group, n))
-    _decide(conv, "invalid_format", others > 0)
+        decide(conv, "unresolved", any_per_group_of(asks, turns.group, n))
+    decide(conv, "invalid_format", others > 0)
     too_long = (count > config.max_turns) if config.max_turns else np.zeros(n, bool)
-    _decide(conv, "length", (count < config.min_turns) | too_long)
+    decide(conv, "length", (count < config.min_turns) | too_long)
     return kept
 
 
-def _is(roles: pa.Array, role: str) -> np.ndarray:
-    return _np(pc.equal(roles, role), False)
-
-
-def _any_per_group_of(rows: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(group, weights=rows, minlength=n) > 0
-
-
-def _only_undecided(conv: _Conversations, turns: _Turns) -> _Turns:
-    open_turn = conv.undecided()[turns.group]
-    mask = pa.array(open_turn)
-    return _Turns(turns.group[open_turn], turns.role.filter(mask), turns.content.filter(mask))
-
-
-def _prefix(config: TrainingConfig) -> tuple[list[tuple[str, str]], str]:
-    """The template's messages (system, few-shot) and their JSON, shared by every example."""
-    example = format_chat_example(config.system_prompt, [*config.few_shot, ("assistant", "x")])
-    messages = [(m["role"], m["content"]) for m in example["messages"][:-1]]
-    return messages, "".join(
-        json.dumps({"role": r, "content": c}, ensure_ascii=False) + ", " for r, c in messages
-    )
-
-
-def _token_costs(turns: _Turns, config: TrainingConfig, count: Counter) -> tuple[np.ndarray, int]:
-    """Tokens of each turn as a chat message, and of the template's part of every example."""
-    prefix, _ = _prefix(config)
-    roles = ["system", "user", "assistant"]
-    role_cost = dict(zip(roles, np.asarray(count(roles)).tolist(), strict=True))
-    base_contents = np.asarray(count([c for _, c in prefix])) if prefix else np.zeros(0)
-    base = int(base_contents.sum()) + sum(role_cost[r] + PER_MESSAGE for r, _ in prefix)
-    content = np.asarray(count(turns.content.to_pylist()), np.int64) if len(turns.group) else None
-    if content is None:
-        return np.zeros(0, np.int64), base + PER_EXAMPLE
-    is_user = _is(turns.role, "user")
-    roles_cost = np.where(is_user, role_cost["user"], role_cost["assistant"])
-    return content + roles_cost + PER_MESSAGE, base + PER_EXAMPLE
-
-
-def _fit_context(
-    conv: _Conversations, turns: _Turns, cost: np.ndarray, base: int, config: TrainingConfig,
-    info: Tally[str],
-) -> tuple[_Turns, np.ndarray, np.ndarray]:  # fmt: skip
-    """Rule 10: drop (or truncate) what exceeds ``max_tokens``; returns the kept turns, their
-    costs and the turns truncated per conversation."""
-    n = len(conv.ids)
-    cut = np.zeros(n, np.int64)
-    if config.max_tokens is None or not len(cost):
-        return turns, cost, cut
-    total = np.bincount(turns.group, weights=cost, minlength=n) + base
-    if config.over_limit == "drop":
-        _decide(conv, "over_context_limit", total > config.max_tokens)
-        return _only_undecided(conv, turns), cost[conv.undecided()[turns.group]], cut
-    # suffix sums per conversation: tokens from this turn to the end
-    running = np.cumsum(cost[::-1])[::-1]
-    ends = np.zeros(n, np.int64)
-    np.maximum.at(ends, turns.group, np.arange(len(cost)) + 1)
-    after_group = np.append(running, 0)[ends[turns.group]]
-    suffix = running - after_group
-    fits = base + suffix <= config.max_tokens
-    is_user = _is(turns.role, "user")
-    first_user = np.full(n, len(cost))
-    np.minimum.at(first_user, turns.group[fits & is_user], np.flatnonzero(fits & is_user))
-    keep = fits & (np.arange(len(cost)) >= first_user[turns.group])
-    cut = np.bincount(turns.group[~keep], minlength=n)
-    _decide(conv, "over_context_limit", ~_any_per_group_of(keep, turns.group, n))
-    open_conv = conv.undecided()
-    info["truncated"] += int(((cut > 0) & open_conv).sum())
-    info["turns_truncated"] += int(cut[open_conv].sum())
-    mask = keep & open_conv[turns.group]
-    kept = _Turns(turns.group[mask], turns.role.filter(mask), turns.content.filter(mask))
-    return kept, cost[mask], cut
-
-
-def _messages_json(turns: _Turns, n_groups: int, config: TrainingConfig) -> pa.Array:
-    """``json.dumps({"messages": [...]}, ensure_ascii=False)`` of every example, by kernels."""
-    _, prefix = _prefix(config)
-    message = pc.binary_join_element_wise(
-        '{"role": ', json_string(turns.role), ', "content": ', json_string(turns.content), "}", ""
-    )
-    counts = np.bincount(turns.group, minlength=n_groups)
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    body = pc.binary_join(pa.ListArray.from_arrays(offsets, message), ", ")
-    return pc.binary_join_element_wise('{"messages": [' + prefix, body, "]}", "")
-
-
 def _examples(
-    conv: _Conversations, turns: _Turns, cost: np.ndarray, base: int, config: TrainingConfig
+    conv: Conversations, turns: Turns, cost: np.ndarray, base: int, config: TrainingConfig
 ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """The kept conversations' rows (in conversation id order), their turns and tokens."""
     kept = conv.undecided()
@@ -447,7 +329,7 @@ def _examples(
     columns = {
         "example_id": ids,
         "conversation_id": ids,
-        "messages_json": _messages_json(_Turns(group, turns.role, turns.content), n, config),
+        "messages_json": messages_json(Turns(group, turns.role, turns.content), n, config),
         "n_turns": pa.array(n_turns),
         "n_tokens": pa.array(tokens),
         "rating": pa.array(conv.rating[kept].astype(np.int8)),
@@ -500,9 +382,9 @@ def build_training_examples(
         pc.sum(pc.invert(pc.is_in(ratings[0], value_set=conv.ids)).cast(pa.int64())).as_py() or 0
     )
     _apply_row_rules(conv, messages, config)
-    turns = _only_undecided(conv, _assemble(conv, messages, config, info))
-    cost, base = _token_costs(turns, config, count)
-    turns, cost, cut = _fit_context(conv, turns, cost, base, config, info)
+    turns = only_undecided(conv, _assemble(conv, messages, config, info))
+    cost, base = token_costs(turns, config, count)
+    turns, cost, cut = fit_context(conv, turns, cost, base, config, info)
     examples, n_turns, n_tokens = _examples(conv, turns, cost, base, config)
     counts = _checked_counts(conv.code)
     log = _log(conv, n_turns, n_tokens, cut)
@@ -510,7 +392,7 @@ def build_training_examples(
 
 
 def _log(
-    conv: _Conversations, n_turns: np.ndarray, n_tokens: np.ndarray, cut: np.ndarray
+    conv: Conversations, n_turns: np.ndarray, n_tokens: np.ndarray, cut: np.ndarray
 ) -> pa.Table:
     kept = conv.code == OUTCOMES.index("kept")
     turns_cut = pa.array(cut).cast(pa.string())

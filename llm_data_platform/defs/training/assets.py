@@ -1,4 +1,5 @@
-"""Curated zone, training side: chat fine-tuning examples by day, validated batches by week."""
+"""Curated zone, training side: the weekly validated batches (the daily examples are in
+examples.py) and the factory of the domain's assets."""
 
 import hashlib
 import json
