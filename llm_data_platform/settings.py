@@ -191,8 +191,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LDP_CHAT_MODEL", "gpt-4o-mini", "Chat model of grounded answers (ask --answer)."),
     Setting(
         "LDP_RETRIEVAL_HYBRID",
-        "false",
-        "true: retrieval fuses vector and BM25 rankings (RRF) unless a call says otherwise.",
+        "true",
+        "true: retrieval fuses vector and BM25 rankings (RRF) unless a call says otherwise "
+        "(default by measurement: benchmarks/bench_retrieval_quality.py).",
     ),
     Setting(
         "LDP_API_TOKEN",
