@@ -59,7 +59,12 @@ def clean_asset(
     changes, not the whole day. Otherwise ``make_transform(pipeline)``.
 
     ``day_metadata(lake, key)``: more metadata for the clean day, read from the committed
-    table (histograms a person would rather look at than counts)."""
+    table (histograms a person would rather look at than counts).
+
+    A transform may carry state through a day: ``start_day(lake, key)`` is called before the
+    day's first chunk, ``finish_day()`` after its last, returning (side tables by name,
+    counts); the side tables go into the day's commit in the clean zone, each recorded as an
+    observation of the asset of that name (conversations: the dedup index)."""
     dropped = f"{name}_dropped"
 
     @dg.multi_asset(
@@ -104,6 +109,9 @@ def clean_asset(
             if removed.num_rows:
                 meta["dropped_preview"] = dg.MetadataValue.md(preview_markdown(removed))
             context.add_asset_metadata(meta, asset_key=dropped, partition_key=key)
+            for side, written in day.side_written.items():  # index tables of the same commit
+                side_meta = {"rows": written.rows, "bytes": written.bytes, "path": written.uri}
+                context.log_event(dg.AssetObservation(side, partition=key, metadata=side_meta))
         return None, None  # both tables are in the lake already, committed together
 
     return _clean
@@ -113,6 +121,7 @@ class _DayCleaner:
     """One day of a raw table → its clean file in the lake, its dropped rows, its counts."""
 
     reuse_previous = False
+    side_written: dict[str, WriteInfo] = {}  # the last day's side tables (transform hooks)
 
     def __init__(self, lake, raw, name, transform_for, sort_by, read_order, schema, raw_schema):
         self.lake, self.raw, self.name, self.transform_for = lake, raw, name, transform_for
@@ -134,6 +143,9 @@ class _DayCleaner:
             self.lake.read_partition("clean", self.name, key) if self.reuse_previous else None
         )
         transform = self.transform_for(previous)
+        start_day = getattr(transform, "start_day", None)
+        if start_day is not None:  # a transform that carries state through a day's chunks
+            start_day(self.lake, key)
         with tempfile.TemporaryDirectory(prefix=f"ldp-{self.name}-") as workdir:
             out = posixpath.join(workdir, "clean.parquet")
             with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
@@ -148,15 +160,21 @@ class _DayCleaner:
                     counts["chunks"] += 1
                     counts["dagster/row_count"] += clean.num_rows
             removed = pa.concat_tables(dropped)
-            path, size, info = self._commit(key, out, removed)
+            finish_day = getattr(transform, "finish_day", None)
+            side, side_counts = finish_day() if finish_day is not None else ({}, {})
+            counts.update(side_counts)
+            path, size, info = self._commit(key, out, removed, side)
         meta: dict[str, Any] = {k: int(v) for k, v in sorted(counts.items())}
         meta.update(bytes=size, path=dg.MetadataValue.path(self.lake.uri(path)))
         meta["clean_seconds"] = round(time.perf_counter() - started, 3)
         return meta, removed, info
 
-    def _commit(self, key: str, clean_file: str, removed: pa.Table) -> tuple[str, int, WriteInfo]:
-        """The clean day and its dropped rows become visible together (one lake commit): a
-        run killed between the two writes leaves both old."""
+    def _commit(
+        self, key: str, clean_file: str, removed: pa.Table, side: dict[str, pa.Table]
+    ) -> tuple[str, int, WriteInfo]:
+        """The clean day, its dropped rows and the transform's ``side`` tables (clean zone, by
+        name) become visible together (one lake commit): a run killed between the writes
+        leaves all of them old."""
         started = time.perf_counter()
         path = posixpath.join(self.lake.partition_path("clean", self.name, key), DATA_FILE)
         dropped_path = posixpath.join(
@@ -165,7 +183,17 @@ class _DayCleaner:
         commit = self.lake.commit()
         size = commit.add_file(path, clean_file)
         dropped_size = commit.add_table(dropped_path, removed)
+        side_paths = {}
+        for table_name, table in side.items():
+            side_path = posixpath.join(
+                self.lake.partition_path("clean", table_name, key), DATA_FILE
+            )
+            side_paths[table_name] = (side_path, table.num_rows, commit.add_table(side_path, table))
         commit.apply()
+        self.side_written = {
+            n: WriteInfo(self.lake.uri(p), rows, size, 0.0)
+            for n, (p, rows, size) in side_paths.items()
+        }
         seconds = time.perf_counter() - started
         info = WriteInfo(self.lake.uri(dropped_path), removed.num_rows, dropped_size, seconds)
         return path, size, info
