@@ -89,6 +89,13 @@ class _Markov:
         self.starts = np.flatnonzero(self.deg > 0)
 
     def texts(self, lengths: np.ndarray, rng: np.random.Generator) -> list[str]:
+        """Texts of the given word counts, 10k at a time (the walk is n x longest ints)."""
+        out: list[str] = []
+        for start in range(0, len(lengths), 10_000):
+            out += self._walk(lengths[start : start + 10_000], rng)
+        return out
+
+    def _walk(self, lengths: np.ndarray, rng: np.random.Generator) -> list[str]:
         n, longest = len(lengths), int(lengths.max(initial=0))
         out = np.empty((n, longest), np.int64)
         state = rng.choice(self.starts, n)
