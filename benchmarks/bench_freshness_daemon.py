@@ -1,12 +1,12 @@
 """Freshness through the real daemon: a knowledge-base edit → its text in the live index.
 
 What a user of `make dev` waits for after saving a page and running `ldp ingest-docs`: the
-daemon's landing sensor stages the landed file, ``raw_documents_after_staging_sensor``
-ingests the day (clean, chunks, embeddings), ``rag_index_after_documents_sensor`` builds,
-gates and promotes the next version. Each edit appends a unique sentence to one page of a
-small knowledge base; the latency is from the saved edit (`ldp ingest-docs` included) to the
-end of the first successful ``rag_index_job`` run created after it. Hops are read back from the
-instance: the sensor's wait before each run, each run's queue time and duration.
+daemon's landing sensor stages the landed file, ``raw_documents_after_staging_sensor`` runs
+``ingest_documents_job`` for the day: clean, chunks, embeddings, then the next index version,
+gated and promoted, in the same run. Each edit appends a unique sentence to one page of a
+small knowledge base; the latency is from the saved edit (`ldp ingest-docs` included) to
+the end of the first successful ``ingest_documents_job`` run created after it. Hops are read
+back from the instance: the sensor's wait before each run, each run's queue time and duration.
 
     .venv/bin/python benchmarks/bench_freshness_daemon.py --edits 10
 
@@ -32,7 +32,8 @@ sys.path.insert(0, str(PROJECT))
 from llm_data_platform_tests.conftest import platform_env  # noqa: E402
 from llm_data_platform_tests.daemon import BIN, Site, prepared_instance, site_env  # noqa: E402
 
-JOBS = ("stage_documents_job", "ingest_documents_job", "rag_index_job")
+JOBS = ("stage_documents_job", "ingest_documents_job")
+SYNC_JOB = JOBS[-1]  # the run that promotes the index
 TOPICS = ("logging", "queues", "retries", "caching", "metrics", "tracing", "quotas", "backups")
 
 
@@ -63,7 +64,7 @@ def _wait(instance: dg.DagsterInstance, since: float, timeout: float) -> dict[st
     while True:
         synced = [
             r
-            for r in _runs_since(instance, "rag_index_job", since)
+            for r in _runs_since(instance, SYNC_JOB, since)
             if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
         ]
         if synced:

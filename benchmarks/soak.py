@@ -13,8 +13,8 @@ base. The daemon is started as ``llm_data_platform_tests/test_daemon_ingest.py``
 the project's default sensor interval (``--sensor-interval``). Its sensors do all the work:
 landing (or Kafka) sensors → staging runs → ``raw_conversations_after_staging_sensor`` →
 ``ingest_conversations_job`` (raw + clean); a few knowledge-base edits (``ldp ingest-docs``'s
-``sync_directory``) → document staging → ``ingest_documents_job`` →
-``rag_index_after_documents_sensor`` → ``rag_index_job``. Network: loopback only (the daemon's
+``sync_directory``) → document staging → ``ingest_documents_job`` (which ends with the index
+build, its gate and the promotion). Network: loopback only (the daemon's
 gRPC code server, and the mock Kafka brokers of ``--source kafka``).
 
 Definitions of the figures:
@@ -527,11 +527,8 @@ def docs_settled(instance, kb: KnowledgeBase) -> bool:
     ingests = records("ingest_documents_job")
     if not staged or not ingests:
         return False
-    if max(r.start_time or 0 for r in ingests) < min(r.end_time or 0 for r in staged):
-        return False
-    last_ingest = max(r.end_time or 0 for r in ingests)
-    syncs = records("rag_index_job")
-    return any((r.start_time or 0) > last_ingest for r in syncs)
+    # an ingest that started after the last staging run ends with the index promoted
+    return max(r.start_time or 0 for r in ingests) >= min(r.end_time or 0 for r in staged)
 
 
 # ---- latency: which run first held each event ---------------------------------------------------
@@ -616,8 +613,8 @@ def pct(values: list[float], q: float) -> float:
 
 def edit_to_live(instance, kb: KnowledgeBase, landing: Path) -> list[float | None]:
     """Per knowledge-base landing file: seconds from its landing (mtime) to the end of the
-    first successful ``rag_index_job`` that started after the first successful document
-    ingest that started after the staging run naming the file ended; None: never."""
+    first successful document ingest (which promotes the index) that started after the
+    staging run naming the file ended; None: never."""
     import dagster as dg
 
     def successes(job: str) -> list:
@@ -626,16 +623,13 @@ def edit_to_live(instance, kb: KnowledgeBase, landing: Path) -> list[float | Non
         )
         return sorted(records, key=lambda r: r.start_time or 0)
 
-    stages, ingests, syncs = (
-        successes(j) for j in ("stage_documents_job", "ingest_documents_job", "rag_index_job")
-    )
+    stages, ingests = (successes(j) for j in ("stage_documents_job", "ingest_documents_job"))
     out: list[float | None] = []
     for key in kb.landed:
         stage = next((r for r in stages if key in staged_files(r)), None)
         ingest = stage and next((r for r in ingests if r.start_time >= stage.end_time), None)
-        sync = ingest and next((r for r in syncs if r.start_time >= ingest.end_time), None)
         landed = (landing / "documents" / key).stat().st_mtime
-        out.append(sync.end_time - landed if sync else None)
+        out.append(ingest.end_time - landed if ingest else None)
     return out
 
 

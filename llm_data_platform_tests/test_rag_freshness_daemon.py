@@ -1,10 +1,11 @@
 """A knowledge-base edit reaches the live index through the real daemon, with no hand-run step.
 
 `ldp ingest-docs` lands what changed in a folder; from there only the daemon's sensors act:
-the landing sensor stages it, ``raw_documents_after_staging_sensor`` ingests the day (clean,
-chunks, embeddings), ``rag_index_after_documents_sensor`` builds, gates and promotes the next
-index version. The test edits one page and waits (bounded) until the live version holds its
-new text — measured, printed, not asserted against a time: the benchmark states the figures.
+the landing sensor stages it, ``raw_documents_after_staging_sensor`` runs
+``ingest_documents_job`` for the day (clean, chunks, embeddings, then the next index version,
+gated and promoted, in the same run). The test edits one page and waits (bounded) until
+the live version holds its new text — measured, printed, not asserted against a time: the
+benchmark states the figures.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ def _ingest(kb: Path, env: dict[str, str]) -> None:
 
 def _live_index_runs(instance: dg.DagsterInstance, since: float) -> list[dg.DagsterRun]:
     records = instance.get_run_records(
-        dg.RunsFilter(job_name="rag_index_job", statuses=[dg.DagsterRunStatus.SUCCESS])
+        dg.RunsFilter(job_name="ingest_documents_job", statuses=[dg.DagsterRunStatus.SUCCESS])
     )
     return [r.dagster_run for r in records if r.create_timestamp.timestamp() >= since]
 
 
 def _wait_for_sync(site: Site, instance: dg.DagsterInstance, since: float) -> float:
-    """Seconds from ``since`` until a rag_index_job run created after it succeeded."""
+    """Seconds from ``since`` until an ingest_documents_job run created after it succeeded."""
     deadline = time.monotonic() + PHASE_SECONDS
     while not (runs := _live_index_runs(instance, since)):
         failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))

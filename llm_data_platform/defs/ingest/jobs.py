@@ -31,8 +31,14 @@ INGEST_SELECTIONS = {
             "documents_clean_dropped",
             "document_chunks",
             "chunk_embeddings",
+            # the index in the same run: an edit reaches users without a second run's sensor
+            # tick, queue wait and process start (the gate still stands before promotion)
+            "retrieval_eval_set",
+            "rag_index",
+            "rag_index_live",
         ],
-        "Landed document versions → raw → clean → chunks → embeddings.",
+        "Landed document versions → raw → clean → chunks → embeddings → the next index "
+        "version, gated on retrieval quality, promoted.",
     ),
 }
 

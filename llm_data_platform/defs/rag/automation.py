@@ -1,9 +1,10 @@
-"""RAG automation: the index follows the documents, with a nightly safety-net sync."""
+"""RAG automation: a nightly safety-net sync and the jobs to sync by hand.
+
+The index follows the documents inside ``ingest_documents_job`` itself (its selection ends
+with the index build, the quality gate and the promotion): one run from a landed edit to
+users, with no second run to wait for."""
 
 import dagster as dg
-
-from llm_data_platform.defs.ingest.jobs import ingest_job_name, ingest_jobs
-from llm_data_platform.defs.partitions import Partitions
 
 rag_index_job = dg.define_asset_job(
     "rag_index_job",
@@ -24,27 +25,3 @@ rag_index_schedule = dg.ScheduleDefinition(
     cron_schedule="0 2 * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-
-
-def rag_index_after_documents_sensor(partitions: Partitions) -> dg.SensorDefinition:
-    """Each successful document ingest → an index sync. Only that job's runs are read (the
-    storage filters by job name), so other jobs' runs never use up a tick."""
-    (documents_job,) = [
-        j for j in ingest_jobs(partitions) if j.name == ingest_job_name("documents")
-    ]
-
-    @dg.run_status_sensor(
-        name="rag_index_after_documents_sensor",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[documents_job],
-        request_job=rag_index_job,
-        # 5 s, not the default 30: an edited page waits for this tick on its way to users;
-        # a tick reads only the documents job's finished runs (cheap)
-        minimum_interval_seconds=5,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Keeps the index in sync: each successful document ingest triggers a sync.",
-    )
-    def _sensor(context: dg.RunStatusSensorContext):
-        return dg.RunRequest(run_key=f"rag_index_after:{context.dagster_run.run_id}")
-
-    return _sensor

@@ -4,7 +4,6 @@ import dagster as dg
 
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.rag.automation import (
-    rag_index_after_documents_sensor,
     rag_index_job,
     rag_index_schedule,
     retrieval_eval_set_job,
@@ -31,5 +30,4 @@ def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
         asset_checks=rag_checks(partitions),
         jobs=[rag_index_job, retrieval_eval_set_job],
         schedules=[rag_index_schedule],
-        sensors=[rag_index_after_documents_sensor(partitions)],
     )
