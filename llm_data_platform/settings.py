@@ -83,7 +83,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "LDP_DEDUP_MIN_WORDS",
-        "15",
+        "20",
         "Fewest words a message (a conversation) needs to be deduplicated across "
         "conversations: shorter turns (thanks, ok, one-line questions) recur by nature.",
     ),
@@ -366,7 +366,7 @@ class Settings:
     drift_max_psi: float = 0.2
     drift_token_sample: int = 5_000
     dedup_across: bool = True
-    dedup_min_words: int = 15
+    dedup_min_words: int = 20
     dedup_history_days: int = 14
     near_dup_shingle: int = 2
     near_dup_threshold: float = 0.5

@@ -13,14 +13,15 @@ in this order, each on what the one before left:
 3. A message whose word shingles are a near copy of an earlier kept message:
    ``near_duplicate`` (same day) or ``near_duplicate_history``.
 
-Only messages (and conversations) of at least ``min_words`` (15) words take part: "thanks", "ok"
+Only messages (and conversations) of at least ``min_words`` (20) words take part: "thanks", "ok"
 and one-line questions recur in every conversation as turn-taking, not as copied content,
 and dropping them would break the conversations they belong to. Steps 2-3 look at the
 messages of ``roles`` (default: users, who paste the same text into many conversations); an
 assistant's canned reply is the training target of its own conversation.
 
-"Earlier" is the order the day is read in (conversation id, then time; within a batch this
-step sorts so, whatever the input order); every earlier day comes before. The kept message is
+"Earlier" is time order within a batch (a conversation by its first message), then batch
+order (the asset reads a day in conversation-id chunks of ~100k rows: a copy in an earlier
+chunk wins over an original in a later one); every earlier day comes before. The kept message is
 the representative of its cluster; a dropped row names it (``duplicate_of``: an event id, a
 conversation id for step 1) and its similarity (exact Jaccard within a chunk, the signature
 estimate against an index, 1.0 for exact content).
@@ -79,7 +80,7 @@ class DedupConfig:
     """Cross-conversation and history dedup (defaults measured, see the module doc)."""
 
     enabled: bool = True
-    min_words: int = 15
+    min_words: int = 20
     # Roles whose messages are deduplicated one by one (steps 2-3); whole conversations go by
     # step 1 whatever their roles. An assistant reply is the training target of its own
     # conversation: the same canned reply to different questions is not a copy to drop.
@@ -222,7 +223,7 @@ def _resolve(
 
 
 def _conversation_texts(messages: pa.Table) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """(conversation ids, "role: content" texts, message counts), by conversation id."""
+    """(conversation ids, "role: content" texts, message counts), earliest first."""
     lines = pc.binary_join_element_wise(
         pc.fill_null(messages["role"], "unknown"), messages["content"], ": "
     )
@@ -238,9 +239,9 @@ def _conversation_texts(messages: pa.Table) -> tuple[pa.Array, pa.Array, np.ndar
         [(c, "ascending") for c in ("conversation_id", "turn_index", "event_time", "event_id")]
     )
     grouped = t.group_by("conversation_id", use_threads=False).aggregate(
-        [("line", "list"), ("line", "count")]
+        [("line", "list"), ("line", "count"), ("event_time", "min")]
     )
-    grouped = grouped.sort_by("conversation_id")
+    grouped = grouped.sort_by([("event_time_min", "ascending"), ("conversation_id", "ascending")])
     texts = pc.binary_join(grouped["line_list"], "\n").combine_chunks()
     counts = grouped["line_count"].to_numpy()
     return _ids(grouped["conversation_id"]), texts, counts
@@ -380,11 +381,9 @@ def find_cross_duplicates(table: pa.Table, state: DedupState) -> CrossResult:
     the batch's kept texts join ``state`` for the batches after it."""
     n = table.num_rows
     order = pc.sort_indices(
-        table,
-        sort_keys=[(c, "ascending") for c in ("conversation_id", "event_time", "event_id")],
+        table, sort_keys=[(c, "ascending") for c in ("event_time", "conversation_id", "event_id")]
     )
-    in_order = bool(np.array_equal(order.to_numpy(), np.arange(n)))
-    t = table if in_order else table.take(order)  # the asset's chunks come sorted
+    t = table.take(order)  # earliest first: the original survives, its copies go
     out = {
         "code": np.zeros(n, np.int8),
         "rep": np.full(n, None, object),
