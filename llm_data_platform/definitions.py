@@ -48,6 +48,7 @@ from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.io_manager import LakeIOManager
 from llm_data_platform.resources.kinesis import KinesisResource
 from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.resources.lake_gcs import GcsResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
@@ -70,8 +71,15 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         region_name=settings.s3_region,
         endpoint_url=settings.s3_endpoint_url or None,
     )
+    gcs = GcsResource(
+        project=settings.gcs_project or None,
+        endpoint_url=settings.gcs_endpoint_url or None,
+        retry_seconds=settings.gcs_retry_seconds,
+    )
     lake = LakeResource(
-        root=settings.lake_root, s3=s3 if settings.lake_root.startswith("s3://") else None
+        root=settings.lake_root,
+        s3=s3 if settings.lake_root.startswith("s3://") else None,
+        gcs=gcs if settings.lake_root.startswith("gs://") else None,
     )
     if settings.embedding_provider == "openai":
         # The key reaches OpenAI and compatible servers alike, as an EnvVar: run config and

@@ -32,10 +32,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LDP_LAKE_ROOT",
         "data/lake",
-        "Lake root: a local folder, or s3://bucket/prefix (credentials from the AWS chain).",
+        "Lake root: a local folder, s3://bucket/prefix (credentials from the AWS chain) or "
+        "gs://bucket/prefix (Application Default Credentials).",
     ),
     Setting("LDP_S3_ENDPOINT_URL", "", "S3 endpoint override (MinIO, moto, LocalStack)."),
     Setting("LDP_S3_REGION", "us-east-1", "S3 region of the lake bucket."),
+    Setting(
+        "LDP_GCS_ENDPOINT_URL",
+        "",
+        "GCS endpoint override (an emulator; an http:// endpoint is used without credentials).",
+    ),
+    Setting("LDP_GCS_PROJECT", "", "GCP project of the GCS lake; default: the credentials'."),
+    Setting(
+        "LDP_GCS_RETRY_SECONDS",
+        "60",
+        "How long a failing GCS request (5xx, 429, connection) is retried before the step fails.",
+    ),
     Setting("LDP_LANDING_DIR", "data/landing", "Landing folder: <dir>/<stream>/**/*.jsonl."),
     Setting("LDP_CHROMA_PATH", "data/chroma", "Chroma persistent folder (embedded default)."),
     Setting(
@@ -331,6 +343,9 @@ class Settings:
     kafka_group: str = "llm-data-platform"
     kafka_max_messages: int = 100_000
     s3_source_uri: str = ""
+    gcs_endpoint_url: str = ""
+    gcs_project: str = ""
+    gcs_retry_seconds: float = 60.0
     kinesis_streams: str = ""
     kinesis_endpoint_url: str = ""
     kinesis_region: str = "us-east-1"
@@ -476,6 +491,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_group=get("LDP_KAFKA_GROUP"),
         kafka_max_messages=int(get("LDP_KAFKA_MAX_MESSAGES")),
         s3_source_uri=get("LDP_S3_SOURCE_URI"),
+        gcs_endpoint_url=get("LDP_GCS_ENDPOINT_URL"),
+        gcs_project=get("LDP_GCS_PROJECT"),
+        gcs_retry_seconds=float(get("LDP_GCS_RETRY_SECONDS")),
         kinesis_streams=get("LDP_KINESIS_STREAMS"),
         kinesis_endpoint_url=get("LDP_KINESIS_ENDPOINT_URL"),
         kinesis_region=get("LDP_KINESIS_REGION"),

@@ -1,10 +1,11 @@
-"""The data lake: one root, local folder or S3, one code path through pyarrow filesystems.
+"""The data lake: one root, local folder, S3 or GCS, one code path through pyarrow filesystems.
 
 Layout: ``<root>/<zone>/<table>/<partition_name>=<key>/data.parquet`` (hive style, zstd).
 One file per partition makes replacement atomic: locally a temp file is written, fsynced and
-renamed over the old one; on S3 bytes in memory go up as one upload (committed whole on close,
-or not at all), and a local file is uploaded to a temp key and copied over the object on the
-server. A write that fails leaves the previous version in place and no temp file.
+renamed over the old one; on S3 (and GCS: ``lake_gcs``) bytes in memory go up as one upload
+(committed whole on close, or not at all), and a local file is uploaded to a temp key and
+copied over the object on the server. A write that fails leaves the previous version in place
+and no temp file.
 
 Faults outside the code — a full disk, a folder the process may not write, S3 throttling, 5xx
 or timeouts — fail as :class:`LakeError`, a ``dg.Failure`` whose message names the cause, the
@@ -34,7 +35,9 @@ import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from llm_data_platform.resources import lake_gcs
 from llm_data_platform.resources.lake_commit import PartitionCommit, parquet_bytes, recover_commits
+from llm_data_platform.resources.lake_gcs import GcsResource, is_gcs_error
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
@@ -60,6 +63,7 @@ class LakeResource(dg.ConfigurableResource):
 
     ``s3`` carries the AWS settings (region, endpoint, credentials or profile) in dagster-aws's
     own resource; credentials are resolved through boto3's chain and handed to pyarrow.
+    ``gcs`` does the same for a ``gs://`` root (Application Default Credentials).
     """
 
     root: str
@@ -67,6 +71,7 @@ class LakeResource(dg.ConfigurableResource):
     s3_max_attempts: int = 5
     s3_connect_timeout_seconds: float = 5.0
     s3_request_timeout_seconds: float = 30.0
+    gcs: GcsResource | None = None
 
     _fs: Any = PrivateAttr(default=None)
     _base: str = PrivateAttr(default="")
@@ -75,6 +80,15 @@ class LakeResource(dg.ConfigurableResource):
     @property
     def is_s3(self) -> bool:
         return self.root.startswith("s3://")
+
+    @property
+    def is_gcs(self) -> bool:
+        return self.root.startswith("gs://")
+
+    @property
+    def is_remote(self) -> bool:
+        """An object store (S3, GCS): no rename, a write is an upload, a folder is a prefix."""
+        return self.is_s3 or self.is_gcs
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         if self._fs is None:
@@ -86,13 +100,16 @@ class LakeResource(dg.ConfigurableResource):
                     request_timeout=self.s3_request_timeout_seconds,
                 )
                 self._base = self.root[len("s3://") :].rstrip("/")
+            elif self.is_gcs:
+                self._fs = (self.gcs or GcsResource()).filesystem()
+                self._base = self.root[len("gs://") :].rstrip("/")
             else:
                 self._fs = pafs.LocalFileSystem()
                 self._base = os.path.abspath(self.root)
         return self._fs, self._base
 
     def uri(self, path: str) -> str:
-        return f"s3://{path}" if self.is_s3 else path
+        return f"{self.root.partition('://')[0]}://{path}" if self.is_remote else path
 
     def table_path(self, zone: str, table: str) -> str:
         _, base = self.filesystem()
@@ -181,17 +198,16 @@ class LakeResource(dg.ConfigurableResource):
         path = self.partition_path(zone, table_name, key, name)
         if self.exists(path):
             with self._faults("delete", path):
-                fs.delete_dir(path)
+                lake_gcs.delete_folder(fs, path) if self.is_gcs else fs.delete_dir(path)
 
     def list_partitions(self, zone: str, table_name: str, partition_name: str = "dt") -> list[str]:
-        fs, _ = self.filesystem()
         path = self.table_path(zone, table_name)
         if not self.exists(path):
             return []
         prefix = f"{partition_name}="
         keys = []
         with self._faults("read", path):
-            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            infos = self._children(path)
         for info in infos:
             name = posixpath.basename(info.path)
             is_partition = info.type == pafs.FileType.Directory and name.startswith(prefix)
@@ -201,11 +217,10 @@ class LakeResource(dg.ConfigurableResource):
 
     def list_partitions_any(self, zone: str, table_name: str, partition_name: str) -> list[str]:
         """Partition folders of a table whose partitions hold files other than data.parquet."""
-        fs, _ = self.filesystem()
         path = self.table_path(zone, table_name)
         prefix = f"{partition_name}="
         with self._faults("read", path):
-            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            infos = self._children(path)
         return sorted(
             posixpath.basename(i.path)[len(prefix) :]
             for i in infos
@@ -259,7 +274,7 @@ class LakeResource(dg.ConfigurableResource):
         """``report_as``: the path an error names (a commit's final path, not its pending)."""
         fs, _ = self.filesystem()
         with self._faults("write", report_as or path):
-            if self.is_s3:
+            if self.is_remote:
                 # ``data`` is whole before the upload starts: the object is committed on close
                 # with all of it, or (a failed request) not at all.
                 with fs.open_output_stream(path) as out:
@@ -284,7 +299,7 @@ class LakeResource(dg.ConfigurableResource):
         fs, _ = self.filesystem()
         size = os.path.getsize(local_path)
         with self._faults("write", report_as or path):
-            if self.is_s3:
+            if self.is_remote:
                 _upload_then_copy(fs, local_path, path, block)
             else:
 
@@ -304,7 +319,7 @@ class LakeResource(dg.ConfigurableResource):
     def local_file(self, path: str, workdir: str, block: int = 8 << 20) -> str:
         """A local path to read ``path`` from: itself on a local lake; on S3 a streamed copy
         into ``workdir`` (engines such as DuckDB then read a plain file, offline)."""
-        if not self.is_s3:
+        if not self.is_remote:
             return path
         fs, _ = self.filesystem()
         local = os.path.join(workdir, f"{uuid.uuid4().hex}-{posixpath.basename(path)}")
@@ -328,6 +343,13 @@ class LakeResource(dg.ConfigurableResource):
         _, base = self.filesystem()
         return posixpath.join(base, *parts)
 
+    def _children(self, path: str) -> list[pafs.FileInfo]:
+        """Files and folders directly under ``path`` (GCS: see ``lake_gcs.list_children``)."""
+        fs, _ = self.filesystem()
+        if self.is_gcs:
+            return lake_gcs.list_children(fs, path)
+        return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+
     # ---- faults -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _faults(self, action: str, path: str, workdir: str | None = None) -> Iterator[None]:
@@ -336,8 +358,10 @@ class LakeResource(dg.ConfigurableResource):
         passes unchanged."""
         try:
             yield
-        except FileNotFoundError:
-            raise
+        except FileNotFoundError as exc:
+            if action != "write" or not is_gcs_error(exc):  # GCS: a write to a missing bucket
+                raise
+            raise LakeError(self._explain(exc, action, path, workdir)) from exc
         except OSError as exc:
             message = self._explain(exc, action, path, workdir)
             if message is None:
@@ -348,6 +372,9 @@ class LakeResource(dg.ConfigurableResource):
         kept = " The previous version is in place." if action != "read" else ""
         if self.is_s3 and "AWS Error" in str(exc):
             return _explain_s3(exc, action, self.uri(path), self._s3_settings()) + kept
+        if self.is_gcs and is_gcs_error(exc):
+            gcs = self.gcs or GcsResource()
+            return lake_gcs.explain_gcs(exc, action, self.uri(path), gcs) + kept
         if workdir is not None:  # an S3 object copied into a local work folder
             where, folder = f"the local work folder {workdir}", os.path.abspath(workdir)
             target = f"a copy of {self.uri(path)}"
@@ -405,7 +432,8 @@ def _upload_then_copy(fs: pafs.FileSystem, local_path: str, path: str, block: in
     except BaseException as exc:
         # A failed S3 request during the upload committed nothing; anything else (the copy
         # failed, an interrupt or a local error mid-upload) may have left the temp key.
-        if stage == "copy" or not (isinstance(exc, OSError) and "AWS Error" in str(exc)):
+        failed_request = isinstance(exc, OSError) and "AWS Error" in str(exc) or is_gcs_error(exc)
+        if stage == "copy" or not failed_request:
             with contextlib.suppress(OSError):
                 fs.delete_file(tmp)
         raise

@@ -9,7 +9,7 @@ dies between the two writes. The commit is a redo log:
 2. one commit record, ``<root>/_commits/<token>.json``, names every (pending, final) pair —
    written atomically, it is the commit point;
 3. each pending file is moved over its final path (a rename locally, a server-side copy on
-   S3) and the record is deleted.
+   S3 and GCS) and the record is deleted.
 
 A crash before step 2 leaves the old versions in place (the pending files are orphans, as
 harmless as any temp file). A crash after it is rolled forward by :func:`recover_commits`,
@@ -107,9 +107,9 @@ def _roll_forward(lake: LakeResource, record: str, moves: list[tuple[str, str]])
     fs, _ = lake.filesystem()
     for pending, final in moves:
         with lake._faults("write", final), contextlib.suppress(FileNotFoundError):
-            if lake.is_s3:
+            if lake.is_remote:
                 if lake.exists(pending):
-                    fs.move(pending, final)  # CopyObject over final, then delete pending
+                    fs.move(pending, final)  # copy over final on the server, delete pending
             else:
                 os.replace(pending, final)
     with lake._faults("delete", record), contextlib.suppress(FileNotFoundError):
