@@ -9,6 +9,7 @@ GcsFileSystem with an endpoint override — the only difference from Google Clou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -218,6 +220,119 @@ def test_an_unreachable_endpoint_is_named_with_the_fix():
         lake.read_partition("raw", "t", DAY)
     assert isinstance(failed.value.__cause__, OSError)
 
+
+_FAULT_PROXY = textwrap.dedent(
+    """
+    import http.client, http.server, json, sys
+
+    upstream, status, method = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    injected = 0
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def _body(self):
+            if self.headers.get("Content-Length"):
+                return self.rfile.read(int(self.headers["Content-Length"]))
+            data = b""
+            while self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                if not size:
+                    self.rfile.readline()
+                    break
+                data += self.rfile.read(size)
+                self.rfile.readline()
+            return data
+
+        def _send(self, code, data, headers=()):
+            self.send_response(code)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _any(self):
+            global injected
+            body = self._body()
+            if self.path == "/_injected":
+                return self._send(200, str(injected).encode())
+            if self.command == method:
+                injected += 1
+                error = {"error": {"code": status, "message": "injected by the test"}}
+                return self._send(status, json.dumps(error).encode())
+            skip = {"content-length", "transfer-encoding", "connection"}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+            conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
+            conn.request(self.command, self.path, body=body, headers=headers)
+            answer = conn.getresponse()
+            passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in skip]
+            self._send(answer.status, answer.read(), passed)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+    """
+)
+
+
+@contextlib.contextmanager
+def fault_proxy(endpoint: str, status: int, method: str) -> Iterator[str]:
+    """An HTTP proxy in front of the emulator that answers every ``method`` request with
+    ``status``, in its own process (stopped by its id)."""
+    upstream = endpoint.rsplit(":", 1)[1]
+    args = [sys.executable, "-c", _FAULT_PROXY, upstream, str(status), method]
+    proxy = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        yield f"http://127.0.0.1:{int(proxy.stdout.readline())}"
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
+def _injected(proxy: str) -> int:
+    with urllib.request.urlopen(f"{proxy}/_injected", timeout=10) as answer:
+        return int(answer.read())
+
+
+_RETRY = "raise LDP_GCS_RETRY_SECONDS"
+
+
+@pytest.mark.parametrize(
+    "status, expected, fix, retried",
+    [
+        (503, "GCS returned HTTP 503 UNAVAILABLE for {uri} after retrying for 3 s", _RETRY, True),
+        (429, "HTTP 429 UNAVAILABLE for {uri} after retrying for 3 s", _RETRY, True),
+        (403, "GCS denied access to {uri} (HTTP 403 PERMISSION_DENIED", "objectAdmin", False),
+        (401, "GCS rejected the credentials for {uri}", "application-default login", False),
+    ],
+)
+def test_gcs_errors_fail_with_the_cause_and_keep_the_object(
+    gcs_endpoint, status, expected, fix, retried
+):
+    """The upload is refused with ``status``: transient codes are retried within the budget,
+    permanent ones are not; the step fails naming the cause and the fix; the old object stays."""
+    prefix = f"refused-{status}"
+    direct = gcs_lake(gcs_endpoint, prefix)
+    direct.write_partition("raw", "t", DAY, _table(3, "old"))
+    with fault_proxy(gcs_endpoint, status, "POST") as proxy:
+        lake = gcs_lake(proxy, prefix, retry_seconds=3)
+        with pytest.raises(LakeError) as failed:
+            lake.write_partition("raw", "t", DAY, _table(5, "new"))
+        injected = _injected(proxy)
+    message = str(failed.value)
+    uri = f"gs://{BUCKET}/{prefix}/raw/t/dt={DAY}/data.parquet"
+    assert expected.format(uri=uri) in message and fix in message, message
+    assert "previous version is in place" in message, message
+    assert (injected > 1) == retried, f"{injected} requests refused"
+    assert direct.read_partition("raw", "t", DAY).equals(_table(3, "old"))
+    assert _objects(direct, direct.path("raw")) == [direct.path("raw", "t", f"dt={DAY}", _DATA)]
+
+
+_DATA = "data.parquet"
 
 TABLES = ("main_table", "side_table")
 

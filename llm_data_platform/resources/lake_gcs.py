@@ -96,7 +96,7 @@ def is_gcs_error(exc: BaseException) -> bool:
 # error_info={..., gcloud-cpp.retry.function=<Operation>, ...})"
 _STATUS = re.compile(r"google::cloud::Status\((?P<code>[A-Z_]+): (?P<detail>.*)", re.S)
 _FUNCTION = re.compile(r"gcloud-cpp\.retry\.function=(?P<op>\w+)")
-_HTTP = re.compile(r"HTTP status code: (?P<status>\d+)")
+_HTTP = re.compile(r'(?:HTTP status code: |"code": )(?P<status>\d{3})')  # or the JSON error
 _DOING = {"read": "reading", "write": "writing", "delete": "deleting"}
 
 
