@@ -24,6 +24,7 @@ DAILY_ASSETS = (
     "documents_clean",
     "documents_clean_dropped",
     "training_examples",
+    "training_selection_log",
     "document_chunks",
     "chunk_embeddings",
 )

@@ -52,3 +52,25 @@ def table_metadata(table: pa.Table, info: Any | None = None) -> dict[str, Any]:
 
 def counts_metadata(counts: dict[str, int | float], prefix: str = "") -> dict[str, Any]:
     return {f"{prefix}{k}": v for k, v in sorted(counts.items())}
+
+
+def commit_partition_tables(
+    context: Any, lake: Any, key: str, tables: dict[str, tuple[str, pa.Table, list[str] | None]]
+) -> None:
+    """Partition ``key`` of several assets of one step, ``{asset: (zone, table, sort_by)}``,
+    written as ONE lake commit (all new or all old after a crash), each asset's table
+    metadata recorded on its partition. The step then outputs None for them."""
+    import posixpath
+
+    from llm_data_platform.resources.lake import DATA_FILE, WriteInfo
+
+    commit = lake.commit()
+    infos: dict[str, WriteInfo] = {}
+    for asset, (zone, table, sort_by) in tables.items():
+        path = posixpath.join(lake.partition_path(zone, asset, key), DATA_FILE)
+        size = commit.add_table(path, table, sort_by)
+        infos[asset] = WriteInfo(lake.uri(path), table.num_rows, size, 0.0)
+    commit.apply()
+    for asset, (_, table, _) in tables.items():
+        meta = table_metadata(table, infos[asset])
+        context.add_asset_metadata(meta, asset_key=asset, partition_key=key)

@@ -2,7 +2,8 @@
 
 Nothing here keeps a list of tables. The lake is walked and every Parquet file whose columns
 can name a subject (``user_id``, ``conversation_id``, ``example_id``, a quarantined
-``record``) is checked from those columns alone; only files with a match are read whole,
+``record``, or an ``event_id`` of one of the subjects' events) is checked from those columns
+alone; only files with a match are read whole,
 filtered and replaced, each atomically (the same path, the lake's write-then-rename). The
 weekly training files hold chat text without ids: their lines are matched against the
 removed training examples. The landing folder's files are rewritten without the subjects'
@@ -89,19 +90,19 @@ def purge_lake_tables(lake, subjects: Subjects) -> tuple[list[Removal], dict[str
     fs, _ = lake.filesystem()
     removals: list[Removal] = []
     removed_lines: dict[str, int] = {}
+    files = [
+        p
+        for p in _lake_files(lake, ".parquet")
+        if _table_and_partition(lake, p)[0] not in SKIP_TABLES
+    ]
+    events = _subject_event_ids(lake, files, subjects)
     commit = lake.commit()  # every rewritten file at once: a purge is whole or not at all
-    for path in _lake_files(lake, ".parquet"):
+    for path in files:
         table_name, partition = _table_and_partition(lake, path)
-        if table_name in SKIP_TABLES:
+        whole = _rows_to_remove(lake, path, subjects, events)
+        if whole is None:
             continue
-        columns = [c for c in ID_COLUMNS if c in pq.read_schema(path, filesystem=fs).names]
-        if not columns:
-            continue
-        mask = row_mask(pq.read_table(path, columns=columns, filesystem=fs), subjects)
-        if mask is None or not pc.any(mask).as_py():
-            continue
-        whole = pq.read_table(path, filesystem=fs)
-        mask = row_mask(whole, subjects)
+        whole, mask = whole
         gone = whole.filter(mask)
         if "messages_json" in gone.column_names:
             tokens = gone["n_tokens"].to_pylist() if "n_tokens" in gone.column_names else None
@@ -111,6 +112,52 @@ def purge_lake_tables(lake, subjects: Subjects) -> tuple[list[Removal], dict[str
         removals.append(Removal("lake", table_name, partition, path, gone.num_rows))
     commit.apply()
     return removals, removed_lines
+
+
+def _subject_event_ids(lake, files: list[str], subjects: Subjects) -> pa.Array:
+    """The event ids of the subjects' rows, from every table that has both an id column and
+    ``event_id`` (raw, clean): side tables that name rows by event only — the rows cleaning
+    dropped, say — are matched on these."""
+    fs, _ = lake.filesystem()
+    found: set[str] = set()
+    for path in files:
+        names = pq.read_schema(path, filesystem=fs).names
+        columns = [c for c in ID_COLUMNS if c in names and c != "record"]
+        if not columns or "event_id" not in names:
+            continue
+        table = pq.read_table(path, columns=[*columns, "event_id"], filesystem=fs)
+        mask = row_mask(table, subjects)
+        if mask is not None and pc.any(mask).as_py():
+            found.update(e for e in table.filter(mask)["event_id"].to_pylist() if e)
+    return pa.array(sorted(found), pa.string())
+
+
+def _rows_to_remove(
+    lake, path: str, subjects: Subjects, events: pa.Array
+) -> tuple[pa.Table, pa.Array] | None:
+    """(the whole file, the mask of the subjects' rows), or None when it holds none; decided
+    from the id columns alone, so a file without the subjects is never read whole."""
+    fs, _ = lake.filesystem()
+    names = pq.read_schema(path, filesystem=fs).names
+    columns = [c for c in ID_COLUMNS if c in names]
+    by_event = "event_id" in names and len(events) > 0
+    if not columns and not by_event:
+        return None
+
+    def mask_of(table: pa.Table) -> pa.Array | None:
+        masks = [m for m in [row_mask(table, subjects)] if m is not None]
+        if by_event:
+            masks.append(pc.fill_null(pc.is_in(table["event_id"], value_set=events), False))
+        if not masks:
+            return None
+        return masks[0] if len(masks) == 1 else pc.or_(masks[0], masks[1])
+
+    ids = pq.read_table(path, columns=columns + (["event_id"] if by_event else []), filesystem=fs)
+    mask = mask_of(ids)
+    if mask is None or not pc.any(mask).as_py():
+        return None
+    whole = pq.read_table(path, filesystem=fs)
+    return whole, mask_of(whole)
 
 
 def purge_training_batches(

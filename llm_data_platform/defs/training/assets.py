@@ -17,6 +17,7 @@ from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.defs.training.examples import EXAMPLES_ASSET, training_examples_asset
 from llm_data_platform.defs.training.resources import TrainingSettings
 from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.resources.lake_commit import PartitionCommit
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.transforms.groups import latest_per_key
 from llm_data_platform.transforms.training_format import validate_chat_example
@@ -101,13 +102,14 @@ def _batch_lines(
 
 
 def _write_batch_files(
-    lake: LakeResource, directory: str, lines: dict[str, list[str]], tokens: Counter[str]
+    commit: PartitionCommit, directory: str, lines: dict[str, list[str]], tokens: Counter[str]
 ) -> dict[str, dict]:
-    """Writes each batch file and describes it (with its sha256) for the manifest."""
+    """Stages each batch file in the week's commit and describes it (with its sha256) for the
+    manifest."""
     files = {}
     for name in BATCH_FILES:
         data = ("\n".join(lines[name]) + "\n" if lines[name] else "").encode("utf-8")
-        lake.write_bytes(posixpath.join(directory, name), data)
+        commit.add_bytes(posixpath.join(directory, name), data)
         files[name] = {
             "examples": len(lines[name]),
             "tokens": tokens[name],
@@ -115,6 +117,17 @@ def _write_batch_files(
             "sha256": hashlib.sha256(data).hexdigest(),
         }
     return files
+
+
+def _line_shape(line: str) -> dict:
+    """A train line as the UI may show it: roles, the system prompt (the template's, not a
+    user's), and the length of every other turn. What users wrote never enters the event
+    log, which cannot be purged by user (``ldp forget``)."""
+    shown = []
+    for m in json.loads(line)["messages"]:
+        text = m["content"] if m["role"] == "system" else f"‹{len(m['content'])} chars›"
+        shown.append({"role": m["role"], "content": text})
+    return {"messages": shown}
 
 
 def _estimate(training: TrainingSettings, files: dict[str, dict]) -> dict:
@@ -143,8 +156,8 @@ def training_batches(
 ) -> dg.MaterializeResult:
     """The week's validated train/validation JSONL files and their manifest.
 
-    Files are written first and the manifest last: the manifest (with each file's sha256) is
-    the commit, so a reader never trusts a half-written batch.
+    The files and the manifest (with each file's sha256) are one lake commit: a run killed
+    while writing leaves the previous week whole, never new files beside an old manifest.
     """
     started = time.perf_counter()
     week = context.partition_key
@@ -155,7 +168,8 @@ def training_batches(
     )
     lines, tokens, invalid, example_ids = _batch_lines(context, kept)
     directory = batch_dir(lake, week)
-    files = _write_batch_files(lake, directory, lines, tokens)
+    commit = lake.commit()
+    files = _write_batch_files(commit, directory, lines, tokens)
     reasons = Counter(r.split(":", 1)[0] for r in left_out.values())
     estimate = _estimate(training, files)
     manifest = {
@@ -176,9 +190,10 @@ def training_batches(
         "example_ids": example_ids,  # per file, in line order: lineage and overlap checks
         "not_selected": dict(sorted(left_out.items())),  # example id -> why the week left it
     }
-    lake.write_bytes(
+    commit.add_bytes(
         posixpath.join(directory, MANIFEST), json.dumps(manifest, indent=2).encode("utf-8")
     )
+    commit.apply()
     return dg.MaterializeResult(
         metadata={
             "train_examples": files["train.jsonl"]["examples"],
@@ -199,7 +214,7 @@ def training_batches(
                 {k: v for k, v in manifest.items() if k not in ("example_ids", "not_selected")}
             ),
             "sample_train_line": dg.MetadataValue.json(
-                json.loads(lines["train.jsonl"][0]) if lines["train.jsonl"] else {}
+                _line_shape(lines["train.jsonl"][0]) if lines["train.jsonl"] else {}
             ),
             "build_seconds": round(time.perf_counter() - started, 3),
         }

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
 from llm_data_platform.defs.rag.evaluation import read_eval_questions
 from llm_data_platform.defs.training.resources import TrainingSettings
+from llm_data_platform.lib.metadata import commit_partition_tables
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.transforms.prompt_templates import load_template
 from llm_data_platform.transforms.training_examples import COLUMNS as CONVERSATION_COLUMNS
@@ -138,17 +139,23 @@ def training_examples_asset(partitions: Partitions, training: TrainingSettings):
             context.log.warning(
                 "No retrieval_eval_set materialized: training examples are not decontaminated."
             )
-        examples: dict[str, pa.Table] = {}
-        logs: dict[str, pa.Table] = {}
         selected = {k.path[-1] for k in context.selected_asset_keys}
         for key in context.partition_keys:
             started = time.perf_counter()
-            examples[key], logs[key], counts = examples_of_day(lake, key, config, eval_questions)
+            examples, log, counts = examples_of_day(lake, key, config, eval_questions)
             counts["build_seconds"] = round(time.perf_counter() - started, 3)
+            # the examples and their log are one result: one lake commit per day
+            tables = {
+                EXAMPLES_ASSET: ("curated", examples, ["example_id"]),
+                LOG_ASSET: ("curated", log, ["conversation_id"]),
+            }
+            commit_partition_tables(
+                context, lake, key, {a: t for a, t in tables.items() if a in selected}
+            )
             if EXAMPLES_ASSET in selected:
                 context.add_asset_metadata(counts, asset_key=EXAMPLES_ASSET, partition_key=key)
             if LOG_ASSET in selected:
-                outcomes = pc.value_counts(logs[key]["outcome"]).to_pylist()
+                outcomes = pc.value_counts(log["outcome"]).to_pylist()
                 meta = {f"outcome_{o['values']}": o["counts"] for o in outcomes}
                 meta = dict(sorted(meta.items()))
                 context.add_asset_metadata(meta, asset_key=LOG_ASSET, partition_key=key)
@@ -165,8 +172,8 @@ def training_examples_asset(partitions: Partitions, training: TrainingSettings):
                 },
                 asset_key=EXAMPLES_ASSET,
             )
-            yield dg.Output(examples, output_name=EXAMPLES_ASSET)
+            yield dg.Output(None, output_name=EXAMPLES_ASSET)  # None: committed above
         if LOG_ASSET in selected:
-            yield dg.Output(logs, output_name=LOG_ASSET)
+            yield dg.Output(None, output_name=LOG_ASSET)
 
     return build
