@@ -195,6 +195,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("LDP_SENSOR_INTERVAL_SECONDS", "30", "Seconds between landing-sensor ticks."),
     Setting(
+        "LDP_DOCUMENTS_SENSOR_INTERVAL_SECONDS",
+        "5",
+        "Seconds between documents landing-sensor ticks (an edited page waits for one).",
+    ),
+    Setting(
         "LDP_EXECUTOR",
         "in_process",
         "How a run executes its steps: in_process (one process, no start-up per step) or "
@@ -372,6 +377,7 @@ class Settings:
     api_token: str = field(default="", repr=False)
     api_docs: bool = False
     api_url: str = ""
+    documents_sensor_interval_seconds: int = 5
     api_max_body_bytes: int = 65_536
     drift_history_days: int = 7
     drift_min_history_days: int = 3
@@ -483,6 +489,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         fine_tune_wait_seconds=float(get("LDP_FINE_TUNE_WAIT_SECONDS")),
         sensor_max_files=int(get("LDP_SENSOR_MAX_FILES")),
         sensor_interval_seconds=int(get("LDP_SENSOR_INTERVAL_SECONDS")),
+        documents_sensor_interval_seconds=int(get("LDP_DOCUMENTS_SENSOR_INTERVAL_SECONDS")),
         eval_min_hit_at_5=float(get("LDP_EVAL_MIN_HIT_AT_5")),
         eval_min_mrr_at_10=float(get("LDP_EVAL_MIN_MRR_AT_10")),
         eval_max_regression=float(get("LDP_EVAL_MAX_REGRESSION")),

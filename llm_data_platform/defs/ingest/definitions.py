@@ -17,7 +17,11 @@ def build_defs(settings: Settings, partitions: Partitions) -> dg.Definitions:
         assets=[*staging_assets(partitions), *raw_assets(partitions)],
         jobs=[*STAGE_JOBS.values(), *ingest_jobs(partitions)],
         sensors=[
-            *landing_sensors(settings.sensor_max_files, settings.sensor_interval_seconds),
+            *landing_sensors(
+                settings.sensor_max_files,
+                settings.sensor_interval_seconds,
+                settings.documents_sensor_interval_seconds,
+            ),
             *stream_sensors(
                 kafka=bool(settings.kafka_bootstrap),
                 s3=bool(settings.s3_source_uri),

@@ -162,12 +162,14 @@ def _compacted_since(
     return bool(records) and records[0].timestamp > staging.timestamp
 
 
-def landing_sensors(max_files: int, interval_seconds: int) -> list[dg.SensorDefinition]:
+def landing_sensors(
+    max_files: int, interval_seconds: int, documents_interval_seconds: int
+) -> list[dg.SensorDefinition]:
+    """Documents tick more often: an edited page waits for the tick on its way to users, and
+    a knowledge-base folder is small to list."""
+    intervals = {"conversations": interval_seconds, "documents": documents_interval_seconds}
     return [
         sensor
-        for stream in ("conversations", "documents")
-        for sensor in (
-            landing_sensor(stream, max_files, interval_seconds),
-            raw_after_staging(stream),
-        )
+        for stream, interval in intervals.items()
+        for sensor in (landing_sensor(stream, max_files, interval), raw_after_staging(stream))
     ]
