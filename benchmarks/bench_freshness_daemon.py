@@ -95,12 +95,16 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=10)
-    parser.add_argument("--sensor-interval", type=int, default=5, help="landing sensor, s")
+    parser.add_argument(
+        "--sensor-interval", type=int, help="documents landing sensor, s (default: shipped)"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="per sync, s")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ldp-fresh-") as folder:
         root = Path(folder)
-        env = platform_env(root) | {"LDP_SENSOR_INTERVAL_SECONDS": str(args.sensor_interval)}
+        env = platform_env(root)
+        if args.sensor_interval is not None:
+            env["LDP_DOCUMENTS_SENSOR_INTERVAL_SECONDS"] = str(args.sensor_interval)
         home = Path(env["DAGSTER_HOME"])
         home.mkdir(parents=True)
         (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
