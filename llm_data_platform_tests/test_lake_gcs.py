@@ -225,7 +225,7 @@ _FAULT_PROXY = textwrap.dedent(
     """
     import http.client, http.server, json, sys
 
-    upstream, status, method = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    upstream, status, match = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     injected = 0
 
     class Proxy(http.server.BaseHTTPRequestHandler):
@@ -255,7 +255,7 @@ _FAULT_PROXY = textwrap.dedent(
             body = self._body()
             if self.path == "/_injected":
                 return self._send(200, str(injected).encode())
-            if self.command == method:
+            if match in f"{self.command} {self.path}":
                 injected += 1
                 error = {"error": {"code": status, "message": "injected by the test"}}
                 return self._send(status, json.dumps(error).encode())
@@ -280,11 +280,12 @@ _FAULT_PROXY = textwrap.dedent(
 
 
 @contextlib.contextmanager
-def fault_proxy(endpoint: str, status: int, method: str) -> Iterator[str]:
-    """An HTTP proxy in front of the emulator that answers every ``method`` request with
-    ``status``, in its own process (stopped by its id)."""
+def fault_proxy(endpoint: str, status: int, match: str) -> Iterator[str]:
+    """An HTTP proxy in front of the emulator that answers every request whose
+    ``"METHOD /path"`` contains ``match`` with ``status``, in its own process (stopped by
+    its id)."""
     upstream = endpoint.rsplit(":", 1)[1]
-    args = [sys.executable, "-c", _FAULT_PROXY, upstream, str(status), method]
+    args = [sys.executable, "-c", _FAULT_PROXY, upstream, str(status), match]
     proxy = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         yield f"http://127.0.0.1:{int(proxy.stdout.readline())}"
@@ -318,7 +319,7 @@ def test_gcs_errors_fail_with_the_cause_and_keep_the_object(
     prefix = f"refused-{status}"
     direct = gcs_lake(gcs_endpoint, prefix)
     direct.write_partition("raw", "t", DAY, _table(3, "old"))
-    with fault_proxy(gcs_endpoint, status, "POST") as proxy:
+    with fault_proxy(gcs_endpoint, status, "POST /upload/") as proxy:
         lake = gcs_lake(proxy, prefix, retry_seconds=3)
         with pytest.raises(LakeError) as failed:
             lake.write_partition("raw", "t", DAY, _table(5, "new"))
@@ -333,6 +334,25 @@ def test_gcs_errors_fail_with_the_cause_and_keep_the_object(
 
 
 _DATA = "data.parquet"
+
+
+def test_a_failed_server_side_copy_keeps_the_object_and_removes_the_upload(gcs_endpoint, tmp_path):
+    """The upload to the temp name succeeds, the rewrite over the partition is refused: the
+    old object stays, the temp object is deleted, the error names the final path."""
+    direct = gcs_lake(gcs_endpoint, "copy-refused")
+    path = direct.path("raw", "t", f"dt={DAY}", _DATA)
+    good, new = tmp_path / "good.bin", tmp_path / "new.bin"
+    good.write_bytes(b"good" * 1000)
+    new.write_bytes(b"new!" * 3000)
+    direct.write_file(path, str(good))
+    with fault_proxy(gcs_endpoint, 503, "/rewriteTo/") as proxy:
+        lake = gcs_lake(proxy, "copy-refused", retry_seconds=1)
+        with pytest.raises(LakeError, match=f"HTTP 503 UNAVAILABLE for gs://{path}"):
+            lake.write_file(path, str(new))
+        assert _injected(proxy) >= 1
+    assert direct.read_bytes(path) == good.read_bytes()
+    assert _objects(direct, direct.path("raw")) == [path], "the temp upload was left"
+
 
 TABLES = ("main_table", "side_table")
 
