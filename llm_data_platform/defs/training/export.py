@@ -51,6 +51,15 @@ def cmd_export_batch(args: argparse.Namespace) -> int:
             region_name=settings.s3_region, endpoint_url=settings.s3_endpoint_url or None
         )
         dest = LakeResource(root=args.dest.rstrip("/"), s3=s3)
+    elif args.dest.startswith("gs://"):
+        from llm_data_platform.resources.lake_gcs import GcsResource
+
+        gcs = GcsResource(
+            project=settings.gcs_project or None,
+            endpoint_url=settings.gcs_endpoint_url or None,
+            retry_seconds=settings.gcs_retry_seconds,
+        )
+        dest = LakeResource(root=args.dest.rstrip("/"), gcs=gcs)
     else:
         dest = LakeResource(root=os.path.abspath(args.dest))
     manifest = export_batch(lake, args.week, dest)
@@ -61,7 +70,9 @@ def cmd_export_batch(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export-batch", help="copy a week's training batch to a folder or s3://")
+    p = sub.add_parser(
+        "export-batch", help="copy a week's training batch to a folder, s3:// or gs://"
+    )
     p.add_argument("week", help="the week's partition key (its Monday, YYYY-MM-DD)")
-    p.add_argument("dest", help="a folder, or s3://bucket/prefix")
+    p.add_argument("dest", help="a folder, s3://bucket/prefix or gs://bucket/prefix")
     p.set_defaults(func=cmd_export_batch)
