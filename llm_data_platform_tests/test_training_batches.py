@@ -131,3 +131,33 @@ def test_a_conversation_in_train_and_validation_is_blocked(built, tmp_path):
     evaluation = _check(platform, lake_root)
     assert not evaluation.passed
     assert "in train and validation" in " ".join(evaluation.metadata["problems"].value)
+
+
+def test_a_small_week_keeps_one_validation_example_when_enough_train_remain():
+    """10% of a dozen examples is often none by hash: one moves to validation (the same one
+    on every rebuild) while more than LDP_MIN_TRAINING_EXAMPLES stay to train on."""
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from llm_data_platform.defs.training.assets import _at_least_one_validation
+
+    def week(n: int):
+        ids = {"train.jsonl": [f"ex-{i}" for i in range(n)], "validation.jsonl": []}
+        lines = {"train.jsonl": [f"line {i}" for i in range(n)], "validation.jsonl": []}
+        kept = pa.table({"example_id": ids["train.jsonl"], "n_tokens": [10 + i for i in range(n)]})
+        return lines, ids, Counter({"train.jsonl": sum(range(10, 10 + n))}), kept
+
+    lines, ids, tokens, kept = week(12)
+    _at_least_one_validation(lines, ids, tokens, kept, min_train=10)
+    assert len(ids["validation.jsonl"]) == 1 and len(ids["train.jsonl"]) == 11
+    moved = ids["validation.jsonl"][0]
+    assert lines["validation.jsonl"] == [f"line {moved.split('-')[1]}"]
+    assert tokens["train.jsonl"] + tokens["validation.jsonl"] == sum(range(10, 22))
+    again = week(12)
+    _at_least_one_validation(*again, min_train=10)
+    assert again[1]["validation.jsonl"] == [moved]  # a rebuild moves the same one
+
+    lines, ids, tokens, kept = week(10)  # exactly the minimum: nothing moves
+    _at_least_one_validation(lines, ids, tokens, kept, min_train=10)
+    assert ids["validation.jsonl"] == [] and len(ids["train.jsonl"]) == 10

@@ -119,6 +119,29 @@ def _write_batch_files(
     return files
 
 
+def _at_least_one_validation(
+    lines: dict[str, list[str]],
+    ids: dict[str, list[str]],
+    tokens: Counter[str],
+    kept: pa.Table,
+    min_train: int,
+) -> None:
+    """A small week whose hash split gave no validation example (10% of 11 is often 0) moves
+    one train example there — the one with the smallest sha256 of its id, so a rebuild moves
+    the same one — when more than ``min_train`` (LDP_MIN_TRAINING_EXAMPLES) stay to train on."""
+    train, validation = "train.jsonl", "validation.jsonl"
+    if lines[validation] or len(lines[train]) <= max(min_train, 1):
+        return
+    i = min(range(len(ids[train])), key=lambda j: hashlib.sha256(ids[train][j].encode()).digest())
+    example_id = ids[train].pop(i)
+    lines[validation].append(lines[train].pop(i))
+    ids[validation].append(example_id)
+    row = kept.filter(pc.equal(kept["example_id"], example_id))
+    moved = int(row["n_tokens"][0].as_py() or 0)
+    tokens[train] -= moved
+    tokens[validation] += moved
+
+
 def _line_shape(line: str) -> dict:
     """A train line as the UI may show it: roles, the system prompt (the template's, not a
     user's), and the length of every other turn. What users wrote never enters the event
@@ -167,6 +190,7 @@ def training_batches(
         lake, training_examples, days, budget, training.max_examples
     )
     lines, tokens, invalid, example_ids = _batch_lines(context, kept)
+    _at_least_one_validation(lines, example_ids, tokens, kept, pipeline.min_training_examples)
     directory = batch_dir(lake, week)
     commit = lake.commit()
     files = _write_batch_files(commit, directory, lines, tokens)
