@@ -120,7 +120,7 @@ class SignatureIndex:
             return
         bands, rows = self.params.banding
         keys = _fold(band_keys(signatures, bands, rows).T)
-        order = np.argsort(keys, axis=1, kind="stable").astype(np.int32)
+        order = np.argsort(keys, axis=1).astype(np.int32)
         keys = np.take_along_axis(keys, order, axis=1)
         low = signatures.astype(np.uint16)  # 16 bits a value: the estimate moves by < 2e-5
         self.segments.append(_SigSegment(low, ids, keys, order, history))

@@ -208,11 +208,12 @@ def _fast_rows(arr: pa.Array) -> np.ndarray:
         return fast
     other = np.flatnonzero(~fast)
     view = utf8_view(as_string_array(arr.take(pa.array(other, pa.int64()))))
-    data = view.data[int(view.starts[0]) : int(view.ends[-1])].astype(np.int64)
+    base = int(view.starts[0])
+    data = view.data[base : int(view.ends[-1])]  # uint8: only lead bytes are widened below
     lead = np.flatnonzero(data >= 0xC0)
-    padded = np.concatenate([data, np.zeros(3, np.int64)])
-    b0, b1, b2, b3 = (padded[lead + k] & 0x3F for k in range(4))
-    first = data[lead]
+    follow = [data[np.minimum(lead + k, len(data) - 1)].astype(np.int64) & 0x3F for k in (1, 2, 3)]
+    b1, b2, b3 = follow
+    first = data[lead].astype(np.int64)
     cp = np.where(
         first >= 0xF0,
         ((first & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3,
@@ -220,10 +221,9 @@ def _fast_rows(arr: pa.Array) -> np.ndarray:
             first >= 0xE0, ((first & 0x0F) << 12) | (b1 << 6) | b2, ((first & 0x1F) << 6) | b1
         ),
     )
-    del b0
     uniques, inverse = np.unique(cp, return_inverse=True)
     pure = np.array([_pure_separator(int(c)) for c in uniques], bool)
-    row = np.searchsorted(view.ends - int(view.starts[0]), lead, side="right")
+    row = np.searchsorted(view.ends - base, lead, side="right")
     impure = np.zeros(len(other), bool)
     impure[row[~pure[inverse]]] = True
     fast[other[~impure]] = True
