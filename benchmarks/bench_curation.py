@@ -418,6 +418,7 @@ def rss_child(path: str) -> None:
     """A fresh process: clean the raw file a chunk at a time, print the peak RSS."""
     import pyarrow.parquet as pq
 
+    import llm_data_platform.definitions  # noqa: F401  (the memory pool a run uses)
     from llm_data_platform import schemas
     from llm_data_platform.transforms.conversation_cleaning import (
         CleaningConfig,
@@ -460,13 +461,13 @@ def rss(n: int, seed: int) -> None:
         messages = generate(n, seed)
         pq.write_table(raw_table(messages), path, row_group_size=CHUNK)
         del messages
-        env = dict(os.environ, ARROW_DEFAULT_MEMORY_POOL="jemalloc")
+        # the child's memory pool is the code location's own (definitions.py: jemalloc,
+        # pages released at once), as in a run
         done = subprocess.run(
             [sys.executable, __file__, "--rss-child", path],
             capture_output=True,
             text=True,
             check=True,
-            env=env,
         )
         got = json.loads(done.stdout.strip().splitlines()[-1])
     print(
