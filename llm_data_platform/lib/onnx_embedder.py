@@ -29,6 +29,7 @@ ONNX_BACKENDS = ("onnx", "onnx-int8")
 BACKENDS = ("torch", *ONNX_BACKENDS)
 FP32_FILE, INT8_FILE, SOURCE_FILE = "model.onnx", "model_int8.onnx", "source.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+QUERY_BATCH = 2  # batches this small run on the single-threaded session
 _export_lock = threading.Lock()
 
 
@@ -143,25 +144,32 @@ def _quantize(fp32: str, path: str) -> None:
     quantize_dynamic(fp32, path, weight_type=QuantType.QInt8)
 
 
+def _session(onnx_path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads  # 0: every core
+    options.log_severity_level = 3
+    return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxEmbedder:
     """Sentence embeddings as sentence-transformers computes them for this model: WordPiece
     ids truncated to ``max_length``, token embeddings, attention-masked mean, L2 norm."""
 
     def __init__(self, onnx_path: str, model_dir: str, max_length: int, threads: int = 0):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        self.session = _session(onnx_path, threads)
+        # one question: a single thread is as fast and never waits for busy cores
+        self.query_session = _session(onnx_path, 1)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding()  # to the longest text of each batch
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
-        self._lock = threading.Lock()  # one run at a time: the session already uses every core
+        self._locks = {id(self.session): threading.Lock(), id(self.query_session): threading.Lock()}
 
     def encode(self, texts: list[str], batch_size: int = 64, **_: Any) -> np.ndarray:
         """Unit vectors in input order; batches of similar length waste no time on padding."""
@@ -178,8 +186,9 @@ class OnnxEmbedder:
         mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         feed = {k: v for k, v in feed.items() if k in self.input_names}
-        with self._lock:
-            tokens = self.session.run(None, feed)
+        session = self.query_session if len(texts) <= QUERY_BATCH else self.session
+        with self._locks[id(session)]:  # one run per session at a time (threads of the API)
+            tokens = session.run(None, feed)
         weights = mask[..., None].astype(np.float32)
         mean = (tokens[0] * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)

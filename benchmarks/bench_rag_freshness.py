@@ -1,0 +1,244 @@
+"""RAG freshness through the CLI: full build, 1% change and no change, torch vs ONNX, wall clock.
+
+What a user types, each command a fresh process timed from outside (README "Working with
+Dagster"): `ldp ingest-docs KB`, then `dagster asset materialize` of the documents' staging
+assets, of the day's RAG chain, and of `rag_index,rag_index_live`. One project per embedding
+backend (LDP_EMBEDDING_BACKEND), on the same pages in the same run; the first full build of an
+ONNX backend includes its one-off export from the packaged weights.
+
+Beside it, per backend, a fresh process that only loads the model and embeds the built chunk
+texts (the embedding floor: load, export when ONNX, chunks/s) and one-question embeddings
+(the query p50 a server pays once warm).
+
+Corpus: the first --pages pages of Debian's python3-doc HTML (library reference first, sorted),
+as bench_rag_index.py; 1% of them get one sentence appended for the change run.
+
+    .venv/bin/python benchmarks/bench_rag_freshness.py --pages 189 --backends torch,onnx-int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+DOCS = Path("/usr/share/doc/python3.11/html")
+REPO = Path(__file__).resolve().parents[1]
+DAY1, DAY2 = "2026-01-05", "2026-01-06"
+CHAIN = (
+    "raw_documents,raw_documents_quarantine,documents_clean,documents_clean_dropped,"
+    "document_chunks,chunk_embeddings"
+)
+QUESTIONS = [
+    "What does the assert statement do?",
+    "How do I parse command line arguments?",
+    "How can I run a coroutine with a timeout?",
+    "Which module compresses data with bzip2?",
+    "How do I compare two sequences and show a diff?",
+]
+
+
+def pick_pages(n: int) -> list[Path]:
+    if not DOCS.is_dir():
+        sys.exit(f"{DOCS} not found: `apt-get install python3-doc` first.")
+    library = sorted((DOCS / "library").glob("*.html"))
+    rest = sorted(p for p in DOCS.rglob("*.html") if p.parent.name != "library")
+    return (library + rest)[:n]
+
+
+def stamp(path: Path, day: str) -> None:
+    ts = datetime.fromisoformat(f"{day}T10:00:00+00:00").astimezone(UTC).timestamp()
+    os.utime(path, (ts, ts))
+
+
+class Project:
+    """One LDP_HOME with its own DAGSTER_HOME (the shipped dagster.yaml), one backend."""
+
+    def __init__(self, root: Path, backend: str):
+        self.root = root
+        self.backend = backend
+        home = root / "dagster_home"
+        home.mkdir(parents=True)
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        self.env = {
+            **os.environ,
+            "LDP_HOME": str(root),
+            "DAGSTER_HOME": str(home),
+            "LDP_EMBEDDING_BACKEND": backend,
+            "HF_HUB_OFFLINE": "1",
+            "GX_ANALYTICS_ENABLED": "False",
+        }
+        for name in ("LDP_DATA_DIR", "LDP_LAKE_ROOT", "LDP_LANDING_DIR", "LDP_CHROMA_PATH"):
+            self.env.pop(name, None)
+
+    def command(self, *argv: str) -> float:
+        """Wall seconds of one CLI command in a fresh process; its output kept for failures."""
+        started = time.perf_counter()
+        done = subprocess.run(argv, env=self.env, cwd=REPO, capture_output=True, text=True)
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return elapsed
+
+    def update(self, kb: Path, day: str) -> dict[str, float]:
+        """The README's sequence after an edit of the knowledge base, command by command."""
+        bin_dir = Path(sys.executable).parent
+        dagster = str(bin_dir / "dagster")
+        times = {"ingest-docs": self.command(str(bin_dir / "ldp"), "ingest-docs", str(kb))}
+        times["stage"] = self.command(
+            dagster, "asset", "materialize", "-m", "llm_data_platform",
+            "--select", "documents_batches,documents_batches_quarantine",
+        )  # fmt: skip
+        times["day"] = self.command(
+            dagster, "asset", "materialize", "-m", "llm_data_platform",
+            "--partition", day, "--select", CHAIN,
+        )  # fmt: skip
+        times["index"] = self.command(
+            dagster, "asset", "materialize", "-m", "llm_data_platform",
+            "--select", "rag_index,rag_index_live",
+        )  # fmt: skip
+        return times
+
+
+def copy_corpus(pages: list[Path], kb: Path) -> None:
+    for page in pages:
+        target = kb / page.relative_to(DOCS)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, target)
+        stamp(target, DAY1)
+
+
+def change_pages(kb: Path, fraction: float) -> int:
+    pages = sorted(kb.rglob("*.html"))
+    changed = max(1, round(len(pages) * fraction))
+    for page in pages[:: max(1, len(pages) // changed)][:changed]:
+        text = page.read_text(encoding="utf-8", errors="replace")
+        page.write_text(
+            text.replace("</body>", "<p>Revised: this page gained a sentence.</p></body>", 1),
+            encoding="utf-8",
+        )
+        stamp(page, DAY2)
+    return changed
+
+
+def embed_floor(project: Project, n_chunks: int) -> dict:
+    """A fresh process: load the backend's model (export into an empty folder when ONNX),
+    embed the first ``n_chunks`` chunk texts of the build, then single questions."""
+    out = project.root / "floor.json"
+    env = {**project.env, "LDP_ONNX_DIR": str(project.root / "onnx-fresh")}
+    argv = [sys.executable, __file__, "--embed-floor", str(out), "--floor-chunks", str(n_chunks)]
+    subprocess.run(argv, env=env, cwd=REPO, check=True)
+    return json.loads(out.read_text())
+
+
+def _embed_floor_child(out: str, n_chunks: int) -> None:
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform.resources.embeddings import load_local_model
+    from llm_data_platform.settings import load_settings
+    from llm_data_platform.transforms.embedding_text import embedding_inputs
+
+    settings = load_settings()
+    resources = build_resources(settings)
+    embeddings = resources["embeddings"]
+    chunks = resources["lake"].read_partition("curated", "document_chunks", DAY1)
+    inputs = embedding_inputs(chunks)[:n_chunks]
+    started = time.perf_counter()
+    load_local_model(embeddings.model, embeddings.backend, embeddings.onnx_dir)
+    load = time.perf_counter() - started
+    started = time.perf_counter()
+    embeddings.embed(inputs)
+    embed = time.perf_counter() - started
+    query_ms = []
+    for _ in range(10):
+        for question in QUESTIONS:
+            t = time.perf_counter()
+            embeddings.embed([question])
+            query_ms.append((time.perf_counter() - t) * 1000)
+    Path(out).write_text(
+        json.dumps(
+            {
+                "model_id": embeddings.model_id,
+                "load_s": load,
+                "embed_s": embed,
+                "chunks": len(inputs),
+                "all_chunks": chunks.num_rows,
+                "query_p50_ms": statistics.median(query_ms[5:]),
+            }
+        )
+    )
+
+
+def run_backend(base: Path, backend: str, pages: list[Path], args: argparse.Namespace) -> dict:
+    project = Project(base / backend, backend)
+    kb = project.root / "kb"
+    copy_corpus(pages, kb)
+    full = project.update(kb, DAY1)
+    changed = change_pages(kb, args.change_fraction)
+    one = project.update(kb, DAY2)
+    none = project.update(kb, DAY2)
+    floor = embed_floor(project, args.floor_chunks)
+    return {"full": full, "changed": changed, "one": one, "none": none, "floor": floor}
+
+
+def _fmt(times: dict[str, float]) -> str:
+    parts = " + ".join(f"{k} {v:.1f}" for k, v in times.items())
+    return f"{sum(times.values()):7.1f} s  ({parts})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=189)
+    parser.add_argument("--change-fraction", type=float, default=0.01)
+    parser.add_argument("--backends", default="torch,onnx-int8")
+    parser.add_argument("--floor-chunks", type=int, default=600, help="chunks the floor embeds")
+    parser.add_argument("--embed-floor", help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    if args.embed_floor:
+        _embed_floor_child(args.embed_floor, args.floor_chunks)
+        return
+
+    pages = pick_pages(args.pages)
+    size_mb = sum(p.stat().st_size for p in pages) / 1e6
+    base = Path(tempfile.mkdtemp(prefix="bench_fresh_"))
+    print(f"corpus: {len(pages)} HTML pages, {size_mb:.1f} MB, from {DOCS}; 2 cores, shared")
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    results = {}
+    try:
+        for backend in args.backends.split(","):
+            results[backend] = run_backend(base, backend, pages, args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    for backend, r in results.items():
+        f = r["floor"]
+        print(f"\n[{backend}] {f['model_id']}, {f['all_chunks']} chunks")
+        print(f"  full build            {_fmt(r['full'])}")
+        print(f"  {r['changed']} pages changed       {_fmt(r['one'])}")
+        print(f"  no change             {_fmt(r['none'])}")
+        print(
+            f"  embedding floor (fresh process): load {f['load_s']:.1f} s, embed {f['chunks']} "
+            f"chunks {f['embed_s']:.1f} s = {f['chunks'] / f['embed_s']:.1f} chunks/s; "
+            f"query embedding p50 {f['query_p50_ms']:.2f} ms"
+        )
+    if len(results) > 1:
+        (name_a, a), (name_b, b) = list(results.items())[:2]
+        rate = {n: r["floor"]["chunks"] / r["floor"]["embed_s"] for n, r in results.items()}
+        print(
+            f"\n{name_b} vs {name_a}: full build "
+            f"{sum(a['full'].values()) / sum(b['full'].values()):.2f}x faster, embedding "
+            f"{rate[name_b] / rate[name_a]:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
