@@ -156,7 +156,12 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     """In process by default: a step then costs its work, not a Python start-up and a
     re-import of the code location (measured: 3 small steps 9.5 s wall in process, 13 s on
     a preloaded forkserver, 26 s with a fresh process per step). Multiprocess forks steps
-    from a server that has the code imported already, and runs them in parallel."""
+    from a server that has the code imported already, and runs them in parallel. Celery
+    sends each step to workers on other processes or machines (lib/celery_executor.py)."""
+    if settings.executor == "celery":
+        from llm_data_platform.lib.celery_executor import build_celery_executor
+
+        return build_celery_executor(settings)
     if settings.executor == "multiprocess":
         return dg.multiprocess_executor.configured(
             {"start_method": {"forkserver": {"preload_modules": ["llm_data_platform"]}}}

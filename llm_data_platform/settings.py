@@ -202,8 +202,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LDP_EXECUTOR",
         "in_process",
-        "How a run executes its steps: in_process (one process, no start-up per step) or "
-        "multiprocess (a forkserver with the code preloaded; steps in parallel).",
+        "How a run executes its steps: in_process (one process, no start-up per step), "
+        "multiprocess (a forkserver with the code preloaded; steps in parallel) or celery "
+        "(each step a task on Celery workers, dagster-celery; see LDP_CELERY_BROKER_URL).",
+    ),
+    Setting(
+        "LDP_CELERY_BROKER_URL",
+        "redis://127.0.0.1:6379/0",
+        "Celery broker of LDP_EXECUTOR=celery; runs and workers (celery -A "
+        "llm_data_platform.lib.celery_worker worker) must name the same one.",
+    ),
+    Setting(
+        "LDP_CELERY_BACKEND_URL",
+        "",
+        "Celery result backend (the steps' events back to the run); default: the broker URL.",
     ),
     Setting("LDP_CHAT_MODEL", "gpt-4o-mini", "Chat model of grounded answers (ask --answer)."),
     Setting(
@@ -359,6 +371,8 @@ class Settings:
     landing_max_lines: int = 5_000_000
     landing_max_bytes: int = 2 * 1024**3
     executor: str = "in_process"
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    celery_backend_url: str = ""
     expectations_engine: str = "arrow"
     target_model: str = "gpt-4o-mini-2024-07-18"
     target_encoding: str = ""
@@ -508,7 +522,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kinesis_max_records=int(get("LDP_KINESIS_MAX_RECORDS")),
         landing_max_lines=int(get("LDP_LANDING_MAX_LINES")),
         landing_max_bytes=int(get("LDP_LANDING_MAX_BYTES")),
-        executor=_choice("LDP_EXECUTOR", get("LDP_EXECUTOR"), {"in_process", "multiprocess"}),
+        executor=_choice(
+            "LDP_EXECUTOR", get("LDP_EXECUTOR"), {"in_process", "multiprocess", "celery"}
+        ),
+        celery_broker_url=get("LDP_CELERY_BROKER_URL"),
+        celery_backend_url=get("LDP_CELERY_BACKEND_URL"),
         expectations_engine=_choice(
             "LDP_EXPECTATIONS_ENGINE",
             get("LDP_EXPECTATIONS_ENGINE"),
