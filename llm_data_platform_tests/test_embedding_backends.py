@@ -121,3 +121,25 @@ def test_the_setting_reaches_the_resource(tmp_path):
     env["LDP_ONNX_DIR"] = "exports"
     resource = build_resources(load_settings(env))["embeddings"]
     assert resource.onnx_dir == str(tmp_path / "exports")
+
+
+def test_two_processes_at_first_use_share_one_export(tmp_path):
+    """Step processes start together on a fresh machine: both succeed with the same vectors
+    and leave one complete export (no half-written or temporary file)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from llm_data_platform.resources.embeddings import EmbeddingsResource\n"
+        "v = EmbeddingsResource(backend='onnx-int8', onnx_dir=sys.argv[1]).embed(['same text'])\n"
+        "np.save(sys.argv[2], v)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "onnx"), str(out)])
+        for out in (tmp_path / "a.npy", tmp_path / "b.npy")
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    (folder,) = [e for e in (tmp_path / "onnx").iterdir() if e.is_dir()]
+    assert sorted(os.listdir(folder)) == ["model.onnx", "model_int8.onnx", "source.json"]
