@@ -17,10 +17,14 @@ ASSET_NAMES = {
     "raw_documents_quarantine",
     "conversations_clean",
     "conversations_clean_dropped",
+    "conversations_content_hashes",
+    "conversations_near_dup_signatures",
     "documents_clean",
     "documents_clean_dropped",
     "training_examples",
+    "training_selection_log",
     "training_batches",
+    "fine_tune_job",
     "document_chunks",
     "chunk_embeddings",
     "rag_index",
@@ -56,6 +60,8 @@ def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
             "retrieval_eval_set",
             "embedding_cache",
             "rag_index_evaluations",
+            "conversations_content_hashes",  # side tables the clean step writes (observed)
+            "conversations_near_dup_signatures",
             "deletion_requests",
             "deletion_audit",
         }

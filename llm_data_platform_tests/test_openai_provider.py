@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from llm_data_platform.resources.embeddings import EmbeddingsResource
-from llm_data_platform.retrieval import Retriever
+from llm_data_platform.retrieval import Retriever, hybrid_by_default
 from llm_data_platform.serving.answer import AnswerError, ChatConfig, generate_answer
 from llm_data_platform_tests.fake_openai import (  # noqa: F401 - re-exported for other tests
     BAD_KEY,
@@ -67,7 +67,10 @@ def _question_and_hits(built, k=3):
     platform, _ = built
     live = set(platform.truth.final_doc_ids)
     question = next(q for q, d in platform.truth.eval_questions if d in live)
-    retriever = Retriever(platform.resources["chroma"], platform.resources["embeddings"])
+    # the mode `ldp ask` uses by default (LDP_RETRIEVAL_HYBRID), so its hits are these
+    retriever = Retriever(
+        platform.resources["chroma"], platform.resources["embeddings"], hybrid=hybrid_by_default()
+    )
     return question, retriever.search(question, k=k)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,11 +34,19 @@ def announced(home: str, url: str) -> Iterator[None]:
     with open(tmp, "w") as f:
         json.dump({"url": url, "pid": os.getpid()}, f)
     os.replace(tmp, path)
+    # uvicorn re-raises SIGTERM once it has shut down, to the handler installed before it:
+    # this one turns it into SystemExit, so the announcement is removed on the way out
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield
     finally:
+        signal.signal(signal.SIGTERM, previous)
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def announced_url(home: str) -> str | None:
