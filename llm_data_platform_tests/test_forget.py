@@ -96,6 +96,20 @@ def _files_holding(roots: list[Path], needle: str) -> list[str]:
     return found
 
 
+MINE = {"conv-forget-1", "c-f2"} | {f"{c}-{t}" for c in ("conv-forget-1", "c-f2") for t in "01"}
+
+
+def _index_keys(lake: Path) -> set[str]:
+    """Every id the clean step's dedup index tables hold (hashes and signatures by event or
+    conversation)."""
+    keys: set[str] = set()
+    for table in ("conversations_content_hashes", "conversations_near_dup_signatures"):
+        for path in (lake / "clean" / table).rglob("*.parquet"):
+            for row in pq.read_table(path).to_pylist():
+                keys |= {row.get(k) for k in ("id", "event_id", "conversation_id")} - {None}
+    return keys
+
+
 def test_a_forgotten_user_leaves_no_byte_anywhere(tmp_path):
     platform = make_platform(tmp_path / "platform")
     # a real instance on disk: its run, event-log and compute-log storage are searched too
@@ -140,6 +154,7 @@ def test_a_forgotten_user_leaves_no_byte_anywhere(tmp_path):
         (lake / "curated/training_batches" / f"week={WEEK}" / "manifest.json").read_text()
     )
 
+    assert _index_keys(lake) & MINE, "the dedup index should hold the user's rows first"
     write_request(platform.settings.landing_dir, user_id=USER)
     purge = dg.materialize(
         graph_for(platform.settings),
@@ -149,6 +164,8 @@ def test_a_forgotten_user_leaves_no_byte_anywhere(tmp_path):
     )
     assert purge.success
     assert _files_holding(roots, MARKER) == []
+    # derived data too: the dedup index's hashes and MinHash signatures of their messages
+    assert not _index_keys(lake) & MINE, "the user's rows are still in the dedup index"
     # the id itself is left only in the request and its audit, which are the record of it
     holding_id = _files_holding(roots, USER)
     assert holding_id and all(

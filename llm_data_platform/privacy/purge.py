@@ -2,11 +2,11 @@
 
 Nothing here keeps a list of tables. The lake is walked and every Parquet file whose columns
 can name a subject (``user_id``, ``conversation_id``, ``example_id``, a quarantined
-``record``, or an ``event_id`` of one of the subjects' events) is checked from those columns
-alone; only files with a match are read whole,
-filtered and replaced, each atomically (the same path, the lake's write-then-rename). The
-weekly training files hold chat text without ids: their lines are matched against the
-removed training examples. The landing folder's files are rewritten without the subjects'
+``record``, an ``event_id`` of one of the subjects' events, or a side table's ``id`` that is
+one of those events or conversations) is checked from those columns alone; only files with a
+match are read whole, filtered and replaced, all in one lake commit. The weekly training
+files hold chat text without ids: their lines are matched against the removed training
+examples. The landing folder's files are rewritten without the subjects'
 lines, so no re-run can bring them back (and a rewritten file is a new version: staging
 replaces that file's batches, as for any edit).
 """
@@ -140,19 +140,28 @@ def _rows_to_remove(
     fs, _ = lake.filesystem()
     names = pq.read_schema(path, filesystem=fs).names
     columns = [c for c in ID_COLUMNS if c in names]
-    by_event = "event_id" in names and len(events) > 0
-    if not columns and not by_event:
+    # ``event_id`` of a subject's event; ``id``: a side table's key, an event id or a
+    # conversation id (the near-duplicate signatures of messages and of conversations)
+    keyed = {
+        "event_id": events,
+        "id": pa.concat_arrays([events, pa.array(sorted(subjects.conversation_ids), pa.string())]),
+    }
+    by_key = {c: v for c, v in keyed.items() if c in names and len(v) > 0}
+    if not columns and not by_key:
         return None
 
     def mask_of(table: pa.Table) -> pa.Array | None:
         masks = [m for m in [row_mask(table, subjects)] if m is not None]
-        if by_event:
-            masks.append(pc.fill_null(pc.is_in(table["event_id"], value_set=events), False))
+        for column, values in by_key.items():
+            masks.append(pc.fill_null(pc.is_in(table[column], value_set=values), False))
         if not masks:
             return None
-        return masks[0] if len(masks) == 1 else pc.or_(masks[0], masks[1])
+        combined = masks[0]
+        for mask in masks[1:]:
+            combined = pc.or_(combined, mask)
+        return combined
 
-    ids = pq.read_table(path, columns=columns + (["event_id"] if by_event else []), filesystem=fs)
+    ids = pq.read_table(path, columns=columns + list(by_key), filesystem=fs)
     mask = mask_of(ids)
     if mask is None or not pc.any(mask).as_py():
         return None
