@@ -10,20 +10,25 @@ conversations_clean_dropped --partition D`` commands (one run per day), first wi
 ``LDP_EXECUTOR=celery`` (the step a task on the Celery workers). Both against the same lake and
 the same PostgreSQL instance (``deploy/dagster.postgres.yaml`` on a server the benchmark starts
 on loopback), with a Redis broker and ``--workers`` workers of ``--concurrency`` processes
-started before the figures (a deployment keeps its workers up), each with
-``--max-tasks-per-child=1`` so a step's process is fresh and its peak RSS is that step's.
+started before the figures (a deployment keeps its workers up) and warmed by one untimed
+wave (a pool process loads the code location's repository once, at its first step); with
+``--fresh-child`` each worker runs ``--max-tasks-per-child=1`` instead (a new pool process per
+step, forked from the worker: no step shares a process, each pays the repository load).
 
 Figures per N and mode: wall seconds from the first command to the last exit; throughput in
 clean rows (messages kept) per second of wall; per-partition memory: the peak RSS of the
 process that executed the step (in process: the CLI, ``os.wait4``'s ru_maxrss; on Celery: the
-worker's pool process that ran it, VmHWM sampled every 50 ms from /proc until it exits) and,
-on Celery, the CLI's own (the orchestrating run process). Setup (data generation, staging,
+worker's pool process that ran it, VmHWM sampled every 50 ms from /proc, its peak reset
+through /proc/PID/clear_refs before each wave; with N above the worker processes, a process
+runs several of the wave's steps and reports their peak) and, on Celery, the CLI's own (the
+orchestrating run process). Setup (data generation, staging,
 the raw days) is not timed. Last line: ``scale_out: ...`` with the throughput of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -31,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -76,6 +81,15 @@ class PeakSampler(threading.Thread):
                             self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
             time.sleep(0.05)
 
+    def reset(self) -> None:
+        """Forget the peaks: VmHWM back to the current RSS (clear_refs 5) in every process."""
+        table = _table()
+        for root in self.roots:
+            for pid in _descendants(root, table):
+                with contextlib.suppress(OSError):
+                    Path(f"/proc/{pid}/clear_refs").write_text("5")
+        self.peak_kb.clear()
+
 
 def materialize(s: Site, select: tuple[str, ...], extra: list[str], mode: str, log: str):
     """A ``dagster asset materialize`` of the code location, started now in its own session."""
@@ -113,6 +127,8 @@ def clean_rows(s: Site, days: list[str]) -> int:
 def wave(s: Site, instance, days: list[str], mode: str, sampler: PeakSampler | None) -> dict:
     """N concurrent clean commands; wall, rows per second and memory per partition."""
     started_at = time.time()
+    if sampler is not None:
+        sampler.reset()
     t0 = time.perf_counter()
     procs = {
         d: materialize(s, CLEAN, ["--partition", d], mode, f"{mode}-{len(days)}-{d}") for d in days
@@ -128,8 +144,10 @@ def wave(s: Site, instance, days: list[str], mode: str, sampler: PeakSampler | N
     if sampler is not None:
         time.sleep(0.3)  # the last pool process's final sample
         for day in days:
-            runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": day}), limit=1)
-            assert runs and runs[0].create_timestamp >= started_at - 1, day
+            after = datetime.fromtimestamp(started_at - 1, UTC)
+            wanted = dg.RunsFilter(tags={"dagster/partition": day}, created_after=after)
+            runs = instance.get_runs(wanted, limit=1)
+            assert runs, day
             pids = [r.pid for r in step_records(instance, runs[0]) if r.step.startswith(CLEAN[0])]
             assert pids and all(r.worker for r in step_records(instance, runs[0])), day
             step_mb[day] = max(sampler.peak_kb.get(pid, 0) for pid in pids) / 1024
@@ -140,7 +158,8 @@ def wave(s: Site, instance, days: list[str], mode: str, sampler: PeakSampler | N
 def report(results: dict, partitions: list[int], args: argparse.Namespace) -> None:
     print(
         f"\nclean stage, {args.conversations:,} conversations/day; celery: {args.workers} "
-        f"workers x {args.concurrency} process(es); {os.cpu_count()} cores"
+        f"workers x {args.concurrency} process(es)"
+        f"{', a fresh process per step' if args.fresh_child else ''}; {os.cpu_count()} cores"
     )
     print(
         f"{'N':>2} {'mode':<11} {'wall s':>7} {'rows':>9} {'rows/s':>8} "
@@ -170,6 +189,9 @@ def main() -> None:
     parser.add_argument("--partitions", default="1,2,4", help="concurrent days per wave")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=1, help="processes per worker")
+    parser.add_argument(
+        "--fresh-child", action="store_true", help="a new worker pool process per step"
+    )
     parser.add_argument("--cache-dir", help="keep generated landing files here, reuse them")
     args = parser.parse_args()
     partitions = sorted({int(n) for n in args.partitions.split(",")})
@@ -206,10 +228,14 @@ def main() -> None:
                 flush=True,
             )
             names = [f"w{i + 1}" for i in range(args.workers)]
-            start_workers(s, names, args.concurrency, ["--max-tasks-per-child=1"])
+            fresh = ["--max-tasks-per-child=1"] if args.fresh_child else []
+            start_workers(s, names, args.concurrency, fresh)
             roots = [p.pid for p in s.procs[-args.workers :]]
             sampler = PeakSampler(roots)
             sampler.start()
+            warm = days[: min(len(days), args.workers * args.concurrency)]
+            r = wave(s, instance, warm, "celery", sampler)
+            print(f"  warm-up: celery over {len(warm)} day(s), {r['wall']:.1f} s (not counted)")
             for n in partitions:
                 for mode in MODES:
                     r = wave(s, instance, days[:n], mode, sampler if mode == "celery" else None)

@@ -16,8 +16,10 @@ workers write events to it at once), ``dagster job backfill`` and ``dagster-daem
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -45,7 +47,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 VARIANT = PROJECT / "deploy" / "dagster.postgres.yaml"
 WORKERS = ["w1", "w2"]
 POOL_DAYS = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"]
-STEP_SECONDS = 3
+STEP_SECONDS = 6  # long enough that the days' free steps meet on the two workers
 POOL_SECONDS = 240  # four runs through the queue and the workers, on a loaded 2-core machine
 DAILY_DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 # one run at a time per partition key, whatever its job (the queue's tag concurrency)
@@ -130,17 +132,25 @@ def instance_yaml(one_run_per_partition: bool) -> str:
     return yaml.safe_dump(config)
 
 
+@contextlib.contextmanager
 def _cluster(
     tmp_path: Path, pg: postgres.Postgres, extra: dict[str, str], per_partition: bool = False
-) -> tuple[Site, dict]:
-    """DAGSTER_HOME on Postgres, Redis, and the environment every process of the site shares."""
+) -> Iterator[tuple[Site, dg.DagsterInstance]]:
+    """DAGSTER_HOME on Postgres, Redis, and the environment every process of the site shares;
+    every process the site started is stopped on the way out, whatever failed."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml(per_partition))
+    instance = prepared_instance(home)
     s = Site(tmp_path, site_env(home, pg.env))
-    broker = start_redis(s)
-    s.env = s.env | {"LDP_EXECUTOR": "celery", "LDP_CELERY_BROKER_URL": broker} | extra
-    return s, {"home": home, "broker": broker}
+    try:
+        broker = start_redis(s)
+        s.env = s.env | {"LDP_EXECUTOR": "celery", "LDP_CELERY_BROKER_URL": broker} | extra
+        yield s, instance
+    finally:
+        s.stop()
+        instance.dispose()
+    assert not s.alive(), f"processes left running: {s.alive()}"
 
 
 def _backfill(s: Site, target: list[str], job: str, days: list[str]) -> str:
@@ -192,9 +202,7 @@ def test_pool_steps_never_overlap_on_celery_workers(tmp_path, monkeypatch):
         code = tmp_path / "pool_location.py"
         code.write_text(CODE.format(seconds=STEP_SECONDS))
         workspace = workspace_file(tmp_path, code, "pool_location")
-        s, where = _cluster(tmp_path, pg, {})
-        instance = prepared_instance(where["home"])
-        try:
+        with _cluster(tmp_path, pg, {}) as (s, instance):
             start_workers(s, WORKERS)
             backfill = _backfill(s, ["-w", str(workspace)], "pool_job", POOL_DAYS)
             daemon = s.start([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], "daemon")
@@ -202,10 +210,6 @@ def test_pool_steps_never_overlap_on_celery_workers(tmp_path, monkeypatch):
             assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
             records = _records(instance, runs)
             run_pids = _run_pids(instance, runs)
-        finally:
-            s.stop()
-            instance.dispose()
-        assert not s.alive(), f"processes left running: {s.alive()}"
     writers = [r for r in records if r.step == "writer"]
     free = [r for r in records if r.step == "free"]
     assert len(writers) == len(free) == len(POOL_DAYS)
@@ -269,9 +273,7 @@ def test_daily_backfill_runs_its_days_on_both_workers(tmp_path, monkeypatch):
         for key, value in pg.env.items():
             monkeypatch.setenv(key, value)
         extra = env | {"LDP_PARTITIONS_START": DAILY_DAYS[0]}
-        s, where = _cluster(tmp_path, pg, extra, per_partition=True)
-        instance = prepared_instance(where["home"])
-        try:
+        with _cluster(tmp_path, pg, extra, per_partition=True) as (s, instance):
             _stage(s)
             start_workers(s, WORKERS)
             target = ["-m", "llm_data_platform.definitions"]
@@ -296,10 +298,6 @@ def test_daily_backfill_runs_its_days_on_both_workers(tmp_path, monkeypatch):
                 for day in DAILY_DAYS
             }
             same_partition = _same_partition_overlaps(instance)
-        finally:
-            s.stop()
-            instance.dispose()
-        assert not s.alive(), f"processes left running: {s.alive()}"
     assert {len(ids) for ids in materialized.values()} == {1}, materialized
     assert not same_partition, same_partition
     assert all(r.worker for r in records), [r for r in records if not r.worker]
