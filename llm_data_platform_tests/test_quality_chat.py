@@ -243,3 +243,27 @@ def test_conversation_quality_table() -> None:
     assert rows["a"]["junk_share"] == 0.5
     assert rows["a"]["mean_score"] == pytest.approx(0.5)
     assert rows["b"]["junk_share"] == 0.0
+
+
+def test_scoring_in_blocks_gives_the_same_scores(monkeypatch):
+    """Rows are scored a block of text at a time (memory follows the block): every signal is
+    row-local, so blocks of any size give the scores and reasons of one pass."""
+    import pyarrow as pa
+
+    from llm_data_platform.transforms import quality
+
+    texts = [
+        "thanks!",
+        None,
+        "haha " * 40,
+        "asdfghjkl qwerty zxcvb",
+        "How do I reset my password? I tried twice and the link expired.",
+        "",
+        "🙂🙂🙂🙂🙂🙂🙂🙂",
+        "ok\nok\nok\nok\nok\nok",
+    ] * 25
+    whole = quality.quality_signals(pa.array(texts))
+    monkeypatch.setattr(quality, "SCORE_BLOCK_BYTES", 97)  # a block every few rows
+    assert quality.quality_signals(pa.array(texts)).equals(whole)
+    sliced = pa.array(texts).slice(3, 120)  # an offset array, as chunks of a day are
+    assert quality.quality_signals(sliced).equals(whole.slice(3, 120))
