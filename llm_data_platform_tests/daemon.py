@@ -207,12 +207,26 @@ def workspace_file(root: Path, code: Path, location: str) -> Path:
     return workspace
 
 
-def prepared_instance(home: Path) -> dg.DagsterInstance:
-    """The instance of ``home`` with its schema created here, before several processes open it
-    at once (two processes creating SQLite's tables race)."""
+PROJECT_POOLS = (
+    "chroma",
+    "embedding_model",
+    "lake_purge",
+    "stage_conversations",
+    "stage_documents",
+)
+
+
+def prepared_instance(home: Path, pools: tuple[str, ...] = ()) -> dg.DagsterInstance:
+    """The instance of ``home`` with its schema and its pools' limit rows (the project's and
+    ``pools``, limit 1 as the shipped default) created here, before several processes open it
+    at once: two processes creating SQLite's tables race, and on PostgreSQL two runs creating
+    a pool's default limit at once fail one of them (UniqueViolation on concurrency_limits,
+    Dagster 1.13, seen in CI)."""
     instance = dg.DagsterInstance.from_config(str(home))
     instance.get_runs(limit=1)
     instance.all_instigator_state()
+    for pool in (*PROJECT_POOLS, *pools):
+        instance.event_log_storage.set_concurrency_slots(pool, 1)
     return instance
 
 

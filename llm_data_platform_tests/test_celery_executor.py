@@ -141,7 +141,7 @@ def _cluster(
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml(per_partition))
-    instance = prepared_instance(home)
+    instance = prepared_instance(home, pools=("writer",))  # and the pool test's own
     s = Site(tmp_path, site_env(home, pg.env))
     try:
         broker = start_redis(s)
