@@ -425,48 +425,15 @@ def test_an_upload_interrupted_midway_leaves_the_previous_object(s3_proxy, tmp_p
     terminated mid-upload must not replace the good object with the part it sent."""
     from dagster_aws.s3 import S3Resource
 
-    from llm_data_platform.resources import lake as lake_module
     from llm_data_platform.resources.lake import LakeResource
+    from llm_data_platform_tests.interrupted_upload import write_then_interrupt
 
     moto, proxy, _ = s3_proxy
     lake = LakeResource(root="s3://faults/interrupt", s3=S3Resource(endpoint_url=proxy))
     path = lake.path("raw", "t", "dt=2026-01-05", "data.parquet")
     key = path.removeprefix("faults/")
-    good, new = tmp_path / "good.bin", tmp_path / "new.bin"
-    good.write_bytes(b"good" * 1000)
-    new.write_bytes(b"new!" * 3000)
-    lake.write_file(path, str(good))
-
-    real_open = open
-
-    class Interrupted(BaseException):
-        pass
-
-    class Source:
-        def __init__(self, f):
-            self.f, self.reads = f, 0
-
-        def read(self, n):
-            self.reads += 1
-            if self.reads == 3:
-                raise Interrupted("the run was terminated")
-            return self.f.read(n)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    def fake_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Source(f) if str(file) == str(new) and "r" in mode else f
-
-    monkeypatch.setattr(lake_module, "open", fake_open, raising=False)
-    with pytest.raises(Interrupted):
-        lake.write_file(path, str(new), block=1000)  # two blocks sent, then the interrupt
-    monkeypatch.undo()
-    assert _object(moto, key) == good.read_bytes()
+    good, new = write_then_interrupt(monkeypatch, lake, path, tmp_path)
+    assert _object(moto, key) == good
     assert _s3_leftovers(moto, key) == []
     lake.write_file(path, str(new))
     assert _object(moto, key) == new.read_bytes()

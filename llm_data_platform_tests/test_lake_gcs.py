@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from llm_data_platform.resources import lake as lake_module
 from llm_data_platform.resources.lake import LakeError, LakeResource
 from llm_data_platform.resources.lake_commit import COMMITS_DIR, recover_commits
 from llm_data_platform.resources.lake_gcs import GcsResource
+from llm_data_platform_tests.interrupted_upload import write_then_interrupt
 
 BUCKET = "lake"
 DAY = "2026-01-05"
@@ -138,41 +138,8 @@ def test_an_upload_interrupted_midway_leaves_the_previous_object(
     against the emulator): a run stopped mid-upload must not replace the good object."""
     lake = gcs_lake(gcs_endpoint, "interrupt")
     path = lake.path("raw", "t", "dt=2026-01-05", "data.parquet")
-    good, new = tmp_path / "good.bin", tmp_path / "new.bin"
-    good.write_bytes(b"good" * 1000)
-    new.write_bytes(b"new!" * 3000)
-    lake.write_file(path, str(good))
-
-    real_open = open
-
-    class Interrupted(BaseException):
-        pass
-
-    class Source:
-        def __init__(self, f):
-            self.f, self.reads = f, 0
-
-        def read(self, n):
-            self.reads += 1
-            if self.reads == 3:
-                raise Interrupted("the run was terminated")
-            return self.f.read(n)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    def fake_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Source(f) if str(file) == str(new) and "r" in mode else f
-
-    monkeypatch.setattr(lake_module, "open", fake_open, raising=False)
-    with pytest.raises(Interrupted):
-        lake.write_file(path, str(new), block=1000)  # two blocks sent, then the interrupt
-    monkeypatch.undo()
-    assert lake.read_bytes(path) == good.read_bytes()
+    good, new = write_then_interrupt(monkeypatch, lake, path, tmp_path)
+    assert lake.read_bytes(path) == good
     assert _objects(lake, lake.path("raw")) == [path], "a temp object was left beside it"
     lake.write_file(path, str(new))
     assert lake.read_bytes(path) == new.read_bytes()
