@@ -42,7 +42,7 @@ mutation($p: ExecutionParams!) {
 # ---- processes ------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[int, int, int] | None:
+def process_stat(pid: int) -> tuple[int, int, int] | None:
     """(ppid, session id, start time) of a live process, None when it is gone or a zombie."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -57,7 +57,7 @@ def _stat(pid: int) -> tuple[int, int, int] | None:
 def _table() -> dict[int, tuple[int, int, int]]:
     out = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+        if entry.isdigit() and (stat := process_stat(int(entry))) is not None:
             out[int(entry)] = stat
     return out
 
@@ -112,7 +112,7 @@ class Site:
         return [
             pid
             for pid, started in self.seen.items()
-            if (stat := _stat(pid)) is not None and stat[2] == started
+            if (stat := process_stat(pid)) is not None and stat[2] == started
         ]
 
     def kill_tree(self, pid: int) -> list[int]:

@@ -37,6 +37,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from llm_data_platform_tests.conftest import platform_env
+from llm_data_platform_tests.daemon import process_stat
 
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
@@ -181,18 +182,6 @@ def _write_landing(stream_dir: Path) -> Landing:
 # ---- the processes the daemon starts, and their memory --------------------------------------
 
 
-def _stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, session id, start time) of a process, None when it is gone (or a zombie)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[1]), int(fields[3]), int(fields[19])
-
-
 def _rss(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -227,7 +216,7 @@ class Family:
     def members(self) -> list[int]:
         stats = {}
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+            if entry.isdigit() and (stat := process_stat(int(entry))) is not None:
                 stats[int(entry)] = stat
         if self.root in stats:
             self.seen[self.root] = stats[self.root][2]
@@ -271,7 +260,7 @@ class Family:
         """Processes seen in the family that still run (the same process, not a reused pid)."""
         out = []
         for pid, started in self.seen.items():
-            stat = _stat(pid)
+            stat = process_stat(pid)
             if stat is not None and (started < 0 or stat[2] == started):
                 out.append(pid)
         return out
