@@ -96,8 +96,9 @@ def clean_asset(
         def transform_for(previous: pa.Table | None) -> Transform:
             return make_transform(pipeline, previous) if reuse_previous else fixed
 
-        day = _DayCleaner(lake, raw, name, transform_for, sort_by, read_order, schema, raw_schema)
-        day.reuse_previous = reuse_previous
+        day = _DayCleaner(
+            lake, raw, name, transform_for, sort_by, read_order, schema, raw_schema, reuse_previous
+        )
         for key in context.partition_keys:
             counts, removed, info = day.clean(key)
             context.add_asset_metadata(counts, asset_key=name, partition_key=key)
@@ -120,13 +121,14 @@ def clean_asset(
 class _DayCleaner:
     """One day of a raw table → its clean file in the lake, its dropped rows, its counts."""
 
-    reuse_previous = False
-    side_written: dict[str, WriteInfo] = {}  # the last day's side tables (transform hooks)
-
-    def __init__(self, lake, raw, name, transform_for, sort_by, read_order, schema, raw_schema):
+    def __init__(
+        self, lake, raw, name, transform_for, sort_by, read_order, schema, raw_schema, reuse
+    ):
         self.lake, self.raw, self.name, self.transform_for = lake, raw, name, transform_for
         self.sort_by = [(c, "ascending") for c in sort_by]
         self.read_order, self.schema, self.raw_schema = read_order, schema, raw_schema
+        self.reuse_previous = reuse  # read the day's previous clean table for the transform
+        self.side_written: dict[str, WriteInfo] = {}  # the last day's side tables (hooks)
 
     def clean(self, key: str) -> tuple[dict, pa.Table, WriteInfo]:
         started = time.perf_counter()

@@ -439,7 +439,6 @@ def _upload_then_copy(fs: pafs.FileSystem, local_path: str, path: str, block: in
         raise
 
 
-_DOING = DOING
 _FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 _DENIED = {errno.EACCES, errno.EPERM}
 _CLEAN_UP_AFTER = {*_FULL, *_DENIED, errno.EROFS, errno.EIO}
@@ -451,7 +450,7 @@ def _explain_local(
     """``where`` ("the lake at /x", "the local work folder /t") and what happened to ``path``
     in ``folder``, with the fix; None for an errno without a known remedy."""
     place = where[0].upper() + where[1:]
-    doing = _DOING.get(action, action)
+    doing = DOING.get(action, action)
     if exc.errno in _FULL:
         return (
             f"{place} is full ({_FULL[exc.errno]}) {doing} {path}.{kept} Free space on that "
