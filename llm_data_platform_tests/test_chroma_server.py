@@ -1,96 +1,31 @@
 """The RAG index against a real Chroma server (``chroma run`` on loopback), not the folder.
 
 The server is the venv's own ``chroma`` executable (same chromadb version as the client),
-started once for the module on a free 127.0.0.1 port with a temp data folder.
+started once for the module on a free 127.0.0.1 port with a temp data folder
+(``chroma_server.py``, shared with the other tests that need a server).
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-HEARTBEAT_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
+from llm_data_platform_tests.chroma_server import ChromaServer
+from llm_data_platform_tests.chroma_server import chroma_server as start_chroma_server
+
 DAY = "2026-01-05"
 TINY_DEMO = dict(conversations_per_day=4, n_topics=3, n_modules=1, seed=11)
 
 
-@dataclass(frozen=True)
-class ChromaServer:
-    host: str
-    port: int
-    path: Path
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _heartbeat(port: int) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
-    try:
-        with opener.open(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
-
-
-def _log_tail(log: Path) -> str:
-    try:
-        return log.read_text(errors="replace")[-2000:]
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
-    exe = Path(sys.executable).with_name("chroma")
-    assert exe.exists(), f"the chroma server executable is missing: {exe} (pip install chromadb)"
     root = tmp_path_factory.mktemp("chroma_server")
-    data, log = root / "data", root / "server.log"
-    port = _free_port()
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(exe), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + HEARTBEAT_TIMEOUT_S
-        while not _heartbeat(port):
-            if process.poll() is not None:
-                pytest.fail(f"chroma run exited with {process.returncode}:\n{_log_tail(log)}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"no Chroma heartbeat within {HEARTBEAT_TIMEOUT_S:.0f} s:\n{_log_tail(log)}"
-                )
-            time.sleep(0.2)
-        yield ChromaServer("127.0.0.1", port, data, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+    with start_chroma_server(root / "data", log=root / "server.log") as server:
+        yield server
 
 
 def test_upsert_query_delete_round_trip(chroma_server: ChromaServer):

@@ -24,9 +24,7 @@ import hashlib
 import http.client
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +37,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from llm_data_platform_tests.chroma_server import chroma_server, free_port
 from llm_data_platform_tests.conftest import Platform, graph_for, platform_env, settings_for
 
 DAY = "2026-01-05"
@@ -544,55 +543,11 @@ def test_the_embedding_model_raising_names_the_model_and_keeps_the_partition(tmp
     assert path.read_bytes() != before
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _chroma_server(data: Path, port: int) -> Iterator[subprocess.Popen]:
-    """``chroma run`` on 127.0.0.1:``port`` until the block ends (this test's process only)."""
-    import chromadb
-    from chromadb.config import Settings
-
-    exe = Path(sys.executable).with_name("chroma")
-    log = open(data.parent / f"chroma-{port}.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [str(exe), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                chromadb.HttpClient(
-                    host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False)
-                )
-                break
-            except ValueError:
-                assert process.poll() is None, "chroma run exited"
-                assert time.monotonic() < deadline, "no Chroma server within 60 s"
-                time.sleep(0.2)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-
-
 def test_a_chroma_server_that_is_down_is_named_and_the_index_stays(tmp_path, monkeypatch):
     from llm_data_platform.defs.rag.index import manifest_path
 
     _use_model(monkeypatch, _Model())
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "chroma_server"
     platform = _platform(
         tmp_path, [DAY, NEXT_DAY], LDP_CHROMA_HOST="127.0.0.1", LDP_CHROMA_PORT=str(port)
@@ -600,7 +555,7 @@ def test_a_chroma_server_that_is_down_is_named_and_the_index_stays(tmp_path, mon
     _stage(platform, "documents")
     assert _run(platform, DOC_CHAIN, DAY).success
     lake = platform.resources["lake"]
-    with _chroma_server(data, port):
+    with chroma_server(data, port):
         first = _run(platform, ["rag_index"])
         assert first.success, _failure(first)
     manifest = Path(manifest_path(lake))
@@ -617,7 +572,7 @@ def test_a_chroma_server_that_is_down_is_named_and_the_index_stays(tmp_path, mon
     assert "chroma run --path" in message and "LDP_CHROMA_HOST" in message
     assert manifest.read_bytes() == before
 
-    with _chroma_server(data, port):
+    with chroma_server(data, port):
         retry = _run(platform, ["rag_index"])
         assert retry.success, _failure(retry)
     assert manifest.read_bytes() != before
@@ -631,14 +586,14 @@ def test_a_chroma_server_that_dies_mid_sync_is_named_and_a_retry_finishes(tmp_pa
     from llm_data_platform.defs.rag.index import manifest_path
 
     _use_model(monkeypatch, _Model())
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "chroma_server"
     platform = _platform(
         tmp_path, [DAY, NEXT_DAY], LDP_CHROMA_HOST="127.0.0.1", LDP_CHROMA_PORT=str(port)
     )
     _stage(platform, "documents")
     assert _run(platform, DOC_CHAIN, DAY).success
-    with _chroma_server(data, port):
+    with chroma_server(data, port):
         first = _run(platform, ["rag_index"])
         assert first.success, _failure(first)
     manifest = Path(manifest_path(lake := platform.resources["lake"]))
@@ -653,8 +608,8 @@ def test_a_chroma_server_that_dies_mid_sync_is_named_and_a_retry_finishes(tmp_pa
         return real_upsert(collection, batch, dimension)
 
     monkeypatch.setattr(index, "_upsert", upsert_after_the_server_died)
-    with _chroma_server(data, port) as server:
-        servers.append(server)
+    with chroma_server(data, port) as server:
+        servers.append(server.process)
         failed = _run(platform, ["rag_index"])
     assert not failed.success
     message = _failure(failed)
@@ -663,7 +618,7 @@ def test_a_chroma_server_that_dies_mid_sync_is_named_and_a_retry_finishes(tmp_pa
     assert manifest.read_bytes() == before and lake.exists(manifest_path(lake))
 
     monkeypatch.setattr(index, "_upsert", real_upsert)
-    with _chroma_server(data, port):
+    with chroma_server(data, port):
         retry = _run(platform, ["rag_index"])
         assert retry.success, _failure(retry)
     assert manifest.read_bytes() != before
