@@ -224,6 +224,14 @@ def test_thresholds_decide_and_a_missing_day_is_not_passed_unseen(lake_days):
         assert not r.passed and r.metadata["verdict"] == "partition missing"
 
 
+def _bin_table(md: str) -> dict[str, list[str]]:
+    """A histogram entry's bin table as columns by header name (``bin``, ``today``, ...)."""
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
+    return {name: [row[i] for row in rows] for i, name in enumerate(header)}
+
+
 def test_a_clean_day_has_token_length_and_quality_histograms_for_its_materialization(
     lake_days,
 ):
@@ -241,10 +249,50 @@ def test_a_clean_day_has_token_length_and_quality_histograms_for_its_materializa
         md = entry.value
         png = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", md).group(1))
         assert Image.open(io.BytesIO(png)).size == (512, 208)
-        rows = [line for line in md.splitlines() if line.startswith("| ") and "%" in line]
-        total = sum(float(line.rsplit("|", 2)[-2].strip().rstrip("%")) for line in rows)
-        assert total == pytest.approx(100.0, abs=0.5)  # the shares of every message
+        shares = [float(v.rstrip("%")) for v in _bin_table(md)["today"]]
+        assert sum(shares) == pytest.approx(100.0, abs=0.5)  # the shares of every message
     assert clean_day_histograms(lake, "2026-01-20") == {}
+
+
+def test_the_clean_materialization_carries_the_histograms_with_their_counts(tmp_path):
+    """A demo day through the real graph (``dg.materialize``, raw then clean): the
+    conversations_clean materialization has the three histograms, the token-length and
+    quality counts summing to the messages kept (a demo day is under the token sample, so
+    every message is tokenized) and the cluster counts to the representatives that the
+    day's dropped near copies name."""
+    import pyarrow.compute as pc
+
+    from llm_data_platform_tests.conftest import DAYS, make_platform, materialize_daily
+
+    platform = make_platform(tmp_path)
+    day = DAYS[0]
+    raw = ("raw_conversations", "raw_conversations_quarantine")
+    selection = dg.AssetSelection.assets(*raw, "conversations_clean", "conversations_clean_dropped")
+    result = materialize_daily(platform, [day], selection)
+    assert result.success
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("conversations_clean")
+    ]
+    meta = event.materialization.metadata
+    clean = platform.resources["lake"].read_partition("clean", "conversations_clean", day)
+    messages = pc.sum(pc.equal(clean["event_type"], "message")).as_py()
+    dropped = platform.resources["lake"].read_partition("clean", "conversations_clean_dropped", day)
+    clusters = len(pc.unique(dropped["duplicate_of"].drop_null()))
+    assert messages > 20 and clusters > 0  # the demo's near-duplicate sessions
+    counts = {
+        name: sum(int(c) for c in _bin_table(meta[name].value)["count"])
+        for name in ("token_histogram", "quality_histogram", "cluster_histogram")
+    }
+    assert counts == {
+        "token_histogram": messages,
+        "quality_histogram": messages,
+        "cluster_histogram": clusters,
+    }
+    for name, n in counts.items():
+        assert f"({n} " in meta[name].value  # the picture's title says it too
+        assert "data:image/png;base64," in meta[name].value
 
 
 def test_dedup_and_rejection_by_reason_and_cluster_sizes_from_representatives():

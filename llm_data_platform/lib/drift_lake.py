@@ -78,10 +78,16 @@ class LakeProfiles:
 
 
 def histogram_entry(
-    attr: str, today: drift.DayProfile, baseline: drift.DayProfile | None, title: str
+    attr: str,
+    today: drift.DayProfile,
+    baseline: drift.DayProfile | None,
+    title: str,
+    *,
+    with_counts: bool = False,
 ) -> dg.MetadataValue | None:
     """One histogram of a profile as a picture and a bin table (today's shares, beside the
-    baseline's when it has any); None when neither has anything to show."""
+    baseline's when it has any; today's counts too with ``with_counts``); None when neither
+    has anything to show."""
     edges, xlabel, _ = HISTOGRAMS[attr]
     series = {}
     if baseline is not None and getattr(baseline, attr).sum():
@@ -90,17 +96,20 @@ def histogram_entry(
         series["today"] = drift.shares(getattr(today, attr))
     if not series:
         return None
-    md = histogram_markdown(drift.bin_labels(edges), series, title=title, xlabel=xlabel)
+    counts = getattr(today, attr).tolist() if with_counts else None
+    md = histogram_markdown(
+        drift.bin_labels(edges), series, title=title, xlabel=xlabel, counts=counts
+    )
     return dg.MetadataValue.md(md)
 
 
 def histograms_metadata(today: drift.DayProfile) -> dict[str, dg.MetadataValue]:
     """A day's token-length, quality-score and (when the dedup stage names representatives)
-    duplicate-cluster-size histograms, for the UI."""
+    duplicate-cluster-size histograms, for the UI, each bin with its count."""
     meta: dict[str, dg.MetadataValue] = {}
     for attr, (_, xlabel, unit) in HISTOGRAMS.items():
         title = f"{xlabel} ({int(getattr(today, attr).sum())} {unit})"
-        entry = histogram_entry(attr, today, None, title)
+        entry = histogram_entry(attr, today, None, title, with_counts=True)
         if entry is not None:
             meta[f"{attr.removesuffix('_hist')}_histogram"] = entry
     return meta

@@ -5,12 +5,15 @@ reports every count per day. Dropped rows are the asset beside it, with the reas
 index of what the day kept (``dedup_history.py``) is two more tables of the same commit.
 """
 
+from functools import partial
+
 import dagster as dg
 
 from llm_data_platform import schemas
 from llm_data_platform.defs.conversations.dedup_history import ConversationDay
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.lib.cleaning import clean_asset
+from llm_data_platform.lib.drift_lake import clean_day_histograms
 from llm_data_platform.settings import Settings
 from llm_data_platform.transforms.conversation_cleaning import CleaningConfig
 from llm_data_platform.transforms.cross_dedup import DedupConfig
@@ -49,4 +52,6 @@ def conversations_clean_asset(partitions: Partitions, settings: Settings) -> dg.
             settings.dedup_history_days,
         ),
         partitions=partitions,
+        # token-length, quality-score and cluster-size pictures on each day's materialization
+        day_metadata=partial(clean_day_histograms, token_sample=settings.drift_token_sample),
     )
