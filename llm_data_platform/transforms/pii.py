@@ -13,7 +13,9 @@ Python's ``re`` with the rewrite function processes just those rows: rare in cha
 the hot path stays vectorised. Counts always report spans actually replaced, never rejected
 candidates, so a re-scan of redacted text (the clean-table PII check) reports zero.
 
-Kinds, in order: secret (API keys, tokens, private keys), email, iban, card, ip (v4 and v6),
+Kinds, in order: secret (vendor-prefixed tokens, PEM blocks, JWTs, webhook URLs, AWS keys,
+and random values in a keyword, "<value> as the key" or URL-password context; see
+``pii_secrets``), email, iban, card, ip (v4 and v6),
 ssn (US, dashed), phone (international "+CC ..." and North-American with separators).
 Ordinary numbers are left alone: years, versions ("3.11.7"), "1,000", line numbers, dates,
 times, epoch seconds/milliseconds, ids, ISBNs, "1.2.3.4.5".
@@ -35,9 +37,10 @@ from llm_data_platform.transforms.pii_phone import NATIONAL_PHONE_PATTERN, rewri
 from llm_data_platform.transforms.pii_secrets import (
     AWS_SECRET_PATTERN,
     AWS_SECRET_ROWS,
-    KEYWORD_SECRET_PATTERN,
+    CONTEXT_SECRET_PATTERN,
+    PREFIX_SECRET_PATTERN,
     rewrite_aws_secret,
-    rewrite_keyword_secret,
+    rewrite_context_secret,
 )
 from llm_data_platform.transforms.text_normalize import as_string_array
 
@@ -193,22 +196,9 @@ _IPV6 = rf"\b(?:(?:{_H}:){{7}}{_H}\b|(?:{_H}:){{1,7}}:(?:{_H}(?::{_H}){{0,6}}\b)
 # Order matters: secrets first (later patterns would cut a key into pieces and leave the rest),
 # IBANs and cards before phones (their digit groups look like phone numbers).
 DETECTORS: tuple[PiiDetector, ...] = (
-    PiiDetector(
-        "secret",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
-        r"|\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"
-        r"|AKIA[0-9A-Z]{16}"
-        r"|(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}"
-        r"|whsec_[A-Za-z0-9+/=]{24,}"
-        r"|gh[pousr]_[A-Za-z0-9]{36,}"
-        r"|github_pat_[A-Za-z0-9_]{22,}"
-        r"|xox[abprs]-[A-Za-z0-9-]{10,}"
-        r"|AIza[0-9A-Za-z_-]{35}"
-        r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
-        "[SECRET]",
-    ),
+    PiiDetector("secret", PREFIX_SECRET_PATTERN, "[SECRET]"),
     PiiDetector("secret", AWS_SECRET_PATTERN, "[SECRET]", rewrite_aws_secret, AWS_SECRET_ROWS),
-    PiiDetector("secret", KEYWORD_SECRET_PATTERN, "[SECRET]", rewrite_keyword_secret),
+    PiiDetector("secret", CONTEXT_SECRET_PATTERN, "[SECRET]", rewrite_context_secret),
     PiiDetector(
         "email",
         # Unicode letters allowed (RFC 6531), so "émile@..." is not cut to "é[EMAIL]". No

@@ -1,14 +1,22 @@
-"""Secrets without a fixed prefix, found by context (detect-secrets / gitleaks rule ideas).
+"""Secrets: tokens with a vendor prefix, PEM blocks and JWTs, and random values found by their
+context (the rule families of gitleaks and detect-secrets, written for RE2 + a Python check).
 
+- ``PREFIX_SECRET_PATTERN`` (RE2 only, vectorised): formats a vendor fixes, one alternative
+  per family in ``PREFIXED``: the prefix and the body's alphabet and length make a false hit
+  on ordinary text or code vanishingly rare, so no context is needed.
 - AWS secret access keys: 40 characters of ``[A-Za-z0-9/+]`` with an AWS word or an access
   key id ("AKIA...", already ``[SECRET]`` when this runs) in the 120 characters before, and
   mixed like a random key (not a 40-hex git SHA).
-- Keyword assignments: ``token``, ``secret``, ``password``, ``api_key``, ``Bearer`` ... (with
-  prefixes such as ``deploy_token``, ``STRIPE_SECRET_KEY``), a ":", "=", "is" or a space,
-  then a value that looks random: at least 16 characters with a digit and enough entropy (a
-  hex deploy token counts here, where a git SHA after "commit" does not), at least 12 with a
-  digit for a ``Bearer`` token, at least 6 with a digit after "password:". Identifiers
-  (``settings.SECRET_KEY``), words and placeholders are left alone.
+- Context (``CONTEXT_SECRET_PATTERN``), three forms in one RE2 pass:
+  a keyword then a value: ``token``, ``secret``, ``password``, ``api_key``, ``webhook``,
+  ``credentials``, ``Bearer``/``Basic`` ... with prefixes and camelCase (``deploy_token``,
+  ``STRIPE_SECRET_KEY``, ``accessToken``, ``AccountKey``), a ":", "=", "is" or a space, then
+  a value that looks random: at least 16 characters with a digit and enough entropy (a hex
+  deploy token counts here, where a git SHA after "commit" does not), at least 12 for a
+  ``Bearer`` token, at least 6 after "password:" or "--password";
+  a value then what it is: "<value> as the stripe key", "<value> is my password";
+  a URL's password: ``scheme://user:<password>@host``.
+  Identifiers (``settings.SECRET_KEY``), words and placeholders are left alone.
 
 Only the value is replaced; the keyword stays ("Authorization: Bearer [SECRET]").
 """
@@ -19,6 +27,47 @@ import math
 import re
 from collections import Counter
 
+# Vendor formats: (family, RE2 pattern); each starts at a word boundary (see below).
+PREFIXED: tuple[tuple[str, str], ...] = (
+    (
+        "openai/anthropic",
+        r"sk-(?:proj-|ant-(?:api|admin)[0-9]{2}-|ant-|svcacct-)?[A-Za-z0-9_-]{20,}",
+    ),
+    ("aws access key id", r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}"),
+    ("stripe", r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}|whsec_[A-Za-z0-9+/=]{24,}"),
+    ("github", r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}"),
+    ("gitlab", r"gl(?:pat|dt|rt|ptt|soat|cbt|ft|imt|agent)-[0-9A-Za-z_-]{20,}"),
+    ("slack", r"xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Za-z0-9-]{10,}"),
+    ("google", r"AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]{20,}|GOCSPX-[0-9A-Za-z_-]{24,}"),
+    ("twilio api key", r"SK[0-9a-f]{32}"),
+    ("sendgrid", r"SG\.[0-9A-Za-z_-]{16,32}\.[0-9A-Za-z_-]{16,64}"),
+    ("npm", r"npm_[A-Za-z0-9]{36}"),
+    ("pypi", r"pypi-AgE[A-Za-z0-9_-]{50,}"),
+    ("hugging face", r"hf_[A-Za-z0-9]{30,}"),
+    ("shopify", r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
+    ("digitalocean", r"do[opr]_v1_[a-f0-9]{64}"),
+    ("databricks", r"dapi[a-f0-9]{32}(?:-[0-9])?"),
+    ("atlassian", r"ATATT3[A-Za-z0-9_=-]{40,}"),
+    ("mailgun", r"key-[0-9a-f]{32}"),
+    ("square", r"sq0(?:atp|csp)-[0-9A-Za-z_-]{22,}|EAAA[0-9A-Za-z_-]{60,}"),
+    ("telegram bot", r"[0-9]{8,10}:AA[0-9A-Za-z_-]{33}"),
+    ("jwt", r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"),
+)
+# Webhook URLs are secrets as a whole (the path is the credential).
+_WEBHOOK_URLS = (
+    r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_+-]{20,}"
+    r"|https://(?:discord(?:app)?\.com)/api/webhooks/[0-9]+/[A-Za-z0-9_-]{30,}"
+)
+# PEM/PGP private key blocks, or a pasted block whose END line is missing (its body then).
+_PEM_LABEL = r"[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?"
+_PEM = (
+    rf"-----BEGIN {_PEM_LABEL}-----(?:[\s\S]*?-----END {_PEM_LABEL}-----"
+    r"|(?:[A-Za-z0-9+/=:, -]*\r?\n)*[A-Za-z0-9+/=\r\n]{40,})"
+)
+PREFIX_SECRET_PATTERN = (
+    f"{_PEM}|{_WEBHOOK_URLS}|\\b(?:" + "|".join(p for _, p in PREFIXED) + r")(?:\b|$)"
+)
+
 _B64 = "A-Za-z0-9/+"
 AWS_SECRET_PATTERN = rf"(?:^|[^{_B64}=])[{_B64}]{{40}}(?:$|[^{_B64}=])"
 # RE2: rows worth checking at all (a superset of what ``_AWS_CONTEXT`` accepts).
@@ -27,20 +76,40 @@ _AWS_CONTEXT = re.compile(
     r"(?i)aws|\bakia|\basia|\[SECRET\]|secret[ _-]?access|secret[ _-]?key|secretaccesskey"
 )
 
-_KEYWORD = (
-    r"(?:bearer|(?:[A-Za-z0-9]+[_-])*(?:token|secret|password|passwd|pwd|passphrase"
-    r"|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|auth[_-]?key|key))"
+_WORDS = (
+    r"token|secret|password|passwd|pwd|passphrase|api[_-]?key|apikey|access[_-]?key"
+    r"|secret[_-]?key|private[_-]?key|auth[_-]?key|key|webhook|credentials?|authorization"
 )
-_SEP = r"(?:[\"']?\s{0,3}(?:[:=]|=>|\bis\b|\bwas\b)?\s{0,3}[\"']?\s{0,3})(?:bearer\s+)?"
+# camelCase and snake prefixes: "accessToken", "AccountKey", "deploy_token", "X-Api-Key"
+_KEYWORD = rf"(?:bearer|[A-Za-z0-9_-]*?(?:{_WORDS}))"
+_SCHEME = r"(?:bearer|basic|token)\s+"
+_SEP = rf"(?:[\"']?\s{{0,3}}(?:[:=]|=>|\bis\b|\bwas\b)?\s{{0,3}}[\"']?\s{{0,3}})(?:{_SCHEME})?"
 # The value must hold a digit (random tokens do; "key points", "token expires" don't): this
 # keeps the candidate rows, which Python then checks, to a few.
 _V = "A-Za-z0-9+/_.~=-"
-KEYWORD_SECRET_PATTERN = rf"(?i)\b{_KEYWORD}\b{_SEP}[{_V}]*[0-9][{_V}]*"
+_FORWARD = rf"\b{_KEYWORD}\b{_SEP}[{_V}]*[0-9][{_V}]*"
+# "<value> as the stripe key", "<value> is my password": a bounded value after a non-value
+# character (linear in Python too), "as"/"is", up to three words, a keyword noun.
+_NOUN = r"key|token|secret|password|passphrase|credentials?"
+_BACKWARD = (
+    rf"(?:^|[^{_V}])[{_V}]{{0,80}}[0-9][{_V}]{{0,80}}\s+(?:as|is|was)\s+"
+    rf"(?:[A-Za-z_-]+\s+){{0,3}}?(?:{_NOUN})\b"
+)
+# scheme://user:password@host (databases, brokers, HTTP basic auth in a URL)
+_URL_PASSWORD = r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{0,64}:[^\s/@]{1,128}@"
+CONTEXT_SECRET_PATTERN = f"(?i)(?P<url>{_URL_PASSWORD})|(?P<fwd>{_FORWARD})|(?P<back>{_BACKWARD})"
+
 _PARTS = re.compile(rf"(?i)^(?P<kw>{_KEYWORD})\b(?P<sep>{_SEP})(?P<val>.+)$")
+_BACK_PARTS = re.compile(rf"(?i)^(?P<lead>[^{_V}]?)(?P<val>[{_V}]+)(?P<rest>\s+\S.*)$", re.S)
+_URL_PARTS = re.compile(r"(?i)^(?P<head>[a-z][a-z0-9+.-]*://[^\s:/@]*:)(?P<val>[^\s/@]+)@$")
+_PUBLIC = re.compile(r"public|publishable|pub[_-]?key")  # public keys are meant to be shared
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z_.]*$")  # settings.SECRET_KEY, os.environ, ...
-_PLACEHOLDER = re.compile(r"(?i)x{4,}|\*{3,}|your[_-]|changeme|placeholder|redacted|dummy")
+_PLACEHOLDER = re.compile(
+    r"(?i)x{4,}|\*{3,}|your[_-]|changeme|placeholder|redacted|dummy|example\.com|<[^>]*>"
+    r"|\$\{|\{\{"
+)
 
 
 def entropy(s: str) -> float:
@@ -50,6 +119,8 @@ def entropy(s: str) -> float:
 
 
 def _looks_random(val: str, min_len: int) -> bool:
+    """A generated value, not a word, identifier, version or date: letters and digits mixed
+    with enough entropy (hex needs 20+ characters: shorter hex runs are ids and colours)."""
     if len(val) < min_len or _IDENTIFIER.match(val) or _PLACEHOLDER.search(val):
         return False
     if not re.search(r"[0-9]", val) or not re.search(r"[A-Za-z]", val):
@@ -60,6 +131,7 @@ def _looks_random(val: str, min_len: int) -> bool:
 
 
 def rewrite_aws_secret(m: re.Match[str], token: str) -> str | None:
+    """The 40-character key in an AWS context, mixed like a random key; None otherwise."""
     text = m.group(0)
     lead = 1 if text[:1] and not re.match(rf"[{_B64}]", text[0]) else 0
     trail = 1 if text[-1:] and not re.match(rf"[{_B64}]", text[-1]) else 0
@@ -72,22 +144,54 @@ def rewrite_aws_secret(m: re.Match[str], token: str) -> str | None:
     return text[:lead] + token + text[len(text) - trail :]
 
 
-def rewrite_keyword_secret(m: re.Match[str], token: str) -> str | None:
+def _password_ok(core: str) -> bool:
+    """A password after "password:" is short and human: 6+ characters with a digit or sign."""
+    ok = len(core) >= 6 and bool(re.search(r"[0-9!@#$%^&*]", core))
+    return ok and not _PLACEHOLDER.search(core) and not _IDENTIFIER.match(core)
+
+
+def _rewrite_forward(m: re.Match[str], token: str) -> str | None:
+    """keyword, separator, value: the value replaced when it passes its keyword's test."""
     parts = _PARTS.match(m.group(0))
     if parts is None:
         return None
     kw, sep, val = parts.group("kw").lower(), parts.group("sep"), parts.group("val")
-    core = val.rstrip(".,;:'\"-=")
-    if core.startswith("[") or _UUID.match(core) and kw == "key":
+    core = val.rstrip(".,;:'\"-")
+    if core.startswith("[") or _PUBLIC.search(kw) or _UUID.match(core) and kw.endswith("key"):
         return None
-    bearer = "bearer" in kw or "bearer" in sep.lower()
-    if bearer:
+    flag = m.string[max(0, m.start() - 2) : m.start()] == "--"  # --password s3cret!
+    if re.search(r"(?i)bearer|basic|token\s", sep) or kw == "bearer":
         ok = len(core) >= 12 and not _IDENTIFIER.match(core) and not _PLACEHOLDER.search(core)
-    elif re.search(r"pass|pwd", kw) and re.search(r"[:=]", sep):
-        ok = len(core) >= 6 and bool(re.search(r"[0-9!@#$%^&*]", core))
-        ok = ok and not _PLACEHOLDER.search(core) and not _IDENTIFIER.match(core)
+    elif re.search(r"pass|pwd", kw) and (re.search(r"[:=]|\bis\b", sep) or flag):
+        ok = _password_ok(core)
     else:
         ok = _looks_random(core, 16)
     if not ok:
         return None
     return m.group(0)[: len(parts.group("kw")) + len(sep)] + token + val[len(core) :]
+
+
+def _rewrite_backward(m: re.Match[str], token: str) -> str | None:
+    """ "<value> as the stripe key": the value replaced when it looks random (hex not before
+    "key": "<sha> is the key change" names a commit)."""
+    back = _BACK_PARTS.match(m.group(0))
+    if back is None:
+        return None
+    val = back.group("val")
+    core = val.rstrip(".,;:'\"-")
+    if not _looks_random(core, 16) or _HEX.match(core) and m.group(0).lower().endswith("key"):
+        return None
+    return back.group("lead") + token + val[len(core) :] + back.group("rest")
+
+
+def rewrite_context_secret(m: re.Match[str], token: str) -> str | None:
+    """One of the three context forms (see the module docstring), told apart by the group
+    that matched; None when the value does not look like a secret."""
+    if m.group("url") is not None:
+        url = _URL_PARTS.match(m.group(0))
+        if url is None or _PLACEHOLDER.search(url.group("val")) or url.group("val")[0] == "[":
+            return None
+        return url.group("head") + token + "@"
+    if m.group("fwd") is not None:
+        return _rewrite_forward(m, token)
+    return _rewrite_backward(m, token)
