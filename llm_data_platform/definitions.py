@@ -51,6 +51,7 @@ from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.lake_gcs import GcsResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.resources.pipeline import PipelineSettings
+from llm_data_platform.resources.spark import HistoryEngineResource
 from llm_data_platform.resources.stream_sources import StreamSourcesResource
 from llm_data_platform.settings import Settings, load_settings
 
@@ -115,6 +116,12 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             collection_prefix=settings.chroma_collection,
         ),
         "embeddings": embeddings,
+        "history_engine": HistoryEngineResource(
+            engine=settings.history_engine,
+            spark_master=settings.spark_master,
+            spark_driver_memory=settings.spark_driver_memory,
+            spark_shuffle_partitions=settings.spark_shuffle_partitions,
+        ),
         "pipeline": PipelineSettings(
             min_quality=settings.min_quality,
             min_rating=settings.min_rating,

@@ -124,6 +124,24 @@ SETTINGS: tuple[Setting, ...] = (
         "LSH bands; 0: the most selective banding that still finds a pair at the threshold "
         "with probability >= 0.99 (128 permutations, 0.5: 42 bands of 3).",
     ),
+    Setting(
+        "LDP_HISTORY_ENGINE",
+        "local",
+        "Engine of the history-wide step conversations_history_duplicates: local (numpy/Arrow "
+        "in the step's process) or spark (pyspark over the same Parquet files; local lake).",
+    ),
+    Setting(
+        "LDP_SPARK_MASTER",
+        "local[2]",
+        "Spark master of LDP_HISTORY_ENGINE=spark: local[N] (N threads in the step's "
+        "process), or a cluster (spark://host:7077) whose executors see the lake's paths.",
+    ),
+    Setting("LDP_SPARK_DRIVER_MEMORY", "2g", "Spark driver memory (local mode: all of Spark)."),
+    Setting(
+        "LDP_SPARK_SHUFFLE_PARTITIONS",
+        "4",
+        "spark.sql.shuffle.partitions: 2-4 per core (Spark's default 200 is for clusters).",
+    ),
     Setting("LDP_VALIDATION_FRACTION", "0.1", "Share of examples in the validation split."),
     Setting("LDP_TRAINING_TOKEN_BUDGET", "2000000", "Max tokens in one weekly training batch."),
     Setting(
@@ -407,6 +425,10 @@ class Settings:
     near_dup_threshold: float = 0.5
     near_dup_num_perm: int = 128
     near_dup_bands: int = 0
+    history_engine: str = "local"
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 4
 
 
 def _choice(name: str, value: str, allowed: set[str]) -> str:
@@ -551,4 +573,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         near_dup_threshold=float(get("LDP_NEAR_DUP_THRESHOLD")),
         near_dup_num_perm=int(get("LDP_NEAR_DUP_NUM_PERM")),
         near_dup_bands=int(get("LDP_NEAR_DUP_BANDS")),
+        history_engine=_choice("LDP_HISTORY_ENGINE", get("LDP_HISTORY_ENGINE"), {"local", "spark"}),
+        spark_master=get("LDP_SPARK_MASTER"),
+        spark_driver_memory=get("LDP_SPARK_DRIVER_MEMORY"),
+        spark_shuffle_partitions=int(get("LDP_SPARK_SHUFFLE_PARTITIONS")),
     )
