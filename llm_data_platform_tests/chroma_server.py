@@ -75,6 +75,7 @@ def chroma_server(
         pytest.fail(f"the chroma server executable is missing: {EXECUTABLE} (pip install chromadb)")
     port = port or free_port()
     log = log or data.parent / f"chroma-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [str(EXECUTABLE), "run", "--path", str(data), "--host", "127.0.0.1"]
