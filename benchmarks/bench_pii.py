@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_pii.py [--rows 50000] [--seed 7] [--repeat 3]
 
-Messages mix plain chat, code, numbers that look like PII (versions, dates, ids, SHAs,
-UUIDs) and about one in five with real-looking PII of every kind. Prints msg/s (best of
+Messages mix plain chat, code, numbers and strings that look like PII (versions, dates, ids,
+SHAs, UUIDs, checksums, digests, base64 data) and about one in five with real-looking PII of
+every kind (secrets of several families among them). Prints msg/s (best of
 ``--repeat``) and the span counts per kind.
 """
 
@@ -30,6 +31,12 @@ PLAIN = [
     "Wie kann ich eine Liste in Python umdrehen? Seit 2019 nutze ich 3.8.",
     "    def make_adder(n):\n        return lambda x: x + n",
     "Thanks!",
+    # look-alikes of secrets that must survive (and cost the secret detectors a look)
+    "sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  app.tar.gz",
+    "docker pull nginx@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd5",
+    "token_count: 4096, max_tokens=2048; api_key = os.getenv('OPENAI_API_KEY')",
+    '<img src="data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7">',
+    "connect to postgres://localhost:5432/app with the password from Vault",
 ]
 PII = [
     "you can reach me at {name}@example.com",
@@ -45,6 +52,10 @@ PII = [
     "the server is at 10.{o}.{o}.{o}",
     "Authorization: Bearer abC9{d4}xYz81QwErTy77uIoP0aSdF",
     "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCY{d4}EXAMPLEK",
+    "DATABASE_URL=postgres://app:Qm8{d4}zX@db.internal:5432/main",
+    "git clone https://oauth2:glpat-Xq3vT9{d4}bK2mW7yZ1pR@gitlab.com/team/app.git",
+    "post alerts to https://hooks.slack.com/services/T04B2{d3}/B07QX{d3}/Zk81QwErTy77uI{d4}aSdF",
+    "use Wug9CYx4Tb{d4}yLAHaY6kq5 as the api key",
 ]
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank"]
 

@@ -5,6 +5,11 @@ were tuned on; ``test``: held out, other templates and other values), ``type`` (
 ``negative``) and ``value`` (the exact PII string). A positive is recalled when no part of its
 value that names somebody or something (a token of 3+ characters with a digit, or the whole
 value for secrets) is left in the output; a negative is kept when its text is unchanged.
+
+Secrets span the vendor families (GitLab, Slack, SendGrid, npm, PyPI, Google, Twilio, ...),
+PEM blocks, JWTs, URL passwords and keyword contexts; their bodies are random strings in each
+format's alphabet, never real keys. Negatives include what looks like them: checksums, image
+digests, git SHAs, UUIDs, base64 data, build and order ids, placeholders, ``os.getenv(...)``.
 """
 
 from __future__ import annotations
@@ -52,12 +57,16 @@ def _table(split: str) -> tuple[dict[str, tuple[int, int]], float, float]:
 
 
 def test_pii_corpus_recall_and_keep() -> None:
-    """Both halves printed; the bar (0.98) is on the whole corpus. The held-out half is the
-    honest figure for unseen text: it is reported, not tuned on."""
+    """Both halves printed, per type. The bar (0.98 recall and keep) holds on each half, and
+    no type falls below 0.95 on either. The held-out half is the honest figure for unseen
+    text: it is measured, not tuned on (its misses are for reading, not for rules)."""
     totals = {"pos": [0, 0], "neg": [0, 0]}
     for split in ("dev", "test"):
-        per_type, _, _ = _table(split)
+        per_type, recall, keep = _table(split)
         assert {"address", "phone", "ssn", "secret", "negative"} <= set(per_type)
+        assert recall >= 0.98 and keep >= 0.98, (split, per_type)
+        low = {k: (ok, n) for k, (ok, n) in per_type.items() if ok / n < 0.95}
+        assert not low, (split, low)
         for kind, (ok, n) in per_type.items():
             side = totals["neg" if kind == "negative" else "pos"]
             side[0] += ok

@@ -37,10 +37,15 @@ from llm_data_platform.transforms.pii_phone import NATIONAL_PHONE_PATTERN, rewri
 from llm_data_platform.transforms.pii_secrets import (
     AWS_SECRET_PATTERN,
     AWS_SECRET_ROWS,
-    CONTEXT_SECRET_PATTERN,
+    CONTEXT_SECRET_GATE,
+    KEYWORD_SECRET_PATTERN,
     PREFIX_SECRET_PATTERN,
+    URL_SECRET_PATTERN,
+    VALUE_FIRST_SECRET_PATTERN,
     rewrite_aws_secret,
-    rewrite_context_secret,
+    rewrite_keyword_secret,
+    rewrite_url_secret,
+    rewrite_value_first_secret,
 )
 from llm_data_platform.transforms.text_normalize import as_string_array
 
@@ -53,6 +58,12 @@ class PiiDetector:
     a string with one or more tokens inside) or ``None`` to leave the match as it is.
     ``rows``, when set, is a second RE2 pattern a candidate row must also match (the context
     a rewrite needs, e.g. an AWS word near a 40-character key): fewer rows reach Python.
+    ``gate``, when set, is an RE2 pattern shared by several detectors that matches a
+    superset of their rows: it runs once per call (when the first of them runs) and each
+    detector's own pattern then runs on those rows only, one full pass instead of several.
+    ``fold_case``: the pattern is ``(?i)`` and its literals are lowercase, so Python scans the
+    lowered row with the pattern minus the flag (``re`` is ~5x slower with IGNORECASE) and
+    matches the original only where that scan found something.
     """
 
     kind: str
@@ -60,6 +71,12 @@ class PiiDetector:
     token: str
     rewrite: Callable[[re.Match[str], str], str | None] | None = None
     rows: str | None = None
+    fold_case: bool = False
+    gate: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fold_case and not self.pattern.startswith("(?i)"):
+            raise ValueError(f"fold_case needs a (?i) pattern: {self.pattern[:40]!r}")
 
 
 @dataclass(frozen=True)
@@ -198,7 +215,25 @@ _IPV6 = rf"\b(?:(?:{_H}:){{7}}{_H}\b|(?:{_H}:){{1,7}}:(?:{_H}(?::{_H}){{0,6}}\b)
 DETECTORS: tuple[PiiDetector, ...] = (
     PiiDetector("secret", PREFIX_SECRET_PATTERN, "[SECRET]"),
     PiiDetector("secret", AWS_SECRET_PATTERN, "[SECRET]", rewrite_aws_secret, AWS_SECRET_ROWS),
-    PiiDetector("secret", CONTEXT_SECRET_PATTERN, "[SECRET]", rewrite_context_secret),
+    PiiDetector(
+        "secret", URL_SECRET_PATTERN, "[SECRET]", rewrite_url_secret, gate=CONTEXT_SECRET_GATE
+    ),
+    PiiDetector(
+        "secret",
+        KEYWORD_SECRET_PATTERN,
+        "[SECRET]",
+        rewrite_keyword_secret,
+        fold_case=True,
+        gate=CONTEXT_SECRET_GATE,
+    ),
+    PiiDetector(
+        "secret",
+        VALUE_FIRST_SECRET_PATTERN,
+        "[SECRET]",
+        rewrite_value_first_secret,
+        fold_case=True,
+        gate=CONTEXT_SECRET_GATE,
+    ),
     PiiDetector(
         "email",
         # Unicode letters allowed (RFC 6531), so "émile@..." is not cut to "é[EMAIL]". No
@@ -273,11 +308,36 @@ def python_regex(pattern: str) -> re.Pattern[str]:
 
 
 _PY_PATTERNS = {d.pattern: python_regex(d.pattern) for d in DETECTORS if d.rewrite is not None}
+_FOLDED: dict[str, re.Pattern[str]] = {}
+
+
+def _folded(pattern: str) -> re.Pattern[str]:
+    """The ``(?i)`` pattern without the flag, to scan lowered text."""
+    if pattern not in _FOLDED:
+        _FOLDED[pattern] = python_regex(pattern.removeprefix("(?i)"))
+    return _FOLDED[pattern]
+
+
+def _sub_folded(
+    value: str, scan: re.Pattern[str], pattern: re.Pattern[str], repl: Callable[..., str]
+) -> str:
+    """``pattern.sub(repl, value)``, finding the matches with ``scan`` on ``value.lower()``
+    (same positions: only called when lowering keeps the length)."""
+    out: list[str] = []
+    pos = 0
+    for found in scan.finditer(value.lower()):
+        m = pattern.match(value, found.start()) if found.start() >= pos else None
+        if m is None:
+            continue
+        out += [value[pos : m.start()], repl(m)]
+        pos = m.end()
+    return "".join(out) + value[pos:] if out else value
 
 
 def _rewrite_rows(values: list[str], det: PiiDetector) -> tuple[list[str], list[int]]:
     """Python ``re`` + the detector's rewrite over a few candidate rows."""
     pattern = _PY_PATTERNS.get(det.pattern) or python_regex(det.pattern)
+    scan = _folded(det.pattern) if det.fold_case else None
     rewrite, token = det.rewrite, det.token
     assert rewrite is not None
     new_text: list[str] = []
@@ -293,14 +353,32 @@ def _rewrite_rows(values: list[str], det: PiiDetector) -> tuple[list[str], list[
             hits += replacement.count(token)  # candidates never contain a placeholder
             return replacement
 
-        new_text.append(pattern.sub(_sub, value))
+        if scan is not None and len(value.lower()) == len(value):
+            new_text.append(_sub_folded(value, scan, pattern, _sub))
+        else:
+            new_text.append(pattern.sub(_sub, value))
         new_counts.append(hits)
     return new_text, new_counts
 
 
-def _redact_validated(text: pa.Array, det: PiiDetector) -> tuple[pa.Array, pa.Array]:
+def _matches(text: pa.Array, det: PiiDetector, gates: dict[str, pa.Array]) -> pa.Array:
+    """Rows where the detector's RE2 pattern matches; with a ``gate``, tried on the gate's
+    rows only. Exact: rows outside the gate match none of its detectors and none of them
+    changes such a row, so the mask taken when the first one ran stays valid."""
+    if det.gate is None:
+        return pc.fill_null(pc.match_substring_regex(text, det.pattern), False)
+    if det.gate not in gates:
+        gates[det.gate] = pc.fill_null(pc.match_substring_regex(text, det.gate), False)
+    gate = gates[det.gate]
+    inside = pc.take(text, pc.indices_nonzero(gate))
+    return pc.replace_with_mask(gate, gate, pc.match_substring_regex(inside, det.pattern))
+
+
+def _redact_validated(
+    text: pa.Array, det: PiiDetector, gates: dict[str, pa.Array] | None = None
+) -> tuple[pa.Array, pa.Array]:
     """RE2 finds candidate rows; Python ``re`` + the rewrite function handles only those."""
-    candidates = pc.fill_null(pc.match_substring_regex(text, det.pattern), False)
+    candidates = _matches(text, det, {} if gates is None else gates)
     if det.rows is not None:
         in_context = pc.fill_null(pc.match_substring_regex(text, det.rows), False)
         candidates = pc.and_(candidates, in_context)
@@ -324,9 +402,12 @@ def redact_pii(
     text = as_string_array(arr)
     per_row = np.zeros(len(text), dtype=np.int32)
     counts: dict[str, int] = {}
+    gates: dict[str, pa.Array] = {}  # gate pattern -> its mask, for this call
     for det in detectors:
-        step = _redact_validated if det.rewrite is not None else _redact_vectorised
-        text, row_counts = step(text, det)
+        if det.rewrite is not None:
+            text, row_counts = _redact_validated(text, det, gates)
+        else:
+            text, row_counts = _redact_vectorised(text, det)
         row_np = row_counts.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
         counts[det.kind] = counts.get(det.kind, 0) + int(row_np.sum())
         per_row += row_np
