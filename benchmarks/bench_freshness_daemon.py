@@ -1,11 +1,13 @@
 """Freshness through the real daemon: a knowledge-base edit → its text in the live index.
 
 What a user of `make dev` waits for after saving a page and running `ldp ingest-docs`: the
-daemon's landing sensor stages the landed file, ``raw_documents_after_staging_sensor`` runs
-``ingest_documents_job`` for the day: clean, chunks, embeddings, then the next index version,
-gated and promoted, in the same run. Each edit appends a unique sentence to one page of a
-small knowledge base; the latency is from the saved edit (`ldp ingest-docs` included) to
-the end of the first successful ``ingest_documents_job`` run created after it. Hops are read
+daemon's landing sensor sees the landed file, named with its day, and asks for one run of
+``sync_documents_job``: staging, then the day's clean, chunks, embeddings and the next index
+version, gated and promoted. (A file without a day goes through ``stage_documents_job`` and
+``raw_documents_after_staging_sensor``'s ``ingest_documents_job``, also timed when seen.)
+Each edit appends a unique sentence to one page of a small knowledge base; the latency is
+from the saved edit (`ldp ingest-docs` included) to the end of the first successful run
+promoting an index created after it. Hops are read
 back from the instance: the sensor's wait before each run, each run's queue time and duration.
 
     .venv/bin/python benchmarks/bench_freshness_daemon.py --edits 10
@@ -32,8 +34,8 @@ sys.path.insert(0, str(PROJECT))
 from llm_data_platform_tests.conftest import platform_env  # noqa: E402
 from llm_data_platform_tests.daemon import BIN, Site, prepared_instance, site_env  # noqa: E402
 
-JOBS = ("stage_documents_job", "ingest_documents_job")
-SYNC_JOB = JOBS[-1]  # the run that promotes the index
+JOBS = ("stage_documents_job", "sync_documents_job", "ingest_documents_job")
+PROMOTING = JOBS[1:]  # runs that end with the index promoted
 TOPICS = ("logging", "queues", "retries", "caching", "metrics", "tracing", "quotas", "backups")
 
 
@@ -62,11 +64,15 @@ def _wait(instance: dg.DagsterInstance, since: float, timeout: float) -> dict[st
     """Hops of the first complete sync after ``since``: sensor waits, queue, run times."""
     deadline = time.monotonic() + timeout
     while True:
-        synced = [
-            r
-            for r in _runs_since(instance, SYNC_JOB, since)
-            if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-        ]
+        synced = sorted(
+            (
+                r
+                for job in PROMOTING
+                for r in _runs_since(instance, job, since)
+                if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+            ),
+            key=lambda r: r.end_time,
+        )
         if synced:
             break
         if time.monotonic() > deadline:

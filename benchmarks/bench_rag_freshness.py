@@ -1,10 +1,12 @@
 """RAG freshness through the CLI: full build, 1% change and no change, torch vs ONNX, wall clock.
 
-What a user types, each command a fresh process timed from outside (README "Working with
-Dagster"): `ldp ingest-docs KB`, then `dagster asset materialize` of the documents' staging
-assets, of the day's RAG chain, and of `rag_index,rag_index_live`. One project per embedding
-backend (LDP_EMBEDDING_BACKEND), on the same pages in the same run; the first full build of an
-ONNX backend includes its one-off export from the packaged weights.
+What a user types, each command a fresh process timed from outside, by two paths: ``run``,
+`ldp ingest-docs KB --run` (one process: the sync landed, then one run staging it and
+ingesting its day through the index promotion), and ``commands``, `ldp ingest-docs KB` then
+the `dagster asset materialize` commands it prints (the documents' staging assets, the day's
+RAG chain, `rag_index,rag_index_live`). One project per embedding backend
+(LDP_EMBEDDING_BACKEND) and path, on the same pages in the same run; the first full build of
+an ONNX backend includes its one-off export from the packaged weights.
 
 Beside it, per backend, a fresh process that only loads the model and embeds the built chunk
 texts (the embedding floor: load, export when ONNX, chunks/s) and one-question embeddings
@@ -13,7 +15,8 @@ texts (the embedding floor: load, export when ONNX, chunks/s) and one-question e
 Corpus: the first --pages pages of Debian's python3-doc HTML (library reference first, sorted),
 as bench_rag_index.py; 1% of them get one sentence appended for the change run.
 
-    .venv/bin/python benchmarks/bench_rag_freshness.py --pages 189 --backends torch,onnx-int8
+    .venv/bin/python benchmarks/bench_rag_freshness.py --pages 189 --backends torch,onnx-int8 \
+        --paths run,commands
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ def stamp(path: Path, day: str) -> None:
 class Project:
     """One LDP_HOME with its own DAGSTER_HOME (the shipped dagster.yaml), one backend."""
 
-    def __init__(self, root: Path, backend: str):
+    def __init__(self, root: Path, backend: str, path: str = "commands"):
         self.root = root
         self.backend = backend
+        self.path = path
         home = root / "dagster_home"
         home.mkdir(parents=True)
         shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
@@ -91,6 +95,12 @@ class Project:
     def update(self, kb: Path, day: str) -> dict[str, float]:
         """The README's sequence after an edit of the knowledge base, command by command."""
         bin_dir = Path(sys.executable).parent
+        if self.path == "run":
+            return {
+                "ingest-docs --run": self.command(
+                    str(bin_dir / "ldp"), "ingest-docs", str(kb), "--run"
+                )
+            }
         dagster = str(bin_dir / "dagster")
         times = {"ingest-docs": self.command(str(bin_dir / "ldp"), "ingest-docs", str(kb))}
         times["stage"] = self.command(
@@ -176,15 +186,17 @@ def _embed_floor_child(out: str, n_chunks: int) -> None:
     )
 
 
-def run_backend(base: Path, backend: str, pages: list[Path], args: argparse.Namespace) -> dict:
-    project = Project(base / backend, backend)
+def run_backend(
+    base: Path, backend: str, path: str, pages: list[Path], args: argparse.Namespace
+) -> dict:
+    project = Project(base / f"{backend}-{path}", backend, path)
     kb = project.root / "kb"
     copy_corpus(pages, kb)
     full = project.update(kb, DAY1)
     changed = change_pages(kb, args.change_fraction)
     one = project.update(kb, DAY2)
     none = project.update(kb, DAY2)
-    floor = embed_floor(project, args.floor_chunks)
+    floor = embed_floor(project, args.floor_chunks) if path == args.paths.split(",")[0] else None
     return {"full": full, "changed": changed, "one": one, "none": none, "floor": floor}
 
 
@@ -198,6 +210,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=189)
     parser.add_argument("--change-fraction", type=float, default=0.01)
     parser.add_argument("--backends", default="torch,onnx-int8")
+    parser.add_argument("--paths", default="run,commands", help="run and/or commands")
     parser.add_argument("--floor-chunks", type=int, default=600, help="chunks the floor embeds")
     parser.add_argument("--embed-floor", help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--keep", action="store_true")
@@ -214,30 +227,42 @@ def main() -> None:
     results = {}
     try:
         for backend in args.backends.split(","):
-            results[backend] = run_backend(base, backend, pages, args)
+            for path in args.paths.split(","):
+                results[(backend, path)] = run_backend(base, backend, path, pages, args)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
-    for backend, r in results.items():
-        f = r["floor"]
-        print(f"\n[{backend}] {f['model_id']}, {f['all_chunks']} chunks")
+    for (backend, path), r in results.items():
+        print(f"\n[{backend}, {path}]")
         print(f"  full build            {_fmt(r['full'])}")
         print(f"  {r['changed']} pages changed       {_fmt(r['one'])}")
         print(f"  no change             {_fmt(r['none'])}")
+        f = r["floor"]
+        if f is not None:
+            print(
+                f"  {f['model_id']}, {f['all_chunks']} chunks; embedding floor (fresh "
+                f"process): load {f['load_s']:.1f} s, embed {f['chunks']} chunks "
+                f"{f['embed_s']:.1f} s = {f['chunks'] / f['embed_s']:.1f} chunks/s; "
+                f"query embedding p50 {f['query_p50_ms']:.2f} ms"
+            )
+    floors = {b: r["floor"] for (b, _), r in results.items() if r["floor"] is not None}
+    if len(floors) > 1:
+        (name_a, a), (name_b, b) = list(floors.items())[:2]
+        path = args.paths.split(",")[0]
+        full = {n: sum(results[(n, path)]["full"].values()) for n in (name_a, name_b)}
         print(
-            f"  embedding floor (fresh process): load {f['load_s']:.1f} s, embed {f['chunks']} "
-            f"chunks {f['embed_s']:.1f} s = {f['chunks'] / f['embed_s']:.1f} chunks/s; "
-            f"query embedding p50 {f['query_p50_ms']:.2f} ms"
+            f"\n{name_b} vs {name_a} ({path}): full build {full[name_a] / full[name_b]:.2f}x "
+            f"faster, embedding {(b['chunks'] / b['embed_s']) / (a['chunks'] / a['embed_s']):.2f}x"
         )
-    if len(results) > 1:
-        (name_a, a), (name_b, b) = list(results.items())[:2]
-        rate = {n: r["floor"]["chunks"] / r["floor"]["embed_s"] for n, r in results.items()}
-        print(
-            f"\n{name_b} vs {name_a}: full build "
-            f"{sum(a['full'].values()) / sum(b['full'].values()):.2f}x faster, embedding "
-            f"{rate[name_b] / rate[name_a]:.2f}x"
-        )
+    paths = args.paths.split(",")
+    if len(paths) > 1:
+        for backend in args.backends.split(","):
+            one = {p: sum(results[(backend, p)]["one"].values()) for p in paths[:2]}
+            print(
+                f"[{backend}] change, {paths[0]} vs {paths[1]}: "
+                f"{one[paths[1]] / one[paths[0]]:.2f}x faster"
+            )
 
 
 if __name__ == "__main__":

@@ -246,7 +246,8 @@ class Lake:
         subset is selected whole, as ``required_multi_asset_neighbors`` says)."""
         self.executor = self.probe_executor(self.env)
         code = (
-            "import json, sys; import dagster as dg; from llm_data_platform import defs\n"
+            "import json, sys; import dagster as dg\n"
+            "from llm_data_platform.definitions import defs\n"
             "g = defs.resolve_asset_graph()\n"
             "for keys in json.loads(sys.argv[1]):\n"
             "    sel = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors()\n"
@@ -272,7 +273,7 @@ class Lake:
     def probe_executor(self, env: dict[str, str]) -> str:
         """Name of the executor of the code location's asset job, under ``env``."""
         code = (
-            "from llm_data_platform import defs;"
+            "from llm_data_platform.definitions import defs;"
             "print(defs.resolve_implicit_global_asset_job_def().executor_def.name)"
         )
         out = subprocess.run(

@@ -10,13 +10,9 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import date
 
 DEMO_DAYS = ("2026-01-05", "2026-01-06", "2026-01-07")
-# Step-by-step logs stay in the run's page in the UI; the terminal shows progress lines only.
-CODE_LOCATION = "llm_data_platform"  # workspace.yaml's location_name, `-m llm_data_platform`
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SAMPLE_QUESTION = "How do I handle exceptions with try and except?"
 
 
@@ -45,54 +41,6 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pipeline(days: list[str], instance=None, log=_say) -> dict[str, float]:
-    """Materialize the whole graph for ``days`` through Dagster jobs (one run per job)."""
-    import dagster as dg
-
-    from llm_data_platform.definitions import defs
-
-    instance = instance or dg.DagsterInstance.get()
-    timings: dict[str, float] = {}
-    days = sorted(days)
-    tags = {
-        "dagster/asset_partition_range_start": days[0],
-        "dagster/asset_partition_range_end": days[-1],
-    }
-    # The UI lists a job's runs by this label (set by Dagster on runs it launches itself):
-    # with it, the demo's runs show under their jobs in `make dev`.
-    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
-
-    repository = {REPOSITORY_LABEL_TAG: f"__repository__@{CODE_LOCATION}"}
-    plan = [("retrieval_eval_set_job", {}), ("stage_conversations_job", {})]
-    plan += [("stage_documents_job", {}), ("daily_job", {"tags": tags})]
-    weekly = defs.get_job_def("weekly_training_job").partitions_def
-    weeks = sorted({weekly.get_partition_key_for_timestamp(_ts(d)) for d in days})
-    plan += [("weekly_training_job", {"partition_key": w}) for w in weeks]
-    plan += [("rag_index_job", {})]
-    for job_name, kwargs in plan:
-        started = time.perf_counter()
-        label = kwargs.get("partition_key") or (
-            f"{days[0]}..{days[-1]}" if "tags" in kwargs else ""
-        )
-        log(f"→ {job_name} {label}".rstrip())
-        run_tags = {**repository, **kwargs.pop("tags", {})}
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET, tags=run_tags, **kwargs
-        )
-        timings[job_name] = time.perf_counter() - started
-        if not result.success:
-            failed = [e.step_key for e in result.all_events if e.is_step_failure]
-            raise SystemExit(f"{job_name} failed at {failed}; see the run in the Dagster UI.")
-        log(f"  done in {timings[job_name]:.1f}s (run {result.run_id[:8]})")
-    return timings
-
-
-def _ts(day: str) -> float:
-    from datetime import UTC, datetime
-
-    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() + 3600
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from llm_data_platform.demo import generate_demo
     from llm_data_platform.settings import load_settings
@@ -108,8 +56,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         n_modules=args.modules,
         seed=args.seed,
     )
+    from llm_data_platform.local_runs import run_pipeline
+
     _say("2/3 materializing the asset graph through Dagster (first run loads the model, ~10 s)")
-    run_pipeline(days)
+    run_pipeline(days, log=_say)
     _say("3/3 summary")
     print_summary(days, args.question)
     return 0
@@ -199,25 +149,31 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     )
     for path, reason in report.skipped[:20]:
         _say(f"  skipped {path}: {reason}")
-    if report.landing_file:
-        days = _event_days(report.landing_file)
-        _say(
-            f"landed {report.landing_file}: document day(s) {', '.join(days)}. Under `make dev` "
-            "the landing_documents_sensor picks it up; by hand:"
-        )
-        stage = "documents_batches,documents_batches_quarantine"
-        day_assets = (
-            "raw_documents,raw_documents_quarantine,documents_clean,documents_clean_dropped"
-        )
-        _say(f"  dagster asset materialize -m llm_data_platform --select {stage}")
-        for day in days:
-            _say(
-                f"  dagster asset materialize -m llm_data_platform --partition {day} "
-                f"--select {day_assets},document_chunks,chunk_embeddings"
-            )
-        _say("  dagster asset materialize -m llm_data_platform --select rag_index,rag_index_live")
-    else:
+    if not report.landing_file:
         _say("nothing changed since the last sync; nothing landed.")
+        return 0
+    days = _event_days(report.landing_file)
+    _say(f"landed {report.landing_file}: document day(s) {', '.join(days)}.")
+    if args.run:
+        from llm_data_platform.local_runs import run_document_sync
+
+        key = os.path.relpath(report.landing_file, os.path.join(settings.landing_dir, "documents"))
+        run_document_sync(key, days[-1], log=_say)
+        _say("the live index serves the new text (runs recorded in the instance, see the UI)")
+        return 0
+    _say(
+        "Under `make dev` the landing_documents_sensor picks it up; `--run` does it here, now; "
+        "or by hand:"
+    )
+    stage = "documents_batches,documents_batches_quarantine"
+    day_assets = "raw_documents,raw_documents_quarantine,documents_clean,documents_clean_dropped"
+    _say(f"  dagster asset materialize -m llm_data_platform --select {stage}")
+    for day in days:
+        _say(
+            f"  dagster asset materialize -m llm_data_platform --partition {day} "
+            f"--select {day_assets},document_chunks,chunk_embeddings"
+        )
+    _say("  dagster asset materialize -m llm_data_platform --select rag_index,rag_index_live")
     return 0
 
 
@@ -294,6 +250,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     import tempfile
 
     from llm_data_platform.definitions import defs
+    from llm_data_platform.local_runs import CODE_LOCATION
 
     job = defs.resolve_job_def(args.job)
     if job.partitions_def is None:
@@ -411,6 +368,11 @@ def _add_ingest_parsers(sub) -> None:
     p.add_argument("path", help="the knowledge-base folder; a removed file becomes a deletion")
     p.add_argument("--prefix", help="doc id prefix (default: ids are relative paths)")
     p.add_argument("--rehash", action="store_true", help="re-read files whose mtime is unchanged")
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="then stage, ingest and index what landed in this process (no daemon needed)",
+    )
     p.set_defaults(func=cmd_ingest_docs)
 
     p = sub.add_parser("produce", help="a synthetic chat stream into landing, S3 or Kafka")

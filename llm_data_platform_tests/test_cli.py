@@ -107,3 +107,59 @@ def test_ask_goes_through_the_running_server_of_this_project(built):
     assert not announce.exists()
     after = _run([str(BIN / "ldp"), "ask", question, "-k", "3", "--json"], platform.env)
     assert after.returncode == 0 and doc_id in {h["doc_id"] for h in json.loads(after.stdout)}
+
+
+def _live_chunks(env: dict[str, str]) -> dict[str, list[str]]:
+    """doc id → chunk texts of the live index version (read from Chroma: no model needed)."""
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform_tests.conftest import settings_for
+
+    resources = build_resources(settings_for(env))
+    embeddings, chroma = resources["embeddings"], resources["chroma"]
+    live = chroma.live_collection(embeddings.model_id, embeddings.dimension)
+    assert live is not None, "no live index"
+    got = live.get(include=["documents", "metadatas"])
+    chunks: dict[str, list[str]] = {}
+    for text, meta in zip(got["documents"], got["metadatas"], strict=True):
+        chunks.setdefault(meta["doc_id"], []).append(text)
+    return chunks
+
+
+def test_ingest_docs_run_serves_an_edit_without_a_daemon(tmp_path):
+    """`ldp ingest-docs KB --run`: the sync landed, staged and its day ingested, indexed, gated
+    and promoted by one run in the CLI's process, recorded in the instance like the daemon's."""
+    import dagster as dg
+
+    from llm_data_platform_tests.conftest import platform_env
+
+    env = platform_env(tmp_path)
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    for topic in ("retries", "queues", "logging"):
+        (kb / f"{topic}.md").write_text(f"# {topic}\n\nThe {topic} service keeps a table.\n")
+    command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--run"]
+    first = _run(command, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "→ sync_documents_job" in first.stdout, first.stdout
+    assert sorted(_live_chunks(env)) == ["logging.md", "queues.md", "retries.md"]
+
+    (kb / "queues.md").write_text("# queues\n\nThe queues service keeps a zebraquartz table.\n")
+    (kb / "logging.md").unlink()
+    second = _run(command, env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    live = _live_chunks(env)
+    assert sorted(live) == ["queues.md", "retries.md"]  # the deletion reached the index
+    assert any("zebraquartz" in text for text in live["queues.md"])
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(dg.RunsFilter(job_name="sync_documents_job"))
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
+        embedded = instance.fetch_materializations(dg.AssetKey("chunk_embeddings"), limit=1)
+        metadata = embedded.records[0].asset_materialization.metadata
+    # the day holds both pages left; only the edited one was embedded again
+    assert (metadata["embedded"].value, metadata["cache_hits"].value) == (1, 1)
+    unchanged = _run(command, env)  # nothing changed: nothing landed, no run
+    assert "nothing landed" in unchanged.stdout

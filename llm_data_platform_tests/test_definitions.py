@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from llm_data_platform import defs
+from llm_data_platform.definitions import defs
 
 ASSET_NAMES = {
     "conversations_batches",

@@ -1,11 +1,11 @@
 """A knowledge-base edit reaches the live index through the real daemon, with no hand-run step.
 
 `ldp ingest-docs` lands what changed in a folder; from there only the daemon's sensors act:
-the landing sensor stages it, ``raw_documents_after_staging_sensor`` runs
-``ingest_documents_job`` for the day (clean, chunks, embeddings, then the next index version,
-gated and promoted, in the same run). The test edits one page and waits (bounded) until
-the live version holds its new text — measured, printed, not asserted against a time: the
-benchmark states the figures.
+the landing sensor sees the file's day in its name and runs ``sync_documents_job`` for it
+(staging, clean, chunks, embeddings, then the next index version, gated and promoted, in one
+run); nothing else is left for the after-staging sensor to run. The test edits one page and
+waits (bounded) until the live version holds its new text — measured, printed, not asserted
+against a time: the benchmark states the figures.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ def _ingest(kb: Path, env: dict[str, str]) -> None:
 
 def _live_index_runs(instance: dg.DagsterInstance, since: float) -> list[dg.DagsterRun]:
     records = instance.get_run_records(
-        dg.RunsFilter(job_name="ingest_documents_job", statuses=[dg.DagsterRunStatus.SUCCESS])
+        dg.RunsFilter(job_name="sync_documents_job", statuses=[dg.DagsterRunStatus.SUCCESS])
     )
     return [r.dagster_run for r in records if r.create_timestamp.timestamp() >= since]
 
 
 def _wait_for_sync(site: Site, instance: dg.DagsterInstance, since: float) -> float:
-    """Seconds from ``since`` until an ingest_documents_job run created after it succeeded."""
+    """Seconds from ``since`` until a sync_documents_job run created after it succeeded."""
     deadline = time.monotonic() + PHASE_SECONDS
     while not (runs := _live_index_runs(instance, since)):
         failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
@@ -96,6 +96,10 @@ def test_an_edited_page_reaches_the_live_index_through_the_daemon(tmp_path):
         print(f"first build through the daemon {first:.1f} s; edit → live {fresh:.1f} s")
     finally:
         site.stop()
+    # one run per sync: no staging run, and the after-staging sensor (ticking all along) asked
+    # for no second run of a day the sync run ingested itself
+    for job in ("stage_documents_job", "ingest_documents_job"):
+        assert not instance.get_runs(dg.RunsFilter(job_name=job)), job
     texts = _live_texts(env, "alpha.md")
     assert texts and any(MARKER in t for t in texts), texts
     assert all(MARKER not in t for t in _live_texts(env, "beta.md"))

@@ -253,3 +253,83 @@ def test_two_stagings_in_one_tick_both_get_their_days(tmp_path):
         dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor)
     )
     assert not again.run_requests
+
+
+def _document(doc_id: str, day: str) -> str:
+    return json.dumps(
+        {
+            "event_id": f"d-{doc_id}-{day}",
+            "op": "upsert",
+            "doc_id": doc_id,
+            "format": "markdown",
+            "content": f"# {doc_id}\n\nText of {doc_id}.",
+            "updated_at": f"{day}T10:00:00Z",
+        }
+    )
+
+
+def test_a_sync_named_with_its_day_is_staged_and_ingested_in_one_run(tmp_path, no_reading):
+    """`ldp ingest-docs` names its landing file with its latest event day: the documents
+    sensor asks for one run staging it and ingesting that day, from the listing alone."""
+    from llm_data_platform.defs.ingest.jobs import sync_documents_job
+
+    sync = sync_documents_job(PARTITIONS)
+    sensor = landing_sensor("documents", max_files=200, interval_seconds=5, sync=(sync, PARTITIONS))
+    landing = LandingFolderResource(path=str(tmp_path))
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "dirsync-20260106T100000Z-ab12-day-2026-01-06.jsonl").write_text("{}\n")
+    first = _tick(sensor, landing, None)
+    (request,) = first.run_requests
+    assert (request.job_name, request.partition_key) == ("sync_documents_job", "2026-01-06")
+    config = request.run_config["ops"]["stage_documents"]["config"]
+    assert config["files"] == ["dirsync-20260106T100000Z-ab12-day-2026-01-06.jsonl"]
+
+    # a file naming no day, or a day that is no partition: a staging run, days found by parsing
+    time.sleep(0.01)
+    (folder / "export.jsonl").write_text("{}\n")
+    (second,) = _tick(sensor, landing, first.cursor).run_requests
+    assert (second.job_name, second.partition_key) == ("stage_documents_job", None)
+    time.sleep(0.01)
+    (folder / "dirsync-20190101T100000Z-cd34-day-2019-01-01.jsonl").write_text("{}\n")
+    (third,) = _tick(sensor, landing, first.cursor).run_requests
+    assert (third.job_name, third.partition_key) == ("stage_documents_job", None)
+
+
+def test_the_day_a_sync_run_ingests_itself_gets_no_second_run(tmp_path):
+    """While a sync run of day D is between its staging and its compaction, the after-staging
+    sensor asks for the file's other days only (a run of D would redo D behind it)."""
+    from llm_data_platform.definitions import defs
+    from llm_data_platform.resources.stream_sources import StreamSourcesResource
+
+    stage_documents = staging_asset("documents", PARTITIONS)
+    compact_documents = raw_asset("documents", "raw_documents", PARTITIONS)
+    sync = dg.define_asset_job(
+        "sync_documents_job",
+        selection=[*stage_documents.keys, *compact_documents.keys],
+        partitions_def=PARTITIONS.daily,
+    )
+    landing = LandingFolderResource(path=str(tmp_path / "landing"))
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    folder = tmp_path / "landing" / "documents"
+    folder.mkdir(parents=True)
+    name = "dirsync-20260107T100000Z-ef56-day-2026-01-07.jsonl"
+    (folder / name).write_text(
+        _document("a.md", "2026-01-05") + "\n" + _document("b.md", "2026-01-07") + "\n"
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    job = dg.Definitions(
+        assets=[stage_documents, compact_documents],
+        jobs=[sync],
+        resources={"landing": landing, "lake": lake, "sources": StreamSourcesResource()},
+    ).resolve_job_def("sync_documents_job")
+    staged = job.execute_in_process(  # its staging half: D is not compacted yet
+        instance=instance,
+        partition_key="2026-01-07",
+        asset_selection=list(stage_documents.keys),
+        run_config={"ops": {"stage_documents": {"config": {"files": [name]}}}},
+    )
+    assert staged.success
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    tick = raw_after_staging("documents").evaluate_tick(context)
+    assert [(r.partition_key, r.job_name) for r in tick.run_requests] == [("2026-01-05", None)]

@@ -36,7 +36,7 @@ DAILY = (
 
 
 def test_a_backfill_of_weeks_runs_one_run_per_week_and_opens_in_the_ui(tmp_path):
-    from llm_data_platform import defs
+    from llm_data_platform.definitions import defs
 
     graph = defs.resolve_asset_graph()
     assert graph.get(_key("training_batches")).backfill_policy == weekly_backfill_policy

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from llm_data_platform import defs
+from llm_data_platform.definitions import defs
 from llm_data_platform.defs.jobs import DAILY_ASSETS
 from llm_data_platform_tests.conftest import DAYS, make_platform, platform_env
 

@@ -42,10 +42,12 @@ Contract:
   ``root`` is an error, not "everything was deleted".
 * **Durability, exactly-once in effect.** The landing file is written under a dot-prefixed
   temporary name (the landing sensor ignores dot files), fsynced and renamed to
-  ``dirsync-<sync time>-<content hash>.jsonl``; only then is the state file written (temp,
-  fsync, rename). A crash between the two re-sends the same events on the next sync (same
-  event ids, same versions) instead of losing them; downstream deduplicates identical
-  versions. Two syncs of the same state file are serialised by a lock file beside it.
+  ``dirsync-<sync time>-<content hash>-day-<latest event day>.jsonl`` (the day lets the
+  landing sensor stage the file and ingest that day in one run, from the listing alone);
+  only then is the state file written (temp, fsync, rename). A crash between the two re-sends
+  the same events on the next sync (same event ids, same versions) instead of losing them;
+  downstream deduplicates identical versions. Two syncs of the same state file are serialised
+  by a lock file beside it.
 """
 
 from __future__ import annotations
@@ -244,14 +246,17 @@ class _DirectorySync:
         os.makedirs(out_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".dirsync-", suffix=".jsonl.tmp", dir=out_dir)
         digest = hashlib.sha256()
+        latest_day = ""
         try:
             with os.fdopen(fd, "wb") as out:
 
                 def emit(event: dict) -> None:
+                    nonlocal latest_day
                     line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
                     data = line.encode("utf-8")
                     out.write(data)
                     digest.update(data)
+                    latest_day = max(latest_day, event["updated_at"][:10])
 
                 entries, unlisted = _walk(self.options.root, self.report)
                 for entry in entries:
@@ -262,7 +267,7 @@ class _DirectorySync:
 
             if self.report.events:
                 stamp = self.options.sync_time.strftime("%Y%m%dT%H%M%S%fZ")
-                name = f"dirsync-{stamp}-{digest.hexdigest()[:16]}.jsonl"
+                name = f"dirsync-{stamp}-{digest.hexdigest()[:16]}-day-{latest_day}.jsonl"
                 final = os.path.join(out_dir, name)
                 os.replace(tmp, final)
                 _fsync_dir(out_dir)

@@ -51,6 +51,16 @@ def stage_job_name(stream: str) -> str:
     return f"stage_{stream}_job"
 
 
+def sync_job_name(stream: str) -> str:
+    return f"sync_{stream}_job"
+
+
+# Per job: idempotent (each day's partitions are replaced whole, embeddings cached by content):
+# a run whose process died is retried once, so the day is not left to the sensor, which has
+# consumed the staging event; an asset failure (a data error) is not.
+RETRY_DEAD_PROCESS = {"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"}
+
+
 def ingest_jobs(partitions: Partitions) -> list[UnresolvedAssetJobDefinition]:
     """Per stream, the daily-partitioned job a staged arrival sets off."""
     return [
@@ -59,13 +69,26 @@ def ingest_jobs(partitions: Partitions) -> list[UnresolvedAssetJobDefinition]:
             selection=selection,
             partitions_def=partitions.daily,
             description=description,
-            # idempotent (each day's partitions are replaced whole, embeddings cached by content):
-            # a run whose process died is retried once, so the day is not left to the sensor,
-            # which has consumed the staging event; an asset failure (a data error) is not
-            tags={"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"},
+            tags=RETRY_DEAD_PROCESS,
         )
         for stream, (selection, description) in INGEST_SELECTIONS.items()
     ]
+
+
+def sync_documents_job(partitions: Partitions) -> UnresolvedAssetJobDefinition:
+    """Staging and the day's ingest in ONE run, for an arrival whose day is known before it is
+    parsed (a landed knowledge-base sync: its file's day): an edit reaches users without a
+    second sensor tick, queue wait and run process. Days of the file other than the run's
+    are left to the after-staging sensor (it skips days compacted since the staging)."""
+    return dg.define_asset_job(
+        sync_job_name("documents"),
+        selection=["documents_batches", "documents_batches_quarantine"]
+        + INGEST_SELECTIONS["documents"][0],
+        partitions_def=partitions.daily,
+        description="A landed documents file staged, then its day ingested, indexed, gated and "
+        "promoted, in one run.",
+        tags=RETRY_DEAD_PROCESS,
+    )
 
 
 STAGE_JOBS = {

@@ -8,21 +8,35 @@ keys built from the file versions (Dagster never launches a run key twice).
 
 When a staging run has materialized the micro-batches, its metadata names the event days it
 touched; ``raw_after_staging`` turns each into a run of that day's ingest job.
+
+A knowledge-base sync (``ldp ingest-docs``) names its landing file with the latest day of its
+events (``…-day-YYYY-MM-DD.jsonl``): for such a file the documents sensor asks for ONE run that
+stages it and ingests that day (``sync_documents_job``); the after-staging sensor then finds
+that day compacted since the staging and adds runs only for the file's other days, if any.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from llm_data_platform.defs.ingest.jobs import STAGE_JOBS, ingest_job_name
+from llm_data_platform.defs.ingest.jobs import STAGE_JOBS, ingest_job_name, sync_job_name
 from llm_data_platform.defs.ingest.staging import StageConfig, batch_asset_keys
+from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
 from llm_data_platform.streaming.cursor import WatermarkCursor, take_new
 from llm_data_platform.streaming.landing_source import LandingFile
+
+if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 RAW_ASSETS = {"conversations": "raw_conversations", "documents": "raw_documents"}
 # The landing folder uses the arrival cursor of every source (streaming/cursor.py).
@@ -67,10 +81,46 @@ def stage_request(stream: str, files: list[LandingFile]) -> dg.RunRequest:
     )
 
 
-def landing_sensor(stream: str, max_files: int, interval_seconds: int) -> dg.SensorDefinition:
+NAMED_DAY = re.compile(r"-day-(\d{4}-\d{2}-\d{2})\.jsonl$")
+
+
+def named_day(files: list[LandingFile], partitions: Partitions) -> str | None:
+    """The day the newest of ``files`` names (a knowledge-base sync's latest event day), when
+    it is a partition; else None (the days are known once the files are parsed)."""
+    found = NAMED_DAY.search(max(files, key=lambda f: (f.landed, f.key)).key)
+    if found is None:
+        return None
+    try:
+        day = date.fromisoformat(found.group(1))
+    except ValueError:
+        return None
+    first, last = partitions.bounds()
+    return day.isoformat() if first <= day <= last else None
+
+
+def for_job(request: dg.RunRequest, job_name: str, day: str | None) -> dg.RunRequest:
+    """The staging request as a run of ``job_name`` (for ``day``): same key, same config."""
+    return dg.RunRequest(
+        run_key=request.run_key,
+        job_name=job_name,
+        partition_key=day,
+        run_config=request.run_config,
+        tags=request.tags,
+    )
+
+
+def landing_sensor(
+    stream: str,
+    max_files: int,
+    interval_seconds: int,
+    sync: tuple[UnresolvedAssetJobDefinition, Partitions] | None = None,
+) -> dg.SensorDefinition:
+    """``sync``: the job that stages and ingests a day in one run, and the partitions its
+    day must be in (documents); without it every request is a staging run."""
+
     @dg.sensor(
         name=f"landing_{stream}_sensor",
-        job=STAGE_JOBS[stream],
+        jobs=[STAGE_JOBS[stream]] + ([sync[0]] if sync else []),
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New files in the landing folder's {stream}/ → a staging run.",
@@ -88,13 +138,16 @@ def landing_sensor(stream: str, max_files: int, interval_seconds: int) -> dg.Sen
                 )
             return dg.SkipReason(f"No new files in {landing.stream_dir(stream)}.")
         plan = TickPlan(files, plan.cursor, plan.backlog)
+        request = stage_request(stream, plan.files)
+        day = named_day(plan.files, sync[1]) if sync else None
+        if sync:  # a sensor of two jobs names the job of each request
+            request = for_job(request, sync[0].name if day else STAGE_JOBS[stream].name, day)
         context.log.info(
-            f"{len(plan.files)} new {stream} files → one staging run; "
+            f"{len(plan.files)} new {stream} files → one "
+            f"{'staging run' if day is None else f'run staging them and ingesting {day}'}; "
             f"{plan.backlog} left for the next ticks"
         )
-        return dg.SensorResult(
-            run_requests=[stage_request(stream, plan.files)], cursor=plan.cursor.dump()
-        )
+        return dg.SensorResult(run_requests=[request], cursor=plan.cursor.dump())
 
     return _sensor
 
@@ -130,7 +183,12 @@ def raw_after_staging(stream: str) -> dg.SensorDefinition:
             days = materialization.metadata.get("days") if materialization else None
             for day in days.value if days is not None else []:
                 latest[day] = record.event_log_entry
-        stale = {d: e for d, e in latest.items() if not _compacted_since(context, stream, d, e)}
+        stale = {
+            d: e
+            for d, e in latest.items()
+            if not _ingested_by_its_run(context, stream, d, e)
+            and not _compacted_since(context, stream, d, e)
+        }
         requests = [
             dg.RunRequest(
                 run_key=f"raw:{stream}:{day}:{staging.run_id}",
@@ -150,6 +208,19 @@ def raw_after_staging(stream: str) -> dg.SensorDefinition:
     return _sensor
 
 
+def _ingested_by_its_run(
+    context: dg.SensorEvaluationContext, stream: str, day: str, staging: dg.EventLogEntry
+) -> bool:
+    """Is the staging's own run ingesting ``day`` (a sync run of that day)? It may still be
+    running: its raw day is not compacted yet, and a run of its own would only redo it."""
+    run = context.instance.get_run_by_id(staging.run_id)
+    return (
+        run is not None
+        and run.job_name == sync_job_name(stream)
+        and run.tags.get("dagster/partition") == day
+    )
+
+
 def _compacted_since(
     context: dg.SensorEvaluationContext, stream: str, day: str, staging: dg.EventLogEntry
 ) -> bool:
@@ -163,13 +234,16 @@ def _compacted_since(
 
 
 def landing_sensors(
-    max_files: int, interval_seconds: int, documents_interval_seconds: int
+    max_files: int,
+    interval_seconds: int,
+    documents_interval_seconds: int,
+    sync_documents: tuple[UnresolvedAssetJobDefinition, Partitions] | None = None,
 ) -> list[dg.SensorDefinition]:
     """Documents tick more often: an edited page waits for the tick on its way to users, and
     a knowledge-base folder is small to list."""
-    intervals = {"conversations": interval_seconds, "documents": documents_interval_seconds}
     return [
-        sensor
-        for stream, interval in intervals.items()
-        for sensor in (landing_sensor(stream, max_files, interval), raw_after_staging(stream))
+        landing_sensor("conversations", max_files, interval_seconds),
+        raw_after_staging("conversations"),
+        landing_sensor("documents", max_files, documents_interval_seconds, sync_documents),
+        raw_after_staging("documents"),
     ]

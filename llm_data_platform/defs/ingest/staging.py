@@ -106,6 +106,9 @@ def staging_asset(stream: str, partitions: Partitions) -> dg.AssetsDefinition:
             ),
         ],
         pool=f"stage_{stream}",
+        # a failed read of the lake or a source is retried in the run: a run that also ingests
+        # (sync_documents_job) is not retried whole for it, and the sensor has moved on
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=2),
     )
     def _stage(
         context: dg.AssetExecutionContext,

@@ -11,13 +11,16 @@ import hashlib
 import json
 import os
 import posixpath
+from typing import TYPE_CHECKING
 
-from llm_data_platform.defs.training.assets import BATCH_FILES, MANIFEST, batch_dir
-from llm_data_platform.resources.lake import LakeResource
+if TYPE_CHECKING:  # imported by the commands: `ldp`'s parser stays light (no Dagster import)
+    from llm_data_platform.resources.lake import LakeResource
 
 
 def export_batch(lake: LakeResource, week: str, dest: LakeResource) -> dict:
     """Copy the week's files to ``dest``'s root; returns the manifest."""
+    from llm_data_platform.defs.training.assets import BATCH_FILES, MANIFEST, batch_dir
+
     directory = batch_dir(lake, week)
     raw_manifest = lake.read_bytes(posixpath.join(directory, MANIFEST))
     if raw_manifest is None:
@@ -42,6 +45,8 @@ def cmd_export_batch(args: argparse.Namespace) -> int:
     from dagster_aws.s3 import S3Resource
 
     from llm_data_platform.definitions import build_resources
+    from llm_data_platform.defs.training.assets import MANIFEST
+    from llm_data_platform.resources.lake import LakeResource
     from llm_data_platform.settings import load_settings
 
     settings = load_settings()

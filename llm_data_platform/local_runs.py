@@ -1,0 +1,104 @@
+"""Dagster jobs run inside the ``ldp`` process, recorded in the instance like any other run.
+
+``ldp demo`` and ``ldp ingest-docs --run`` execute the platform's own jobs here rather than
+through ``dagster asset materialize`` once per step group: one process imports Dagster, the
+graph and the embedding model once, and every run still appears in the UI under its job, with
+its materializations and check results. The run queue and its limits are for runs the daemon
+launches; these runs take the pools' slots like every run does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+CODE_LOCATION = "llm_data_platform"  # workspace.yaml's location_name, `-m llm_data_platform`
+# Step-by-step logs stay in the run's page in the UI; the terminal shows progress lines only.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+Log = Callable[[str], None]
+
+
+def execute_job(job_name: str, instance, log: Log, label: str = "", **kwargs: Any):
+    """One run of ``job_name`` in this process; a failure names the failed steps."""
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+    from llm_data_platform.definitions import defs
+
+    # The UI lists a job's runs by this label (set by Dagster on runs it launches itself).
+    tags = {REPOSITORY_LABEL_TAG: f"__repository__@{CODE_LOCATION}", **kwargs.pop("tags", {})}
+    run_config = {**QUIET, **kwargs.pop("run_config", {})}
+    log(f"→ {job_name} {label}".rstrip())
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, tags=tags, **kwargs
+    )
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        raise SystemExit(f"{job_name} failed at {failed}; see run {result.run_id} in the UI.")
+    log(f"  done in {time.perf_counter() - started:.1f}s (run {result.run_id[:8]})")
+    return result
+
+
+def _ts(day: str) -> float:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() + 3600
+
+
+def run_pipeline(days: list[str], instance=None, log: Log = print) -> dict[str, float]:
+    """Materialize the whole graph for ``days`` through Dagster jobs (one run per job)."""
+    import dagster as dg
+
+    from llm_data_platform.definitions import defs
+
+    instance = instance or dg.DagsterInstance.get()
+    days = sorted(days)
+    span = {
+        "dagster/asset_partition_range_start": days[0],
+        "dagster/asset_partition_range_end": days[-1],
+    }
+    plan: list[tuple[str, str, dict]] = [
+        ("retrieval_eval_set_job", "", {}),
+        ("stage_conversations_job", "", {}),
+        ("stage_documents_job", "", {}),
+        ("daily_job", f"{days[0]}..{days[-1]}", {"tags": span}),
+    ]
+    weekly = defs.get_job_def("weekly_training_job").partitions_def
+    weeks = sorted({weekly.get_partition_key_for_timestamp(_ts(d)) for d in days})
+    plan += [("weekly_training_job", w, {"partition_key": w}) for w in weeks]
+    plan += [("rag_index_job", "", {})]
+    timings: dict[str, float] = {}
+    for job_name, label, kwargs in plan:
+        started = time.perf_counter()
+        execute_job(job_name, instance, log, label, **kwargs)
+        timings[job_name] = time.perf_counter() - started
+    return timings
+
+
+def staged_days(result) -> list[str]:
+    """The event days a staging run's micro-batches belong to (its materialization's
+    ``days`` metadata, what the daemon's after-staging sensor reads)."""
+    days: set[str] = set()
+    for event in result.get_asset_materialization_events():
+        entry = event.materialization.metadata.get("days")
+        days.update(entry.value if entry is not None else [])
+    return sorted(days)
+
+
+def run_document_sync(landing_key: str, day: str, instance=None, log: Log = print) -> list[str]:
+    """What the daemon does with a documents landing file, in this process: one run stages
+    it and ingests ``day`` (raw → clean → chunks → embeddings → the next index version, gated,
+    promoted); any other day the file touched gets its own ``ingest_documents_job`` run.
+    Returns the days ingested."""
+    import dagster as dg
+
+    instance = instance or dg.DagsterInstance.get()
+    config = {"ops": {"stage_documents": {"config": {"files": [landing_key]}}}}
+    synced = execute_job(
+        "sync_documents_job", instance, log, day, partition_key=day, run_config=config
+    )
+    days = staged_days(synced)
+    for other in days:
+        if other != day:
+            execute_job("ingest_documents_job", instance, log, other, partition_key=other)
+    return sorted({day, *days})
