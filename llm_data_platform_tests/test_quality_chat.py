@@ -8,10 +8,14 @@ then the family reasons and per-conversation figures of ``clean_conversations``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib.util
 import pathlib
+import random
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from llm_data_platform import schemas
@@ -267,3 +271,109 @@ def test_scoring_in_blocks_gives_the_same_scores(monkeypatch):
     assert quality.quality_signals(pa.array(texts)).equals(whole)
     sliced = pa.array(texts).slice(3, 120)  # an offset array, as chunks of a day are
     assert quality.quality_signals(sliced).equals(whole.slice(3, 120))
+
+
+# ------------------------------------------------------- same decisions as before issue 11
+# The fast path of issue 11 must not change a decision: these inputs were scored by the
+# implementation at commit c9b9f9d (per-byte numpy over every message) and the result committed
+# as ``data/quality_reference.parquet``; any change of score (beyond float rounding), kept /
+# dropped or reason fails here.
+
+REFERENCE = pathlib.Path(__file__).parent / "data" / "quality_reference.parquet"
+# A configuration far from the defaults: the fast path's prefilters must follow the thresholds.
+ODD_CONFIG = QualityConfig(
+    unit_max_period=4,
+    unit_min_chars=5,
+    unit_max_chars=120,
+    unit_share_start=0.2,
+    unit_share_end=0.4,
+    emoji_run_start=0.05,
+    emoji_run_end=0.15,
+    one_word_min_lines=3,
+    one_word_share_start=0.3,
+    one_word_share_end=0.5,
+    consonant_run=4,
+    consonant_min_letters=3,
+    consonant_share_start=0.1,
+    consonant_share_end=0.2,
+    soup_min_chars=3,
+    soup_symbol_start=0.15,
+    soup_symbol_end=0.3,
+    soup_isolated_start=0.2,
+    soup_isolated_end=0.4,
+    soup_min_unpaired=5,
+    soup_min_kinds=3,
+    soup_kinds_share=0.5,
+    boilerplate_min_hits=1,
+    boilerplate_max_other_words=12,
+)
+_FUZZ_PIECES = (
+    list("abcdefghijklmnopqrstuvwxyzAEIOUXYZ0123456789")
+    + list("     \n\n\t.,;:!?-=*_~+#$%^&@/\\|<>`'\"()[]{}")
+    + ["é", "ß", "ж", "中", "文", "あ", "©", "«", "°", "—", "…", "→", "€", "\u00a0", "\u2009"]
+    + ["😂", "🔥", "🙏", "👍🏽", "❤️", "👩\u200d💻", "🎉", "\U00020000", "\U0001d400", "\ufe0f"]
+    + ["ha", "lol ", "xd ", "asdf", "qwe", "hjkl", "zxcv", "strength", "https://x.io/a?b=c"]
+    + ["Best regards,\n", "Tel: [PHONE]\n", "confidential ", "out of office ", "?\n", "--\n"]
+    + ["    ", "\n\n", "def f(x):\n    return x\n", "ok\n", "the ", "and ", "buy now "]
+)
+
+
+def _reference_inputs() -> list[str | None]:
+    """Generated chat (a junk-heavy mix), messages glued into long ones, seeded fuzz over the
+    characters every statistic looks at (emoji parts, 4-byte CJK, brackets, rules), nulls."""
+    bench = _bench()
+    chat = [m[0] for m in bench.generate(3_000, junk_share=0.3, seed=2026)]
+    rng = random.Random(2026)
+    glued = [
+        rng.choice(["\n", " ", "\n\n", ""]).join(rng.sample(chat, rng.randint(2, 8)))
+        for _ in range(600)
+    ]
+    fuzz = []
+    for _ in range(1_400):
+        pieces = rng.sample(_FUZZ_PIECES, rng.randint(1, 12))
+        fuzz.append("".join(rng.choice(pieces) for _ in range(rng.randint(0, 160))))
+    texts: list[str | None] = [*chat, *glued, *fuzz, None, "", " ", "\n\n", None]
+    rng.shuffle(texts)
+    return texts
+
+
+def _text_hash(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _reference_table(texts: list[str | None]) -> pa.Table:
+    arr = pa.array(texts, pa.string())
+    default, odd = quality_signals(arr), quality_signals(arr, config=ODD_CONFIG)
+    return pa.table(
+        {
+            "text_hash": pa.array([_text_hash(t) for t in texts], pa.string()),
+            "quality_score": default["quality_score"],
+            "garbage_reason": default["garbage_reason"],
+            "odd_score": odd["quality_score"],
+            "odd_reason": odd["garbage_reason"],
+        }
+    )
+
+
+def test_decisions_match_the_reference() -> None:
+    texts = _reference_inputs()
+    want = pq.read_table(REFERENCE)
+    assert want["text_hash"].to_pylist() == [_text_hash(t) for t in texts], (
+        "the reference inputs changed (bench_quality.generate or _reference_inputs): the "
+        "fixture can only be rebuilt with the implementation it was made with"
+    )
+    got = _reference_table(texts)
+    for score, reason in (("quality_score", "garbage_reason"), ("odd_score", "odd_reason")):
+        g, w = got[reason].to_pylist(), want[reason].to_pylist()
+        diff = [(texts[i], w[i], g[i]) for i in range(len(texts)) if g[i] != w[i]]
+        assert not diff, (reason, len(diff), diff[:5])
+        gs, ws = (np.asarray(t[score].to_numpy(zero_copy_only=False), float) for t in (got, want))
+        assert np.array_equal(np.isnan(gs), np.isnan(ws))
+        worst = np.nanmax(np.abs(gs - ws)) if len(gs) else 0.0
+        assert worst <= 1e-9, (score, worst, texts[int(np.nanargmax(np.abs(gs - ws)))])
+
+
+if __name__ == "__main__":  # rebuild the fixture: only with the implementation it was made by
+    REFERENCE.parent.mkdir(exist_ok=True)
+    pq.write_table(_reference_table(_reference_inputs()), REFERENCE, compression="zstd")
+    print(REFERENCE, pq.read_metadata(REFERENCE).num_rows)
