@@ -5,6 +5,7 @@ import io
 import re
 
 import numpy as np
+import pytest
 
 from llm_data_platform.lib import drift, plots
 
@@ -55,3 +56,32 @@ def test_bin_labels_name_every_bin_once():
     assert labels[:3] == ["0", "1", "2"]
     assert labels[-1] == "≥512"
     assert len(labels) == len(drift.TOKEN_EDGES) - 1 == len(set(labels))
+
+
+def test_a_bin_table_can_carry_the_counts_beside_the_shares():
+    """What the clean materialization shows: each bin's count, trimmed like the shares."""
+    labels = drift.bin_labels(drift.QUALITY_EDGES)
+    counts = np.zeros(len(labels), int)
+    counts[-3:] = [10, 30, 60]
+    md = plots.histogram_markdown(
+        labels, {"today": drift.shares(counts)}, title="q", xlabel="score", counts=counts
+    )
+    table = md.split("\n\n", 1)[1].splitlines()
+    assert table[0] == "| bin | today | count |"
+    assert table[2:] == [
+        "| 0.85–0.9 | 10.0% | 10 |",
+        "| 0.9–0.95 | 30.0% | 30 |",
+        "| ≥0.95 | 60.0% | 60 |",
+    ]
+
+
+def test_y_ticks_are_round_and_cover_the_tallest_bar():
+    for top, first_steps in (
+        (0.16, [0.0, 0.05]),
+        (0.097, [0.0, 0.02]),
+        (0.6, [0.0, 0.2]),
+        (0.0, [0.0, 0.2]),
+    ):
+        ticks, decimals = plots._ticks(top)
+        assert ticks[:2] == pytest.approx(first_steps) and ticks[-1] >= top
+        assert 3 <= len(ticks) <= 7 and decimals <= 3
