@@ -413,15 +413,6 @@ def _hit(rank, score, chunk_id, text, meta, mode, vector_score, bm25_score) -> H
     )
 
 
-def hybrid_by_default() -> bool:
-    """LDP_RETRIEVAL_HYBRID (see settings.py)."""
-    from llm_data_platform.settings import SETTINGS
-
-    default = next(s.default for s in SETTINGS if s.name == "LDP_RETRIEVAL_HYBRID")
-    value = os.environ.get("LDP_RETRIEVAL_HYBRID") or default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
 def retriever_from_settings() -> Retriever:
     from llm_data_platform.definitions import build_resources
     from llm_data_platform.settings import load_settings
@@ -431,7 +422,7 @@ def retriever_from_settings() -> Retriever:
     return Retriever(
         resources["chroma"],
         resources["embeddings"],
-        hybrid=hybrid_by_default(),
+        hybrid=settings.retrieval_hybrid,
         bm25_dir=settings.bm25_dir,
     )
 

@@ -348,6 +348,7 @@ class Settings:
     landing_dir: str
     chroma_path: str
     bm25_dir: str
+    retrieval_hybrid: bool
     chroma_host: str
     chroma_port: int
     chroma_collection: str
@@ -480,6 +481,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         landing_dir=data_path("LDP_LANDING_DIR", "landing"),
         chroma_path=data_path("LDP_CHROMA_PATH", "chroma"),
         bm25_dir=data_path("LDP_BM25_DIR", "bm25"),
+        retrieval_hybrid=_flag("LDP_RETRIEVAL_HYBRID", get("LDP_RETRIEVAL_HYBRID")),
         chroma_host=get("LDP_CHROMA_HOST"),
         chroma_port=int(get("LDP_CHROMA_PORT")),
         chroma_collection=get("LDP_CHROMA_COLLECTION"),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from llm_data_platform.resources.embeddings import EmbeddingsResource
-from llm_data_platform.retrieval import Retriever, hybrid_by_default
+from llm_data_platform.retrieval import Retriever
 from llm_data_platform.serving.answer import AnswerError, ChatConfig, generate_answer
 from llm_data_platform_tests.fake_openai import (  # noqa: F401 - re-exported for other tests
     BAD_KEY,
@@ -69,7 +69,9 @@ def _question_and_hits(built, k=3):
     question = next(q for q, d in platform.truth.eval_questions if d in live)
     # the mode `ldp ask` uses by default (LDP_RETRIEVAL_HYBRID), so its hits are these
     retriever = Retriever(
-        platform.resources["chroma"], platform.resources["embeddings"], hybrid=hybrid_by_default()
+        platform.resources["chroma"],
+        platform.resources["embeddings"],
+        hybrid=platform.settings.retrieval_hybrid,
     )
     return question, retriever.search(question, k=k)
 

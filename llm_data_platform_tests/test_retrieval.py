@@ -119,13 +119,13 @@ def test_hybrid_retrieves_the_topic_as_well_as_vectors_alone(built, retriever):
         assert hit.text and hit.chunk_id and hit.doc_id and hit.source_uri
 
 
-def test_hybrid_is_the_setting_default(built, monkeypatch):
-    from llm_data_platform.retrieval import hybrid_by_default
+def test_hybrid_is_the_setting_default(built):
+    from llm_data_platform.settings import load_settings
 
-    monkeypatch.setenv("LDP_RETRIEVAL_HYBRID", "false")
-    assert not hybrid_by_default()
-    monkeypatch.delenv("LDP_RETRIEVAL_HYBRID")
-    assert hybrid_by_default()  # hybrid won on both measured corpora: the default
+    assert not load_settings({"LDP_RETRIEVAL_HYBRID": "false"}).retrieval_hybrid
+    assert load_settings({}).retrieval_hybrid  # hybrid won on both measured corpora: the default
+    with pytest.raises(ValueError, match="not a boolean"):
+        load_settings({"LDP_RETRIEVAL_HYBRID": "maybe"})
     platform, _ = built
     r = Retriever(platform.resources["chroma"], platform.resources["embeddings"], hybrid=True)
     assert {h.mode for h in r.search(_questions(platform)[0][0], k=2)} == {"hybrid"}
