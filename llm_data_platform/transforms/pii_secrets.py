@@ -7,15 +7,15 @@ context (the rule families of gitleaks and detect-secrets, written for RE2 + a P
 - AWS secret access keys: 40 characters of ``[A-Za-z0-9/+]`` with an AWS word or an access
   key id ("AKIA...", already ``[SECRET]`` when this runs) in the 120 characters before, and
   mixed like a random key (not a 40-hex git SHA).
-- Context, three forms (a detector each: one Python pattern of three alternatives scanned
-  3x slower than three patterns on their own rows):
+- Context, three forms, a detector each behind one shared RE2 pass (``CONTEXT_SECRET_GATE``;
+  one Python pattern of three alternatives scanned 3x slower than each on its own rows):
   a keyword then a value (``KEYWORD_SECRET_PATTERN``): ``token``, ``secret``, ``password``,
   ``api_key``, ``webhook``, ``credentials``, ``Bearer``/``Basic`` ... with prefixes and
   camelCase (``deploy_token``, ``STRIPE_SECRET_KEY``, ``accessToken``, ``AccountKey``), a
-  ":", "=", "is" or a space, then
-  a value that looks random: at least 16 characters with a digit and enough entropy (a hex
-  deploy token counts here, where a git SHA after "commit" does not), at least 12 for a
-  ``Bearer`` token, at least 6 after "password:" or "--password";
+  ":", "=", "is" or a space, then a value that looks random: at least 16 characters with a
+  digit and enough entropy (a hex deploy token counts here, where a git SHA after "commit"
+  does not), at least 12 for a ``Bearer`` token, at least 6 after "password:" or
+  "--password";
   a value then what it is (``VALUE_FIRST_SECRET_PATTERN``): "<value> as the stripe key";
   a URL's password (``URL_SECRET_PATTERN``): ``scheme://user:<password>@host``.
   Identifiers (``settings.SECRET_KEY``), words and placeholders are left alone.
@@ -64,7 +64,7 @@ _WEBHOOK_URLS = (
 _PEM_LABEL = r"[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?"
 _PEM = (
     rf"-----BEGIN {_PEM_LABEL}-----(?:[\s\S]*?-----END {_PEM_LABEL}-----"
-    r"|(?:[A-Za-z0-9+/=:, -]*\r?\n)*[A-Za-z0-9+/=\r\n]{40,})"
+    r"|(?:[A-Za-z0-9+/=:, -]*\r?\n)*[A-Za-z0-9+/=\r\n\\]{40,})"  # \\: "\n" escaped in JSON
 )
 PREFIX_SECRET_PATTERN = (
     f"{_PEM}|{_WEBHOOK_URLS}|\\b(?:" + "|".join(p for _, p in PREFIXED) + r")(?:\b|$)"
@@ -92,7 +92,8 @@ _SEP = rf"(?:[\"']?\s{{0,3}}(?:[:=]|=>|\bis\b|\bwas\b)?\s{{0,3}}[\"']?\s{{0,3}})
 # keeps the candidate rows, which Python then checks, to a few.
 _V = "A-Za-z0-9+/_.~=-"
 _V_NO_DIGIT = "A-Za-z+/_.~=-"  # up to the first digit: one way to match, no backtracking
-KEYWORD_SECRET_PATTERN = rf"(?i){_KEYWORD}\b{_SEP}[{_V_NO_DIGIT}]*[0-9][{_V}]*"
+_SIGNS = "!@#$%^*"  # in passwords ("P@ssw0rd", "Winter2026!"); not "&", a query's separator
+KEYWORD_SECRET_PATTERN = rf"(?i){_KEYWORD}\b{_SEP}[{_SIGNS}{_V_NO_DIGIT}]*[0-9][{_SIGNS}{_V}]*"
 # "<value> as the stripe key", "<value> is my password": a bounded value after a non-value
 # character (linear in Python too), "as"/"is", up to three words, a keyword noun.
 _NOUN = r"key|token|secret|password|passphrase|credentials?"
