@@ -1,7 +1,13 @@
 """Per-row character statistics of chat text, with numpy over the Arrow value buffer: byte
 classes, words, lines, repetition, keyboard mash, emoji runs, symbol soup — the raw signals
-``quality.py`` turns into scores. One pass per statistic over all bytes of a batch (a regex
-counting every character is ~10x slower); the unique-word ratio is one DuckDB query.
+``quality.py`` turns into scores.
+
+Made for throughput (issue 11): a dense pass over the bytes is only ever a comparison or a
+boolean operation (~0.1 ns a byte); table look-ups per byte (~1-4 ns) and int64 work arrays
+are kept for the sparse positions a cheap mask picks (non-ASCII bytes, punctuation, runs of a
+repeated byte, candidate key pairs, long consonant runs). Per-row sums of a dense mask are
+prefix popcounts of its packed bits (``_Counts``), of sparse positions a ``searchsorted``.
+Rows are valid UTF-8 (Arrow's ``string`` contract). The unique-word ratio is one DuckDB query.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ def _byte_class_table() -> np.ndarray:
     """Class of a character by its first byte. Multi-byte characters are letters (accented
     Latin, Cyrillic, CJK...), except U+0080..U+00BF (lead 0xC2: "©", "«", "°"), U+2000..U+2FFF
     (lead 0xE2: punctuation, arrows, maths, box drawing) and 4-byte sequences (emoji; see
-    ``_byte_classes`` for the non-emoji ones), which count as symbols."""
+    ``_high_classes`` for the non-emoji ones), which count as symbols. ASCII bytes are
+    classed by comparisons in ``text_stats``, the same classes as this table."""
     table = np.full(256, _SYMBOL, dtype=np.uint8)
     table[ord("a") : ord("z") + 1] = _LETTER
     table[ord("A") : ord("Z") + 1] = _LETTER
@@ -67,6 +74,10 @@ def _mash_table() -> np.ndarray:
 
 
 _MASH_TABLE = _mash_table()
+# Letters as bits of a 26-bit set (bit k = chr(97 + k)); bit 31 stays clear for non-letters.
+_MASH_LETTERS = np.uint32(sum(1 << (ord(c) - 97) for c in set("".join(_MASH_BIGRAMS))))
+_CONSONANTS = np.uint32(sum(1 << k for k in range(26) if chr(97 + k) not in "aeiouy"))
+_HIGH_BITS = np.array([0, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE], dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,9 @@ class TextStats:
     repeated: np.ndarray  # characters equal to the 3 before them (runs of 4+), see text_stats
     mash_pairs: np.ndarray  # rare neighbouring-key letter pairs (overlapping)
     unit_chars: np.ndarray  # letters and non-ASCII symbols (emoji), by code point
-    unit_repeats: np.ndarray  # of those, equal to the one p before, for the best period p
+    # of those, equal to the one p before, for the best period p (0 where the rule does not
+    # look: rows over unit_max_chars characters or under unit_min_chars unit characters)
+    unit_repeats: np.ndarray
     isolated: np.ndarray  # letters/digits with no letter/digit on either side
     emoji_run: np.ndarray  # emoji right after an emoji (or its modifier)
     modifiers: np.ndarray  # VS16, ZWJ, skin tones: parts of an emoji, not characters
@@ -98,52 +111,69 @@ class TextStats:
         return self.chars - self.spaces
 
 
-def _byte_classes(data: np.ndarray) -> np.ndarray:
-    """Class of every byte; continuation bytes are ``_CONT`` and count as nothing."""
-    cls = _BYTE_CLASS[data]
-    # 4-byte sequences: emoji live in U+1F000..U+1FFFF (F0 9F ..); others (rare CJK) are letters.
-    four = np.flatnonzero(data >= 0xF0)
-    if len(four):
-        nxt = four + 1 < len(data)
-        is_cjk = np.zeros(len(four), dtype=bool)
-        is_cjk[nxt] = data[four[nxt] + 1] != 0x9F
-        cls[four[is_cjk]] = _LETTER
-    return cls
-
-
-def _compact(view: Utf8View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The bytes of all rows back to back, each row's start in them, and its length.
+def _compact(view: Utf8View) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of all rows back to back, and the row boundaries in them (n + 1 offsets).
 
     Arrow rows are already contiguous unless null slots own bytes (allowed, rare): only then is
     a copy made.
     """
     lengths = view.lengths
-    row_starts = np.zeros(len(lengths), dtype=np.int64)
-    if len(lengths) > 1:
-        np.cumsum(lengths[:-1], out=row_starts[1:])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
     if len(lengths) == 0:
-        return view.data[:0], row_starts, lengths
+        return view.data[:0], offsets
     first = int(view.starts[0])
-    if np.array_equal(view.starts - first, row_starts):
-        return view.data[first : first + int(lengths.sum())], row_starts, lengths
+    if np.array_equal(view.starts - first, offsets[:-1]):
+        return view.data[first : first + int(offsets[-1])], offsets
     pieces = [view.data[a:b] for a, b in zip(view.starts, view.ends, strict=True)]
-    return np.concatenate(pieces) if pieces else view.data[:0], row_starts, lengths
+    return np.concatenate(pieces), offsets
 
 
-class _RowSums:
-    """Per-row sums of per-item arrays over compacted rows (``np.add.reduceat``)."""
+class _Counts:
+    """Per-row counts over items laid out row after row (``offsets``: n + 1 boundaries)."""
 
-    def __init__(self, row_starts: np.ndarray, lengths: np.ndarray) -> None:
-        self.nonempty = lengths > 0
-        self.indices = row_starts[self.nonempty]
-        self.n = len(lengths)
+    def __init__(self, offsets: np.ndarray) -> None:
+        self.offsets = offsets
+        self.q, self.high = offsets >> 3, _HIGH_BITS[offsets & 7]
 
-    def __call__(self, mask: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.n, dtype=np.int64)
-        if len(self.indices):
-            values = mask.view(np.uint8) if mask.dtype == bool else mask
-            out[self.nonempty] = np.add.reduceat(values, self.indices, dtype=np.int64)
-        return out
+    def dense(self, mask: np.ndarray) -> np.ndarray:
+        """Trues per row of a boolean mask: prefix popcounts of its packed bits."""
+        bits = np.packbits(mask)
+        bits = np.append(bits, np.uint8(0))  # the byte of the last boundary
+        prefix = np.zeros(len(bits) + 1, dtype=np.int64)
+        np.cumsum(np.bitwise_count(bits), out=prefix[1:])
+        at = prefix[self.q] + np.bitwise_count(bits[self.q] & self.high)
+        return np.diff(at)
+
+    def sparse(self, positions: np.ndarray) -> np.ndarray:
+        """Positions per row, from sorted positions of items."""
+        return np.diff(np.searchsorted(positions, self.offsets))
+
+    def rows_of(self, positions: np.ndarray) -> np.ndarray:
+        """Row of every position (sorted or not)."""
+        return np.searchsorted(self.offsets, positions, side="right") - 1
+
+
+def _shifted(mask: np.ndarray, k: int, fill: bool) -> np.ndarray:
+    """``mask`` moved k items later: out[i] = mask[i - k], ``fill`` for the first k."""
+    out = np.empty_like(mask)
+    out[:k] = fill
+    out[k:] = mask[: len(mask) - k]
+    return out
+
+
+def _high_classes(data: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Class of the non-ASCII bytes at ``high``; continuation bytes are ``_CONT``."""
+    cls = _BYTE_CLASS[data[high]]
+    # 4-byte sequences: emoji live in U+1F000..U+1FFFF (F0 9F ..); others (rare CJK) are letters.
+    four = np.flatnonzero(data[high] >= 0xF0)
+    if len(four):
+        at = high[four]
+        nxt = at + 1 < len(data)
+        is_cjk = np.zeros(len(four), dtype=bool)
+        is_cjk[nxt] = data[at[nxt] + 1] != 0x9F
+        cls[four[is_cjk]] = _LETTER
+    return cls
 
 
 def _code_points(data: np.ndarray, lead: np.ndarray) -> np.ndarray:
@@ -164,156 +194,226 @@ def _code_points(data: np.ndarray, lead: np.ndarray) -> np.ndarray:
     return cp
 
 
-def _row_positions(lengths: np.ndarray) -> np.ndarray:
-    """Position of every item inside its row (0 for the first item of a row)."""
-    total = int(lengths.sum())
-    starts = np.zeros(len(lengths), dtype=np.int64)
-    if len(lengths) > 1:
-        np.cumsum(lengths[:-1], out=starts[1:])
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+@dataclass(frozen=True)
+class _Chars:
+    """The text as characters (code points; the bytes themselves for ASCII-only text)."""
+
+    cp: np.ndarray
+    offsets: np.ndarray  # n + 1 row boundaries in characters
+    letter: np.ndarray
+    digit: np.ndarray
+    high_symbol: np.ndarray  # non-ASCII symbols (emoji, "©", arrows...)
 
 
-def _char_stats(
-    data: np.ndarray, cls: np.ndarray, chars: np.ndarray, config: QualityConfig
-) -> tuple[np.ndarray, ...]:
-    """Repeated units and isolated letters/digits, on code points (a 4-byte emoji is one)."""
-    lead = np.flatnonzero(cls != _CONT)
-    cp = _code_points(data, lead)
-    ccls = cls[lead]
-    pos = _row_positions(chars)
-    count = _RowSums(np.cumsum(chars) - chars, chars)
-    unit = (ccls == _LETTER) | ((ccls == _SYMBOL) & (cp >= 0x80))
-    nc = len(cp)
+def _unit_repeats(chars: _Chars, unit: np.ndarray, look: np.ndarray, periods: int) -> np.ndarray:
+    """Of the units of the rows in ``look``, those equal to the unit p before (same row), for
+    the best period p in 1..periods."""
+    lengths = np.diff(chars.offsets)
+    best = np.zeros(len(lengths), dtype=np.int64)
+    if not look.any():
+        return best
+    if look.all():
+        cp, unit_s, lengths_s = chars.cp, unit, lengths
+    else:
+        keep = np.repeat(look, lengths)
+        cp, unit_s, lengths_s = chars.cp[keep], unit[keep], lengths[look]
+    offsets = np.zeros(len(lengths_s) + 1, dtype=np.int64)
+    np.cumsum(lengths_s, out=offsets[1:])
+    count = _Counts(offsets)
+    starts = np.zeros(len(cp), dtype=bool)
+    starts[offsets[:-1][lengths_s > 0]] = True
+    best_s = np.zeros(len(lengths_s), dtype=np.int64)
+    in_row = ~starts  # in_row[i]: no row starts in (i - p, i]
+    same = np.zeros(len(cp), dtype=bool)
+    for p in range(1, periods + 1):
+        if p >= len(cp):
+            break
+        if p > 1:
+            in_row[p - 1 :] &= ~starts[: len(cp) - p + 1]
+        same[:p] = False
+        np.equal(cp[p:], cp[:-p], out=same[p:])
+        same &= in_row
+        same &= unit_s
+        np.maximum(best_s, count.dense(same), out=best_s)
+    best[look] = best_s
+    return best
+
+
+def _char_stats(chars: _Chars, config: QualityConfig) -> tuple[np.ndarray, ...]:
+    """Repeated units, isolated letters/digits and emoji runs, on characters (a 4-byte emoji
+    is one)."""
+    count = _Counts(chars.offsets)
+    lengths = np.diff(chars.offsets)
+    n = len(chars.cp)
+    starts = np.zeros(n, dtype=bool)
+    starts[chars.offsets[:-1][lengths > 0]] = True
+    unit = chars.letter | chars.high_symbol
+    unit_chars = count.dense(unit)
     # Periods are looked for in messages up to unit_max_chars only (longer repetition is
     # word_repetition's or long_words'): long answers, most of the bytes, skip the loop.
-    short = chars <= config.unit_max_chars
-    in_short = np.repeat(short, chars)
-    cp_s, pos_s, unit_s = cp[in_short], pos[in_short], unit[in_short]
-    chars_s = chars[short]
-    count_s = _RowSums(np.cumsum(chars_s) - chars_s, chars_s)
-    best_s = np.zeros(len(chars_s), dtype=np.int64)
-    same = np.zeros(len(cp_s), dtype=bool)
-    for p in range(1, config.unit_max_period + 1):
-        if p >= len(cp_s):
-            break
-        same[:p] = False
-        np.equal(cp_s[p:], cp_s[:-p], out=same[p:])
-        same[p:] &= pos_s[p:] >= p
-        same &= unit_s
-        np.maximum(best_s, count_s(same), out=best_s)
-    best = np.zeros(len(chars), dtype=np.int64)
-    best[short] = best_s
-    alnum = (ccls == _LETTER) | (ccls == _DIGIT)
-    beside = np.zeros(nc, dtype=bool)
-    if nc > 1:
-        continues = pos[1:] > 0  # character i+1 is in the row of character i
+    look = (lengths <= config.unit_max_chars) & (unit_chars >= config.unit_min_chars)
+    best = _unit_repeats(chars, unit, look, config.unit_max_period)
+    alnum = chars.letter | chars.digit
+    beside = np.zeros(n, dtype=bool)
+    if n > 1:
+        continues = ~starts[1:]  # character i+1 is in the row of character i
         beside[1:] = alnum[:-1] & continues
         beside[:-1] |= alnum[1:] & continues
+    # emoji and their modifiers are all non-ASCII: looked at where the code point is
+    high = np.flatnonzero(chars.cp >= 0x80)
+    cp = chars.cp[high]
     modifier = (cp == 0xFE0F) | (cp == 0x200D) | ((cp >= 0x1F3FB) & (cp <= 0x1F3FF))
-    emoji = (ccls == _SYMBOL) & (cp >= 0x2000) & ~modifier
-    after_emoji = np.zeros(nc, dtype=bool)
-    if nc > 1:
-        after_emoji[1:] = (emoji[:-1] | modifier[:-1]) & (pos[1:] > 0)
+    emoji = chars.high_symbol[high] & (cp >= 0x2000) & ~modifier
+    after = np.zeros(len(high), dtype=bool)
+    if len(high) > 1:
+        after[1:] = (emoji[:-1] | modifier[:-1]) & (high[:-1] == high[1:] - 1)
+        after[1:] &= ~starts[high[1:]]
     return (
-        count(unit),
+        unit_chars,
         best,
-        count(alnum & ~beside),
-        count(emoji & after_emoji),
-        count(modifier),
+        count.dense(alnum & ~beside),
+        count.sparse(high[emoji & after]),
+        count.sparse(high[modifier]),
     )
 
 
-_VOWELS = b"aeiouyAEIOUY"
-_IS_CONSONANT = np.zeros(256, dtype=bool)
-_IS_CONSONANT[ord("a") : ord("z") + 1] = True
-_IS_CONSONANT[ord("A") : ord("Z") + 1] = True
-_IS_CONSONANT[list(_VOWELS)] = False
+def _as_chars(
+    data: np.ndarray, offsets: np.ndarray, letter: np.ndarray, digit: np.ndarray, high, hcls
+) -> _Chars:
+    """Bytes to characters: only text with non-ASCII bytes is decoded."""
+    if len(high) == 0:
+        return _Chars(data, offsets, letter, digit, np.zeros(len(data), dtype=bool))
+    letter, high_symbol = letter.copy(), np.zeros(len(data), dtype=bool)
+    letter[high[hcls == _LETTER]] = True
+    high_symbol[high[hcls == _SYMBOL]] = True
+    cont = high[hcls == _CONT]
+    lead = np.ones(len(data), dtype=bool)
+    lead[cont] = False
+    lead = np.flatnonzero(lead)
+    char_offsets = offsets - np.searchsorted(cont, offsets)
+    return _Chars(
+        _code_points(data, lead), char_offsets, letter[lead], digit[lead], high_symbol[lead]
+    )
 
 
 def _consonant_run_letters(
-    data: np.ndarray, byte_row_start: np.ndarray, count: _RowSums, run: int
+    data: np.ndarray, letter: np.ndarray, low: np.ndarray, row_start, count: _Counts, run: int
 ) -> np.ndarray:
-    """Letters standing in runs of ``run``+ ASCII consonants, per row."""
-    n = len(data)
-    index = np.arange(n, dtype=np.int64)
-    cons = _IS_CONSONANT[data]
-    last_break = np.maximum.accumulate(np.where(cons, -1, index)) if n else index
-    last_break = np.maximum(last_break, byte_row_start - 1)
-    length = np.where(cons, index - last_break, 0)
-    return count(length >= run) + (run - 1) * count(length == run)
+    """Letters standing in runs of ``run``+ ASCII consonants, per row: a run of L >= run
+    ends a run of ``run`` at L - run + 1 positions (``tail``), the first of them once."""
+    shift = np.minimum(low - np.uint8(97), np.uint8(31)).astype(np.uint32)
+    cons = letter & ((_CONSONANTS >> shift) & 1).astype(bool)
+    if run < 1:  # every byte stands in a run of 0+: the run formula of old, kept as it was
+        return count.dense(cons) if run == 0 else np.diff(count.offsets)
+    cont = cons & _shifted(cons, 1, False) & ~row_start  # byte i continues the run of i - 1
+    tail = cons.copy()  # tail[i]: bytes i - run + 1 .. i are one run
+    for k in range(run - 1):
+        tail &= _shifted(cont, k, False)
+    at = np.flatnonzero(tail)
+    first = np.ones(len(at), dtype=bool)
+    first[1:] = (at[1:] - 1 != at[:-1]) | ~cont[at[1:]]
+    return count.sparse(at) + (run - 1) * count.sparse(at[first])
 
 
 def _line_stats(
-    is_nl: np.ndarray, row_start: np.ndarray, word_start: np.ndarray, n_rows: int
+    data: np.ndarray, row_start: np.ndarray, word_at: np.ndarray, count: _Counts
 ) -> tuple[np.ndarray, np.ndarray]:
     """Non-blank lines and lines of exactly one word, per row."""
     line_start = row_start.copy()
-    line_start[1:] |= is_nl[:-1]
-    line_id = np.cumsum(line_start) - 1
-    first_bytes = np.flatnonzero(line_start)
-    words_per_line = np.bincount(line_id[word_start], minlength=len(first_bytes))
-    row_of_line = np.cumsum(row_start)[first_bytes] - 1
+    line_start[1:] |= data[:-1] == 10
+    lines_at = np.flatnonzero(line_start)
+    words_per_line = np.diff(np.searchsorted(word_at, np.append(lines_at, len(data))))
+    row_of_line = count.rows_of(lines_at)
+    n_rows = len(count.offsets) - 1
     nonblank = np.bincount(row_of_line[words_per_line > 0], minlength=n_rows)
     one_word = np.bincount(row_of_line[words_per_line == 1], minlength=n_rows)
     return nonblank.astype(np.int64), one_word.astype(np.int64)
 
 
+def _punctuation_stats(
+    data: np.ndarray, punct: np.ndarray, count: _Counts, high, hcls
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unpaired brackets and quotes, and distinct kinds of symbols, per row."""
+    at = np.flatnonzero(punct)
+    value, rows = data[at], count.rows_of(at)
+    n_rows = len(count.offsets) - 1
+
+    def per_row(char: str) -> np.ndarray:
+        return np.bincount(rows[value == ord(char)], minlength=n_rows).astype(np.int64)
+
+    unpaired = np.zeros(n_rows, dtype=np.int64)
+    for left, right in ("()", "[]", "{}"):
+        unpaired += np.abs(per_row(left) - per_row(right))
+    for quote in "\"'":
+        unpaired += per_row(quote) % 2
+    kinds = np.zeros(n_rows, dtype=np.int64)
+    if len(at):
+        segment = np.flatnonzero(np.diff(rows)) + 1
+        segment = np.concatenate([[0], segment])
+        bits = np.bitwise_or.reduceat(_PUNCT_BIT[value], segment)
+        kinds[rows[segment]] = np.bitwise_count(bits)
+    kinds += count.sparse(high[(hcls == _SYMBOL) & (data[high] >= 0xC0)])
+    return unpaired, kinds
+
+
+def _repeated(data, space, digit, row_start, count: _Counts) -> np.ndarray:
+    """Characters equal to the 3 bytes before them in the same row: ASCII, not whitespace nor
+    digits, nor the characters of rules and underlines ("-----", "=====", "***", "___",
+    "~~~", "+---+": headings and tables that people paste)."""
+    if len(data) <= 3:
+        return np.zeros(len(count.offsets) - 1, dtype=np.int64)
+    equal = data[1:] == data[:-1]  # equal[j]: byte j + 1 equals byte j
+    at = np.flatnonzero(equal[2:] & equal[1:-1] & equal[:-2]) + 3
+    keep = ~(row_start[at] | row_start[at - 1] | row_start[at - 2])
+    keep &= (data[at] < 0x80) & ~space[at] & ~digit[at] & ~_RULE_CHARS[data[at]]
+    return count.sparse(at[keep])
+
+
+def _mash_pairs(data, letter, low, row_start, count: _Counts) -> np.ndarray:
+    """Rare neighbouring-key letter pairs (overlapping), per row."""
+    shift = np.minimum(low - np.uint8(97), np.uint8(31)).astype(np.uint32)
+    maybe = letter & ((_MASH_LETTERS >> shift) & 1).astype(bool)
+    at = np.flatnonzero(maybe[1:] & maybe[:-1]) + 1
+    pair = (data[at - 1].astype(np.uint16) << 8) | data[at]
+    return count.sparse(at[_MASH_TABLE[pair] & ~row_start[at]])
+
+
 def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
     """Character-class counts, words, lines, repetition and keyboard-mash signals per row."""
-    data, row_starts, lengths = _compact(utf8_view(arr))
-    count = _RowSums(row_starts, lengths)
-    cls = _byte_classes(data)
-    n = len(data)
-    # row_start[i]: byte i is the first of its row; within[k][i]: bytes i-k..i share a row.
-    row_start = np.zeros(n, dtype=bool)
-    row_start[row_starts[lengths > 0]] = True
-    within1 = ~row_start
-    within3 = within1.copy()
-    within3[1:] &= within1[:-1]
-    within3[2:] &= within1[:-2]
-    within3[:3] = False
-
-    is_space = cls == _SPACE
-    prev_space = np.ones(n, dtype=bool)
-    prev_space[1:] = is_space[:-1]
-    word_start = ~is_space & (cls != _CONT) & (prev_space | row_start)
-
-    same3 = np.zeros(n, dtype=bool)
-    if n > 3:
-        same3[3:] = (data[3:] == data[2:-1]) & (data[3:] == data[1:-2]) & (data[3:] == data[:-3])
-    # ASCII non-digit, except the characters of rules and underlines ("-----", "=====", "***",
-    # "___", "~~~", "+---+": headings and tables that people paste).
-    repeated = same3 & within3 & (data < 0x80) & ~is_space & (cls != _DIGIT) & ~_RULE_CHARS[data]
-
-    pairs = np.zeros(n, dtype=bool)
-    if n > 1:
-        pairs[1:] = _MASH_TABLE[(data[:-1].astype(np.uint16) << 8) | data[1:]]
-    pairs &= within1
-
-    chars = count(cls != _CONT)
-    unit_chars, unit_repeats, isolated, emoji_run, modifiers = _char_stats(data, cls, chars, config)
-    unpaired = np.zeros(len(lengths), dtype=np.int64)
-    for left, right in ("()", "[]", "{}"):
-        unpaired += np.abs(count(data == ord(left)) - count(data == ord(right)))
-    for quote in "\"'":
-        unpaired += count(data == ord(quote)) % 2
-    kinds = np.zeros(len(lengths), dtype=np.int64)
-    if n:
-        nonempty = lengths > 0
-        bits = np.bitwise_or.reduceat(_PUNCT_BIT[data], row_starts[nonempty])
-        kinds[nonempty] = np.bitwise_count(bits)
-    kinds += count((cls == _SYMBOL) & (data >= 0xC0))
-    byte_row_start = np.repeat(row_starts, lengths)
-    lines, one_word = _line_stats(data == 10, row_start, word_start, len(lengths))
+    data, offsets = _compact(utf8_view(arr))
+    count = _Counts(offsets)
+    lengths = np.diff(offsets)
+    row_start = np.zeros(len(data), dtype=bool)
+    row_start[offsets[:-1][lengths > 0]] = True
+    # ASCII classes by comparison (uint8 arithmetic wraps: one compare per range)
+    low = data | np.uint8(0x20)
+    letter = (low - np.uint8(97)) < 26
+    digit = (data - np.uint8(48)) < 10
+    space = (data == 32) | ((data - np.uint8(9)) < 5)
+    high = np.flatnonzero(data >= 0x80)
+    hcls = _high_classes(data, high)
+    letters = count.dense(letter) + count.sparse(high[hcls == _LETTER])
+    digits, spaces = count.dense(digit), count.dense(space)
+    chars = lengths - count.sparse(high[hcls == _CONT])
+    # a word starts at a non-space after a space or at its row's start
+    word_start = ~space
+    word_start[1:] &= space[:-1] | row_start[1:]
+    word_at = np.flatnonzero(word_start)
+    punct = ((data - np.uint8(33)) < 94) & ~letter & ~digit
+    unpaired, kinds = _punctuation_stats(data, punct, count, high, hcls)
+    unit_chars, unit_repeats, isolated, emoji_run, modifiers = _char_stats(
+        _as_chars(data, offsets, letter, digit, high, hcls), config
+    )
+    lines, one_word = _line_stats(data, row_start, word_at, count)
     return TextStats(
         chars=chars,
-        letters=count(cls == _LETTER),
-        digits=count(cls == _DIGIT),
-        spaces=count(is_space),
-        symbols=count(cls == _SYMBOL),
-        words=count(word_start),
-        repeated=count(repeated),
-        mash_pairs=count(pairs),
+        letters=letters,
+        digits=digits,
+        spaces=spaces,
+        symbols=chars - letters - digits - spaces,
+        words=count.sparse(word_at),
+        repeated=_repeated(data, space, digit, row_start, count),
+        mash_pairs=_mash_pairs(data, letter, low, row_start, count),
         unit_chars=unit_chars,
         unit_repeats=unit_repeats,
         isolated=isolated,
@@ -321,7 +421,9 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
         modifiers=modifiers,
         unpaired=unpaired,
         symbol_kinds=kinds,
-        consonant_letters=_consonant_run_letters(data, byte_row_start, count, config.consonant_run),
+        consonant_letters=_consonant_run_letters(
+            data, letter, low, row_start, count, config.consonant_run
+        ),
         lines=lines,
         one_word_lines=one_word,
     )
