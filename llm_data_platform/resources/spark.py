@@ -29,8 +29,15 @@ def spark_conf(
     master: str, driver_memory: str, shuffle_partitions: int, app_name: str
 ) -> dict[str, str]:
     """The session's settings: few shuffle partitions (one machine's cores, small tables),
-    no UI, loopback only, partition folders read as strings (``dt=2026-01-05``, not a date)."""
+    no UI, partition folders read as strings (``dt=2026-01-05``, not a date); in local mode
+    bound to loopback only (a cluster's executors must reach the driver on its address)."""
+    loopback = (
+        {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+        if master.startswith("local")
+        else {}
+    )
     return {
+        **loopback,
         "spark.master": master,
         "spark.app.name": app_name,
         "spark.driver.memory": driver_memory,
@@ -38,8 +45,6 @@ def spark_conf(
         "spark.default.parallelism": str(shuffle_partitions),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
         "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -54,7 +59,8 @@ def spark_session(conf: dict[str, str]) -> SparkSession:
 
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if conf.get("spark.driver.bindAddress") == "127.0.0.1":
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # pyspark 4.3 warns on pandas 3 whenever it converts; this code converts Arrow only
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
 
