@@ -32,7 +32,13 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from llm_data_platform_tests.conftest import platform_env  # noqa: E402
-from llm_data_platform_tests.daemon import BIN, Site, prepared_instance, site_env  # noqa: E402
+from llm_data_platform_tests.daemon import (  # noqa: E402
+    BIN,
+    Site,
+    prepared_instance,
+    project_site,
+    site_env,
+)
 
 JOBS = ("stage_documents_job", "sync_documents_job", "ingest_documents_job")
 PROMOTING = JOBS[1:]  # runs that end with the index promoted
@@ -111,14 +117,8 @@ def main() -> None:
         env = platform_env(root)
         if args.sensor_interval is not None:
             env["LDP_DOCUMENTS_SENSOR_INTERVAL_SECONDS"] = str(args.sensor_interval)
+        workspace = project_site(root, env, PROJECT / "dagster.yaml")
         home = Path(env["DAGSTER_HOME"])
-        home.mkdir(parents=True)
-        (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
-        workspace = root / "workspace.yaml"
-        workspace.write_text(
-            "load_from:\n  - python_module:\n      module_name: llm_data_platform\n"
-            "      location_name: llm_data_platform\n"
-        )
         kb = root / "kb"
         kb.mkdir()
         for topic in TOPICS:

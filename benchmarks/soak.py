@@ -54,6 +54,11 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from llm_data_platform_tests.conftest import platform_env  # noqa: E402
+from llm_data_platform_tests.daemon import process_cmdline, process_rss  # noqa: E402
+
 KB_PREFIX = "soak-kb"
 KB_TOPICS = ("assert", "del", "return", "global", "nonlocal", "yield", "while", "break")
 EDITS = (("modify", "assert"), ("add", "lambda"), ("modify", "while"), ("delete", "break"))
@@ -79,24 +84,6 @@ def _stat(pid: int) -> tuple[int, int, int, int] | None:
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[1]), int(fields[3]), int(fields[19]), int(fields[11]) + int(fields[12])
-
-
-def _rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "?"
-    return raw.replace(b"\x00", b" ").decode(errors="replace").strip()
 
 
 def role(cmdline: str) -> str:
@@ -152,10 +139,10 @@ class Family:
     def sample(self) -> None:
         total = 0
         for pid in self.members():
-            rss = _rss(pid)
+            rss = process_rss(pid)
             total += rss
             if pid not in self.names:
-                self.names[pid] = _cmdline(pid)
+                self.names[pid] = process_cmdline(pid)
             self.peak[pid] = max(self.peak.get(pid, 0), rss)
         self.peak_total = max(self.peak_total, total)
         self.samples += 1
@@ -219,20 +206,6 @@ def stop_daemon(daemon: subprocess.Popen, family: Family) -> None:
 
 
 # ---- the platform in a temp folder --------------------------------------------------------------
-def platform_env(root: Path) -> dict[str, str]:
-    """As ``llm_data_platform_tests.conftest.platform_env`` (not imported: it pulls pytest)."""
-    return {
-        "LDP_HOME": str(root),
-        "LDP_DATA_DIR": str(root / "data"),
-        "LDP_LAKE_ROOT": str(root / "data" / "lake"),
-        "LDP_LANDING_DIR": str(root / "data" / "landing"),
-        "LDP_CHROMA_PATH": str(root / "data" / "chroma"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "HF_HUB_OFFLINE": "1",
-        "GX_ANALYTICS_ENABLED": "False",
-    }
-
-
 def prepare_home(root: Path, env: dict[str, str]) -> Path:
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True)

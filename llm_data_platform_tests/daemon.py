@@ -54,6 +54,26 @@ def process_stat(pid: int) -> tuple[int, int, int] | None:
     return int(fields[1]), int(fields[3]), int(fields[19])
 
 
+def process_rss(pid: int) -> int:
+    """Resident bytes of a live process; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def process_cmdline(pid: int, chars: int = 160) -> str:
+    """The command line of a process (to name it in a report); "?" when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\x00", b" ").decode(errors="replace").strip()[:chars]
+
+
 def _table() -> dict[int, tuple[int, int, int]]:
     out = {}
     for entry in os.listdir("/proc"):
@@ -149,16 +169,7 @@ class Site:
             time.sleep(0.2)
 
     def post(self, query: str, variables: dict | None = None) -> tuple[int, dict]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-        try:
-            with opener.open(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
+        return graphql_post(self.url, query, variables)
 
     def launch(self, job: str) -> str:
         """A run through the queue, as the UI's Launch button does."""
@@ -193,6 +204,35 @@ class Site:
                     return web
             assert time.monotonic() < deadline, f"webserver not up:\n{self.log('webserver')}"
             time.sleep(0.25)
+
+
+def graphql_post(
+    url: str, query: str, variables: dict | None = None, timeout: float = 30
+) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of one GraphQL request to a webserver on loopback."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def project_site(root: Path, env: dict[str, str], dagster_yaml: Path) -> Path:
+    """The project's code location as a site under ``root``: DAGSTER_HOME (``env``'s) with
+    ``dagster_yaml`` as its instance file, and a workspace.yaml loading the package; returns
+    the workspace file."""
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(dagster_yaml.read_text())
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: llm_data_platform\n"
+        "      location_name: llm_data_platform\n"
+    )
+    return workspace
 
 
 def workspace_file(root: Path, code: Path, location: str) -> Path:

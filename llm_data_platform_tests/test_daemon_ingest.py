@@ -37,7 +37,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from llm_data_platform_tests.conftest import platform_env
-from llm_data_platform_tests.daemon import process_stat
+from llm_data_platform_tests.daemon import process_cmdline, process_rss, process_stat
 
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
@@ -182,24 +182,6 @@ def _write_landing(stream_dir: Path) -> Landing:
 # ---- the processes the daemon starts, and their memory --------------------------------------
 
 
-def _rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "?"
-    return raw.replace(b"\x00", b" ").decode(errors="replace").strip()[:160]
-
-
 class Family:
     """The daemon and every process it started (same session, or a descendant), sampled."""
 
@@ -237,11 +219,11 @@ class Family:
     def sample(self) -> None:
         total = 0
         for pid in self.members():
-            rss = _rss(pid)
+            rss = process_rss(pid)
             total += rss
             if rss > self.peak.get(pid, 0):
                 self.peak[pid] = rss
-                self.names.setdefault(pid, _cmdline(pid))
+                self.names.setdefault(pid, process_cmdline(pid))
         self.peak_total = max(self.peak_total, total)
         self.samples += 1
 

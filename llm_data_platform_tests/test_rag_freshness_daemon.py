@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from llm_data_platform_tests.conftest import platform_env, settings_for
-from llm_data_platform_tests.daemon import BIN, Site, prepared_instance, site_env
+from llm_data_platform_tests.daemon import BIN, Site, prepared_instance, project_site, site_env
 
 PROJECT = Path(__file__).resolve().parents[1]
 PHASE_SECONDS = 420  # first build (model load, first versions) or one edit, on a busy machine
@@ -68,14 +68,8 @@ def _live_texts(env: dict[str, str], doc_id: str) -> list[str]:
 
 def test_an_edited_page_reaches_the_live_index_through_the_daemon(tmp_path):
     env = platform_env(tmp_path) | {"LDP_SENSOR_INTERVAL_SECONDS": "5"}
+    workspace = project_site(tmp_path, env, PROJECT / "dagster.yaml")
     home = Path(env["DAGSTER_HOME"])
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: llm_data_platform\n"
-        "      location_name: llm_data_platform\n"
-    )
     kb = tmp_path / "kb"
     kb.mkdir()
     for name, text in PAGES.items():

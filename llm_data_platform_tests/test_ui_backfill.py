@@ -30,8 +30,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ import dagster as dg
 from llm_data_platform.definitions import defs
 from llm_data_platform.defs.jobs import DAILY_ASSETS
 from llm_data_platform_tests.conftest import DAYS, make_platform, platform_env
+from llm_data_platform_tests.daemon import graphql_post
 
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
@@ -162,16 +161,7 @@ class Site:
         return proc
 
     def post(self, query: str, variables: dict | None = None) -> tuple[int, dict]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-        try:
-            with opener.open(request, timeout=60) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
+        return graphql_post(self.url, query, variables, timeout=60)
 
     def ok(self, query: str, variables: dict | None = None) -> dict:
         status, body = self.post(query, variables)
