@@ -8,7 +8,7 @@ Writes ``--days`` synthetic clean days (``--messages`` kept messages each, chat-
     evenly spaced sample of the messages with the embedding model's tokenizer);
   * the drift step for the last day (its own profile plus up to 7 earlier ones, cold);
   * the drift step for a backfill of every day (each day profiled once);
-  * rendering a histogram PNG (the first one imports matplotlib), and its size.
+  * rendering a histogram PNG (the first one imports Pillow and loads the font), and its size.
 These are component figures of a warm process (the tokenizer loaded once before timing);
 the check runs inside a materialization's run, after the clean step.
 """
@@ -151,7 +151,7 @@ def main() -> None:
         return plots.bar_histogram_png(labels, series, title="tokens", xlabel="word pieces")
 
     _, seconds = timed(render)
-    print(f"first histogram PNG (imports matplotlib): {seconds * 1000:.0f} ms")
+    print(f"first histogram PNG (imports Pillow): {seconds * 1000:.0f} ms")
     png, seconds = timed(render)
     print(f"next histogram PNG: {len(png):,} bytes in {seconds * 1000:.0f} ms")
 
