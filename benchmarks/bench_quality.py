@@ -9,7 +9,9 @@ reference docs) and ``--junk`` of junk in eight families (one-word line floods, 
 short units, emoji runs, e-mail signatures, legal disclaimers, auto-replies, symbol soup,
 keyboard mash). Scores them with ``quality_signals`` (default ``QualityConfig``,
 ``min_score`` 0.5) and prints, per family, the share dropped (junk: recall; normal: removed),
-then messages/s (best of ``--repeat``).
+then the throughput (best of ``--repeat``) with 1 and 2 scoring threads (``--threads``): msgs/s
+of wall time and msgs per CPU-second (all threads; on a shared, loaded machine the wall
+figure follows the load, the CPU one much less), for all messages and per length band.
 
 ``generate(n, junk_share, seed)`` is the generator the test ``test_quality_chat.py`` uses.
 """
@@ -17,12 +19,14 @@ then messages/s (best of ``--repeat``).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 from collections import Counter
 
 import pyarrow as pa
 
+from llm_data_platform.transforms import quality
 from llm_data_platform.transforms.quality import quality_signals
 
 WORDS = [
@@ -426,12 +430,48 @@ def evaluate(messages: list[tuple[str, str, bool]]) -> dict[str, tuple[int, int]
     return {f: (total[f], dropped[f]) for f in total}
 
 
+# Length bands (UTF-8 bytes) of the throughput table.
+BANDS = ((0, 63), (64, 255), (256, 1023), (1024, 1 << 30))
+
+
+def timed(arr: pa.Array, repeat: int) -> tuple[float, float]:
+    """(wall s, CPU s) of the fastest of ``repeat`` runs of ``quality_signals``."""
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        quality_signals(arr)
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    return best
+
+
+def print_throughput(texts: list[str], repeat: int, threads: list[int]) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"throughput (best of {repeat}; load average {load}, {os.cpu_count()} cores)")
+    print(f"  {'set':<22}{'threads':>8}{'msgs':>9}{'wall s':>8}{'msgs/s':>10}{'CPU s':>8}", end="")
+    print(f"{'msgs/CPU-s':>12}")
+    sets = [("all", texts)]
+    for lo, hi in BANDS:
+        band = [t for t in texts if lo <= len(t.encode()) <= hi]
+        label = f"{lo}-{hi} B" if hi < 1 << 30 else f"{lo}+ B"
+        if band:
+            sets.append((label, band))
+    for n_threads in threads:
+        quality.SCORE_THREADS = n_threads
+        for label, band in sets:
+            arr = pa.array(band)
+            wall, cpu = timed(arr, repeat)
+            n = len(band)
+            print(f"  {label:<22}{n_threads:>8}{n:>9}{wall:8.2f}{n / wall:>10,.0f}", end="")
+            print(f"{cpu:8.2f}{n / max(cpu, 1e-9):>12,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--junk", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", default="1,2", help="scoring threads to time, e.g. 1,2")
     args = parser.parse_args()
     messages = generate(args.messages, args.junk, args.seed)
     per = evaluate(messages)
@@ -446,12 +486,6 @@ def main() -> None:
             junk_total, junk_caught = junk_total + n, junk_caught + d
         else:
             normal_total, normal_dropped = normal_total + n, normal_dropped + d
-    arr = pa.array([m[0] for m in messages])
-    best = float("inf")
-    for _ in range(args.repeat):
-        started = time.perf_counter()
-        quality_signals(arr)
-        best = min(best, time.perf_counter() - started)
     print(
         f"junk recall          {junk_caught / max(junk_total, 1):.3f} ({junk_caught}/{junk_total})"
     )
@@ -459,10 +493,8 @@ def main() -> None:
         f"normal removed       {100 * normal_dropped / max(normal_total, 1):.2f}% "
         f"({normal_dropped}/{normal_total})"
     )
-    print(
-        f"throughput           {len(messages) / best:,.0f} msgs/s ({best:.2f} s best of "
-        f"{args.repeat})"
-    )
+    threads = [int(t) for t in args.threads.split(",") if t]
+    print_throughput([m[0] for m in messages], args.repeat, threads)
 
 
 if __name__ == "__main__":
