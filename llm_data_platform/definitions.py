@@ -65,6 +65,51 @@ DOMAINS = (
 )
 
 
+def _embeddings(settings: Settings) -> EmbeddingsResource:
+    """The local model (torch or ONNX) or an OpenAI-compatible API."""
+    if settings.embedding_provider == "openai":
+        # The key reaches OpenAI and compatible servers alike, as an EnvVar: run config and
+        # the event log hold its name, never its value. Unset, a keyless server still works.
+        return EmbeddingsResource(
+            provider="openai",
+            model=settings.embedding_model,
+            batch_size=settings.embedding_batch_size,
+            api_key=dg.EnvVar("OPENAI_API_KEY") if settings.openai_api_key_set else None,
+            base_url=settings.openai_base_url or None,
+        )
+    return EmbeddingsResource(
+        provider="local",
+        model=settings.embedding_model,
+        batch_size=settings.embedding_batch_size,
+        backend=settings.embedding_backend,
+        onnx_dir=settings.onnx_dir,
+    )
+
+
+def _sources(settings: Settings, s3: S3Resource) -> StreamSourcesResource:
+    """Kafka, the S3 prefix and Kinesis, each off unless its setting names it."""
+    return StreamSourcesResource(
+        kafka_bootstrap=settings.kafka_bootstrap,
+        kafka_topics=settings.kafka_topics,
+        kafka_group=settings.kafka_group,
+        kafka_max_messages=settings.kafka_max_messages,
+        s3_source_uri=settings.s3_source_uri,
+        s3=s3 if settings.s3_source_uri else None,
+        max_objects=settings.sensor_max_files,
+        max_lines_per_object=settings.landing_max_lines,
+        max_bytes_per_object=settings.landing_max_bytes,
+        kinesis_streams=settings.kinesis_streams,
+        kinesis=KinesisResource(
+            region_name=settings.kinesis_region,
+            endpoint_url=settings.kinesis_endpoint_url or None,
+        )
+        if settings.kinesis_streams
+        else None,
+        kinesis_consumer=settings.kinesis_consumer,
+        kinesis_max_records=settings.kinesis_max_records,
+    )
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
     """Resources from settings; tests pass their own Settings pointing at temp folders."""
     settings = settings or load_settings()
@@ -82,24 +127,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         s3=s3 if settings.lake_root.startswith("s3://") else None,
         gcs=gcs if settings.lake_root.startswith("gs://") else None,
     )
-    if settings.embedding_provider == "openai":
-        # The key reaches OpenAI and compatible servers alike, as an EnvVar: run config and
-        # the event log hold its name, never its value. Unset, a keyless server still works.
-        embeddings = EmbeddingsResource(
-            provider="openai",
-            model=settings.embedding_model,
-            batch_size=settings.embedding_batch_size,
-            api_key=dg.EnvVar("OPENAI_API_KEY") if settings.openai_api_key_set else None,
-            base_url=settings.openai_base_url or None,
-        )
-    else:
-        embeddings = EmbeddingsResource(
-            provider="local",
-            model=settings.embedding_model,
-            batch_size=settings.embedding_batch_size,
-            backend=settings.embedding_backend,
-            onnx_dir=settings.onnx_dir,
-        )
     return {
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
@@ -115,7 +142,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             port=settings.chroma_port,
             collection_prefix=settings.chroma_collection,
         ),
-        "embeddings": embeddings,
+        "embeddings": _embeddings(settings),
         "history_engine": HistoryEngineResource(
             engine=settings.history_engine,
             spark_master=settings.spark_master,
@@ -136,26 +163,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             eval_max_regression=settings.eval_max_regression,
             expectations_engine=settings.expectations_engine,
         ),
-        "sources": StreamSourcesResource(
-            kafka_bootstrap=settings.kafka_bootstrap,
-            kafka_topics=settings.kafka_topics,
-            kafka_group=settings.kafka_group,
-            kafka_max_messages=settings.kafka_max_messages,
-            s3_source_uri=settings.s3_source_uri,
-            s3=s3 if settings.s3_source_uri else None,
-            max_objects=settings.sensor_max_files,
-            max_lines_per_object=settings.landing_max_lines,
-            max_bytes_per_object=settings.landing_max_bytes,
-            kinesis_streams=settings.kinesis_streams,
-            kinesis=KinesisResource(
-                region_name=settings.kinesis_region,
-                endpoint_url=settings.kinesis_endpoint_url or None,
-            )
-            if settings.kinesis_streams
-            else None,
-            kinesis_consumer=settings.kinesis_consumer,
-            kinesis_max_records=settings.kinesis_max_records,
-        ),
+        "sources": _sources(settings, s3),
     }
 
 
