@@ -6,6 +6,8 @@ the messages without DuckDB.
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,11 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
+    import duckdb
+
     from llm_data_platform.transforms.text_stats import _Counts
 
 # Unique-word ratio is measured over the first N words of messages with at least M words.
 UNIQUE_WORDS_MIN = 8
 UNIQUE_WORDS_WINDOW = 200
+_BUCKETS = 256  # of the word signatures in ``unique_word_floor`` (``_signature_buckets``)
 
 
 def _signature_buckets(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -34,7 +39,7 @@ def _signature_buckets(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
     h *= np.uint32(0x85EBCA6B)
     h ^= h >> 13
     h *= np.uint32(0xC2B2AE35)
-    return h >> 24
+    return h >> 24  # _BUCKETS
 
 
 def unique_word_floor(
@@ -52,20 +57,23 @@ def unique_word_floor(
     first[1:] &= sep[:-1] | row_start[1:]
     last[:-1] &= sep[1:] | row_start[1:]
     starts, ends = np.flatnonzero(first), np.flatnonzero(last) + 1
-    rows = count.rows_of(starts)
-    index = np.arange(len(starts)) - np.searchsorted(starts, count.offsets[:-1])[rows]
-    keep = (index < UNIQUE_WORDS_WINDOW) & (words[rows] >= UNIQUE_WORDS_MIN)
-    starts, ends, rows = starts[keep], ends[keep], rows[keep]
-    ascii = np.searchsorted(high, ends) == np.searchsorted(high, starts)
-    bucket = _signature_buckets(data, starts, ends)
-    bit = np.left_shift(np.uint64(1), (bucket & 63).astype(np.uint64))
-    segment = np.concatenate([[0], np.flatnonzero(np.diff(rows)) + 1])
-    distinct = np.zeros(len(segment), dtype=np.int64)
-    for word in range(4):
-        part = np.where(ascii & ((bucket >> 6) == word), bit, np.uint64(0))
-        distinct += np.bitwise_count(np.bitwise_or.reduceat(part, segment))
-    present = rows[segment]
-    floor[present] = distinct / count.sparse(starts)[present]
+    per_row = count.sparse(starts)
+    look = words >= UNIQUE_WORDS_MIN
+    # the looked-at rows, numbered 0.. in order, and the window of each
+    rank = np.cumsum(look) - 1
+    keep = np.repeat(look, per_row)
+    if (per_row[look] > UNIQUE_WORDS_WINDOW).any():
+        index = np.arange(len(starts)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        keep &= index < UNIQUE_WORDS_WINDOW
+    rows = np.repeat(rank, per_row)[keep]
+    # a non-ASCII byte is never a separator: it stands in the last word started before it
+    ascii = np.ones(len(starts), dtype=bool)
+    ascii[np.searchsorted(starts, high, side="right") - 1] = False
+    starts, ends, ascii = starts[keep], ends[keep], ascii[keep]
+    bucket = _signature_buckets(data, starts[ascii], ends[ascii])
+    seen = np.zeros((int(look.sum()), _BUCKETS), dtype=bool)
+    seen[rows[ascii], bucket] = True
+    floor[look] = seen.sum(axis=1) / np.minimum(per_row[look], UNIQUE_WORDS_WINDOW)
     return floor
 
 
@@ -92,10 +100,27 @@ def unique_word_ratio(arr: pa.Array, look: np.ndarray) -> np.ndarray:
                           [1:{UNIQUE_WORDS_WINDOW}] AS w
               FROM subset)
     """
-    import duckdb  # imported where used: importing the code location must stay cheap
-
-    with duckdb.connect() as con:
+    with _DUCKDB_LOCK:
+        con = _connection()
         con.register("subset", subset)
-        result = con.sql(query).to_arrow_table()
+        try:
+            result = con.sql(query).to_arrow_table()
+        finally:
+            con.unregister("subset")
     ratio[result["row"].to_numpy()] = result["ratio"].to_numpy(zero_copy_only=False)
     return ratio
+
+
+# One in-memory DuckDB for the process (opening one costs ~40 ms, a query here ~1 ms: per
+# 4 MB block that was most of the ratio's time); blocks in threads take turns on it.
+_DUCKDB_LOCK = threading.Lock()
+_DUCKDB: dict[int, duckdb.DuckDBPyConnection] = {}  # by process id: a fork opens its own
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    import duckdb  # imported where used: importing the code location must stay cheap
+
+    pid = os.getpid()
+    if pid not in _DUCKDB:  # the parent's stays as it is (closing it in a fork is unsafe)
+        _DUCKDB[pid] = duckdb.connect()
+    return _DUCKDB[pid]

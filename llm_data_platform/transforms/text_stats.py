@@ -149,8 +149,8 @@ class _Counts:
         return np.diff(np.searchsorted(positions, self.offsets))
 
     def rows_of(self, positions: np.ndarray) -> np.ndarray:
-        """Row of every position (sorted or not)."""
-        return np.searchsorted(self.offsets, positions, side="right") - 1
+        """Row of every position, from sorted positions (a search per row, not per item)."""
+        return np.repeat(np.arange(len(self.offsets) - 1), self.sparse(positions))
 
 
 def _shifted(mask: np.ndarray, k: int, fill: bool) -> np.ndarray:
