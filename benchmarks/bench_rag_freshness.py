@@ -4,9 +4,10 @@ What a user types, each command a fresh process timed from outside, by two paths
 `ldp ingest-docs KB --run` (one process: the sync landed, then one run staging it and
 ingesting its day through the index promotion), and ``commands``, `ldp ingest-docs KB` then
 the `dagster asset materialize` commands it prints (the documents' staging assets, the day's
-RAG chain, `rag_index,rag_index_live`). One project per embedding backend
-(LDP_EMBEDDING_BACKEND) and path, on the same pages in the same run; the first full build of
-an ONNX backend includes its one-off export from the packaged weights.
+RAG chain, `retrieval_eval_set,rag_index,rag_index_live`: the gate measures on that set).
+One project per embedding backend (LDP_EMBEDDING_BACKEND) and path, on the same pages in the
+same run, each phase by every path before the next; the first full build of an ONNX backend
+includes its one-off export from the packaged weights.
 
 Beside it, per backend, a fresh process that only loads the model and embeds the built chunk
 texts (the embedding floor: load, export when ONNX, chunks/s) and one-question embeddings
@@ -113,7 +114,7 @@ class Project:
         )  # fmt: skip
         times["index"] = self.command(
             dagster, "asset", "materialize", "-m", "llm_data_platform",
-            "--select", "rag_index,rag_index_live",
+            "--select", "retrieval_eval_set,rag_index,rag_index_live",
         )  # fmt: skip
         return times
 
@@ -187,17 +188,25 @@ def _embed_floor_child(out: str, n_chunks: int) -> None:
 
 
 def run_backend(
-    base: Path, backend: str, path: str, pages: list[Path], args: argparse.Namespace
-) -> dict:
-    project = Project(base / f"{backend}-{path}", backend, path)
-    kb = project.root / "kb"
-    copy_corpus(pages, kb)
-    full = project.update(kb, DAY1)
-    changed = change_pages(kb, args.change_fraction)
-    one = project.update(kb, DAY2)
-    none = project.update(kb, DAY2)
-    floor = embed_floor(project, args.floor_chunks) if path == args.paths.split(",")[0] else None
-    return {"full": full, "changed": changed, "one": one, "none": none, "floor": floor}
+    base: Path, backend: str, paths: list[str], pages: list[Path], args: argparse.Namespace
+) -> dict[tuple[str, str], dict]:
+    """Each phase (full build, change, no change) by every path before the next phase, so
+    the paths meet the same load on a shared machine."""
+    projects = {p: Project(base / f"{backend}-{p}", backend, p) for p in paths}
+    kbs = {p: projects[p].root / "kb" for p in paths}
+    out: dict[str, dict] = {p: {} for p in paths}
+    for p in paths:
+        copy_corpus(pages, kbs[p])
+    for p in paths:
+        out[p]["full"] = projects[p].update(kbs[p], DAY1)
+    for p in paths:
+        out[p]["changed"] = change_pages(kbs[p], args.change_fraction)
+        out[p]["one"] = projects[p].update(kbs[p], DAY2)
+    for p in paths:
+        out[p]["none"] = projects[p].update(kbs[p], DAY2)
+    for p in paths:
+        out[p]["floor"] = embed_floor(projects[p], args.floor_chunks) if p == paths[0] else None
+    return {(backend, p): r for p, r in out.items()}
 
 
 def _fmt(times: dict[str, float]) -> str:
@@ -227,8 +236,7 @@ def main() -> None:
     results = {}
     try:
         for backend in args.backends.split(","):
-            for path in args.paths.split(","):
-                results[(backend, path)] = run_backend(base, backend, path, pages, args)
+            results.update(run_backend(base, backend, args.paths.split(","), pages, args))
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -173,7 +173,8 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
             f"  dagster asset materialize -m llm_data_platform --partition {day} "
             f"--select {day_assets},document_chunks,chunk_embeddings"
         )
-    _say("  dagster asset materialize -m llm_data_platform --select rag_index,rag_index_live")
+    index = "retrieval_eval_set,rag_index,rag_index_live"
+    _say(f"  dagster asset materialize -m llm_data_platform --select {index}")
     return 0
 
 

@@ -114,6 +114,7 @@ def test_a_knowledge_base_without_questions_is_gated_on_its_own_titles(tmp_path)
     assert eval_set.num_rows >= 5 and set(eval_set["source"].to_pylist()) == {"generated"}
     (check,) = [e for e in first.get_asset_check_evaluations() if "quality" in e.check_name]
     assert check.passed and check.metadata["question_source"].value == "generated"
+    assert check.metadata["questions_embedded"].value == len(set(eval_set["question"].to_pylist()))
     assert (
         chroma.live_collection(embeddings.model_id, embeddings.dimension).metadata["version"] == 1
     )
@@ -127,6 +128,9 @@ def test_a_knowledge_base_without_questions_is_gated_on_its_own_titles(tmp_path)
     assert set(eval_set["question"].to_pylist()) <= set(again["question"].to_pylist())
     (check,) = [e for e in bad.get_asset_check_evaluations() if "quality" in e.check_name]
     assert not check.passed
+    # a question asked of an earlier version is not embedded again (the embedding cache)
+    new_questions = set(again["question"].to_pylist()) - set(eval_set["question"].to_pylist())
+    assert check.metadata["questions_embedded"].value == len(new_questions)
     reasons = " ".join(check.metadata["failed_because"].value)
     assert "hit@5" in reasons and "live version" in reasons, reasons
     assert (

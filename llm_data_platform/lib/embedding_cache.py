@@ -11,6 +11,7 @@ import hashlib
 import io
 import posixpath
 import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from llm_data_platform.resources.lake import LakeResource
+from llm_data_platform.transforms.embedding_text import input_hash
 
 
 def model_slug(model_id: str) -> str:
@@ -70,6 +72,24 @@ class EmbeddingCache:
         return self.lake.write_bytes(
             posixpath.join(self.directory, f"part-{name}.parquet"), buffer.getvalue()
         )
+
+    def embed(
+        self, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray]
+    ) -> tuple[np.ndarray, int]:
+        """Vectors of ``texts`` in order, only the ones never seen sent to ``embed`` (and
+        cached); returns (matrix, how many were embedded now). The gate's questions are the
+        same from one index version to the next: after the first, evaluating costs queries."""
+        hashes = [input_hash(t) for t in texts]
+        known = self.lookup(hashes)
+        todo = sorted({h for h in hashes if h not in known})
+        if todo:
+            by_hash = dict(zip(hashes, texts, strict=True))
+            vectors = embed([by_hash[h] for h in todo])
+            self.add(todo, vectors)
+            known.update(zip(todo, vectors, strict=True))
+        if not hashes:
+            return np.zeros((0, self.dimension), np.float32), 0
+        return np.stack([known[h] for h in hashes]), len(todo)
 
 
 def embeddings_array(vectors: np.ndarray) -> pa.FixedSizeListArray:

@@ -101,7 +101,7 @@ class ChromaResource(dg.ConfigurableResource):
             raise LookupError(
                 f"No live RAG index for {model_id} in {self.location}. Materialize rag_index "
                 "and rag_index_live (`dagster asset materialize -m llm_data_platform --select "
-                "rag_index,rag_index_live`) or run `make demo`."
+                "retrieval_eval_set,rag_index,rag_index_live`) or run `make demo`."
             )
         return live
 

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.defs.rag.index import existing_entries, read_manifest
 from llm_data_platform.defs.rag.side_tables import INDEX_EVALUATIONS
-from llm_data_platform.lib.embedding_cache import to_matrix
+from llm_data_platform.lib.embedding_cache import EmbeddingCache, to_matrix
 from llm_data_platform.lib.index_versions import candidate_version, record_evaluation
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
@@ -137,7 +137,8 @@ def rag_index_retrieval_quality(
         return _ungated(context, lake, candidate)
     questions = eval_set["question"].to_pylist()
     expected = _relevant(eval_set)
-    vectors = embeddings.embed(questions)
+    cache = EmbeddingCache(lake, embeddings.model_id, embeddings.dimension)
+    vectors, embedded = cache.embed(questions, embeddings.embed)
     metrics, ranked = _measure(collection, vectors, expected)
     live = chroma.live_collection(embeddings.model_id, embeddings.dimension)
     baseline = None
@@ -171,6 +172,7 @@ def rag_index_retrieval_quality(
             "hit_at_5": metrics["hit@5"],
             "mrr_at_10": metrics["mrr@10"],
             "questions": metrics["questions"],
+            "questions_embedded": embedded,  # the rest came from the embedding cache
             "question_source": ", ".join(sorted(sources)) or "given",
             "live_hit_at_5": baseline["hit@5"] if baseline else "no live version",
             "live_mrr_at_10": baseline["mrr@10"] if baseline else "no live version",
