@@ -3,8 +3,8 @@ auto-replies / out-of-office (see ``quality.py``'s module doc for what makes boi
 
 A cheap RE2 hint over the whole batch picks the candidate rows; the judge, in Python, splits
 those into sentences and counts ``_BOILERPLATE`` hits. It stops as soon as the verdict cannot
-change, and skips the regex on ASCII sentences that hold none of the literals every hit needs
-(``_ASCII_HITS``): a long answer costs a sentence or two, not a ``findall`` per sentence.
+change, and skips the regex on sentences that hold none of the literals every hit needs
+(``_HITS``): a long answer costs a sentence or two, not a ``findall`` per sentence.
 """
 
 from __future__ import annotations
@@ -65,19 +65,19 @@ _BOILERPLATE = re.compile(
     """
 )
 _SENTENCES = re.compile(r"\n+|(?<=[.!;])\s+")
-# For ASCII sentences, (literal, pattern) pairs that cover every ``_BOILERPLATE`` alternative:
-# a literal the alternative needs and, where the literal is common, the alternative itself,
-# unanchored, to search the lower-cased sentence with (an alternative that needs a non-ASCII
-# letter cannot match there). On ASCII text IGNORECASE is ASCII case and \s, \w, \b are
-# ASCII, so a sentence no pair finds has no hit: ``findall`` (~100 us on a long sentence)
-# runs on the others only.
+# (literal, pattern) pairs that cover every ``_BOILERPLATE`` alternative: a literal the
+# alternative needs and, where the literal is common, the alternative itself, unanchored, to
+# search the lower-cased sentence with. Under IGNORECASE a letter of the pattern matches just
+# the characters whose ``lower()`` it is, but for "ſ", "İ" and "ı" (sentences holding those
+# go to ``findall``), and lower-casing keeps \s, \w and \b as they were; so a sentence no pair
+# finds has no hit: ``findall`` (~100 us on a long sentence) runs on the others only.
 _WILL_BE_BACK = r"(?:will|shall)\s+(?:be\s+)?(?:back|return(?:ing)?)\s+(?:on|in|to)\b"
 _GET_BACK = r"(?:reply|respond|get\s+back)\s+to\s+(?:you|your\s+(?:e-?mail|message))"
 _AWAY = (
     r"(?:i\s+am|i'm)\s+(?:currently\s+)?(?:away|out|on\s+(?:annual\s+|parental\s+)?leave|"
     r"on\s+vacation|on\s+holiday|travell?ing)"
 )
-_ASCII_HITS: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
+_HITS: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
     (literal, re.compile(pattern) if pattern else None)
     for literal, pattern in (
         *((word, "") for word in ("regards", "sincerely", "cheers", "wishes", "yours")),
@@ -121,18 +121,28 @@ _ASCII_HITS: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
         ("absent", r"je\s+suis\s+absent"),
         ("retour", r"de\s+retour\s+le"),
         ("oficina", r"fuera\s+de\s+la\s+oficina"),
+        ("grüß", None),
+        ("dringenden", None),
+        ("bien", r"bien\s+à\s+vous"),
+        ("danke", r"danke\s+für\s+ihre\s+nachricht"),
+        ("außer", r"außer\s+haus"),
+        ("réponse", r"réponse\s+automatique"),
+        ("respuesta", r"respuesta\s+automática"),
+        ("estaré", r"estaré\s+(?:fuera|ausente|de\s+vacaciones)"),
     )
 )
+# Characters that IGNORECASE matches with a letter they do not lower-case to.
+_UNFOLDED = ("\u017f", "\u0130", "\u0131")
 
 
 def _may_hit(sentence: str) -> bool:
-    """False only where ``_BOILERPLATE`` cannot match (see ``_ASCII_HITS``)."""
-    if not sentence.isascii():
+    """False only where ``_BOILERPLATE`` cannot match (see ``_HITS``)."""
+    if not sentence.isascii() and any(c in sentence for c in _UNFOLDED):
         return True
     low = sentence.lower()
     return any(
         literal in low and (pattern is None or pattern.search(low) is not None)
-        for literal, pattern in _ASCII_HITS
+        for literal, pattern in _HITS
     )
 
 
