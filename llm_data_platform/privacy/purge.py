@@ -95,11 +95,12 @@ def purge_lake_tables(lake, subjects: Subjects) -> tuple[list[Removal], dict[str
         for p in _lake_files(lake, ".parquet")
         if _table_and_partition(lake, p)[0] not in SKIP_TABLES
     ]
-    events = _subject_event_ids(lake, files, subjects)
+    columns = {p: pq.read_schema(p, filesystem=fs).names for p in files}  # one read per file
+    events = _subject_event_ids(lake, columns, subjects)
     commit = lake.commit()  # every rewritten file at once: a purge is whole or not at all
     for path in files:
         table_name, partition = _table_and_partition(lake, path)
-        whole = _rows_to_remove(lake, path, subjects, events)
+        whole = _rows_to_remove(lake, path, columns[path], subjects, events)
         if whole is None:
             continue
         whole, mask = whole
@@ -114,14 +115,13 @@ def purge_lake_tables(lake, subjects: Subjects) -> tuple[list[Removal], dict[str
     return removals, removed_lines
 
 
-def _subject_event_ids(lake, files: list[str], subjects: Subjects) -> pa.Array:
+def _subject_event_ids(lake, files: dict[str, list[str]], subjects: Subjects) -> pa.Array:
     """The event ids of the subjects' rows, from every table that has both an id column and
     ``event_id`` (raw, clean): side tables that name rows by event only — the rows cleaning
     dropped, say — are matched on these."""
     fs, _ = lake.filesystem()
     found: set[str] = set()
-    for path in files:
-        names = pq.read_schema(path, filesystem=fs).names
+    for path, names in files.items():
         columns = [c for c in ID_COLUMNS if c in names and c != "record"]
         if not columns or "event_id" not in names:
             continue
@@ -133,12 +133,12 @@ def _subject_event_ids(lake, files: list[str], subjects: Subjects) -> pa.Array:
 
 
 def _rows_to_remove(
-    lake, path: str, subjects: Subjects, events: pa.Array
+    lake, path: str, names: list[str], subjects: Subjects, events: pa.Array
 ) -> tuple[pa.Table, pa.Array] | None:
     """(the whole file, the mask of the subjects' rows), or None when it holds none; decided
-    from the id columns alone, so a file without the subjects is never read whole."""
+    from the id columns alone (``names``: the file's columns), so a file without the subjects
+    is never read whole."""
     fs, _ = lake.filesystem()
-    names = pq.read_schema(path, filesystem=fs).names
     columns = [c for c in ID_COLUMNS if c in names]
     # ``event_id`` of a subject's event; ``id``: a side table's key, an event id or a
     # conversation id (the near-duplicate signatures of messages and of conversations)
