@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -225,12 +226,17 @@ def main() -> None:
     results, tables = {}, {}
     for engine in args.engines.split(","):
         r = results[engine] = run_engine(home, engine, args.spark_driver_memory)
-        tables[engine] = lake.read_partition("clean", "conversations_history_duplicates", "all")
+        table = tables[engine] = lake.read_partition(
+            "clean", "conversations_history_duplicates", "all"
+        )
+        kinds = Counter(zip(table["scope"].to_pylist(), table["kind"].to_pylist(), strict=True))
         print(
             f"history_duplicates: engine={engine} days={r['days']} "
             f"messages={args.per_day * args.days} conversations={args.per_day * args.days} "
             f"wall_s={r['wall_s']:.1f} step_s={r['step_s']:.1f} peak_rss_mb={r['peak_rss_mb']:.0f} "
-            f"groups={r['groups']} members={r['members']}",
+            f"groups={r['groups']} members={r['members']} "
+            f"message_exact={kinds['message', 'exact']} message_near={kinds['message', 'near']} "
+            f"conversation_near={kinds['conversation', 'near']}",
             flush=True,
         )
     if {"local", "spark"} <= set(results):

@@ -319,3 +319,19 @@ def test_a_remote_lake_with_spark_fails_naming_the_fix():
         _run_spark(
             LakeResource(root="s3://bucket/lake"), HistoryEngineResource(engine="spark"), SCOPES
         )
+
+
+def test_the_settings_choose_the_engine_and_reject_others():
+    from llm_data_platform.definitions import build_resources
+    from llm_data_platform.settings import load_settings
+
+    env = {"LDP_HISTORY_ENGINE": "spark", "LDP_SPARK_MASTER": "local[1]"}
+    engine = build_resources(load_settings(env))["history_engine"]
+    assert (engine.engine, engine.spark_master, engine.spark_shuffle_partitions) == (
+        "spark",
+        "local[1]",
+        4,
+    )
+    assert build_resources(load_settings({}))["history_engine"].engine == "local"
+    with pytest.raises(ValueError, match="LDP_HISTORY_ENGINE"):
+        load_settings({"LDP_HISTORY_ENGINE": "dask"})

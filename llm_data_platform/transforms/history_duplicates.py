@@ -28,12 +28,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform.transforms.cross_dedup import DedupConfig
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 __all__ = [
     "HISTORY_DUPLICATES",
@@ -232,8 +236,18 @@ def _agreement(sig: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 65_53
     return out
 
 
-def comparable(signatures: pa.Table, params: ScopeParams) -> pa.Table:
-    """The signatures of ``params.scope`` made with its parameters, in (day, id) order."""
+def comparable(signatures: pa.Table | pads.Dataset, params: ScopeParams) -> pa.Table:
+    """The signatures of ``params.scope`` made with its parameters, in (day, id) order; from
+    a dataset, only that scope's rows are read (one scope in memory at a time)."""
+    if not isinstance(signatures, pa.Table):
+        import pyarrow.dataset as pads
+
+        wanted = (pads.field("scope") == params.scope) & (
+            pads.field("params") == params.fingerprint
+        )
+        signatures = signatures.to_table(
+            columns=["dt", "scope", "id", "params", "signature"], filter=wanted
+        )
     part = signatures.filter(pc.equal(signatures["scope"], params.scope))
     part = part.filter(pc.equal(part["params"], params.fingerprint))
     part = part.filter(pc.equal(pc.list_value_length(part["signature"]), params.num_perm))
@@ -299,11 +313,12 @@ def _scope(params: ScopeParams, sigs: pa.Table, hashes: pa.Table | None, counts:
 
 def history_duplicates(
     hashes: pa.Table | None,
-    signatures: pa.Table | None,
+    signatures: pa.Table | pads.Dataset | None,
     scopes: tuple[ScopeParams, ScopeParams],
 ) -> HistoryResult:
-    """Every day's index (``dt`` column added) -> the history-wide duplicate table and its
-    counts; the module doc says what links two nodes."""
+    """Every day's index (``dt`` column added; the signatures as a table or a lazy dataset)
+    -> the history-wide duplicate table and its counts; the module doc says what links two
+    nodes."""
     counts: dict[str, int] = {}
     if hashes is not None:
         counts["message_hashes"] = hashes.num_rows
@@ -315,9 +330,8 @@ def history_duplicates(
         use_hashes = hashes if params.scope == "message" else None
         tables.append(_scope(params, sigs, use_hashes, counts))
     if signatures is not None:
-        counts["skipped_signatures"] = signatures.num_rows - sum(
-            counts[f"{p.scope}_signatures"] for p in scopes
-        )
+        total = signatures.num_rows if isinstance(signatures, pa.Table) else signatures.count_rows()
+        counts["skipped_signatures"] = total - sum(counts[f"{p.scope}_signatures"] for p in scopes)
     table = sort_result(tables)
     counts.update(groups=count_groups(table), members=table.num_rows)
     return HistoryResult(table, counts)

@@ -31,7 +31,7 @@ import pyarrow as pa
 from llm_data_platform.defs.conversations.dedup_history import CONTENT_HASHES, NEAR_DUP_SIGNATURES
 from llm_data_platform.lib.metadata import preview_markdown
 from llm_data_platform.resources.lake import DATA_FILE, LakeResource
-from llm_data_platform.resources.spark import HistoryEngineResource
+from llm_data_platform.resources.spark import ENGINES, HistoryEngineResource
 from llm_data_platform.transforms.cross_dedup import DedupConfig
 from llm_data_platform.transforms.history_duplicates import (
     HISTORY_DUPLICATES,
@@ -44,7 +44,6 @@ from llm_data_platform.transforms.history_duplicates import (
 
 HISTORY_DUPLICATES_TABLE = "conversations_history_duplicates"
 HASH_COLUMNS = ["event_id", "content_hash"]
-SIGNATURE_COLUMNS = ["scope", "id", "params", "signature"]
 
 
 def _read(lake: LakeResource, table: str, columns: list[str]) -> pa.Table | None:
@@ -54,9 +53,9 @@ def _read(lake: LakeResource, table: str, columns: list[str]) -> pa.Table | None
 
 
 def _run_local(lake: LakeResource, scopes: tuple[ScopeParams, ScopeParams]) -> HistoryResult:
+    """The hashes read whole; the signatures (most of the bytes) one scope at a time."""
     hashes = _read(lake, CONTENT_HASHES, HASH_COLUMNS)
-    signatures = _read(lake, NEAR_DUP_SIGNATURES, SIGNATURE_COLUMNS)
-    return history_duplicates(hashes, signatures, scopes)
+    return history_duplicates(hashes, lake.dataset("clean", NEAR_DUP_SIGNATURES), scopes)
 
 
 def _run_spark(
@@ -118,6 +117,11 @@ def history_duplicates_asset(dedup: DedupConfig) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
         days = _days(lake)
+        if history_engine.engine not in ENGINES:
+            raise dg.Failure(
+                f"history_engine.engine={history_engine.engine!r}: use one of {list(ENGINES)} "
+                "(LDP_HISTORY_ENGINE)."
+            )
         if history_engine.engine == "spark":
             result = _run_spark(lake, history_engine, scopes)
         else:
