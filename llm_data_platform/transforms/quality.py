@@ -235,6 +235,8 @@ def quality_signals(
     if len(bounds) == 2:
         return _signals_of_block(text, min_score, config)
     blocks = [text.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if SCORE_THREADS <= 1:
+        return pa.concat_tables([_signals_of_block(b, min_score, config) for b in blocks])
     with ThreadPoolExecutor(min(SCORE_THREADS, len(blocks))) as pool:
         return pa.concat_tables(pool.map(lambda b: _signals_of_block(b, min_score, config), blocks))
 

@@ -176,21 +176,16 @@ def _high_classes(data: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 def _code_points(data: np.ndarray, lead: np.ndarray) -> np.ndarray:
-    """Code point of every character, given the positions of their first bytes."""
-    cp = data[lead].astype(np.int32)
-    multi = np.flatnonzero(cp >= 0xC0)  # ASCII (most of chat) is its own code point
-    if len(multi) == 0:
-        return cp
-    first = cp[multi]
+    """Code points of the multi-byte characters whose first bytes are at ``lead``."""
+    first = data[lead].astype(np.int32)
     size = 1 + (first >= 0xC0) + (first >= 0xE0) + (first >= 0xF0)
     value = first & np.array([0, 0x7F, 0x1F, 0x0F, 0x07], dtype=np.int32)[size]
-    start, last = lead[multi], len(data) - 1
+    last = len(data) - 1
     for k in (1, 2, 3):
         more = size > k
-        nxt = data[np.minimum(start + k, last)].astype(np.int32) & 0x3F
+        nxt = data[np.minimum(lead + k, last)].astype(np.int32) & 0x3F
         value = np.where(more, (value << 6) | nxt, value)
-    cp[multi] = value
-    return cp
+    return value
 
 
 @dataclass(frozen=True)
@@ -279,20 +274,23 @@ def _char_stats(chars: _Chars, config: QualityConfig) -> tuple[np.ndarray, ...]:
 def _as_chars(
     data: np.ndarray, offsets: np.ndarray, letter: np.ndarray, digit: np.ndarray, high, hcls
 ) -> _Chars:
-    """Bytes to characters: only text with non-ASCII bytes is decoded."""
+    """Bytes to characters: the bytes less their continuation bytes, and the multi-byte
+    characters (at most the non-ASCII bytes) decoded in place."""
     if len(high) == 0:
         return _Chars(data, offsets, letter, digit, np.zeros(len(data), dtype=bool))
-    letter, high_symbol = letter.copy(), np.zeros(len(data), dtype=bool)
-    letter[high[hcls == _LETTER]] = True
-    high_symbol[high[hcls == _SYMBOL]] = True
-    cont = high[hcls == _CONT]
-    lead = np.ones(len(data), dtype=bool)
-    lead[cont] = False
-    lead = np.flatnonzero(lead)
+    is_cont = hcls == _CONT
+    cont, lead, lead_cls = high[is_cont], high[~is_cont], hcls[~is_cont]
+    keep = np.ones(len(data), dtype=bool)
+    keep[cont] = False
+    cp = data[keep].astype(np.int32)
+    at = lead - np.searchsorted(cont, lead)  # their places among the characters
+    cp[at] = _code_points(data, lead)
+    letter_c = letter[keep]
+    letter_c[at[lead_cls == _LETTER]] = True
+    high_symbol = np.zeros(len(cp), dtype=bool)
+    high_symbol[at[lead_cls == _SYMBOL]] = True
     char_offsets = offsets - np.searchsorted(cont, offsets)
-    return _Chars(
-        _code_points(data, lead), char_offsets, letter[lead], digit[lead], high_symbol[lead]
-    )
+    return _Chars(cp, char_offsets, letter_c, digit[keep], high_symbol)
 
 
 def _consonant_run_letters(
