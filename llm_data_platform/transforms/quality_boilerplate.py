@@ -155,6 +155,18 @@ def _sentences(text: str) -> Iterator[str]:
     yield text[at:]
 
 
+def _count_hits(sentence: str, most: int) -> int:
+    """``len(_BOILERPLATE.findall(sentence))``, counted up to ``most``: the verdict only asks
+    whether the hits reach ``boilerplate_min_hits`` and whether a sentence has one, so the
+    scan stops there (a hit near the start of a long sentence ends it)."""
+    found = 0
+    for _ in _BOILERPLATE.finditer(sentence):
+        found += 1
+        if found >= most:
+            break
+    return found
+
+
 def _boilerplate_one(text: str, config: QualityConfig) -> float:
     """1 = not boilerplate, 0 = boilerplate (see the module doc). Words outside boilerplate
     only ever add up: past ``boilerplate_max_other_words`` the verdict is 1 whatever follows,
@@ -167,7 +179,7 @@ def _boilerplate_one(text: str, config: QualityConfig) -> float:
             continue
         found = 0
         if not sentence.rstrip().endswith("?") and _may_hit(sentence):
-            found = len(_BOILERPLATE.findall(sentence))
+            found = _count_hits(sentence, max(1, config.boilerplate_min_hits - hits))
         if found:
             hits += found
             in_signature = 4
