@@ -379,3 +379,27 @@ if __name__ == "__main__":  # rebuild the fixture: only with the implementation 
     REFERENCE.parent.mkdir(exist_ok=True)
     pq.write_table(_reference_table(_reference_inputs()), REFERENCE, compression="zstd")
     print(REFERENCE, pq.read_metadata(REFERENCE).num_rows)
+
+
+def test_empty_and_null_rows_do_not_move_line_statistics() -> None:
+    """Line statistics once went to the row of that rank among the non-empty rows: after an
+    empty or null message, every later row of the block was judged on its neighbour's lines."""
+    flood = "a\nb\nc\nd\ne\nf\ng\nh"
+    alone = quality_signals(pa.array([flood, "hello there"]))["garbage_reason"].to_pylist()
+    assert alone == ["one_word_lines", None]
+    for before in ("", None):
+        mixed = quality_signals(pa.array([before, flood, "hello there", None, flood]))
+        reasons = mixed["garbage_reason"].to_pylist()[1:]
+        assert reasons == ["one_word_lines", None, None, "one_word_lines"]
+
+
+def test_null_slots_that_own_bytes_are_skipped() -> None:
+    """Arrow lets a null slot span bytes; they belong to no row."""
+    data = b"hello\nxxxxSECRETa\nb\nc\nd\ne\nf\ng\nh"
+    offsets = np.array([0, 6, 16, len(data)], np.int32)
+    validity = np.packbits(np.array([1, 0, 1, 0, 0, 0, 0, 0], bool), bitorder="little")
+    arr = pa.Array.from_buffers(
+        pa.string(), 3, [pa.py_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    plain = pa.array(["hello\n", None, "a\nb\nc\nd\ne\nf\ng\nh"])
+    assert quality_signals(arr).equals(quality_signals(plain))
