@@ -43,16 +43,15 @@ def _signature_buckets(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
 
 
 def unique_word_floor(
-    data: np.ndarray, row_start: np.ndarray, high: np.ndarray, count: _Counts, words
+    data: np.ndarray, sep: np.ndarray, row_start, high: np.ndarray, count: _Counts, words
 ) -> np.ndarray:
-    """A lower bound of ``unique_word_ratio``, from the words DuckDB would see (split on space,
-    newline and tab, the first UNIQUE_WORDS_WINDOW): occupied buckets of the ASCII words'
-    signatures, over the words. Equal words share a bucket, so buckets <= distinct words;
-    non-ASCII words stay out (their lower case may equal an ASCII word's)."""
+    """A lower bound of ``unique_word_ratio``, from the words DuckDB would see (split on
+    ``sep``: space, newline and tab; the first UNIQUE_WORDS_WINDOW): occupied buckets of the
+    ASCII words' signatures, over the words. Equal words share a bucket, so buckets <=
+    distinct words; non-ASCII words stay out (their lower case may equal an ASCII word's)."""
     floor = np.ones(len(words), dtype=np.float64)
     if not (words >= UNIQUE_WORDS_MIN).any():
         return floor
-    sep = (data == 32) | (data == 10) | (data == 9)
     first, last = ~sep, ~sep
     first[1:] &= sep[:-1] | row_start[1:]
     last[:-1] &= sep[1:] | row_start[1:]

@@ -71,9 +71,32 @@ def _mash_table() -> np.ndarray:
 
 
 _MASH_TABLE = _mash_table()
-# Letters as bits of a 26-bit set (bit k = chr(97 + k)); bit 31 stays clear for non-letters.
-_MASH_LETTERS = np.uint32(sum(1 << (ord(c) - 97) for c in set("".join(_MASH_BIGRAMS))))
-_CONSONANTS = np.uint32(sum(1 << k for k in range(26) if chr(97 + k) not in "aeiouy"))
+# Byte flags: one table look-up per byte (~1 ns) gives every ASCII class the dense passes need.
+F_LETTER, F_DIGIT, F_SPACE, F_CONSONANT, F_MASH, F_PUNCT, F_WORD_BREAK = (1 << k for k in range(7))
+
+
+def _flag_table() -> np.ndarray:
+    """Flags of each byte value (non-ASCII bytes have none: ``_high_classes`` classes them)."""
+    table = np.zeros(256, dtype=np.uint8)
+    letters = [c for c in range(128) if chr(c).isascii() and chr(c).isalpha()]
+    table[letters] |= F_LETTER
+    table[ord("0") : ord("9") + 1] |= F_DIGIT
+    table[[9, 10, 11, 12, 13, 32]] |= F_SPACE
+    table[[c for c in letters if chr(c).lower() not in "aeiouy"]] |= F_CONSONANT
+    mash = set("".join(_MASH_BIGRAMS))
+    table[[c for c in letters if chr(c).lower() in mash]] |= F_MASH
+    table[[c for c in range(33, 127) if not chr(c).isalnum()]] |= F_PUNCT
+    table[[9, 10, 32]] |= F_WORD_BREAK  # DuckDB's word separators (``quality_words``)
+    return table
+
+
+_FLAGS = _flag_table()
+
+
+def _flag(flags: np.ndarray, flag: int) -> np.ndarray:
+    return (flags & np.uint8(flag)) != 0
+
+
 _HIGH_BITS = np.array([0, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE], dtype=np.uint8)
 
 
@@ -294,18 +317,18 @@ def _as_chars(
 
 
 def _consonant_run_letters(
-    data: np.ndarray, letter: np.ndarray, low: np.ndarray, row_start, count: _Counts, run: int
+    cons: np.ndarray, row_start: np.ndarray, count: _Counts, run: int
 ) -> np.ndarray:
-    """Letters standing in runs of ``run``+ ASCII consonants, per row: a run of L >= run
-    ends a run of ``run`` at L - run + 1 positions (``tail``), the first of them once."""
-    shift = np.minimum(low - np.uint8(97), np.uint8(31)).astype(np.uint32)
-    cons = letter & ((_CONSONANTS >> shift) & 1).astype(bool)
+    """Letters standing in runs of ``run``+ ASCII consonants (``cons``), per row: a run of
+    L >= run ends a run of ``run`` at L - run + 1 positions (``tail``), the first of them
+    once."""
     if run < 1:  # every byte stands in a run of 0+: the run formula of old, kept as it was
         return count.dense(cons) if run == 0 else np.diff(count.offsets)
     cont = cons & _shifted(cons, 1, False) & ~row_start  # byte i continues the run of i - 1
     tail = cons.copy()  # tail[i]: bytes i - run + 1 .. i are one run
     for k in range(run - 1):
-        tail &= _shifted(cont, k, False)
+        tail[k:] &= cont[: len(cont) - k]
+        tail[:k] = False
     at = np.flatnonzero(tail)
     first = np.ones(len(at), dtype=bool)
     first[1:] = (at[1:] - 1 != at[:-1]) | ~cont[at[1:]]
@@ -366,10 +389,9 @@ def _repeated(data, space, digit, row_start, count: _Counts) -> np.ndarray:
     return count.sparse(at[keep])
 
 
-def _mash_pairs(data, letter, low, row_start, count: _Counts) -> np.ndarray:
-    """Rare neighbouring-key letter pairs (overlapping), per row."""
-    shift = np.minimum(low - np.uint8(97), np.uint8(31)).astype(np.uint32)
-    maybe = letter & ((_MASH_LETTERS >> shift) & 1).astype(bool)
+def _mash_pairs(data, maybe, row_start, count: _Counts) -> np.ndarray:
+    """Rare neighbouring-key letter pairs (overlapping), per row; ``maybe``: the letters of
+    those pairs."""
     at = np.flatnonzero(maybe[1:] & maybe[:-1]) + 1
     pair = (data[at - 1].astype(np.uint16) << 8) | data[at]
     return count.sparse(at[_MASH_TABLE[pair] & ~row_start[at]])
@@ -382,11 +404,8 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
     lengths = np.diff(offsets)
     row_start = np.zeros(len(data), dtype=bool)
     row_start[offsets[:-1][lengths > 0]] = True
-    # ASCII classes by comparison (uint8 arithmetic wraps: one compare per range)
-    low = data | np.uint8(0x20)
-    letter = (low - np.uint8(97)) < 26
-    digit = (data - np.uint8(48)) < 10
-    space = (data == 32) | ((data - np.uint8(9)) < 5)
+    flags = _FLAGS[data]
+    letter, digit, space = (_flag(flags, f) for f in (F_LETTER, F_DIGIT, F_SPACE))
     high = np.flatnonzero(data >= 0x80)
     hcls = _high_classes(data, high)
     letters = count.dense(letter) + count.sparse(high[hcls == _LETTER])
@@ -396,7 +415,7 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
     word_start = ~space
     word_start[1:] &= space[:-1] | row_start[1:]
     word_at = np.flatnonzero(word_start)
-    punct = ((data - np.uint8(33)) < 94) & ~letter & ~digit
+    punct = _flag(flags, F_PUNCT)
     unpaired, kinds = _punctuation_stats(data, punct, count, high, hcls)
     unit_chars, unit_repeats, isolated, emoji_run, modifiers = _char_stats(
         _as_chars(data, offsets, letter, digit, high, hcls), config
@@ -411,7 +430,7 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
         symbols=chars - letters - digits - spaces,
         words=words,
         repeated=_repeated(data, space, digit, row_start, count),
-        mash_pairs=_mash_pairs(data, letter, low, row_start, count),
+        mash_pairs=_mash_pairs(data, _flag(flags, F_MASH), row_start, count),
         unit_chars=unit_chars,
         unit_repeats=unit_repeats,
         isolated=isolated,
@@ -420,9 +439,11 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
         unpaired=unpaired,
         symbol_kinds=kinds,
         consonant_letters=_consonant_run_letters(
-            data, letter, low, row_start, count, config.consonant_run
+            _flag(flags, F_CONSONANT), row_start, count, config.consonant_run
         ),
         lines=lines,
         one_word_lines=one_word,
-        unique_floor=unique_word_floor(data, row_start, high, count, words),
+        unique_floor=unique_word_floor(
+            data, _flag(flags, F_WORD_BREAK), row_start, high, count, words
+        ),
     )
