@@ -52,6 +52,10 @@ _PUNCT_BIT = np.zeros(256, dtype=np.uint32)
 _PUNCT_BIT[[c for c in range(33, 127) if not chr(c).isalnum()]] = 1 << np.arange(
     32, dtype=np.uint32
 )
+# Brackets (left, right) and quotes, counted per row for ``unpaired``.
+_PAIRED = b"()[]{}\"'"
+_PAIRING = np.zeros(256, dtype=np.int64)
+_PAIRING[list(_PAIRED)] = np.arange(1, len(_PAIRED) + 1)
 _RULE_CHARS = np.zeros(256, dtype=bool)
 _RULE_CHARS[list(b"-=*_~+")] = True
 
@@ -358,14 +362,16 @@ def _punctuation_stats(
     value, rows = data[at], count.rows_of(at)
     n_rows = len(count.offsets) - 1
 
-    def per_row(char: str) -> np.ndarray:
-        return np.bincount(rows[value == ord(char)], minlength=n_rows).astype(np.int64)
-
+    pairing = _PAIRING[value]  # 1 + index in _PAIRED, 0 for the other punctuation
+    of = pairing > 0
+    per_row = np.bincount(
+        rows[of] * len(_PAIRED) + pairing[of] - 1, minlength=n_rows * len(_PAIRED)
+    ).reshape(n_rows, len(_PAIRED))
+    per_row = per_row.astype(np.int64)
     unpaired = np.zeros(n_rows, dtype=np.int64)
-    for left, right in ("()", "[]", "{}"):
-        unpaired += np.abs(per_row(left) - per_row(right))
-    for quote in "\"'":
-        unpaired += per_row(quote) % 2
+    for pair in range(3):  # (), [], {}
+        unpaired += np.abs(per_row[:, 2 * pair] - per_row[:, 2 * pair + 1])
+    unpaired += per_row[:, 6] % 2 + per_row[:, 7] % 2  # " and '
     kinds = np.zeros(n_rows, dtype=np.int64)
     if len(at):
         segment = np.flatnonzero(np.diff(rows)) + 1
