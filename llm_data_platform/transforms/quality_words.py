@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 UNIQUE_WORDS_MIN = 8
 UNIQUE_WORDS_WINDOW = 200
 _BUCKETS = 256  # of the word signatures in ``unique_word_floor`` (``_signature_buckets``)
+_TABLE_ROWS = 1 << 16  # rows of the bucket table at once
 
 
 def _signature_buckets(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -69,10 +70,14 @@ def unique_word_floor(
     ascii = np.ones(len(starts), dtype=bool)
     ascii[np.searchsorted(starts, high, side="right") - 1] = False
     starts, ends, ascii = starts[keep], ends[keep], ascii[keep]
-    bucket = _signature_buckets(data, starts[ascii], ends[ascii])
-    seen = np.zeros((int(look.sum()), _BUCKETS), dtype=bool)
-    seen[rows[ascii], bucket] = True
-    floor[look] = seen.sum(axis=1) / np.minimum(per_row[look], UNIQUE_WORDS_WINDOW)
+    rows, bucket = rows[ascii], _signature_buckets(data, starts[ascii], ends[ascii])
+    distinct = np.zeros(int(look.sum()), dtype=np.int64)
+    for first_row in range(0, len(distinct), _TABLE_ROWS):  # a table of at most 16 MB
+        a, b = np.searchsorted(rows, [first_row, first_row + _TABLE_ROWS])
+        seen = np.zeros((min(_TABLE_ROWS, len(distinct) - first_row), _BUCKETS), dtype=bool)
+        seen[rows[a:b] - first_row, bucket[a:b]] = True
+        distinct[first_row : first_row + len(seen)] = seen.sum(axis=1)
+    floor[look] = distinct / np.minimum(per_row[look], UNIQUE_WORDS_WINDOW)
     return floor
 
 
