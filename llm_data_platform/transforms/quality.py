@@ -24,7 +24,7 @@ Rules made for chat (thresholds in :class:`QualityConfig`), on top of the Gopher
 - ``boilerplate``: e-mail signatures, legal disclaimers, auto-replies / out-of-office. A cheap
   RE2 hint over the whole batch picks the candidates; only those (12% of the benchmark's
   traffic, whose sign-offs and questions about out-of-office replies are there on purpose;
-  ~0.45 s per 200k messages) are split into sentences in Python and judged: two boilerplate
+  ~0.2 CPU s per 200k messages) are split into sentences in Python and judged: two boilerplate
   hits (a closing with a signature block under it is one) and at most
   ``boilerplate_max_other_words`` words outside boilerplate sentences make boilerplate. A
   question is never boilerplate ("How do I set up an out-of-office reply?").
