@@ -207,7 +207,7 @@ def _components(
     )
 
 
-SCORE_BLOCK_BYTES = 4 << 20  # text scored at once (the work arrays are ~10 B a byte)
+SCORE_BLOCK_BYTES = 2 << 20  # text scored at once: 2-4 MB of work arrays stay in cache
 # Blocks scored side by side: numpy, Arrow and DuckDB release the GIL for their work, only
 # the boilerplate judge (a few % of the rows) holds it. The platform runs on 2 cores.
 SCORE_THREADS = 2
