@@ -173,8 +173,11 @@ def _boilerplate_one(text: str, config: QualityConfig) -> float:
     so the judge stops there (a long answer costs one or two sentences, not all of them)."""
     hits = other_words = signature_lines = 0
     in_signature = 0  # up to 4 short lines after a hit ("Best regards,") are the signature
+    # words are counted up to ``most``: past it a sentence is no signature line and, outside
+    # boilerplate, ends the judging all the same
+    most = max(7, config.boilerplate_max_other_words + 1)
     for sentence in _sentences(text):
-        words = len(sentence.split())
+        words = len(sentence.split(maxsplit=most))
         if not words:
             continue
         found = 0

@@ -27,15 +27,12 @@ _TABLE_ROWS = 1 << 16  # rows of the bucket table at once
 
 
 def _signature_buckets(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Bucket (0..255) of each ASCII word from its length and first two and last two bytes,
-    each ``| 0x20``: that folds the case of letters (and a few symbols together, which only
-    makes the bound lower), so words equal in lower case share a bucket."""
-    last = ends - 1
+    """Bucket (0..255) of each ASCII word from its length and its first and last bytes, each
+    ``| 0x20``: that folds the case of letters (and a few symbols together, which only makes
+    the bound lower), so words equal in lower case share a bucket."""
     h = data[starts].astype(np.uint32)
-    h |= data[np.minimum(starts + 1, last)].astype(np.uint32) << 8
-    h |= data[last].astype(np.uint32) << 16
-    h |= data[np.maximum(last - 1, starts)].astype(np.uint32) << 24
-    h |= np.uint32(0x20202020)
+    h |= data[ends - 1].astype(np.uint32) << 8
+    h |= np.uint32(0x2020)
     h ^= (ends - starts).astype(np.uint32) * np.uint32(0x9E3779B1)
     h *= np.uint32(0x85EBCA6B)
     h ^= h >> 13
