@@ -120,6 +120,7 @@ class TextStats:
     # of those, equal to the one p before, for the best period p (0 where the rule does not
     # look: rows over unit_max_chars characters or under unit_min_chars unit characters)
     unit_repeats: np.ndarray
+    # isolated, unpaired, symbol_kinds: 0 where symbol_soup does not look (see text_stats)
     isolated: np.ndarray  # letters/digits with no letter/digit on either side
     emoji_run: np.ndarray  # emoji right after an emoji (or its modifier)
     modifiers: np.ndarray  # VS16, ZWJ, skin tones: parts of an emoji, not characters
@@ -260,7 +261,29 @@ def _unit_repeats(chars: _Chars, unit: np.ndarray, look: np.ndarray, periods: in
     return best
 
 
-def _char_stats(chars: _Chars, config: QualityConfig) -> tuple[np.ndarray, ...]:
+def _isolated(chars: _Chars, soup: np.ndarray) -> np.ndarray:
+    """Letters/digits with no letter/digit on either side (same row), for the rows in
+    ``soup``; 0 elsewhere."""
+    isolated = np.zeros(len(soup), dtype=np.int64)
+    if not soup.any():
+        return isolated
+    lengths = np.diff(chars.offsets)
+    alnum = chars.letter | chars.digit
+    if not soup.all():
+        alnum, lengths = alnum[np.repeat(soup, lengths)], lengths[soup]
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    continues = np.ones(len(alnum), dtype=bool)  # character i is in the row of i - 1
+    continues[offsets[:-1][lengths > 0]] = False
+    beside = np.zeros(len(alnum), dtype=bool)
+    if len(alnum) > 1:
+        beside[1:] = alnum[:-1] & continues[1:]
+        beside[:-1] |= alnum[1:] & continues[1:]
+    isolated[soup] = _Counts(offsets).dense(alnum & ~beside)
+    return isolated
+
+
+def _char_stats(chars: _Chars, soup: np.ndarray, config: QualityConfig) -> tuple[np.ndarray, ...]:
     """Repeated units, isolated letters/digits and emoji runs, on characters (a 4-byte emoji
     is one)."""
     count = _Counts(chars.offsets)
@@ -274,12 +297,6 @@ def _char_stats(chars: _Chars, config: QualityConfig) -> tuple[np.ndarray, ...]:
     # word_repetition's or long_words'): long answers, most of the bytes, skip the loop.
     look = (lengths <= config.unit_max_chars) & (unit_chars >= config.unit_min_chars)
     best = _unit_repeats(chars, unit, look, config.unit_max_period)
-    alnum = chars.letter | chars.digit
-    beside = np.zeros(n, dtype=bool)
-    if n > 1:
-        continues = ~starts[1:]  # character i+1 is in the row of character i
-        beside[1:] = alnum[:-1] & continues
-        beside[:-1] |= alnum[1:] & continues
     # emoji and their modifiers are all non-ASCII: looked at where the code point is
     high = np.flatnonzero(chars.cp >= 0x80)
     cp = chars.cp[high]
@@ -292,7 +309,7 @@ def _char_stats(chars: _Chars, config: QualityConfig) -> tuple[np.ndarray, ...]:
     return (
         unit_chars,
         best,
-        count.dense(alnum & ~beside),
+        _isolated(chars, soup),
         count.sparse(high[emoji & after]),
         count.sparse(high[modifier]),
     )
@@ -421,10 +438,20 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
     word_start = ~space
     word_start[1:] &= space[:-1] | row_start[1:]
     word_at = np.flatnonzero(word_start)
+    symbols, visible = chars - letters - digits - spaces, chars - spaces
+    # symbol_soup looks at isolated, unpaired and symbol_kinds only where the symbol share
+    # passes soup_symbol_start (at or below it the rule gives 1 whatever they are; the same
+    # division as quality's): elsewhere they are left 0
+    soup = (visible >= config.soup_min_chars) & (
+        symbols / np.maximum(visible, 1) > config.soup_symbol_start
+    )
     punct = _flag(flags, F_PUNCT)
+    if not soup.all():
+        punct &= np.repeat(soup, lengths)
     unpaired, kinds = _punctuation_stats(data, punct, count, high, hcls)
+    kinds[~soup] = 0
     unit_chars, unit_repeats, isolated, emoji_run, modifiers = _char_stats(
-        _as_chars(data, offsets, letter, digit, high, hcls), config
+        _as_chars(data, offsets, letter, digit, high, hcls), soup, config
     )
     lines, one_word = _line_stats(data, row_start, word_at, count)
     words = count.sparse(word_at)
@@ -433,7 +460,7 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
         letters=letters,
         digits=digits,
         spaces=spaces,
-        symbols=chars - letters - digits - spaces,
+        symbols=symbols,
         words=words,
         repeated=_repeated(data, space, digit, row_start, count),
         mash_pairs=_mash_pairs(data, _flag(flags, F_MASH), row_start, count),
