@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 if TYPE_CHECKING:
     import duckdb
 
-    from llm_data_platform.transforms.text_stats import _Counts
+    from llm_data_platform.transforms.quality_chars import Counts
 
 # Unique-word ratio is measured over the first N words of messages with at least M words.
 UNIQUE_WORDS_MIN = 8
@@ -41,7 +41,7 @@ def _signature_buckets(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
 
 
 def unique_word_floor(
-    data: np.ndarray, sep: np.ndarray, row_start, high: np.ndarray, count: _Counts, words
+    data: np.ndarray, sep: np.ndarray, row_start, high: np.ndarray, count: Counts, words
 ) -> np.ndarray:
     """A lower bound of ``unique_word_ratio``, from the words DuckDB would see (split on
     ``sep``: space, newline and tab; the first UNIQUE_WORDS_WINDOW): occupied buckets of the

@@ -2,13 +2,14 @@
 classes, words, lines, repetition, keyboard mash, emoji runs, symbol soup — the raw signals
 ``quality.py`` turns into scores.
 
-Made for throughput (issue 11): a dense pass over the bytes is only ever a comparison or a
-boolean operation (~0.1 ns a byte); table look-ups per byte (~1-4 ns) and int64 work arrays
-are kept for the sparse positions a cheap mask picks (non-ASCII bytes, punctuation, runs of a
-repeated byte, candidate key pairs, long consonant runs). Per-row sums of a dense mask are
-prefix popcounts of its packed bits (``_Counts``), of sparse positions a ``searchsorted``.
-Rows are valid UTF-8 (Arrow's ``string`` contract). The unique-word ratio is
-``quality_words.py``'s.
+Made for throughput (issue 11): the bytes get one flag look-up (~1 ns a byte), and every
+other dense pass is a comparison or a boolean operation (~0.1 ns); further look-ups and int64
+work arrays are kept for the sparse positions a cheap mask picks (non-ASCII bytes,
+punctuation, runs of a repeated byte, candidate key pairs, long consonant runs), and a
+statistic a rule cannot use for a row is not computed for it. Per-row sums of a dense mask are
+prefix popcounts of its packed bits, of sparse positions a ``searchsorted`` (``Counts`` in
+``quality_chars.py``, with the character-level statistics). Rows are valid UTF-8 (Arrow's
+``string`` contract). The unique-word ratio is ``quality_words.py``'s.
 """
 
 from __future__ import annotations
@@ -19,14 +20,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from llm_data_platform.transforms.quality_chars import (
+    CONT,
+    DIGIT,
+    LETTER,
+    SPACE,
+    SYMBOL,
+    Counts,
+    as_chars,
+    char_stats,
+)
 from llm_data_platform.transforms.quality_words import unique_word_floor
 from llm_data_platform.transforms.text_normalize import Utf8View, utf8_view
 
 if TYPE_CHECKING:
     from llm_data_platform.transforms.quality import QualityConfig
-
-# Byte classes of UTF-8 text.
-_CONT, _LETTER, _DIGIT, _SPACE, _SYMBOL = 0, 1, 2, 3, 4
 
 
 def _byte_class_table() -> np.ndarray:
@@ -35,14 +43,14 @@ def _byte_class_table() -> np.ndarray:
     (lead 0xE2: punctuation, arrows, maths, box drawing) and 4-byte sequences (emoji; see
     ``_high_classes`` for the non-emoji ones), which count as symbols. ASCII bytes are
     classed by comparisons in ``text_stats``, the same classes as this table."""
-    table = np.full(256, _SYMBOL, dtype=np.uint8)
-    table[ord("a") : ord("z") + 1] = _LETTER
-    table[ord("A") : ord("Z") + 1] = _LETTER
-    table[ord("0") : ord("9") + 1] = _DIGIT
-    table[[9, 10, 11, 12, 13, 32]] = _SPACE
-    table[0x80:0xC0] = _CONT
-    table[0xC3:0xF0] = _LETTER
-    table[0xE2] = _SYMBOL
+    table = np.full(256, SYMBOL, dtype=np.uint8)
+    table[ord("a") : ord("z") + 1] = LETTER
+    table[ord("A") : ord("Z") + 1] = LETTER
+    table[ord("0") : ord("9") + 1] = DIGIT
+    table[[9, 10, 11, 12, 13, 32]] = SPACE
+    table[0x80:0xC0] = CONT
+    table[0xC3:0xF0] = LETTER
+    table[0xE2] = SYMBOL
     return table
 
 
@@ -101,9 +109,6 @@ def _flag(flags: np.ndarray, flag: int) -> np.ndarray:
     return (flags & np.uint8(flag)) != 0
 
 
-_HIGH_BITS = np.array([0, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE], dtype=np.uint8)
-
-
 @dataclass(frozen=True)
 class TextStats:
     """Per-row character statistics (numpy int64 arrays, 0 for null rows)."""
@@ -156,31 +161,6 @@ def _compact(view: Utf8View) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(pieces), offsets
 
 
-class _Counts:
-    """Per-row counts over items laid out row after row (``offsets``: n + 1 boundaries)."""
-
-    def __init__(self, offsets: np.ndarray) -> None:
-        self.offsets = offsets
-        self.q, self.high = offsets >> 3, _HIGH_BITS[offsets & 7]
-
-    def dense(self, mask: np.ndarray) -> np.ndarray:
-        """Trues per row of a boolean mask: prefix popcounts of its packed bits."""
-        bits = np.packbits(mask)
-        bits = np.append(bits, np.uint8(0))  # the byte of the last boundary
-        prefix = np.zeros(len(bits) + 1, dtype=np.int64)
-        np.cumsum(np.bitwise_count(bits), out=prefix[1:])
-        at = prefix[self.q] + np.bitwise_count(bits[self.q] & self.high)
-        return np.diff(at)
-
-    def sparse(self, positions: np.ndarray) -> np.ndarray:
-        """Positions per row, from sorted positions of items."""
-        return np.diff(np.searchsorted(positions, self.offsets))
-
-    def rows_of(self, positions: np.ndarray) -> np.ndarray:
-        """Row of every position, from sorted positions (a search per row, not per item)."""
-        return np.repeat(np.arange(len(self.offsets) - 1), self.sparse(positions))
-
-
 def _shifted(mask: np.ndarray, k: int, fill: bool) -> np.ndarray:
     """``mask`` moved k items later: out[i] = mask[i - k], ``fill`` for the first k."""
     out = np.empty_like(mask)
@@ -190,7 +170,7 @@ def _shifted(mask: np.ndarray, k: int, fill: bool) -> np.ndarray:
 
 
 def _high_classes(data: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Class of the non-ASCII bytes at ``high``; continuation bytes are ``_CONT``."""
+    """Class of the non-ASCII bytes at ``high``; continuation bytes are ``CONT``."""
     cls = _BYTE_CLASS[data[high]]
     # 4-byte sequences: emoji live in U+1F000..U+1FFFF (F0 9F ..); others (rare CJK) are letters.
     four = np.flatnonzero(data[high] >= 0xF0)
@@ -199,146 +179,12 @@ def _high_classes(data: np.ndarray, high: np.ndarray) -> np.ndarray:
         nxt = at + 1 < len(data)
         is_cjk = np.zeros(len(four), dtype=bool)
         is_cjk[nxt] = data[at[nxt] + 1] != 0x9F
-        cls[four[is_cjk]] = _LETTER
+        cls[four[is_cjk]] = LETTER
     return cls
 
 
-def _code_points(data: np.ndarray, lead: np.ndarray) -> np.ndarray:
-    """Code points of the multi-byte characters whose first bytes are at ``lead``."""
-    first = data[lead].astype(np.int32)
-    size = 1 + (first >= 0xC0) + (first >= 0xE0) + (first >= 0xF0)
-    value = first & np.array([0, 0x7F, 0x1F, 0x0F, 0x07], dtype=np.int32)[size]
-    last = len(data) - 1
-    for k in (1, 2, 3):
-        more = size > k
-        nxt = data[np.minimum(lead + k, last)].astype(np.int32) & 0x3F
-        value = np.where(more, (value << 6) | nxt, value)
-    return value
-
-
-@dataclass(frozen=True)
-class _Chars:
-    """The text as characters (code points; the bytes themselves for ASCII-only text)."""
-
-    cp: np.ndarray
-    offsets: np.ndarray  # n + 1 row boundaries in characters
-    letter: np.ndarray
-    digit: np.ndarray
-    high_symbol: np.ndarray  # non-ASCII symbols (emoji, "©", arrows...)
-
-
-def _unit_repeats(chars: _Chars, unit: np.ndarray, look: np.ndarray, periods: int) -> np.ndarray:
-    """Of the units of the rows in ``look``, those equal to the unit p before (same row), for
-    the best period p in 1..periods."""
-    lengths = np.diff(chars.offsets)
-    best = np.zeros(len(lengths), dtype=np.int64)
-    if not look.any():
-        return best
-    if look.all():
-        cp, unit_s, lengths_s = chars.cp, unit, lengths
-    else:
-        keep = np.repeat(look, lengths)
-        cp, unit_s, lengths_s = chars.cp[keep], unit[keep], lengths[look]
-    offsets = np.zeros(len(lengths_s) + 1, dtype=np.int64)
-    np.cumsum(lengths_s, out=offsets[1:])
-    count = _Counts(offsets)
-    starts = np.zeros(len(cp), dtype=bool)
-    starts[offsets[:-1][lengths_s > 0]] = True
-    best_s = np.zeros(len(lengths_s), dtype=np.int64)
-    in_row = ~starts  # in_row[i]: no row starts in (i - p, i]
-    same = np.zeros(len(cp), dtype=bool)
-    for p in range(1, periods + 1):
-        if p >= len(cp):
-            break
-        if p > 1:
-            in_row[p - 1 :] &= ~starts[: len(cp) - p + 1]
-        same[:p] = False
-        np.equal(cp[p:], cp[:-p], out=same[p:])
-        same &= in_row
-        same &= unit_s
-        np.maximum(best_s, count.dense(same), out=best_s)
-    best[look] = best_s
-    return best
-
-
-def _isolated(chars: _Chars, soup: np.ndarray) -> np.ndarray:
-    """Letters/digits with no letter/digit on either side (same row), for the rows in
-    ``soup``; 0 elsewhere."""
-    isolated = np.zeros(len(soup), dtype=np.int64)
-    if not soup.any():
-        return isolated
-    lengths = np.diff(chars.offsets)
-    alnum = chars.letter | chars.digit
-    if not soup.all():
-        alnum, lengths = alnum[np.repeat(soup, lengths)], lengths[soup]
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    continues = np.ones(len(alnum), dtype=bool)  # character i is in the row of i - 1
-    continues[offsets[:-1][lengths > 0]] = False
-    beside = np.zeros(len(alnum), dtype=bool)
-    if len(alnum) > 1:
-        beside[1:] = alnum[:-1] & continues[1:]
-        beside[:-1] |= alnum[1:] & continues[1:]
-    isolated[soup] = _Counts(offsets).dense(alnum & ~beside)
-    return isolated
-
-
-def _char_stats(chars: _Chars, soup: np.ndarray, config: QualityConfig) -> tuple[np.ndarray, ...]:
-    """Repeated units, isolated letters/digits and emoji runs, on characters (a 4-byte emoji
-    is one)."""
-    count = _Counts(chars.offsets)
-    lengths = np.diff(chars.offsets)
-    n = len(chars.cp)
-    starts = np.zeros(n, dtype=bool)
-    starts[chars.offsets[:-1][lengths > 0]] = True
-    unit = chars.letter | chars.high_symbol
-    unit_chars = count.dense(unit)
-    # Periods are looked for in messages up to unit_max_chars only (longer repetition is
-    # word_repetition's or long_words'): long answers, most of the bytes, skip the loop.
-    look = (lengths <= config.unit_max_chars) & (unit_chars >= config.unit_min_chars)
-    best = _unit_repeats(chars, unit, look, config.unit_max_period)
-    # emoji and their modifiers are all non-ASCII: looked at where the code point is
-    high = np.flatnonzero(chars.cp >= 0x80)
-    cp = chars.cp[high]
-    modifier = (cp == 0xFE0F) | (cp == 0x200D) | ((cp >= 0x1F3FB) & (cp <= 0x1F3FF))
-    emoji = chars.high_symbol[high] & (cp >= 0x2000) & ~modifier
-    after = np.zeros(len(high), dtype=bool)
-    if len(high) > 1:
-        after[1:] = (emoji[:-1] | modifier[:-1]) & (high[:-1] == high[1:] - 1)
-        after[1:] &= ~starts[high[1:]]
-    return (
-        unit_chars,
-        best,
-        _isolated(chars, soup),
-        count.sparse(high[emoji & after]),
-        count.sparse(high[modifier]),
-    )
-
-
-def _as_chars(
-    data: np.ndarray, offsets: np.ndarray, letter: np.ndarray, digit: np.ndarray, high, hcls
-) -> _Chars:
-    """Bytes to characters: the bytes less their continuation bytes, and the multi-byte
-    characters (at most the non-ASCII bytes) decoded in place."""
-    if len(high) == 0:
-        return _Chars(data, offsets, letter, digit, np.zeros(len(data), dtype=bool))
-    is_cont = hcls == _CONT
-    cont, lead, lead_cls = high[is_cont], high[~is_cont], hcls[~is_cont]
-    keep = np.ones(len(data), dtype=bool)
-    keep[cont] = False
-    cp = data[keep].astype(np.int32)
-    at = lead - np.searchsorted(cont, lead)  # their places among the characters
-    cp[at] = _code_points(data, lead)
-    letter_c = letter[keep]
-    letter_c[at[lead_cls == _LETTER]] = True
-    high_symbol = np.zeros(len(cp), dtype=bool)
-    high_symbol[at[lead_cls == _SYMBOL]] = True
-    char_offsets = offsets - np.searchsorted(cont, offsets)
-    return _Chars(cp, char_offsets, letter_c, digit[keep], high_symbol)
-
-
 def _consonant_run_letters(
-    cons: np.ndarray, row_start: np.ndarray, count: _Counts, run: int
+    cons: np.ndarray, row_start: np.ndarray, count: Counts, run: int
 ) -> np.ndarray:
     """Letters standing in runs of ``run``+ ASCII consonants (``cons``), per row: a run of
     L >= run ends a run of ``run`` at L - run + 1 positions (``tail``), the first of them
@@ -357,7 +203,7 @@ def _consonant_run_letters(
 
 
 def _line_stats(
-    data: np.ndarray, row_start: np.ndarray, word_at: np.ndarray, count: _Counts
+    data: np.ndarray, row_start: np.ndarray, word_at: np.ndarray, count: Counts
 ) -> tuple[np.ndarray, np.ndarray]:
     """Non-blank lines and lines of exactly one word, per row."""
     line_start = row_start.copy()
@@ -372,7 +218,7 @@ def _line_stats(
 
 
 def _punctuation_stats(
-    data: np.ndarray, punct: np.ndarray, count: _Counts, high, hcls
+    data: np.ndarray, punct: np.ndarray, count: Counts, high, hcls
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unpaired brackets and quotes, and distinct kinds of symbols, per row."""
     at = np.flatnonzero(punct)
@@ -395,11 +241,11 @@ def _punctuation_stats(
         segment = np.concatenate([[0], segment])
         bits = np.bitwise_or.reduceat(_PUNCT_BIT[value], segment)
         kinds[rows[segment]] = np.bitwise_count(bits)
-    kinds += count.sparse(high[(hcls == _SYMBOL) & (data[high] >= 0xC0)])
+    kinds += count.sparse(high[(hcls == SYMBOL) & (data[high] >= 0xC0)])
     return unpaired, kinds
 
 
-def _repeated(data, space, digit, row_start, count: _Counts) -> np.ndarray:
+def _repeated(data, space, digit, row_start, count: Counts) -> np.ndarray:
     """Characters equal to the 3 bytes before them in the same row: ASCII, not whitespace nor
     digits, nor the characters of rules and underlines ("-----", "=====", "***", "___",
     "~~~", "+---+": headings and tables that people paste)."""
@@ -412,7 +258,7 @@ def _repeated(data, space, digit, row_start, count: _Counts) -> np.ndarray:
     return count.sparse(at[keep])
 
 
-def _mash_pairs(data, maybe, row_start, count: _Counts) -> np.ndarray:
+def _mash_pairs(data, maybe, row_start, count: Counts) -> np.ndarray:
     """Rare neighbouring-key letter pairs (overlapping), per row; ``maybe``: the letters of
     those pairs."""
     at = np.flatnonzero(maybe[1:] & maybe[:-1]) + 1
@@ -423,7 +269,7 @@ def _mash_pairs(data, maybe, row_start, count: _Counts) -> np.ndarray:
 def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
     """Character-class counts, words, lines, repetition and keyboard-mash signals per row."""
     data, offsets = _compact(utf8_view(arr))
-    count = _Counts(offsets)
+    count = Counts(offsets)
     lengths = np.diff(offsets)
     row_start = np.zeros(len(data), dtype=bool)
     row_start[offsets[:-1][lengths > 0]] = True
@@ -431,9 +277,9 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
     letter, digit, space = (_flag(flags, f) for f in (F_LETTER, F_DIGIT, F_SPACE))
     high = np.flatnonzero(data >= 0x80)
     hcls = _high_classes(data, high)
-    letters = count.dense(letter) + count.sparse(high[hcls == _LETTER])
+    letters = count.dense(letter) + count.sparse(high[hcls == LETTER])
     digits, spaces = count.dense(digit), count.dense(space)
-    chars = lengths - count.sparse(high[hcls == _CONT])
+    chars = lengths - count.sparse(high[hcls == CONT])
     # a word starts at a non-space after a space or at its row's start
     word_start = ~space
     word_start[1:] &= space[:-1] | row_start[1:]
@@ -450,8 +296,8 @@ def text_stats(arr: pa.Array, config: QualityConfig) -> TextStats:
         punct &= np.repeat(soup, lengths)
     unpaired, kinds = _punctuation_stats(data, punct, count, high, hcls)
     kinds[~soup] = 0
-    unit_chars, unit_repeats, isolated, emoji_run, modifiers = _char_stats(
-        _as_chars(data, offsets, letter, digit, high, hcls), soup, config
+    unit_chars, unit_repeats, isolated, emoji_run, modifiers = char_stats(
+        as_chars(data, offsets, letter, digit, high, hcls), soup, config
     )
     lines, one_word = _line_stats(data, row_start, word_at, count)
     words = count.sparse(word_at)
