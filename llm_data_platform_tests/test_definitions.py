@@ -19,6 +19,7 @@ ASSET_NAMES = {
     "conversations_clean_dropped",
     "conversations_content_hashes",
     "conversations_near_dup_signatures",
+    "conversations_history_duplicates",
     "documents_clean",
     "documents_clean_dropped",
     "training_examples",
@@ -62,6 +63,7 @@ def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
             "rag_index_evaluations",
             "conversations_content_hashes",  # side tables the clean step writes (observed)
             "conversations_near_dup_signatures",
+            "conversations_history_duplicates",  # every day at once (unpartitioned)
             "deletion_requests",
             "deletion_audit",
         }
@@ -77,7 +79,13 @@ def test_every_partitioned_asset_has_a_backfill_policy_and_checks_exist():
 
 
 def test_jobs_sensors_schedules_resolve():
-    for job in ("daily_job", "weekly_training_job", "rag_index_job", "ingest_conversations_job"):
+    for job in (
+        "daily_job",
+        "weekly_training_job",
+        "rag_index_job",
+        "ingest_conversations_job",
+        "sync_documents_job",
+    ):
         assert defs.resolve_job_def(job) is not None
     assert defs.get_sensor_def("landing_conversations_sensor")
     assert defs.get_sensor_def("landing_documents_sensor")
