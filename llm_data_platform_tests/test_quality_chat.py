@@ -361,8 +361,10 @@ def test_decisions_match_the_reference() -> None:
     texts = _reference_inputs()
     want = pq.read_table(REFERENCE)
     assert want["text_hash"].to_pylist() == [_text_hash(t) for t in texts], (
-        "the reference inputs changed (bench_quality.generate or _reference_inputs): the "
-        "fixture can only be rebuilt with the implementation it was made with"
+        "the reference inputs changed (bench_quality.generate or _reference_inputs): put them "
+        "back; the fixture holds the decisions of the implementation before issue 11 and "
+        "`python llm_data_platform_tests/test_quality_chat.py` rebuilds it only when run with "
+        "that implementation"
     )
     got = _reference_table(texts)
     for score, reason in (("quality_score", "garbage_reason"), ("odd_score", "odd_reason")):
