@@ -25,7 +25,11 @@ and per length band, exact-copy recall, precision (copies among dedup drops), ju
 (junk dropped by a quality filter), normal messages removed by any filter. DataTrove's
 near-dup figures come from the dedup part alone over all messages (the MinHash stages saw
 every message); its junk recall from the quality part; its removed normals from both. Wall
-and CPU seconds (process plus reaped children) per part, msgs/s and msgs/CPU-s.
+and CPU seconds (process plus reaped children) per part, msgs/s and msgs/CPU-s; this
+project's total also holds the steps DataTrove is not asked to do (replayed events,
+normalising, PII redaction, language tagging), its dedup and quality rows only those steps.
+DataTrove's documents come from memory (no reader); its signatures, buckets and removal lists
+go to a temporary folder on local disk, as its stages hand them on.
 
 DataTrove's English word tokenizer (every step above splits words with it) is spaCy's blank
 English pipeline with its sentencizer (no model download), hence spacy and xxhash (the
@@ -164,7 +168,9 @@ def datatrove_dedup(texts: list[str], tmp: str) -> tuple[set[int], dict[str, tup
     return set(range(len(texts))) - set(kept), seconds
 
 
-def datatrove_quality(texts: list[str], tmp: str) -> tuple[dict[int, str], Counter, tuple]:
+def datatrove_quality(
+    texts: list[str], tmp: str
+) -> tuple[dict[int, str], Counter, tuple[float, float]]:
     """The four default quality filters in a chain: (id -> filter that dropped it, DataTrove's
     own drop-reason counts, (wall, CPU))."""
     from datatrove.pipeline.filters import (
@@ -340,6 +346,8 @@ def main() -> None:
             strict=True,
         )
     )
+    # its parts: score_quality; drop_duplicate_content + drop_cross_duplicates (the rest of
+    # the total is replay, normalising, empty, PII redaction, language tagging)
     quality_s = tuple(sum(d[k] for k in d if "quality" in k) for d in (seconds, cpu))
     dedup_s = tuple(sum(d[k] for k in d if "dup" in k) for d in (seconds, cpu))
     ours = {
