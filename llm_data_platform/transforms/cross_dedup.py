@@ -43,7 +43,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.transforms.dedup_index import KeyIndex, SignatureIndex, content_keys
+from llm_data_platform.transforms.dedup_index import (
+    KeyIndex,
+    SignatureIndex,
+    SignatureSegment,
+    content_keys,
+)
 from llm_data_platform.transforms.near_dedup import NearDupParams, cluster_texts
 
 NEAR_DUPLICATE_CONVERSATION = "near_duplicate_conversation"
@@ -110,7 +115,9 @@ class DedupState:
     messages: SignatureIndex | None = None
     conversations: SignatureIndex | None = None
     added_hashes: list[pa.Table] = field(default_factory=list)
-    added_signatures: list[pa.Table] = field(default_factory=list)
+    # (scope, segment) of the signatures this day kept, in order: the segments hold them whole
+    # until ``day_tables`` (one copy, not a table beside the index)
+    added_signatures: list[tuple[str, SignatureSegment]] = field(default_factory=list)
     history_skipped: int = 0  # history signatures made with other parameters
 
     def __post_init__(self) -> None:
@@ -138,33 +145,38 @@ class DedupState:
     def next_day(self) -> None:
         """What this day kept becomes history: one run over several days carries the state
         instead of reading back what it wrote, with the same result."""
-        for index in (self.hashes, self.messages, self.conversations):
-            for segment in index.segments:
-                segment.history = True
+        for segment in self.hashes.segments:
+            segment.history = True
+        self.messages.to_history()
+        self.conversations.to_history()
         self.added_hashes, self.added_signatures = [], []
 
     def day_tables(self) -> tuple[pa.Table, pa.Table]:
         """(content hashes, signatures) this day added, in the order they were kept."""
         hashes = pa.concat_tables([CONTENT_HASHES.empty_table(), *self.added_hashes])
-        return hashes, pa.concat_tables([SIGNATURES.empty_table(), *self.added_signatures])
+        tables = [self._signature_table(scope, seg) for scope, seg in self.added_signatures]
+        return hashes, pa.concat_tables([SIGNATURES.empty_table(), *tables])
 
     def _keep_signatures(self, scope: str, ids: pa.Array, sig: np.ndarray) -> None:
         index = self.messages if scope == "message" else self.conversations
-        index.add(sig, ids, False)
-        p = index.params.num_perm
-        offsets = pa.array(np.arange(0, len(sig) * p + 1, p, dtype=np.int32))
+        segment = index.add(sig, ids, False, full=True)
+        if segment is not None:
+            self.added_signatures.append((scope, segment))
+
+    def _signature_table(self, scope: str, segment: SignatureSegment) -> pa.Table:
+        sig = segment.signatures
+        m, p = sig.shape
+        offsets = pa.array(np.arange(0, m * p + 1, p, dtype=np.int32))
         flat = pa.ListArray.from_arrays(offsets, pa.array(sig.ravel(), pa.uint32()))
-        n = len(ids)
-        table = pa.table(
+        return pa.table(
             {
-                "scope": pa.array([scope] * n, pa.string()),
-                "id": ids,
-                "params": pa.array([self.config.fingerprint(scope)] * n, pa.string()),
+                "scope": pa.array([scope] * m, pa.string()),
+                "id": segment.ids,
+                "params": pa.array([self.config.fingerprint(scope)] * m, pa.string()),
                 "signature": flat,
             },
             schema=SIGNATURES,
         )
-        self.added_signatures.append(table)
 
 
 def _ids(column: pa.Array | pa.ChunkedArray) -> pa.Array:
