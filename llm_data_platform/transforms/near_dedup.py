@@ -44,7 +44,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +57,7 @@ from llm_data_platform.transforms.shingles import (
     normalize_for_matching,
     shingle_hashes,
 )
+from llm_data_platform.transforms.threads import shared_pool
 
 __all__ = [
     "Clusters",
@@ -234,17 +234,17 @@ def _signatures(
     kept: list[np.ndarray] | None = []
     total = 0
     starts = range(0, n, _SIG_BLOCK)
-    with ThreadPoolExecutor(_THREADS) as pool:
-        blocks = pool.map(lambda st: _sign_block(texts.slice(st, _SIG_BLOCK), params), starts)
-        for start, (block_sig, offsets, hashes) in zip(starts, blocks, strict=True):
-            stop = start + len(offsets) - 1
-            sig[start:stop] = block_sig
-            counts[start:stop] = np.diff(offsets)
-            total += len(hashes)
-            if kept is not None and total <= _KEEP_SHINGLES:
-                kept.append((hashes >> _U64(32)).astype(np.uint32))
-            else:
-                kept = None
+    pool = shared_pool(_THREADS)  # threads that live: their malloc arenas are reused
+    blocks = pool.map(lambda st: _sign_block(texts.slice(st, _SIG_BLOCK), params), starts)
+    for start, (block_sig, offsets, hashes) in zip(starts, blocks, strict=True):
+        stop = start + len(offsets) - 1
+        sig[start:stop] = block_sig
+        counts[start:stop] = np.diff(offsets)
+        total += len(hashes)
+        if kept is not None and total <= _KEEP_SHINGLES:
+            kept.append((hashes >> _U64(32)).astype(np.uint32))
+        else:
+            kept = None
     if kept is None:
         return sig, counts, None
     offsets = np.zeros(n + 1, np.int64)

@@ -32,7 +32,6 @@ Rules made for chat (thresholds in :class:`QualityConfig`), on top of the Gopher
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +42,7 @@ from llm_data_platform.transforms.quality_boilerplate import boilerplate_scores
 from llm_data_platform.transforms.quality_words import UNIQUE_WORDS_MIN, unique_word_ratio
 from llm_data_platform.transforms.text_normalize import as_string_array
 from llm_data_platform.transforms.text_stats import TextStats, text_stats
+from llm_data_platform.transforms.threads import shared_pool
 
 EMPTY = "empty"
 NO_LETTERS = "no_letters"
@@ -237,8 +237,8 @@ def quality_signals(
     blocks = [text.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     if SCORE_THREADS <= 1:
         return pa.concat_tables([_signals_of_block(b, min_score, config) for b in blocks])
-    with ThreadPoolExecutor(min(SCORE_THREADS, len(blocks))) as pool:
-        return pa.concat_tables(pool.map(lambda b: _signals_of_block(b, min_score, config), blocks))
+    pool = shared_pool(SCORE_THREADS)  # threads that live: their malloc arenas are reused
+    return pa.concat_tables(pool.map(lambda b: _signals_of_block(b, min_score, config), blocks))
 
 
 def _signals_of_block(text: pa.Array, min_score: float, config: QualityConfig) -> pa.Table:
