@@ -152,7 +152,7 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     if not report.landing_file:
         _say("nothing changed since the last sync; nothing landed.")
         return 0
-    days = _event_days(report.landing_file)
+    days = report.days
     _say(f"landed {report.landing_file}: document day(s) {', '.join(days)}.")
     if args.run:
         from llm_data_platform.local_runs import run_document_sync
@@ -176,17 +176,6 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     index = "retrieval_eval_set,rag_index,rag_index_live"
     _say(f"  dagster asset materialize -m llm_data_platform --select {index}")
     return 0
-
-
-def _event_days(landing_file: str) -> list[str]:
-    """The event days (``updated_at`` dates) of a documents landing file: its partitions."""
-    days = set()
-    with open(landing_file, encoding="utf-8") as f:
-        for line in f:
-            stamp = json.loads(line).get("updated_at") or ""
-            if len(stamp) >= 10:
-                days.add(stamp[:10])
-    return sorted(days)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:

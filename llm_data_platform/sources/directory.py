@@ -102,6 +102,7 @@ class SyncReport:
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     landing_file: str | None = None  # None when nothing changed
+    days: list[str] = field(default_factory=list)  # event days (updated_at dates) it holds
     ignored: int = 0  # files of other types (not a knowledge-base format)
     state_path: str = ""
 
@@ -246,17 +247,16 @@ class _DirectorySync:
         os.makedirs(out_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".dirsync-", suffix=".jsonl.tmp", dir=out_dir)
         digest = hashlib.sha256()
-        latest_day = ""
+        days: set[str] = set()
         try:
             with os.fdopen(fd, "wb") as out:
 
                 def emit(event: dict) -> None:
-                    nonlocal latest_day
                     line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
                     data = line.encode("utf-8")
                     out.write(data)
                     digest.update(data)
-                    latest_day = max(latest_day, event["updated_at"][:10])
+                    days.add(event["updated_at"][:10])
 
                 entries, unlisted = _walk(self.options.root, self.report)
                 for entry in entries:
@@ -267,7 +267,8 @@ class _DirectorySync:
 
             if self.report.events:
                 stamp = self.options.sync_time.strftime("%Y%m%dT%H%M%S%fZ")
-                name = f"dirsync-{stamp}-{digest.hexdigest()[:16]}-day-{latest_day}.jsonl"
+                self.report.days = sorted(days)
+                name = f"dirsync-{stamp}-{digest.hexdigest()[:16]}-day-{self.report.days[-1]}.jsonl"
                 final = os.path.join(out_dir, name)
                 os.replace(tmp, final)
                 _fsync_dir(out_dir)
