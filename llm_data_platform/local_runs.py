@@ -75,16 +75,6 @@ def run_pipeline(days: list[str], instance=None, log: Log = print) -> dict[str, 
     return timings
 
 
-def staged_days(result) -> list[str]:
-    """The event days a staging run's micro-batches belong to (its materialization's
-    ``days`` metadata, what the daemon's after-staging sensor reads)."""
-    days: set[str] = set()
-    for event in result.get_asset_materialization_events():
-        entry = event.materialization.metadata.get("days")
-        days.update(entry.value if entry is not None else [])
-    return sorted(days)
-
-
 def run_document_sync(landing_key: str, day: str, instance=None, log: Log = print) -> list[str]:
     """What the daemon does with a documents landing file, in this process: one run stages
     it and ingests ``day`` (raw → clean → chunks → embeddings → the next index version, gated,
@@ -92,12 +82,20 @@ def run_document_sync(landing_key: str, day: str, instance=None, log: Log = prin
     Returns the days ingested."""
     import dagster as dg
 
+    from llm_data_platform.defs.ingest.staging import staged_days
+
     instance = instance or dg.DagsterInstance.get()
     config = {"ops": {"stage_documents": {"config": {"files": [landing_key]}}}}
     synced = execute_job(
         "sync_documents_job", instance, log, day, partition_key=day, run_config=config
     )
-    days = staged_days(synced)
+    days = sorted(
+        {
+            d
+            for e in synced.get_asset_materialization_events()
+            for d in staged_days(e.materialization)
+        }
+    )
     for other in days:
         if other != day:
             execute_job("ingest_documents_job", instance, log, other, partition_key=other)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from llm_data_platform.defs.ingest.jobs import STAGE_JOBS, ingest_job_name, sync_job_name
-from llm_data_platform.defs.ingest.staging import StageConfig, batch_asset_keys
+from llm_data_platform.defs.ingest.staging import StageConfig, batch_asset_keys, staged_days
 from llm_data_platform.defs.partitions import Partitions
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.landing import LandingFolderResource
@@ -179,9 +179,7 @@ def raw_after_staging(stream: str) -> dg.SensorDefinition:
             return dg.SkipReason(f"No staging of {stream} since the last tick.")
         latest: dict[str, dg.EventLogEntry] = {}  # day -> the last staging that touched it
         for record in records:
-            materialization = record.event_log_entry.asset_materialization
-            days = materialization.metadata.get("days") if materialization else None
-            for day in days.value if days is not None else []:
+            for day in staged_days(record.event_log_entry.asset_materialization):
                 latest[day] = record.event_log_entry
         stale = {
             d: e

@@ -52,6 +52,13 @@ def batch_asset_keys(stream: str) -> tuple[dg.AssetKey, dg.AssetKey]:
     return dg.AssetKey(events), dg.AssetKey(quarantine)
 
 
+def staged_days(materialization: dg.AssetMaterialization | None) -> list[str]:
+    """The event days a staging materialization touched (its ``days`` metadata); what
+    decides which days are ingested after it."""
+    entry = materialization.metadata.get("days") if materialization is not None else None
+    return list(entry.value) if entry is not None else []
+
+
 def _metadata(stream: str, staged: Staged, seconds: float) -> tuple[dict, dict]:
     events = {
         **{f"units_{k}": v for k, v in sorted(staged.units.items())},
