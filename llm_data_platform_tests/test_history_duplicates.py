@@ -20,18 +20,10 @@ from llm_data_platform.transforms.history_duplicates import history_duplicates, 
 from llm_data_platform.transforms.near_dedup import minhash_signatures, shingle_hashes
 from llm_data_platform_tests.conftest import graph_for, platform_env, settings_for
 from llm_data_platform_tests.test_conversation_cleaning import message, raw_table
+from llm_data_platform_tests.test_dedup_history import A, B  # two long user messages
 
 # D0 and D2 are 9 days apart, D3 22 days after D0; the clean step looks 3 days back
 D0, D1, D2, D3 = "2026-01-05", "2026-01-06", "2026-01-14", "2026-01-27"
-A = (
-    "Our export job has failed every night since the upgrade, the log says the connection to "
-    "the warehouse was reset by peer after about forty minutes, and the retry makes it worse"
-)
-B = (
-    "I set up the billing integration last week following the guide and everything looked "
-    "fine, but the invoices for the new region are generated twice and customers receive two "
-    "e-mails for the same payment"
-)
 Q = (
     "When I rotate the API keys from the admin console the mobile app keeps using the old key "
     "for several hours and every request in that time fails with an authentication error"
