@@ -350,3 +350,41 @@ def test_byte_tokenizer_equals_the_unicode_normalisation(monkeypatch):
             m.setattr(shingles, "_fast_rows", lambda arr: np.zeros(len(arr), bool))
             slow = shingles.shingle_hashes(texts, k)
         assert np.array_equal(mixed[0], slow[0]) and np.array_equal(mixed[1], slow[1])
+
+
+def test_permutations_are_datasketchs_without_importing_it():
+    from llm_data_platform.transforms import minhash
+
+    for num_perm, seed in ((2, 1), (64, 3), (128, 1), (256, 42)):
+        a, b = minhash._permutations(num_perm, seed)
+        theirs = MinHash(num_perm=num_perm, seed=seed).permutations
+        assert np.array_equal(a, theirs[0]) and np.array_equal(b, theirs[1])
+
+
+def test_byte_tokenizer_edges_equal_the_unicode_normalisation(monkeypatch):
+    """Rows that meet word to word in the value buffer, empty rows between them, and a word
+    longer than a hash block: the byte path still reads what normalisation gives."""
+    from llm_data_platform.transforms import shingles
+
+    texts = ["end", "start here", "", "", "9lives", "x" * (shingles._HASH_BLOCK_BYTES + 5)]
+    texts += ["a " + "y" * 70_000 + " b c", "", "tail7", "8head"]
+    for k in (1, 2, 3):
+        fast = shingles.shingle_hashes(texts, k)
+        with monkeypatch.context() as m:
+            m.setattr(shingles, "_fast_rows", lambda arr: np.zeros(len(arr), bool))
+            slow = shingles.shingle_hashes(texts, k)
+        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+
+
+def test_signatures_in_blocks_match_datasketch(monkeypatch):
+    """Texts with more shingles than a signature block and texts without any, in one batch."""
+    from llm_data_platform.transforms import minhash
+
+    monkeypatch.setattr(minhash, "_SIG_BLOCK_SHINGLES", 64)
+    texts = ["", SESSION * 3, "hi", None, OTHER, " ".join(f"w{i}" for i in range(300)), ""]
+    offsets, hashes = shingle_hashes(texts, 2)
+    sig = minhash_signatures(offsets, hashes, num_perm=40, seed=5)
+    for i in range(len(texts)):
+        m = MinHash(num_perm=40, seed=5, hashfunc=lambda h: h)
+        m.update_batch((hashes[offsets[i] : offsets[i + 1]] >> np.uint64(32)).tolist())
+        assert np.array_equal(sig[i], m.hashvalues)

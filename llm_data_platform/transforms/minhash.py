@@ -18,8 +18,9 @@ __all__ = ["minhash_signatures", "oph_signatures"]
 
 _U64 = np.uint64
 _MASK32 = np.uint64(0xFFFFFFFF)
-# Work sizes: shingles x permutations per MinHash block.
-_SIG_BLOCK_SHINGLES = 1 << 17
+# Work sizes: shingles x permutations per MinHash block, 1 MB of uint32 (a core's L2 cache
+# here: 2^13 x 32 measured 2.2x faster than 2^17 x 32 on 10k support messages).
+_SIG_BLOCK_SHINGLES = 1 << 13
 _SIG_PERM_CHUNK = 32
 _SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
 
@@ -35,10 +36,32 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from datasketch import MinHash  # heavy (pulls scipy); imported where used
+    """datasketch's affine32 parameters (``MinHash(num_perm, seed).permutations``): odd
+    multipliers and offsets drawn from ``RandomState(seed)`` exactly as datasketch 2.0 draws
+    them, without importing datasketch (~0.7 s and scipy, once per process: inside the first
+    chunk's dedup step). ``test_near_dedup`` checks them against datasketch's own."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+
+def _block_minima(
+    seg: np.ndarray, rel: np.ndarray, a: np.ndarray, b: np.ndarray, buf: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[d, p] = min(a[p] * seg + b[p])`` over doc d's shingles (``seg[rel[d]:rel[d+1]]``),
+    ``_SIG_PERM_CHUNK`` permutations at a time through ``buf``: a block that stays in the
+    core's L2 cache and is never allocated again (a fresh 16 MB temporary per step cost
+    more in page faults than the arithmetic)."""
+    length = len(seg)
+    for p0 in range(0, len(a), _SIG_PERM_CHUNK):
+        p1 = min(p0 + _SIG_PERM_CHUNK, len(a))
+        size = (p1 - p0) * length
+        work = buf[:size] if size <= len(buf) else np.empty(size, np.uint32)
+        work = work.reshape(p1 - p0, length)
+        np.multiply(seg[None, :], a[p0:p1, None], out=work)
+        work += b[p0:p1, None]
+        out[:, p0:p1] = np.minimum.reduceat(work, rel, axis=1).T
 
 
 def minhash_signatures(
@@ -59,16 +82,15 @@ def minhash_signatures(
         return sig
     hv = _fmix32((hashes >> _U64(32)).astype(np.uint32))
     starts, ends = offsets[docs], offsets[docs + 1]
+    every = len(docs) == n  # then rows are written in place, not through docs
+    buf = np.empty(_SIG_PERM_CHUNK * _SIG_BLOCK_SHINGLES, np.uint32)
     for d0, d1 in _row_blocks(starts, ends, _SIG_BLOCK_SHINGLES):
         s0, s1 = int(starts[d0]), int(ends[d1 - 1])
-        seg = hv[s0:s1]
         # shingles of the non-empty docs d0..d1 are contiguous: empty docs own no range
-        rel = starts[d0:d1] - s0
-        for p0 in range(0, num_perm, _SIG_PERM_CHUNK):
-            p1 = min(p0 + _SIG_PERM_CHUNK, num_perm)
-            permuted = seg[None, :] * a[p0:p1, None]
-            permuted += b[p0:p1, None]
-            sig[docs[d0:d1], p0:p1] = np.minimum.reduceat(permuted, rel, axis=1).T
+        out = sig[d0:d1] if every else np.empty((d1 - d0, num_perm), np.uint32)
+        _block_minima(hv[s0:s1], starts[d0:d1] - s0, a, b, buf, out)
+        if not every:
+            sig[docs[d0:d1]] = out
     return sig
 
 

@@ -36,8 +36,9 @@ _POLY = 0x100000001B3
 _POLY_INV = pow(_POLY, -1, 1 << 64)
 # Distinct salts so that a word, a word shingle and a character shingle never share a hash.
 _SALT_CHAR = np.uint64(0x9E3779B97F4A7C15)
-# Bytes of text hashed per block.
-_HASH_BLOCK_BYTES = 1 << 22
+# Bytes of text hashed per block: 512 KB of uint64 prefix sums, in a core's L2 cache (2^16
+# measured 1.9x faster than 2^22 on 10k support messages).
+_HASH_BLOCK_BYTES = 1 << 16
 
 
 def _as_text_array(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -63,11 +64,12 @@ def normalize_for_matching(texts: Sequence[str | None] | pa.Array | pa.ChunkedAr
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finaliser (an avalanching bijection), element-wise, wrapping."""
-    h = h ^ (h >> _U64(33))
-    h = h * _U64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> _U64(33))
-    h = h * _U64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> _U64(33))
+    h = h ^ (h >> _U64(33))  # a new array: the rest works in place
+    h *= _U64(0xFF51AFD7ED558CCD)
+    h ^= h >> _U64(33)
+    h *= _U64(0xC4CEB9FE1A85EC53)
+    h ^= h >> _U64(33)
+    return h
 
 
 _POWERS: tuple[np.ndarray, np.ndarray] = (np.ones(1, _U64), np.ones(1, _U64))
@@ -126,27 +128,50 @@ class _Tokens:
         return normalize_for_matching(self.texts)
 
 
-# ASCII bytes -> the byte they normalise to inside a word (lower case), 0 for a separator: for
-# ASCII text, ``normalize_for_matching`` keeps exactly [A-Za-z0-9], lower-cased.
-_ASCII_WORD = np.zeros(256, np.uint8)
-_ASCII_WORD[ord("0") : ord("9") + 1] = np.arange(ord("0"), ord("9") + 1)
-_ASCII_WORD[ord("a") : ord("z") + 1] = np.arange(ord("a"), ord("z") + 1)
-_ASCII_WORD[ord("A") : ord("Z") + 1] = np.arange(ord("a"), ord("z") + 1)
+def _is_word_byte(data: np.ndarray) -> np.ndarray:
+    """``data`` in [0-9A-Za-z]: for ASCII text, ``normalize_for_matching`` keeps exactly these
+    bytes (letters lower-cased) and makes every other byte a separator. In uint8 arithmetic:
+    bit 5 lower-cases a letter and is already set in a digit (a lookup table is 2x slower)."""
+    low = data | np.uint8(0x20)
+    low -= np.uint8(ord("a"))
+    word = low < 26
+    digit = data - np.uint8(ord("0"))
+    word |= digit < 10
+    return word
 
 
-def _poly_hash(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``_hash_strings`` of the byte ranges ``data[starts[i]:ends[i]]`` (sorted, disjoint)."""
-    out = np.zeros(len(starts), dtype=_U64)
+def _poly_hash(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, lower: bool = False
+) -> np.ndarray:
+    """``_hash_strings`` of the byte ranges ``data[starts[i]:ends[i]]`` (sorted, disjoint);
+    ``lower``: of ASCII word bytes lower-cased (``| 0x20``: the byte tokenizer's words).
+    Blocks of ``_HASH_BLOCK_BYTES`` through one buffer, so the prefix sums stay in cache and
+    the bytes are widened once (no separate cast, +1 and multiply temporaries)."""
+    out = np.empty(len(starts), dtype=_U64)
+    pw, inv = _powers(_HASH_BLOCK_BYTES)
+    buf = np.zeros(_HASH_BLOCK_BYTES + 1, dtype=_U64)
     for r0, r1 in _row_blocks(starts, ends, _HASH_BLOCK_BYTES):
         b0, b1 = int(starts[r0]), int(ends[r1 - 1])
         length = b1 - b0
-        pw, inv = _powers(length)
-        prefix = np.zeros(length + 1, dtype=_U64)
-        np.cumsum((data[b0:b1].astype(_U64) + _U64(1)) * pw[:length], out=prefix[1:])
+        if length > _HASH_BLOCK_BYTES:  # one word longer than a block
+            pw, inv = _powers(length)
+            prefix = np.zeros(length + 1, dtype=_U64)
+        else:
+            prefix = buf[: length + 1]
+        body = prefix[1:]
+        chunk = data[b0:b1] | np.uint8(0x20) if lower else data[b0:b1]
+        np.add(chunk, _U64(1), out=body, dtype=_U64)
+        np.multiply(body, pw[:length], out=body)
+        np.cumsum(body, out=body)
         s, e = starts[r0:r1] - b0, ends[r0:r1] - b0
-        out[r0:r1] = (prefix[e] - prefix[s]) * inv[s]
+        h = prefix[e]
+        h -= prefix[s]
+        h *= inv[s]
+        out[r0:r1] = h
     lengths = (ends - starts).astype(_U64)
-    return _fmix64(out ^ (lengths * _U64(0xD6E8FEB86659FD93)))
+    lengths *= _U64(0xD6E8FEB86659FD93)
+    out ^= lengths
+    return _fmix64(out)
 
 
 def _ascii_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -159,17 +184,19 @@ def _ascii_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if n == 0 or int(view.ends[-1]) == int(view.starts[0]):
         return np.zeros(n, np.int64), np.zeros(0, _U64)
     b0, b1 = int(view.starts[0]), int(view.ends[-1])
-    mapped = _ASCII_WORD[view.data[b0:b1]]
-    word = mapped != 0
-    # a word starts at a word byte after a separator or at a row start; rows are contiguous
-    boundary = np.zeros(b1 - b0 + 1, bool)
-    boundary[(view.starts - b0)] = True
-    prev = np.concatenate([[False], word[:-1]])
-    starts = np.flatnonzero(word & (~prev | boundary[:-1]))
-    nxt = np.concatenate([word[1:], [False]])
-    ends = np.flatnonzero(word & (~nxt | boundary[1:])) + 1
+    data = view.data[b0:b1]
+    word = _is_word_byte(data).view(np.int8)
+    # +1 where a word starts, -1 just past its end; rows are contiguous in the buffer, so a
+    # word byte that starts a row after a word byte is both (2)
+    edge = np.diff(word, prepend=np.int8(0), append=np.int8(0))
+    row_starts = view.starts[1:] - b0
+    row_starts = row_starts[(row_starts > 0) & (row_starts < len(data))]
+    glued = row_starts[(word[row_starts] != 0) & (word[row_starts - 1] != 0)]
+    edge[glued] = 2
+    starts = np.flatnonzero(edge > 0)
+    ends = np.flatnonzero((edge < 0) | (edge == 2))
     per_row = np.diff(np.searchsorted(starts, np.append(view.starts - b0, b1 - b0)))
-    return per_row.astype(np.int64), _poly_hash(mapped, starts, ends)
+    return per_row.astype(np.int64), _poly_hash(data, starts, ends, lower=True)
 
 
 def _regex_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -230,6 +257,15 @@ def _fast_rows(arr: pa.Array) -> np.ndarray:
     return fast
 
 
+def _gather_segments(counts: np.ndarray, src_start: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Row i's ``counts[i]`` values ``src[src_start[i]:src_start[i] + counts[i]]``, rows back
+    to back: one gather instead of a stable sort of the values by row."""
+    dst_start = np.cumsum(counts) - counts
+    index = np.repeat(src_start - dst_start, counts)
+    index += np.arange(len(index), dtype=np.int64)
+    return src[index]
+
+
 def _tokenize(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> _Tokens:
     arr = pc.fill_null(_as_text_array(texts), "")
     fast = _fast_rows(arr)
@@ -239,38 +275,53 @@ def _tokenize(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> _Toke
     if not fast.any():
         n_words, hashes = _regex_words(arr)
         return _Tokens(arr, n_words, hashes)
-    mask = pa.array(fast)
-    a_words, a_hashes = _ascii_words(arr.filter(mask))
-    u_words, u_hashes = _regex_words(arr.filter(pc.invert(mask)))
-    n_words = np.zeros(len(arr), np.int64)
-    n_words[fast], n_words[~fast] = a_words, u_words
-    # back to row order: each word goes where its row's words go
-    rows = np.concatenate(
-        [np.repeat(np.flatnonzero(fast), a_words), np.repeat(np.flatnonzero(~fast), u_words)]
-    )
-    order = np.argsort(rows, kind="stable")
-    return _Tokens(arr, n_words, np.concatenate([a_hashes, u_hashes])[order])
+    # the byte tokenizer reads every row (cheaper than copying the fast ones out); the other
+    # rows' words come from the regex and replace theirs
+    a_words, a_hashes = _ascii_words(arr)
+    u_words, u_hashes = _regex_words(arr.filter(pa.array(~fast)))
+    n_words = a_words.copy()
+    n_words[~fast] = u_words
+    src_start = np.cumsum(a_words) - a_words
+    src_start[~fast] = len(a_hashes) + np.cumsum(u_words) - u_words
+    hashes = _gather_segments(n_words, src_start, np.concatenate([a_hashes, u_hashes]))
+    return _Tokens(arr, n_words, hashes)
+
+
+def _word_shingles(tokens: _Tokens, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shingles per row, hashes) of every run of k consecutive words within a row, in row
+    order: the runs that would cross into the next row are masked per row (the last k - 1
+    word positions of each), not per word."""
+    w = tokens.word_hashes
+    counts = np.maximum(tokens.n_words - (k - 1), 0)
+    m = len(w) - k + 1
+    if m <= 0:
+        return np.zeros_like(counts), np.zeros(0, _U64)
+    h = w[:m].copy()
+    for j in range(1, k):
+        h = _fmix64(h)
+        h ^= w[j : m + j]
+    h ^= _U64(k)
+    h = _fmix64(h)
+    if k == 1:
+        return counts, h
+    row_end = np.cumsum(tokens.n_words)
+    valid = np.ones(m, bool)
+    for j in range(1, k):  # the run starting j words before its row's end crosses it
+        start = row_end - j
+        start = start[(tokens.n_words >= j) & (start < m)]
+        valid[start] = False
+    return counts, h[valid]
 
 
 def _word_ngrams(tokens: _Tokens, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(row, hash) of every run of k consecutive words within a row, in row order."""
-    w = tokens.word_hashes
-    m = len(w) - k + 1
-    if m <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, _U64)
-    h = w[:m].copy()
-    for j in range(1, k):
-        h = _fmix64(h) ^ w[j : m + j]
-    h = _fmix64(h ^ _U64(k))
-    rows = np.repeat(np.arange(len(tokens.n_words), dtype=np.int64), tokens.n_words)
-    row_end = np.cumsum(tokens.n_words)[rows[:m]]
-    valid = np.arange(m, dtype=np.int64) + k <= row_end
-    return rows[:m][valid], h[valid]
+    counts, hashes = _word_shingles(tokens, k)
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts), hashes
 
 
 def _char_ngrams(tokens: _Tokens, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, hash) of the character k-grams of the normalised text of `rows` (the whole text
-    when shorter than k characters)."""
+    """(count per row of ``rows``, hashes) of the character k-grams of the normalised text of
+    `rows` (the whole text when shorter than k characters), sorted and distinct per row."""
     texts = normalize_for_matching(pc.take(tokens.texts, pa.array(rows, pa.int64())))
     texts = texts.to_pylist()
     grams: list[str] = []
@@ -279,8 +330,7 @@ def _char_ngrams(tokens: _Tokens, k: int, rows: np.ndarray) -> tuple[np.ndarray,
         here = {text[j : j + k] for j in range(len(text) - k + 1)} or {text}
         grams.extend(sorted(here))
         counts[i] = len(here)
-    hashes = _fmix64(_hash_strings(pa.array(grams, pa.string())) ^ _SALT_CHAR)
-    return np.repeat(rows, counts), hashes
+    return counts, _fmix64(_hash_strings(pa.array(grams, pa.string())) ^ _SALT_CHAR)
 
 
 SHINGLE_BLOCK = 20_000  # texts tokenized at once (the tokenizer's lists cost ~1 KB a text)
@@ -306,15 +356,14 @@ def shingle_hashes(
         offsets = np.concatenate([[0]] + [o[1:] + b for (o, _), b in zip(parts, base, strict=True)])
         return offsets.astype(np.int64), np.concatenate([h for _, h in parts])
     tokens = _tokenize(texts)
-    n = len(tokens.n_words)
-    rows, hashes = _word_ngrams(tokens, shingle)
+    counts, hashes = _word_shingles(tokens, shingle)
     short = np.flatnonzero((tokens.n_words > 0) & (tokens.n_words < shingle))
-    if len(short):
-        c_rows, c_hashes = _char_ngrams(tokens, shingle, short)
-        rows = np.concatenate([rows, c_rows])
-        hashes = np.concatenate([hashes, c_hashes])
-        order = np.argsort(rows, kind="stable")
-        rows, hashes = rows[order], hashes[order]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    if len(short):  # rows without word shingles take character ones, in row order
+        c_counts, c_hashes = _char_ngrams(tokens, shingle, short)
+        src_start = np.cumsum(counts) - counts
+        counts[short] = c_counts
+        src_start[short] = len(hashes) + np.cumsum(c_counts) - c_counts
+        hashes = _gather_segments(counts, src_start, np.concatenate([hashes, c_hashes]))
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
     return offsets, hashes
