@@ -19,8 +19,12 @@ Figures only, no asserts.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import os
 import random
 import re
+import shutil
 import tempfile
 import time
 
@@ -90,6 +94,26 @@ def build(chroma: ChromaResource, n: int, dim: int, seed: int) -> float:
     return time.perf_counter() - started
 
 
+def _folder(path: str) -> contextlib.AbstractContextManager[str]:
+    """The kept folder (``--dir``), or a temporary one deleted afterwards."""
+    if path:
+        os.makedirs(path, exist_ok=True)
+        return contextlib.nullcontext(path)
+    return tempfile.TemporaryDirectory(prefix="ldp-bench-")
+
+
+def _built(chroma: ChromaResource, n: int) -> bool:
+    """True when the folder already holds the bench collection with ``n`` chunks; a partial
+    one (an interrupted build) is dropped so that ``build`` starts again."""
+    client = chroma.get_client()
+    if NAME not in [c.name for c in client.list_collections()]:
+        return False
+    if client.get_collection(NAME, embedding_function=None).count() == n:
+        return True
+    client.delete_collection(NAME)
+    return False
+
+
 def percentiles(samples_ms: list[float]) -> str:
     p50, p99 = np.percentile(samples_ms, [50, 99])
     return f"p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   (n={len(samples_ms)})"
@@ -104,12 +128,66 @@ def timed(fn, args_list) -> list[float]:
     return out
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def start_mirror(retriever: Retriever) -> None:
+    """Builds the chunk mirror (as ``ldp serve`` does at start) and prints its cost."""
+    gc.collect()
+    before, t = rss_mb(), time.perf_counter()
+    assert retriever.start_mirror(wait=None), retriever.mirror_status()
+    seconds = time.perf_counter() - t
+    gc.collect()
+    status = retriever.mirror_status()
+    print(
+        f"chunk mirror: {status['chunks']:,} chunks in {seconds:.1f} s, "
+        f"buffers {status['buffer_bytes'] / 2**20:.0f} MiB, "
+        f"RSS {before:.0f} -> {rss_mb():.0f} MiB (+{rss_mb() - before:.0f})"
+    )
+
+
+def interleaved(retrievers: dict[str, Retriever], questions: list[str], k: int, **kw) -> dict:
+    """Each question searched by every retriever, the order alternating: same load for all."""
+    out: dict[str, list] = {name: [] for name in retrievers}
+    names = list(retrievers)
+    for i, q in enumerate(questions):
+        for name in names if i % 2 == 0 else names[::-1]:
+            out[name].append(retrievers[name].search_detailed(q, k=k, **kw))
+    return out
+
+
+def report_warm(name: str, details: list) -> float:
+    """Prints the warm figures of one retriever; returns its p50 (ms)."""
+    total = [d.timings_ms["total"] for d in details]
+    print(f"search, warm, {name:17s}{percentiles(total)}")
+    print(
+        f"  of which the Chroma query    {percentiles([d.timings_ms['vector'] for d in details])}"
+    )
+    overhead = [d.timings_ms["total"] - d.timings_ms["embed"] for d in details]
+    print(f"  search minus its embedding   {percentiles(overhead)}")
+    return float(np.percentile(total, 50))
+
+
+def same_hits(results: dict) -> str:
+    full, mirror = results["full query"], results["chunk mirror"]
+    equal = sum(a.hits == b.hits for a, b in zip(full, mirror, strict=True))
+    return f"{equal}/{len(full)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="vectors in the collection")
     parser.add_argument("--queries", type=int, default=200, help="distinct questions per figure")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--dir",
+        default="",
+        help="keep the collection (and its BM25 index) in this folder and reuse them when it "
+        "already holds --n chunks",
+    )
     args = parser.parse_args()
 
     embeddings = EmbeddingsResource(provider="local")
@@ -120,40 +198,48 @@ def main() -> None:
     ]
     alone, warm, hybrid = (questions[i::4] for i in range(3))  # disjoint: no cache hits
 
-    with tempfile.TemporaryDirectory(prefix="ldp-bench-") as folder:
+    with _folder(args.dir) as folder:
         chroma = ChromaResource(path=folder)
-        print(f"building {args.n:,} x {embeddings.dimension}-d vectors in {folder}")
-        seconds = build(chroma, args.n, embeddings.dimension, args.seed)
-        print(f"built in {seconds:.1f} s ({args.n / seconds:,.0f} upserts/s)\n")
+        bm25_dir = os.path.join(folder, "bm25")
+        if _built(chroma, args.n):
+            print(f"reusing {args.n:,} vectors in {folder}")
+        else:
+            shutil.rmtree(bm25_dir, ignore_errors=True)
+            print(f"building {args.n:,} x {embeddings.dimension}-d vectors in {folder}")
+            seconds = build(chroma, args.n, embeddings.dimension, args.seed)
+            print(f"built in {seconds:.1f} s ({args.n / seconds:,.0f} upserts/s)\n")
 
-        retriever = BenchRetriever(chroma, embeddings)
-        print(f"index_version {retriever.index_version}; loading the model ...")
+        retrievers = {
+            "full query": BenchRetriever(chroma, embeddings, bm25_dir=bm25_dir),
+            "chunk mirror": BenchRetriever(chroma, embeddings, bm25_dir=bm25_dir),
+        }
+        mirrored = retrievers["chunk mirror"]
+        print(f"index_version {mirrored.index_version}; loading the model ...")
         embeddings.embed(["warm up the model"])
-        for q in questions[3::4][:20]:  # warm Chroma's index and the code paths
-            retriever.search(q, k=args.k)
+        start_mirror(mirrored)
+        interleaved(retrievers, questions[3::4][:20], args.k)  # warm Chroma and the code paths
 
         embed_ms = timed(lambda q: embeddings.embed([q]), [(q,) for q in alone])
-        details = [retriever.search_detailed(q, k=args.k) for q in warm]
-        warm_ms = [d.timings_ms["total"] for d in details]
-        overhead_ms = [d.timings_ms["total"] - d.timings_ms["embed"] for d in details]
-        chroma_ms = [d.timings_ms["vector"] for d in details]
-        repeat = warm[0]
-        cached_ms = timed(retriever.search, [(repeat, args.k)] * (5 * args.queries))
+        warm_results = interleaved(retrievers, warm, args.k)
+        cached_ms = timed(mirrored.search, [(warm[0], args.k)] * (5 * args.queries))
         t = time.perf_counter()
-        retriever.search(hybrid[0], k=args.k, hybrid=True)
+        interleaved(retrievers, hybrid[:1], args.k, hybrid=True)
         bm25_build = time.perf_counter() - t
-        hybrid_ms = timed(retriever.search, [(q, args.k, None, True) for q in hybrid[1:]])
+        hybrid_results = interleaved(retrievers, hybrid[1:], args.k, hybrid=True)
 
-    e50, w50 = np.percentile(embed_ms, 50), np.percentile(warm_ms, 50)
+    e50 = np.percentile(embed_ms, 50)
     print(f"\n{args.n:,} vectors, k={args.k}, {args.queries} distinct questions per figure")
     print(f"query embedding alone          {percentiles(embed_ms)}")
-    print(f"search, warm (distinct)        {percentiles(warm_ms)}")
-    print(f"  of which the Chroma query    {percentiles(chroma_ms)}")
-    print(f"  search minus its embedding   {percentiles(overhead_ms)}")
+    w50 = {name: report_warm(name, details) for name, details in warm_results.items()}
+    print(f"  hits equal, mirror vs full   {same_hits(warm_results)}")
     print(f"search, cached repeat          {percentiles(cached_ms)}")
-    print(f"hybrid search, warm            {percentiles(hybrid_ms)}")
-    print(f"BM25 index build (first hybrid query) {bm25_build:.1f} s")
-    print(f"\nwarm p50 minus embedding p50: {w50 - e50:.3f} ms   (goal <= 2 ms)")
+    for name, details in hybrid_results.items():
+        print(f"hybrid, warm, {name:17s}{percentiles([d.timings_ms['total'] for d in details])}")
+    print(f"  hits equal, mirror vs full   {same_hits(hybrid_results)}")
+    print(f"BM25 index build or load (first hybrid query) {bm25_build:.1f} s")
+    print()
+    for name, p50 in w50.items():
+        print(f"warm p50 minus embedding p50, {name}: {p50 - e50:.3f} ms   (goal <= 2 ms)")
     print(f"cached p50: {np.percentile(cached_ms, 50):.4f} ms   (goal < 1 ms)")
 
 

@@ -1,7 +1,9 @@
 """Retrieval entry point for chatbot backends: a question in, the top-k chunks out.
 
 Hot path: a repeated question is answered from a results cache (no embedding, no Chroma call);
-a new question costs one embedding (itself cached) plus one Chroma query. Both caches are
+a new question costs one embedding (itself cached) plus one Chroma query. With the chunk
+mirror on (``ldp serve`` turns it on, see ``lib/chunk_mirror.py``) that query asks for ids and
+distances only, and texts and lineage come from the mirror. The caches and the mirror are
 emptied when the index version changes, which is re-checked at most every
 ``version_check_seconds``, never per query. Hybrid mode adds BM25 over the chunk texts (built
 lazily from the collection once per index version and saved for other processes) and fuses
@@ -23,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from llm_data_platform.lib.chunk_mirror import ChunkMirror, MirrorSlot, Row, page_rows, to_row
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 
 RRF_K = 60
 BM25_VERSIONS_KEPT = 4  # live, rollback, and two being built or served elsewhere
 _INCLUDE = ["documents", "metadatas"]
+_FULL = ["documents", "metadatas", "distances"]
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
@@ -64,6 +68,12 @@ class _State:
     collection: Any
     version: str
     count: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What a chunk mirror must have been built from: this very collection (its id: a
+        collection re-created under the same name is another one) at this version."""
+        return str(getattr(self.collection, "id", "")), self.version
 
 
 class LRU:
@@ -134,18 +144,9 @@ class BM25Index:
 
         ids: list[str] = []
         corpus: list[list[str]] = []
-        offset = 0
-        while True:
-            got = collection.get(include=_INCLUDE, limit=page_size, offset=offset)
-            for chunk_id, text, meta in zip(
-                got["ids"], got["documents"], got["metadatas"], strict=True
-            ):
-                meta = meta or {}
-                ids.append(chunk_id)
-                corpus.append(tokenize(f"{meta.get('heading_path', '')}\n{text or ''}"))
-            if len(got["ids"]) < page_size:
-                break
-            offset += page_size
+        for page_ids, rows in page_rows(collection, page_size):
+            ids.extend(page_ids)
+            corpus.extend(tokenize(f"{fields[3]}\n{text}") for text, fields in rows)
         model = bm25s.BM25()
         if ids:
             model.index(corpus, show_progress=False)
@@ -207,6 +208,7 @@ class Retriever:
         hybrid: bool = False,
         hybrid_candidates: int = 20,
         bm25_dir: str | None = None,
+        mirror: bool = False,
     ):
         self.chroma = chroma
         self.bm25_dir = bm25_dir
@@ -220,6 +222,7 @@ class Retriever:
         self._refresh_lock = threading.Lock()
         self._bm25_lock = threading.Lock()
         self._bm25: tuple[str, BM25Index] | None = None  # (index version, its BM25 index)
+        self._mirror = MirrorSlot(mirror)  # texts and lineage of the version being served
         self._state = _State(None, "", 0)  # replaced whole, so readers see one consistent state
         self._next_check = 0.0
         self.refresh()
@@ -247,7 +250,23 @@ class Retriever:
                 self._masks.clear()
             self._state = _State(collection, version, count)
             self._next_check = time.monotonic() + self.version_check_seconds
+            if self._mirror.enabled and count:  # (re)build it now, not at the next search
+                self._mirror.get(self._state.key, collection, count)
             return version
+
+    def start_mirror(self, wait: float | None = 0.0) -> bool:
+        """Turns the chunk mirror on and builds it for the live version in the background;
+        waits up to ``wait`` seconds (None: until built). True when it is ready."""
+        self._mirror.enabled = True
+        state = self._current()
+        if state.count:
+            self._mirror.get(state.key, state.collection, state.count)
+        return self._mirror.wait(wait) if wait != 0.0 else self._mirror.status()["ready"]
+
+    def mirror_status(self) -> dict:
+        """Enabled, ready, chunks held, and why the last build failed (searches then use the
+        full Chroma query)."""
+        return self._mirror.status()
 
     def _current(self) -> _State:
         if time.monotonic() >= self._next_check:
@@ -324,38 +343,69 @@ class Retriever:
         timings["embed"] = _ms(t)
         n_vector = k if mode == "vector" else max(k, self.hybrid_candidates)
         t = time.perf_counter()
-        result = state.collection.query(
-            query_embeddings=[vector],
-            n_results=min(n_vector, state.count),
-            where=where,
-            include=["documents", "metadatas", "distances"],
-        )
+        mirror = self._mirror.get(state.key, state.collection, state.count)
+        ids, cosine, rows = self._vector_query(state, mirror, vector, n_vector, where)
         timings["vector"] = _ms(t)
-        rows = {
-            cid: (text, meta or {})
-            for cid, text, meta in zip(
-                result["ids"][0], result["documents"][0], result["metadatas"][0], strict=True
-            )
-        }
-        cosine = {
-            cid: round(1.0 - float(d), 4)
-            for cid, d in zip(result["ids"][0], result["distances"][0], strict=True)
-        }
         if mode == "vector":
             hits = [
                 _hit(rank, cosine[cid], cid, *rows[cid], mode, cosine[cid], None)
-                for rank, cid in enumerate(result["ids"][0][:k], start=1)
+                for rank, cid in enumerate(ids[:k], start=1)
             ]
         else:
             t = time.perf_counter()
-            hits = self._hybrid(state, question, k, where, rows, cosine, result["ids"][0])
+            hits = self._hybrid(state, mirror, question, k, where, rows, cosine, ids)
             timings["bm25"] = _ms(t)
         if state is self._state:  # not refreshed meanwhile: the hits belong to this version
             self._results.put(key, tuple(hits))
         timings["total"] = _ms(started)
         return SearchResult(hits, state.version, False, timings)
 
-    def _hybrid(self, state, question, k, where, rows, cosine, vector_ids) -> list[Hit]:
+    def _vector_query(
+        self, state: _State, mirror: ChunkMirror | None, vector, n: int, where: dict | None
+    ) -> tuple[list[str], dict[str, float], dict[str, Row]]:
+        """Ids best first, their cosine similarity, and their rows. With a mirror of this
+        version Chroma is asked for ids and distances only (the same ids, order and distances
+        as the full query: ``test_the_mirror_returns_what_the_full_chroma_query_returns``)."""
+        result = state.collection.query(
+            query_embeddings=[vector],
+            n_results=min(n, state.count),
+            where=where,
+            include=["distances"] if mirror is not None else _FULL,
+        )
+        ids = result["ids"][0]
+        cosine = {
+            cid: round(1.0 - float(d), 4)
+            for cid, d in zip(ids, result["distances"][0], strict=True)
+        }
+        if mirror is not None:
+            return ids, cosine, self._rows(state, mirror, ids)
+        rows = {
+            cid: to_row(text, meta)
+            for cid, text, meta in zip(
+                ids, result["documents"][0], result["metadatas"][0], strict=True
+            )
+        }
+        return ids, cosine, rows
+
+    @staticmethod
+    def _rows(state: _State, mirror: ChunkMirror | None, ids: list[str]) -> dict[str, Row]:
+        """Rows of ``ids`` from the mirror; any it does not hold (or all, without one) from
+        Chroma, the store of record."""
+        rows: dict[str, Row] = {}
+        for cid in ids:
+            row = mirror.row(cid) if mirror is not None else None
+            if row is not None:
+                rows[cid] = row
+        missing = [cid for cid in ids if cid not in rows]
+        if missing:
+            got = state.collection.get(ids=missing, include=_INCLUDE)
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                rows[cid] = to_row(text, meta)
+        return rows
+
+    def _hybrid(
+        self, state, mirror, question, k, where, rows, cosine, vector_ids
+    ) -> list[Hit]:  # fmt: skip
         bm25 = self._bm25_index(state)
         allowed = self._allowed(state, bm25, where) if where else None
         keyword = bm25.top(question, max(k, self.hybrid_candidates), allowed)
@@ -364,9 +414,7 @@ class Retriever:
         chosen = list(fused)[:k]
         missing = [cid for cid in chosen if cid not in rows]
         if missing:
-            got = state.collection.get(ids=missing, include=_INCLUDE)
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                rows[cid] = (text, meta or {})
+            rows.update(self._rows(state, mirror, missing))
         return [
             _hit(
                 rank,
@@ -396,17 +444,18 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
-def _hit(rank, score, chunk_id, text, meta, mode, vector_score, bm25_score) -> Hit:
+def _hit(rank, score, chunk_id, text, lineage, mode, vector_score, bm25_score) -> Hit:
+    doc_id, version, title, heading_path, source_uri = lineage
     return Hit(
         rank=rank,
         score=score,
         chunk_id=chunk_id,
-        doc_id=str(meta.get("doc_id", "")),
-        version=str(meta.get("version", "")),
-        title=str(meta.get("title", "")),
-        heading_path=str(meta.get("heading_path", "")),
-        source_uri=str(meta.get("source_uri", "")),
-        text=text or "",
+        doc_id=doc_id,
+        version=version,
+        title=title,
+        heading_path=heading_path,
+        source_uri=source_uri,
+        text=text,
         mode=mode,
         vector_score=vector_score,
         bm25_score=bm25_score,

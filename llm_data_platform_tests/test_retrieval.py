@@ -231,3 +231,124 @@ def test_bm25_is_saved_per_index_version_and_loaded_by_the_next_process(
     second = Retriever(chroma, embeddings, hybrid=True, bm25_dir=str(tmp_path / "bm25"))
     assert [(h.chunk_id, h.bm25_score) for h in second.search(question, k=5)] == expected
     assert any(score is not None for _, score in expected)
+
+
+# -- the chunk mirror: ids and distances from Chroma, texts and lineage from memory ------------
+def _mirrored(platform, **kwargs) -> Retriever:
+    r = Retriever(platform.resources["chroma"], platform.resources["embeddings"], **kwargs)
+    assert r.start_mirror(wait=None), r.mirror_status()
+    return r
+
+
+def test_the_mirror_returns_what_the_full_chroma_query_returns(built, retriever):
+    """Against Chroma's own full query (documents, metadatas, distances): same ids, order,
+    scores within 1e-4, texts and lineage; and the same hits as the unmirrored retriever, in
+    both modes, with and without a where filter."""
+    platform, _ = built
+    mirrored = _mirrored(platform, version_check_seconds=3600)  # one collection object
+    assert mirrored.mirror_status()["chunks"] == retriever.count
+    asked = _spy_on_includes(mirrored.collection)
+    questions = _questions(platform)
+    collection = retriever.collection
+    for question, _ in questions:
+        hits = mirrored.search(question, k=8, hybrid=False)
+        full = collection.query(
+            query_embeddings=[mirrored._embed(" ".join(question.split()))],
+            n_results=8,
+            include=["documents", "metadatas", "distances"],
+        )
+        assert [h.chunk_id for h in hits] == full["ids"][0]
+        for hit, text, meta, distance in zip(
+            hits, full["documents"][0], full["metadatas"][0], full["distances"][0], strict=True
+        ):
+            assert hit.score == pytest.approx(1 - distance, abs=1e-4)
+            assert hit.text == text
+            assert (hit.doc_id, hit.version, hit.source_uri) == (
+                meta["doc_id"], str(meta["version"]), meta["source_uri"]
+            )  # fmt: skip
+            assert (hit.title, hit.heading_path) == (
+                str(meta.get("title", "")), str(meta.get("heading_path", ""))
+            )  # fmt: skip
+    other = questions[-1][1]
+    for question, _ in questions[:5]:
+        for where in (None, {"doc_id": other}):
+            for hybrid in (False, True):
+                expected = retriever.search(question, k=5, where=where, hybrid=hybrid)
+                assert mirrored.search(question, k=5, where=where, hybrid=hybrid) == expected
+    assert asked and all(include == ["distances"] for include in asked)
+
+
+def _spy_on_includes(collection) -> list:
+    """What each query of ``collection`` asked Chroma to include."""
+    asked, query = [], collection.query
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("include"))
+        return query(*args, **kwargs)
+
+    collection.query = spy
+    return asked
+
+
+def test_the_mirror_is_rebuilt_for_a_new_index_version_and_chroma_fills_its_gaps(built, tmp_path):
+    """A chunk the mirror does not hold (added while the version was not re-checked) comes from
+    Chroma; a new version (count or metadata ``version``) gets a new mirror, and a changed text
+    is served as Chroma now holds it."""
+    platform, _ = built
+    embeddings = platform.resources["embeddings"]
+    chroma = ChromaResource(path=str(tmp_path / "chroma"))
+    collection = chroma.get_client().create_collection(
+        "test-mirror", embedding_function=None, metadata={"hnsw:space": "cosine"}
+    )
+
+    class OwnCollection(Retriever):
+        def _open_collection(self):
+            return chroma.get_client().get_collection("test-mirror", embedding_function=None)
+
+    texts = {
+        "c1": "The try statement specifies exception handlers for a group of statements.",
+        "c2": "A for loop iterates over the items of any sequence, in order.",
+    }
+
+    def put(ids):
+        collection.upsert(
+            ids=ids,
+            embeddings=embeddings.embed([texts[i] for i in ids]),
+            documents=[texts[i] for i in ids],
+            metadatas=[{"doc_id": f"kb/{i}", "version": "1", "source_uri": f"kb/{i}"} for i in ids],
+        )
+
+    put(["c1", "c2"])
+    retriever = OwnCollection(chroma, embeddings, version_check_seconds=3600)
+    assert retriever.start_mirror(wait=None) and retriever.mirror_status()["chunks"] == 2
+
+    texts["c3"] = "The quuxfrobnicate builtin frobnicates a quux."
+    put(["c3"])  # not re-checked yet: the mirror (2 chunks) stays, Chroma fills the gap
+    [hit] = retriever.search("What does quuxfrobnicate do?", k=1)
+    assert (hit.chunk_id, hit.text, hit.doc_id) == ("c3", texts["c3"], "kb/c3")
+    assert retriever.mirror_status()["chunks"] == 2
+
+    texts["c3"] = "The quuxfrobnicate builtin frobnicates a quux, twice."
+    put(["c3"])
+    collection.modify(metadata={"version": 2})
+    retriever.refresh()  # a new version: the old mirror is dropped, a new one built
+    assert retriever.start_mirror(wait=None) and retriever.mirror_status()["chunks"] == 3
+    [hit] = retriever.search("What does quuxfrobnicate do?", k=1)
+    assert (hit.chunk_id, hit.text) == ("c3", texts["c3"])
+
+
+def test_without_a_ready_mirror_search_uses_the_full_query(built, retriever, monkeypatch):
+    """A mirror that failed to build (or is still building) is never consulted."""
+    from llm_data_platform.lib import chunk_mirror
+
+    platform, _ = built
+
+    def fail(cls, collection, page_size=5000):
+        raise RuntimeError("Chroma went away")
+
+    monkeypatch.setattr(chunk_mirror.ChunkMirror, "build", classmethod(fail))
+    broken = Retriever(platform.resources["chroma"], platform.resources["embeddings"])
+    assert not broken.start_mirror(wait=None)
+    assert broken.mirror_status()["error"] == "Chroma went away"
+    question = _questions(platform)[0][0]
+    assert broken.search(question, k=4, hybrid=False) == retriever.search(question, k=4)

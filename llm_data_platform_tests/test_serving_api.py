@@ -158,3 +158,19 @@ def test_ldp_serve_starts_the_api(built):
             proc.kill()
             out, _ = proc.communicate()
     assert "serving" in out, out[-2000:]
+
+
+def test_the_api_serves_texts_and_lineage_from_the_chunk_mirror(client, retriever, built):
+    """The app builds the mirror at start; /search then returns what Chroma's full query
+    gives (an unmirrored retriever), and /health says the mirror is ready."""
+    platform, _ = built
+    assert retriever.start_mirror(wait=None)
+    mirror = client.get("/health").json()["chunk_mirror"]
+    assert mirror["enabled"] and mirror["ready"] and mirror["chunks"] == retriever.count
+    plain = Retriever(platform.resources["chroma"], platform.resources["embeddings"])
+    question, _ = _question(built)
+    for hybrid in (False, True):
+        body = client.post("/search", json={"question": question, "k": 4, "hybrid": hybrid})
+        assert body.status_code == 200, body.text
+        expected = [h.as_dict() for h in plain.search(question, k=4, hybrid=hybrid)]
+        assert body.json()["hits"] == expected

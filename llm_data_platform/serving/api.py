@@ -2,7 +2,7 @@
 
 POST /search   question, k, where, hybrid  → hits with lineage, index_version, timings (ms)
 POST /answer   the same in                 → a grounded answer citing [n], its sources, hits
-GET  /health                               → index version, chunk count, embedding model
+GET  /health                               → index version, chunk count, embedding model, mirror
 
 What any client can send is bounded before it costs anything: an optional bearer token is
 checked, and an oversized body refused (413), before the body is read; a ``where`` filter is
@@ -98,6 +98,8 @@ def create_app(
         if state["chat"] is None:
             state["chat"] = ChatConfig.from_env()
         state["retriever"].embeddings.embed(["warm up"])  # load the model before traffic
+        # texts and lineage served from memory; built in the background (lib/chunk_mirror.py)
+        state["retriever"].start_mirror()
         yield
 
     app = FastAPI(
@@ -167,6 +169,7 @@ def _add_routes(app: FastAPI, state: dict[str, Any]) -> None:
             "embedding_model": r.embeddings.model_id,
             "dimension": r.embeddings.dimension,
             "hybrid_default": r.hybrid,
+            "chunk_mirror": r.mirror_status(),
             "chat_model": state["chat"].model if state["chat"].configured else None,
         }
 
