@@ -7,6 +7,7 @@ jobs below, so the UI shows every run; this CLI adds what Dagster's does not hav
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -384,5 +385,15 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def run() -> None:
+    """The `ldp` command. Once it is done, nothing the process built is collected at exit:
+    the interpreter's last garbage collection over Dagster's, Chroma's and the graph's objects
+    took ~1.4 s of every `ldp ingest-docs --run` (freeze, then a normal exit: atexit handlers
+    and file flushes still run)."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
