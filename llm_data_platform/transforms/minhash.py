@@ -27,11 +27,12 @@ _SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
     """MurmurHash3's 32-bit finaliser, as datasketch applies it before its permutations."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+    h = h ^ (h >> np.uint32(16))  # a new array: the rest works in place
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
 
 
 @functools.lru_cache(maxsize=8)
@@ -71,7 +72,7 @@ def minhash_signatures(
 
     Row i equals ``datasketch.MinHash(num_perm, seed, hashfunc=lambda h: h)`` updated with
     ``hashes[offsets[i]:offsets[i+1]] >> 32``; a text without shingles gets the empty sketch
-    (all 2^32-1).
+    (all 2^32-1). ``hashes`` may also be those top 32 bits already, as uint32.
     """
     n = len(offsets) - 1
     a, b = _permutations(num_perm, seed)
@@ -80,7 +81,8 @@ def minhash_signatures(
     docs = np.flatnonzero(counts > 0)
     if len(docs) == 0:
         return sig
-    hv = _fmix32((hashes >> _U64(32)).astype(np.uint32))
+    top = hashes if hashes.dtype == np.uint32 else (hashes >> _U64(32)).astype(np.uint32)
+    hv = _fmix32(top)
     starts, ends = offsets[docs], offsets[docs + 1]
     every = len(docs) == n  # then rows are written in place, not through docs
     buf = np.empty(_SIG_PERM_CHUNK * _SIG_BLOCK_SHINGLES, np.uint32)

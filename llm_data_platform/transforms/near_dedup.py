@@ -115,47 +115,65 @@ def lsh_params(threshold: float, num_perm: int, recall: float = _LSH_RECALL) -> 
     return best
 
 
+# Signature rows per block of band keys: (rows, bands) uint64 work arrays of ~1 MB.
+_KEY_BLOCK = 4096
+
+
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per LSH band (``rows`` signature values folded with an avalanching
     mix): two texts share a bucket of a band when their keys are equal. A key collision of
     different values can only add a candidate, which verification then rejects. Band ``i``
     takes columns ``i, i + bands, i + 2 bands, ...``, not neighbours: a densified
     one-permutation signature copies a filled bin into the empty bins before it, and a band
-    of neighbours would then hold one value three times (measured: 9x the candidates)."""
-    keys = np.zeros((len(sig), bands), dtype=_U64)
-    for band in range(bands):
-        key = np.full(len(sig), _U64(band), dtype=_U64)
-        for col in range(band, bands * rows, bands):
-            key = _fmix64(key ^ sig[:, col].astype(_U64))
-        keys[:, band] = key
+    of neighbours would then hold one value three times (measured: 9x the candidates).
+    Every band at once on blocks of rows (``rows`` mixes of a block, not ``bands x rows``
+    mixes of whole columns)."""
+    keys = np.empty((len(sig), bands), dtype=_U64)
+    for r0 in range(0, len(sig), _KEY_BLOCK):
+        block = sig[r0 : r0 + _KEY_BLOCK]
+        key = np.broadcast_to(np.arange(bands, dtype=_U64), (len(block), bands))
+        for row in range(rows):
+            key = _fmix64(key ^ block[:, row * bands : (row + 1) * bands])
+        keys[r0 : r0 + len(block)] = key
     return keys
 
 
-def _bucket_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (earlier, later) from band buckets, at most two per text and band:
-    each text to its neighbour in the bucket and to the bucket's first-sorted text. A bucket
-    of 10^5 copies of one text then costs 2 x 10^5 pairs, not 10^10; a true pair lost to a
-    stranger between them in one bucket is found in another band (or through the chain).
-    Keys are folded to 32 bits for the sort (a collision only adds a pair to screen)."""
-    firsts, seconds = [], []
-    if len(keys) < 2:
+def _folded_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Band keys folded to 32 bits, one contiguous row per band (the layout
+    ``_bucket_edges`` sorts); a collision only adds a candidate that screening rejects."""
+    keys = band_keys(sig, bands, rows)
+    return np.ascontiguousarray(((keys >> _U64(32)) ^ keys).astype(np.uint32).T)
+
+
+def _band_edges(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(earlier, later) candidates of one band's folded keys (see ``_bucket_edges``)."""
+    order = np.argsort(folded)
+    ordered = folded[order]
+    same = ordered[1:] == ordered[:-1]
+    later = order[1:][same]
+    prev = order[:-1][same]
+    run_start = np.flatnonzero(np.concatenate([[True], ~same]))
+    head = order[run_start][np.cumsum(np.concatenate([[True], ~same])) - 1][1:][same]
+    far = head != prev
+    return np.concatenate([prev, head[far]]), np.concatenate([later, later[far]])
+
+
+def _bucket_edges(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (earlier, later) from band buckets (``folded``: (bands, n) 32-bit keys,
+    a collision only adds a pair to screen), at most two per text and band: each text to its
+    neighbour in the bucket and to the bucket's first-sorted text. A bucket of 10^5 copies of
+    one text then costs 2 x 10^5 pairs, not 10^10; a true pair lost to a stranger between
+    them in one bucket is found in another band (or through the chain). Bands are sorted on
+    the shared pool's threads (numpy's sort releases the GIL); the pairs do not depend on it."""
+    n = folded.shape[1]
+    if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    for band in range(keys.shape[1]):
-        folded = ((keys[:, band] >> _U64(32)) ^ keys[:, band]).astype(np.uint32)
-        order = np.argsort(folded)
-        ordered = folded[order]
-        same = ordered[1:] == ordered[:-1]
-        later = order[1:][same]
-        prev = order[:-1][same]
-        run_start = np.flatnonzero(np.concatenate([[True], ~same]))
-        head = order[run_start][np.cumsum(np.concatenate([[True], ~same])) - 1][1:][same]
-        far = head != prev
-        firsts += [prev, head[far]]
-        seconds += [later, later[far]]
-    a, b = np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64)
+    per_band = list(shared_pool(_THREADS).map(_band_edges, folded))
+    a = np.concatenate([p for p, _ in per_band]).astype(np.int64)
+    b = np.concatenate([q for _, q in per_band]).astype(np.int64)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    packed = _unique(lo * (len(keys) + 1) + hi)
-    return packed // (len(keys) + 1), packed % (len(keys) + 1)
+    packed = _unique(lo * (n + 1) + hi)
+    return packed // (n + 1), packed % (n + 1)
 
 
 def signature_agreement(
@@ -214,42 +232,59 @@ _THREADS = max(1, min(4, os.cpu_count() or 1))
 _SIG_BLOCK = SHINGLE_BLOCK // 2
 
 
-def _sign_block(
-    texts: pa.Array | pa.ChunkedArray, params: NearDupParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass
+class _Signed:
+    """What a block of texts gives the batch (``_sign_block``, on a pool thread)."""
+
+    signatures: np.ndarray  # uint32 (n, num_perm)
+    n_shingles: np.ndarray  # int64 per text
+    shingles: np.ndarray  # uint32: the top 32 bits of every text's shingle hashes
+    keys: np.ndarray  # uint32 (bands, n): ``_folded_keys``
+
+
+def _sign_block(texts: pa.Array | pa.ChunkedArray, params: NearDupParams) -> _Signed:
+    """Everything per text of a block at once, on the worker's thread: shingles, signature,
+    band keys (none of it waits for the main thread, which only copies the results)."""
     offsets, hashes = shingle_hashes(texts, params.shingle)
-    sign = oph_signatures if params.scheme == "oph" else minhash_signatures
-    return sign(offsets, hashes, params.num_perm, params.seed), offsets, hashes
+    top = (hashes >> _U64(32)).astype(np.uint32)
+    if params.scheme == "oph":
+        sig = oph_signatures(offsets, hashes, params.num_perm, params.seed)
+    else:
+        sig = minhash_signatures(offsets, top, params.num_perm, params.seed)
+    return _Signed(sig, np.diff(offsets), top, _folded_keys(sig, *params.banding))
 
 
 def _signatures(
     texts: pa.Array | pa.ChunkedArray, params: NearDupParams
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """(MinHash signatures, shingle count, kept shingles) of every text, blocks of texts on
-    ``_THREADS`` threads (Arrow and numpy release the GIL): the shingle hashes of the whole
-    input are kept (their top 32 bits, as (offsets, hashes)) only up to ``_KEEP_SHINGLES``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """(MinHash signatures, shingle count, folded band keys, kept shingles) of every text,
+    blocks of texts on ``_THREADS`` threads (Arrow and numpy release the GIL): the shingle
+    hashes of the whole input are kept (their top 32 bits, as (offsets, hashes)) only up to
+    ``_KEEP_SHINGLES``."""
     n = len(texts)
     sig = np.empty((n, params.num_perm), dtype=np.uint32)
     counts = np.zeros(n, dtype=np.int64)
+    keys = np.empty((params.banding[0], n), dtype=np.uint32)
     kept: list[np.ndarray] | None = []
     total = 0
     starts = range(0, n, _SIG_BLOCK)
     pool = shared_pool(_THREADS)  # threads that live: their malloc arenas are reused
     blocks = pool.map(lambda st: _sign_block(texts.slice(st, _SIG_BLOCK), params), starts)
-    for start, (block_sig, offsets, hashes) in zip(starts, blocks, strict=True):
-        stop = start + len(offsets) - 1
-        sig[start:stop] = block_sig
-        counts[start:stop] = np.diff(offsets)
-        total += len(hashes)
+    for start, block in zip(starts, blocks, strict=True):
+        stop = start + len(block.n_shingles)
+        sig[start:stop] = block.signatures
+        counts[start:stop] = block.n_shingles
+        keys[:, start:stop] = block.keys
+        total += len(block.shingles)
         if kept is not None and total <= _KEEP_SHINGLES:
-            kept.append((hashes >> _U64(32)).astype(np.uint32))
+            kept.append(block.shingles)
         else:
             kept = None
     if kept is None:
-        return sig, counts, None
+        return sig, counts, keys, None
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    return sig, counts, (offsets, np.concatenate(kept) if kept else np.zeros(0, np.uint32))
+    return sig, counts, keys, (offsets, np.concatenate(kept) if kept else np.zeros(0, np.uint32))
 
 
 def _member_shingles(
@@ -350,11 +385,10 @@ def cluster_texts(
     always kept and never linked."""
     texts = _as_arrow_texts(texts)
     n = len(texts)
-    sig, n_shingles, kept = _signatures(texts, params)
+    sig, n_shingles, keys, kept = _signatures(texts, params)
     in_play = n_shingles > 0 if eligible is None else (n_shingles > 0) & eligible
     members = np.flatnonzero(in_play)
-    bands, rows = params.banding
-    a, b = _bucket_edges(band_keys(sig[members], bands, rows))
+    a, b = _bucket_edges(keys if len(members) == n else keys[:, members])
     candidates = len(a)
     estimate = signature_agreement(sig, members[a], members[b])
     screened = estimate >= params.threshold - ESTIMATE_MARGIN
