@@ -28,7 +28,6 @@ import json
 import os
 import random
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -414,67 +413,103 @@ def _seconds(fn) -> float:
 # ------------------------------------------------------------------------------ RSS, PII
 
 
-def rss_child(path: str) -> None:
-    """A fresh process: clean the raw file a chunk at a time, print the peak RSS."""
-    import pyarrow.parquet as pq
+RSS_DAY, WARM_DAY = "2026-01-05", "2026-01-20"  # the measured day, a later warm-up day
 
-    import llm_data_platform.definitions  # noqa: F401  (the memory pool a run uses)
-    from llm_data_platform import schemas
-    from llm_data_platform.transforms.conversation_cleaning import (
-        CleaningConfig,
-        clean_conversations,
+
+def _platform_env(root: str) -> dict[str, str]:
+    """The settings of a code location whose lake lives under ``root`` (offline)."""
+    data = os.path.join(root, "data")
+    return {
+        "LDP_HOME": root,
+        "LDP_DATA_DIR": data,
+        "LDP_LAKE_ROOT": os.path.join(data, "lake"),
+        "LDP_LANDING_DIR": os.path.join(data, "landing"),
+        "LDP_CHROMA_PATH": os.path.join(data, "chroma"),
+        "DAGSTER_HOME": os.path.join(root, "dagster_home"),
+        "HF_HUB_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+def _materialize_clean(settings, resources, instance, key: str) -> None:
+    """The conversations clean step for day ``key``, in this process (its checks apart, as
+    a run's separate steps)."""
+    import dagster as dg
+
+    from llm_data_platform.definitions import graph
+
+    selection = dg.AssetSelection.assets("conversations_clean", "conversations_clean_dropped")
+    result = dg.materialize(
+        graph(settings),
+        selection=selection.without_checks(),
+        resources=resources,
+        instance=instance,
+        partition_key=key,
     )
-    from llm_data_platform.transforms.cross_dedup import DedupConfig, DedupState
+    assert result.success
 
-    first = pq.ParquetFile(path).read_row_group(0).slice(0, 200)
-    clean_conversations(first)  # imports and models loaded: the process's floor
+
+def rss_child(root: str) -> None:
+    """A fresh process: the real clean step (``conversations_clean`` materialized in process:
+    DuckDB's sorted read, chunks of whole conversations through one day's dedup state, the
+    dropped rows and the index written as they come, the lake commit) over the day the parent
+    wrote under ``root``, after a small warm-up day; prints the peak RSS."""
+    import dagster as dg
+
+    from llm_data_platform.definitions import build_resources  # the run's memory pool
+    from llm_data_platform.settings import load_settings
+
+    settings = load_settings(_platform_env(root))
+    resources = build_resources(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize_clean(settings, resources, instance, WARM_DAY)  # imports, models: the floor
     floor = _rss_now_mb()
     started = time.perf_counter()
-    out = path + ".clean.parquet"
-    rows = 0
-    with pq.ParquetWriter(out, schemas.CONVERSATIONS_CLEAN, compression="zstd") as writer:
-        config = CleaningConfig(dedup_state=DedupState(DedupConfig()))
-        dropped = []
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
-            result = clean_conversations(pa.Table.from_batches([batch]), config)
-            writer.write_table(result.clean)
-            dropped.append(result.dropped)
-            rows += batch.num_rows
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _materialize_clean(settings, resources, instance, RSS_DAY)
     seconds = time.perf_counter() - started
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak, "floor_mb": floor}))
+    peak = _rss_now_mb("VmHWM")
+    lake = resources["lake"]
+    rows = lake.count_rows("raw", "raw_conversations", [RSS_DAY])
+    dropped = lake.count_rows("clean", "conversations_clean_dropped", [RSS_DAY])
+    got = {"rows": rows, "seconds": seconds, "peak_mb": peak, "floor_mb": floor}
+    print(json.dumps({**got, "dropped": dropped}))
 
 
-def _rss_now_mb() -> float:
+def _rss_now_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (``VmHWM``: its peak), from its own memory map: not
+    ``getrusage``'s ``ru_maxrss``, which a child started with ``subprocess`` inherits from
+    the parent's peak before ``exec`` (here: the parent that generated the messages, ~5 GB)."""
     with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith("VmRSS:"))
+        line = next(x for x in f if x.startswith(f"{field}:"))
     return int(line.split()[1]) / 1024
 
 
 def rss(n: int, seed: int) -> None:
     import tempfile
 
-    import pyarrow.parquet as pq
+    from llm_data_platform.resources.lake import LakeResource
 
     with tempfile.TemporaryDirectory(prefix="bench-curation-") as tmp:
-        path = os.path.join(tmp, "raw.parquet")
+        lake = LakeResource(root=_platform_env(tmp)["LDP_LAKE_ROOT"])
         messages = generate(n, seed)
-        pq.write_table(raw_table(messages), path, row_group_size=CHUNK)
+        lake.write_partition("raw", "raw_conversations", RSS_DAY, raw_table(messages))
         del messages
-        # the child's memory pool is the code location's own (definitions.py: jemalloc,
-        # pages released at once), as in a run
+        warm = raw_table(generate(200, seed + 1), datetime(2026, 1, 20, tzinfo=UTC))
+        lake.write_partition("raw", "raw_conversations", WARM_DAY, warm)
+        # a fresh process with the code location's own memory pool (definitions.py)
         done = subprocess.run(
-            [sys.executable, __file__, "--rss-child", path],
+            [sys.executable, __file__, "--rss-child", tmp],
             capture_output=True,
             text=True,
             check=True,
         )
         got = json.loads(done.stdout.strip().splitlines()[-1])
     print(
-        f"\n== peak RSS, fresh process cleaning {got['rows']:,} messages in chunks of {CHUNK:,}: "
-        f"{got['peak_mb']:,.0f} MB ({got['floor_mb']:,.0f} MB of it after the imports and a "
-        f"warm-up, before the first chunk; {got['seconds']:.0f} s, "
-        f"{got['rows'] / got['seconds']:,.0f} msgs/s)"
+        f"\n== peak RSS, fresh process running the conversations clean step over one day of "
+        f"{got['rows']:,} messages (chunks of {CHUNK:,}): {got['peak_mb']:,.0f} MB "
+        f"({got['floor_mb']:,.0f} MB of it after the imports and a warm-up day; "
+        f"{got['seconds']:.0f} s, {got['rows'] / got['seconds']:,.0f} msgs/s, "
+        f"{got['dropped']:,} rows dropped; load average {os.getloadavg()[0]:.1f})"
     )
 
 

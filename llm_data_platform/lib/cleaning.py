@@ -4,8 +4,9 @@ dropped with the reason — two assets of one step (they are one result, written
 A day is streamed, never held whole: the raw partition is read in ``group_key`` order
 (DuckDB sorts out of core) in chunks of whole groups — a conversation, a document — so a
 transform that looks across a group (duplicate turns, a document's latest version) sees all
-of it; each chunk's clean rows are appended to one Parquet file, moved into the lake at the
-end. The dropped rows are few and held in memory; the two files are one lake commit.
+of it; each chunk's clean rows are appended to one Parquet file, its dropped rows to
+another, both in a work directory and moved into the lake at the end as one lake commit (a
+chunk's rows are not held once written: a day of 10^6 messages drops ~250k of them).
 """
 
 import posixpath
@@ -13,6 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -21,8 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_data_platform.defs.partitions import Partitions, daily_backfill_policy
-from llm_data_platform.lib.metadata import preview_markdown, table_metadata
+from llm_data_platform.lib.metadata import PREVIEW_ROWS, preview_markdown, table_metadata
 from llm_data_platform.resources.lake import DATA_FILE, LakeResource, WriteInfo
+from llm_data_platform.resources.lake_commit import PartitionCommit
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.streaming.compaction import scan_sorted
 from llm_data_platform.transforms.groups import whole_groups
@@ -61,10 +64,12 @@ def clean_asset(
     ``day_metadata(lake, key)``: more metadata for the clean day, read from the committed
     table (histograms a person would rather look at than counts).
 
-    A transform may carry state through a day: ``start_day(lake, key)`` is called before the
-    day's first chunk, ``finish_day()`` after its last, returning (side tables by name,
-    counts); the side tables go into the day's commit in the clean zone, each recorded as an
-    observation of the asset of that name (conversations: the dedup index)."""
+    A transform may carry state through a day: ``start_day(lake, key, workdir)`` is called
+    before the day's first chunk (``workdir``: the day's scratch directory, for files it
+    writes as it goes), ``finish_day()`` after its last, returning (side tables by name — a
+    table, or a local Parquet file in ``workdir`` —, counts); the side tables go into the
+    day's commit in the clean zone, each recorded as an observation of the asset of that name
+    (conversations: the dedup index)."""
     dropped = f"{name}_dropped"
 
     @dg.multi_asset(
@@ -106,9 +111,10 @@ def clean_asset(
                 context.add_asset_metadata(
                     day_metadata(lake, key), asset_key=name, partition_key=key
                 )
-            meta = {**table_metadata(removed, info), "dropped_rows": removed.num_rows}
-            if removed.num_rows:
-                meta["dropped_preview"] = dg.MetadataValue.md(preview_markdown(removed))
+            meta = {**table_metadata(removed.head, info), "dropped_rows": removed.rows}
+            meta["dagster/row_count"] = removed.rows
+            if removed.rows:
+                meta["dropped_preview"] = dg.MetadataValue.md(preview_markdown(removed.head))
             context.add_asset_metadata(meta, asset_key=dropped, partition_key=key)
             for side, written in day.side_written.items():  # index tables of the same commit
                 side_meta = {"rows": written.rows, "bytes": written.bytes, "path": written.uri}
@@ -116,6 +122,42 @@ def clean_asset(
         return None, None  # both tables are in the lake already, committed together
 
     return _clean
+
+
+@dataclass
+class Dropped:
+    """A day's dropped rows as written: the local file, how many, the first few (preview)."""
+
+    path: str
+    rows: int
+    head: pa.Table
+
+
+class _RowFile:
+    """Chunks of one table appended to a local Parquet file (the schema of the first), so a
+    day's rows are never held together; keeps the count and a copy of the first rows."""
+
+    def __init__(self, path: str, head_rows: int = PREVIEW_ROWS) -> None:
+        self.path, self.rows, self.head_rows = path, 0, head_rows
+        self.head: pa.Table | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+            self.head = table.schema.empty_table()
+        self._writer.write_table(table)
+        more = min(self.head_rows - self.head.num_rows, table.num_rows)
+        if more > 0:  # taken, not sliced: a slice would keep the chunk's buffers alive
+            part = table.take(pa.array(range(more), pa.int64()))
+            self.head = pa.concat_tables([self.head, part]).combine_chunks()
+        self.rows += table.num_rows
+
+    def close(self) -> Dropped:
+        if self._writer is None or self.head is None:
+            raise ValueError("nothing was written")
+        self._writer.close()
+        return Dropped(self.path, self.rows, self.head)
 
 
 class _DayCleaner:
@@ -130,7 +172,7 @@ class _DayCleaner:
         self.reuse_previous = reuse  # read the day's previous clean table for the transform
         self.side_written: dict[str, WriteInfo] = {}  # the last day's side tables (hooks)
 
-    def clean(self, key: str) -> tuple[dict, pa.Table, WriteInfo]:
+    def clean(self, key: str) -> tuple[dict, Dropped, WriteInfo]:
         started = time.perf_counter()
         source = posixpath.join(self.lake.partition_path("raw", self.raw, key), DATA_FILE)
         if not self.lake.exists(source):
@@ -139,29 +181,17 @@ class _DayCleaner:
                 f"materialize -m llm_data_platform --select {self.raw},{self.raw}_quarantine "
                 f"--partition {key}`."
             )
-        counts: Counter[str] = Counter()
-        dropped: list[pa.Table] = []
         previous = (
             self.lake.read_partition("clean", self.name, key) if self.reuse_previous else None
         )
         transform = self.transform_for(previous)
-        start_day = getattr(transform, "start_day", None)
-        if start_day is not None:  # a transform that carries state through a day's chunks
-            start_day(self.lake, key)
+        del previous
         with tempfile.TemporaryDirectory(prefix=f"ldp-{self.name}-") as workdir:
+            start_day = getattr(transform, "start_day", None)
+            if start_day is not None:  # a transform that carries state through a day's chunks
+                start_day(self.lake, key, workdir)
             out = posixpath.join(workdir, "clean.parquet")
-            with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
-                batches = scan_sorted(self.lake, source, self.read_order, workdir, CHUNK_ROWS)
-                chunks = whole_groups(batches, self.read_order[0])
-                for chunk in _at_least_one(chunks, self.raw_schema):
-                    result = transform(chunk.cast(self.raw_schema))
-                    clean = result.clean.sort_by(self.sort_by).cast(self.schema)
-                    writer.write_table(clean)
-                    dropped.append(result.dropped)
-                    counts.update(result.counts)
-                    counts["chunks"] += 1
-                    counts["dagster/row_count"] += clean.num_rows
-            removed = pa.concat_tables(dropped)
+            counts, removed = self._chunks(transform, source, workdir, out)
             finish_day = getattr(transform, "finish_day", None)
             side, side_counts = finish_day() if finish_day is not None else ({}, {})
             counts.update(side_counts)
@@ -171,8 +201,30 @@ class _DayCleaner:
         meta["clean_seconds"] = round(time.perf_counter() - started, 3)
         return meta, removed, info
 
+    def _chunks(
+        self, transform: Transform, source: str, workdir: str, out: str
+    ) -> tuple[Counter[str], Dropped]:
+        """The day's chunks through ``transform``: clean rows to ``out``, dropped rows to a
+        file beside it; each chunk's tables are released before the next is read."""
+        counts: Counter[str] = Counter()
+        dropped = _RowFile(posixpath.join(workdir, "dropped.parquet"))
+        with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
+            batches = scan_sorted(self.lake, source, self.read_order, workdir, CHUNK_ROWS)
+            chunks = whole_groups(batches, self.read_order[0])
+            for chunk in _at_least_one(chunks, self.raw_schema):
+                result = transform(chunk.cast(self.raw_schema))
+                del chunk
+                clean = result.clean.sort_by(self.sort_by).cast(self.schema)
+                writer.write_table(clean)
+                dropped.write(result.dropped)
+                counts.update(result.counts)
+                counts["chunks"] += 1
+                counts["dagster/row_count"] += clean.num_rows
+                del result, clean
+        return counts, dropped.close()
+
     def _commit(
-        self, key: str, clean_file: str, removed: pa.Table, side: dict[str, pa.Table]
+        self, key: str, clean_file: str, removed: Dropped, side: dict[str, pa.Table | str]
     ) -> tuple[str, int, WriteInfo]:
         """The clean day, its dropped rows and the transform's ``side`` tables (clean zone, by
         name) become visible together (one lake commit): a run killed between the writes
@@ -184,21 +236,30 @@ class _DayCleaner:
         )
         commit = self.lake.commit()
         size = commit.add_file(path, clean_file)
-        dropped_size = commit.add_table(dropped_path, removed)
+        dropped_size = commit.add_file(dropped_path, removed.path)
         side_paths = {}
         for table_name, table in side.items():
             side_path = posixpath.join(
                 self.lake.partition_path("clean", table_name, key), DATA_FILE
             )
-            side_paths[table_name] = (side_path, table.num_rows, commit.add_table(side_path, table))
+            side_paths[table_name] = (side_path, *_stage(commit, side_path, table))
         commit.apply()
         self.side_written = {
             n: WriteInfo(self.lake.uri(p), rows, size, 0.0)
             for n, (p, rows, size) in side_paths.items()
         }
         seconds = time.perf_counter() - started
-        info = WriteInfo(self.lake.uri(dropped_path), removed.num_rows, dropped_size, seconds)
+        info = WriteInfo(self.lake.uri(dropped_path), removed.rows, dropped_size, seconds)
         return path, size, info
+
+
+def _stage(commit: PartitionCommit, path: str, table: pa.Table | str) -> tuple[int, int]:
+    """(rows, bytes) of a side table staged in ``commit``: a table, or a local Parquet file
+    (moved, never read whole)."""
+    if isinstance(table, str):
+        rows = pq.ParquetFile(table).metadata.num_rows
+        return rows, commit.add_file(path, table)
+    return table.num_rows, commit.add_table(path, table)
 
 
 def _at_least_one(chunks, schema: pa.Schema):

@@ -37,6 +37,7 @@ probability 0.996, at 0.6 with 0.9999; a pair at 0.3 becomes a candidate with pr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +47,7 @@ import pyarrow.compute as pc
 from llm_data_platform.transforms.dedup_index import (
     KeyIndex,
     SignatureIndex,
-    SignatureSegment,
+    TableSink,
     content_keys,
 )
 from llm_data_platform.transforms.near_dedup import NearDupParams, cluster_texts
@@ -108,21 +109,33 @@ class DedupConfig:
 @dataclass
 class DedupState:
     """The indexes one day's clean step carries from chunk to chunk, loaded with what earlier
-    days kept; ``day_tables`` are this day's additions, persisted for the days after."""
+    days kept; ``day_tables`` are this day's additions, persisted for the days after.
+
+    ``spill_dir``: the day's additions are written there as they are kept (``day_files``),
+    not held; the indexes keep only their compact form (``dedup_index``)."""
 
     config: DedupConfig
     hashes: KeyIndex = field(default_factory=KeyIndex)
     messages: SignatureIndex | None = None
     conversations: SignatureIndex | None = None
-    added_hashes: list[pa.Table] = field(default_factory=list)
-    # (scope, segment) of the signatures this day kept, in order: the segments hold them whole
-    # until ``day_tables`` (one copy, not a table beside the index)
-    added_signatures: list[tuple[str, SignatureSegment]] = field(default_factory=list)
+    spill_dir: str | None = None
     history_skipped: int = 0  # history signatures made with other parameters
+    added_hashes: TableSink = field(init=False)
+    added_signatures: TableSink = field(init=False)  # in the lake's form (list<uint32>)
 
     def __post_init__(self) -> None:
         self.messages = self.messages or SignatureIndex(self.config.near)
         self.conversations = self.conversations or SignatureIndex(self.config.conversation)
+        self._new_sinks()
+
+    def _new_sinks(self) -> None:
+        spill = self.spill_dir
+        self.added_hashes = TableSink(
+            CONTENT_HASHES, None if spill is None else os.path.join(spill, "content_hashes.parquet")
+        )
+        self.added_signatures = TableSink(
+            SIGNATURES, None if spill is None else os.path.join(spill, "signatures.parquet")
+        )
 
     def load_history(self, hashes: pa.Table | None, signatures: pa.Table | None) -> None:
         """Add an earlier day's index tables (oldest day first)."""
@@ -144,34 +157,37 @@ class DedupState:
 
     def next_day(self) -> None:
         """What this day kept becomes history: one run over several days carries the state
-        instead of reading back what it wrote, with the same result."""
+        instead of reading back what it wrote, with the same result (in memory only: a
+        spilled day's files are the caller's, ``day_files``, before this)."""
+        if self.spill_dir is not None:
+            raise ValueError("next_day on a spilled state: start a new DedupState per day")
         for segment in self.hashes.segments:
             segment.history = True
         self.messages.to_history()
         self.conversations.to_history()
-        self.added_hashes, self.added_signatures = [], []
+        self._new_sinks()
 
     def day_tables(self) -> tuple[pa.Table, pa.Table]:
         """(content hashes, signatures) this day added, in the order they were kept."""
-        hashes = pa.concat_tables([CONTENT_HASHES.empty_table(), *self.added_hashes])
-        tables = [self._signature_table(scope, seg) for scope, seg in self.added_signatures]
-        return hashes, pa.concat_tables([SIGNATURES.empty_table(), *tables])
+        return self.added_hashes.table(), self.added_signatures.table()
+
+    def day_files(self) -> tuple[str, str]:
+        """(content hashes, signatures) files of what a spilled day added (``spill_dir``)."""
+        return self.added_hashes.finish(), self.added_signatures.finish()
 
     def _keep_signatures(self, scope: str, ids: pa.Array, sig: np.ndarray) -> None:
         index = self.messages if scope == "message" else self.conversations
-        segment = index.add(sig, ids, False, full=True)
-        if segment is not None:
-            self.added_signatures.append((scope, segment))
+        index.add(sig, ids, False)
+        self.added_signatures.append(self._signature_table(scope, ids, sig))
 
-    def _signature_table(self, scope: str, segment: SignatureSegment) -> pa.Table:
-        sig = segment.signatures
+    def _signature_table(self, scope: str, ids: pa.Array, sig: np.ndarray) -> pa.Table:
         m, p = sig.shape
         offsets = pa.array(np.arange(0, m * p + 1, p, dtype=np.int32))
         flat = pa.ListArray.from_arrays(offsets, pa.array(sig.ravel(), pa.uint32()))
         return pa.table(
             {
                 "scope": pa.array([scope] * m, pa.string()),
-                "id": segment.ids,
+                "id": ids,
                 "params": pa.array([self.config.fingerprint(scope)] * m, pa.string()),
                 "signature": flat,
             },

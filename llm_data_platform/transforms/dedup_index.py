@@ -16,10 +16,10 @@ chunk the check is exact (``near_dedup.cluster_texts``).
 Memory: a message in the signature index costs ``num_perm`` x 2 bytes of signature (the low
 16 bits of each value: two different values agree by chance once in 65,536, which moves an
 estimate by less than 2e-5) plus ``bands`` x 8 bytes of sorted 32-bit keys and their order
-(128 permutations, 42 bands: 592 bytes) plus its id; a content key 8 bytes plus its id. A
-segment added with ``full=True`` (this day's, which are persisted) keeps the whole 32-bit
-values instead, 4 bytes each, the one copy the day's table is built from; ``to_history``
-narrows them once the day is written.
+(128 permutations, 42 bands: 592 bytes) plus its id; a content key 8 bytes plus its id. The
+whole 32-bit values of what a day keeps (what the lake's index table holds) are not kept
+here: the caller writes them out as they are kept (``TableSink``), so a day of 10^6 messages
+does not hold 0.5 GB of them until its end.
 
 The arrays a segment keeps live in Arrow's memory pool (jemalloc, ``definitions.py``), not in
 the malloc heap where numpy puts them and the chunks' short-lived arrays come and go (300k
@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from llm_data_platform.transforms.near_dedup import NearDupParams, band_keys, signature_agreement
 
-__all__ = ["KeyIndex", "SignatureIndex", "SignatureSegment", "content_keys"]
+__all__ = ["KeyIndex", "SignatureIndex", "SignatureSegment", "TableSink", "content_keys"]
 
 _NIBBLE = np.full(256, 0, np.uint64)
 _NIBBLE[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint64)
@@ -113,7 +114,7 @@ class KeyIndex:
 
 @dataclass
 class SignatureSegment:
-    signatures: np.ndarray  # (m, num_perm): uint16, the low 16 bits of each value, or uint32
+    signatures: np.ndarray  # (m, num_perm) uint16: the low 16 bits of each value
     ids: pa.Array
     keys: np.ndarray  # uint32 (bands, m): each band's key folded to 32 bits, sorted
     order: np.ndarray  # int32 (bands, m): the row of each sorted key
@@ -132,29 +133,21 @@ class SignatureIndex:
     params: NearDupParams
     segments: list[SignatureSegment] = field(default_factory=list)
 
-    def add(
-        self, signatures: np.ndarray, ids: pa.Array, history: bool, full: bool = False
-    ) -> SignatureSegment | None:
-        """A segment of ``signatures`` (uint32); ``full``: it keeps the whole values (for a
-        table built from it later), otherwise their low 16 bits. Returns the segment."""
+    def add(self, signatures: np.ndarray, ids: pa.Array, history: bool) -> None:
+        """A segment of ``signatures`` (uint32), of which it keeps the low 16 bits."""
         if len(signatures) == 0:
-            return None
+            return
         bands, rows = self.params.banding
         keys = _fold(band_keys(signatures, bands, rows).T)
         order = np.argsort(keys, axis=1).astype(np.int32)
         keys = _pooled(np.take_along_axis(keys, order, axis=1))
-        # 16 bits a value are compared: the estimate moves by < 2e-5
-        kept = signatures.astype(np.uint32 if full else np.uint16, copy=False)
-        segment = SignatureSegment(_pooled(kept), ids, keys, _pooled(order), history)
-        self.segments.append(segment)
-        return segment
+        low = _pooled(signatures.astype(np.uint16))  # the estimate moves by < 2e-5
+        self.segments.append(SignatureSegment(low, ids, keys, _pooled(order), history))
 
     def to_history(self) -> None:
-        """Every segment is from an earlier day and keeps the low 16 bits only."""
+        """Every segment is from an earlier day."""
         for segment in self.segments:
             segment.history = True
-            if segment.signatures.dtype != np.uint16:
-                segment.signatures = _pooled(segment.signatures.astype(np.uint16))
 
     def __len__(self) -> int:
         return sum(len(s.signatures) for s in self.segments)
@@ -186,8 +179,7 @@ class SignatureIndex:
                 continue
             packed = np.unique(q * len(seg.signatures) + r)
             q, r = packed // len(seg.signatures), packed % len(seg.signatures)
-            theirs = seg.signatures[r].astype(np.uint16, copy=False)  # the few candidates
-            est = signature_agreement(low[q], theirs)
+            est = signature_agreement(low[q], seg.signatures[r])  # the few candidates
             ok = est >= self.params.threshold
             q, r, est = q[ok], r[ok], est[ok]
             # the best candidate per query: sort by (query, -estimate), take the first
@@ -207,3 +199,45 @@ class SignatureIndex:
             )
             history[q] = seg.history
         return best, ids, history
+
+
+class TableSink:
+    """Tables of one schema appended in order: held in memory, or with ``path`` written to
+    that Parquet file as they come (one row group each), so what a day adds to the lake's
+    index never waits in memory for the day's end."""
+
+    def __init__(self, schema: pa.Schema, path: str | None = None) -> None:
+        self.schema, self.path, self.rows = schema, path, 0
+        self._tables: list[pa.Table] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._finished = False
+
+    def append(self, table: pa.Table) -> None:
+        if self._finished:
+            raise ValueError("the sink is finished")
+        self.rows += table.num_rows
+        if self.path is None:
+            self._tables.append(table)
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        self._writer.write_table(table)
+
+    def finish(self) -> str:
+        """The file of every table appended (an empty one for none); nothing more goes in."""
+        if self.path is None:
+            raise ValueError("an in-memory sink has no file: read table()")
+        if self._finished:
+            return self.path
+        if self._writer is None:
+            pq.write_table(self.schema.empty_table(), self.path, compression="zstd")
+        else:
+            self._writer.close()
+        self._writer, self._finished = None, True
+        return self.path
+
+    def table(self) -> pa.Table:
+        """Every table appended, in order (read back from the file, finished, if spilled)."""
+        if self.path is None:
+            return pa.concat_tables([self.schema.empty_table(), *self._tables])
+        return pq.read_table(self.finish(), schema=self.schema)

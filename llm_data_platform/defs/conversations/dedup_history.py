@@ -75,8 +75,10 @@ class ConversationDay:
         self.state: DedupState | None = None
         self.read: dict[str, int] = {}
 
-    def start_day(self, lake: LakeResource, key: str) -> None:
-        self.state = DedupState(self.base.dedup)
+    def start_day(self, lake: LakeResource, key: str, workdir: str | None = None) -> None:
+        """A new state for day ``key``, loaded with its history; ``workdir``: where the
+        day's index tables are written as its chunks keep messages (not held to the end)."""
+        self.state = DedupState(self.base.dedup, spill_dir=workdir)
         self.config = replace(self.base, dedup_state=self.state)
         self.read = {"history_days_read": 0, "history_messages": 0, "history_conversations": 0}
         if not self.base.dedup.enabled:
@@ -95,10 +97,12 @@ class ConversationDay:
     def __call__(self, raw: pa.Table) -> CleaningResult:
         return clean_conversations(raw, self.config)
 
-    def finish_day(self) -> tuple[dict[str, pa.Table], dict[str, Any]]:
-        """(the day's index tables by asset name, metadata for the clean table)."""
+    def finish_day(self) -> tuple[dict[str, pa.Table | str], dict[str, Any]]:
+        """(the day's index tables by asset name — local Parquet files when ``start_day`` had
+        a workdir —, metadata for the clean table)."""
         if self.state is None:
             raise RuntimeError("finish_day before start_day")
-        hashes, signatures = self.state.day_tables()
+        spilled = self.state.spill_dir is not None
+        hashes, signatures = self.state.day_files() if spilled else self.state.day_tables()
         meta = dict(self.read, history_skipped_signatures=self.state.history_skipped)
         return {CONTENT_HASHES: hashes, NEAR_DUP_SIGNATURES: signatures}, meta
