@@ -640,7 +640,8 @@ def index_verdict(env: dict[str, str], kb: KnowledgeBase) -> tuple[bool, bool, s
     os.environ.update(env)
     try:
         from llm_data_platform.definitions import build_resources
-        from llm_data_platform.defs.rag.index import existing_entries, read_manifest
+        from llm_data_platform.defs.rag.index import read_manifest
+        from llm_data_platform.lib.index_slots import read_entries as existing_entries
         from llm_data_platform.settings import load_settings
 
         resources = build_resources(load_settings(env))

@@ -103,7 +103,8 @@ def _metadata(result, asset: str) -> dict:
 def test_rag_index_syncs_the_server_to_the_manifest(chroma_server: ChromaServer, tmp_path):
     import dagster as dg
 
-    from llm_data_platform.defs.rag.index import existing_entries, read_manifest
+    from llm_data_platform.defs.rag.index import read_manifest
+    from llm_data_platform.lib.index_slots import read_entries as existing_entries
     from llm_data_platform.resources.chroma import ChromaResource
     from llm_data_platform_tests.conftest import graph_for, materialize_daily
 

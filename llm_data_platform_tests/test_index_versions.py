@@ -142,7 +142,8 @@ def test_after_the_first_promotion_a_build_syncs_only_what_changed(tmp_path):
     """The first build fills both slots; the next day's document edits then reach the other
     slot as the changed chunks alone — not every chunk into an empty slot — and each slot
     holds exactly its version's chunks (the manifest)."""
-    from llm_data_platform.defs.rag.index import existing_entries, read_manifest
+    from llm_data_platform.defs.rag.index import read_manifest
+    from llm_data_platform.lib.index_slots import read_entries as existing_entries
 
     platform = make_platform(tmp_path)
     chroma, embeddings, lake = (platform.resources[k] for k in ("chroma", "embeddings", "lake"))
@@ -176,3 +177,66 @@ def test_after_the_first_promotion_a_build_syncs_only_what_changed(tmp_path):
     assert {(c, m["version"]) for c, m in held[live.metadata["slot"]].items()} == new
     rollback = "blue" if live.metadata["slot"] == "green" else "green"
     assert {(c, m["version"]) for c, m in held[rollback].items()} == old
+    _slot_records_agree_with_chroma(platform, held)
+
+
+class _GetSpy:
+    """A collection whose ``get`` calls are recorded (which fields each one asked for)."""
+
+    def __init__(self, collection):
+        self.collection, self.includes = collection, []
+
+    @property
+    def metadata(self):
+        return self.collection.metadata
+
+    def get(self, **kwargs):
+        self.includes.append(tuple(kwargs.get("include", ())))
+        return self.collection.get(**kwargs)
+
+
+def _slot_records_agree_with_chroma(platform, held: dict[str, dict]) -> None:
+    """Each slot's lake record gives what Chroma holds without reading its metadata back;
+    a record the collection does not vouch for (digest cleared by an interrupted sync, a chunk
+    deleted behind the platform's back) is not used."""
+    from llm_data_platform.lib.index_slots import DIGEST_KEY, held_versions
+
+    chroma, embeddings, lake = (platform.resources[k] for k in ("chroma", "embeddings", "lake"))
+    model_id = embeddings.model_id
+    for slot, entries in held.items():
+        truth = {cid: meta["version"] for cid, meta in entries.items()}
+        spy = _GetSpy(chroma.get_collection(model_id, embeddings.dimension, slot=slot))
+        assert held_versions(lake, spy, model_id, slot) == truth
+        assert spy.includes and all(inc == () for inc in spy.includes)  # ids only
+
+    slot = next(iter(held))
+    collection = chroma.get_collection(model_id, embeddings.dimension, slot=slot)
+    gone = sorted(held[slot])[0]
+    collection.delete(ids=[gone])  # behind the platform's back: the ids no longer agree
+    truth = {cid: meta["version"] for cid, meta in held[slot].items() if cid != gone}
+    spy = _GetSpy(collection)
+    assert held_versions(lake, spy, model_id, slot) == truth
+    assert ("metadatas",) in spy.includes  # read from Chroma
+
+    chroma.set_metadata(collection, **{DIGEST_KEY: ""})  # a sync that never finished
+    spy = _GetSpy(collection)
+    assert held_versions(lake, spy, model_id, slot) == truth
+    assert ("metadatas",) in spy.includes
+
+
+def test_slots_persist_their_hnsw_index_every_hundred_changes(tmp_path):
+    """A new process replays what Chroma has not yet written to the index file: new slots are
+    made with a small backlog, and a slot made before that gets it on its next sync."""
+    from llm_data_platform.resources.chroma import HNSW_SYNC_THRESHOLD, ChromaResource
+
+    chroma = ChromaResource(path=str(tmp_path / "chroma"))
+    made = chroma.slot_collection("local:model", 4, "blue", create=True)
+    assert made.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD == 100
+    older = chroma.get_client().create_collection(
+        "older-slot", embedding_function=None, metadata={"hnsw:space": "cosine"}
+    )
+    assert older.configuration["hnsw"]["sync_threshold"] == 1000  # Chroma's default
+    chroma.persist_often(older)
+    again = chroma.get_client().get_collection("older-slot", embedding_function=None)
+    assert again.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD
+    assert again.metadata == {"hnsw:space": "cosine"}  # nothing else changed

@@ -31,7 +31,8 @@ class IndexVersion:
     passed: bool | None = None  # evaluation outcome; None until evaluated
 
 
-def _dir(lake: LakeResource, model_id: str) -> str:
+def versions_dir(lake: LakeResource, model_id: str) -> str:
+    """The lake folder of one embedding model's index records (versions, slots, evaluations)."""
     return lake.path("serve", "rag_index", f"model={model_slug(model_id)}")
 
 
@@ -45,15 +46,15 @@ def _write(lake: LakeResource, path: str, version: IndexVersion) -> None:
 
 
 def live_version(lake: LakeResource, model_id: str) -> IndexVersion | None:
-    return _read(lake, posixpath.join(_dir(lake, model_id), "live.json"))
+    return _read(lake, posixpath.join(versions_dir(lake, model_id), "live.json"))
 
 
 def candidate_version(lake: LakeResource, model_id: str) -> IndexVersion | None:
-    return _read(lake, posixpath.join(_dir(lake, model_id), "candidate.json"))
+    return _read(lake, posixpath.join(versions_dir(lake, model_id), "candidate.json"))
 
 
 def record_candidate(lake: LakeResource, version: IndexVersion) -> None:
-    _write(lake, posixpath.join(_dir(lake, version.model_id), "candidate.json"), version)
+    _write(lake, posixpath.join(versions_dir(lake, version.model_id), "candidate.json"), version)
 
 
 def record_evaluation(
@@ -61,7 +62,7 @@ def record_evaluation(
 ) -> IndexVersion:
     """Kept per version, so the history of retrieval quality survives promotions."""
     evaluated = IndexVersion(**{**asdict(version), "metrics": metrics, "passed": passed})
-    directory = _dir(lake, version.model_id)
+    directory = versions_dir(lake, version.model_id)
     _write(lake, posixpath.join(directory, "candidate.json"), evaluated)
     _write(
         lake, posixpath.join(directory, "evaluations", f"v{version.version:06d}.json"), evaluated
@@ -70,14 +71,14 @@ def record_evaluation(
 
 
 def promote(lake: LakeResource, version: IndexVersion) -> None:
-    _write(lake, posixpath.join(_dir(lake, version.model_id), "live.json"), version)
+    _write(lake, posixpath.join(versions_dir(lake, version.model_id), "live.json"), version)
 
 
 def evaluation_history(lake: LakeResource, model_id: str) -> list[IndexVersion]:
     import pyarrow.fs as pafs
 
     fs, _ = lake.filesystem()
-    directory = posixpath.join(_dir(lake, model_id), "evaluations")
+    directory = posixpath.join(versions_dir(lake, model_id), "evaluations")
     infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
     found = [_read(lake, i.path) for i in sorted(infos, key=lambda i: i.path)]
     return [v for v in found if v is not None]

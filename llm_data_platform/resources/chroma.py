@@ -21,6 +21,11 @@ from pydantic import PrivateAttr
 
 _NAME_OK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 SLOTS = ("blue", "green")
+# Chroma keeps the HNSW changes since the index file was last written in its log and replays
+# them in every process that opens the collection: with its default of 1,000, the first read
+# of a slot in a new `ldp`/run process took 0.3-1 s; at 100 it takes ~0.05 s, for ~6% more
+# time per upsert.
+HNSW_SYNC_THRESHOLD = 100
 
 
 def collection_name(prefix: str, model_id: str, dimension: int, slot: str) -> str:
@@ -75,6 +80,7 @@ class ChromaResource(dg.ConfigurableResource):
                     embedding_function=None,
                     metadata={
                         "hnsw:space": "cosine",
+                        "hnsw:sync_threshold": HNSW_SYNC_THRESHOLD,
                         "embedding_model": model_id,
                         "dimension": dimension,
                         "slot": slot,
@@ -104,6 +110,14 @@ class ChromaResource(dg.ConfigurableResource):
                 "retrieval_eval_set,rag_index,rag_index_live`) or run `make demo`."
             )
         return live
+
+    def persist_often(self, collection: Any) -> None:
+        """Collections made before ``HNSW_SYNC_THRESHOLD`` get it (a query-time setting Chroma
+        lets us change); the next write persists the backlog."""
+        hnsw = (getattr(collection, "configuration", None) or {}).get("hnsw") or {}
+        if int(hnsw.get("sync_threshold", 0)) > HNSW_SYNC_THRESHOLD:
+            with self.reachable():
+                collection.modify(configuration={"hnsw": {"sync_threshold": HNSW_SYNC_THRESHOLD}})
 
     def live_collection(self, model_id: str, dimension: int) -> Any:
         best, best_seq = None, 0

@@ -6,9 +6,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_data_platform.defs.partitions import Partitions
-from llm_data_platform.defs.rag.index import existing_entries, read_manifest
+from llm_data_platform.defs.rag.index import read_manifest
 from llm_data_platform.defs.rag.side_tables import INDEX_EVALUATIONS
 from llm_data_platform.lib.embedding_cache import EmbeddingCache, to_matrix
+from llm_data_platform.lib.index_slots import chunk_ids
 from llm_data_platform.lib.index_versions import candidate_version, record_evaluation
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
@@ -102,7 +103,7 @@ def rag_index_matches_manifest(
     candidate, collection = _candidate_collection(lake, chroma, embeddings)
     if manifest is None or collection is None:
         return dg.AssetCheckResult(passed=False, metadata={"error": "no manifest or candidate"})
-    held = set(existing_entries(collection))
+    held = chunk_ids(collection)
     expected = set(manifest["chunk_id"].to_pylist())
     return dg.AssetCheckResult(
         passed=held == expected,

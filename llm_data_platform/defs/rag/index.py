@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
 
 from llm_data_platform.lib.embedding_cache import to_matrix
+from llm_data_platform.lib.index_slots import DIGEST_KEY, held_versions, record_held
 from llm_data_platform.lib.index_versions import (
     IndexVersion,
     candidate_version,
@@ -56,20 +57,6 @@ join chunks c on c.chunk_id = w.chunk_id and c.dt = w.dt
 join emb e on e.chunk_id = c.chunk_id and e.dt = c.dt and e.model_id = $model_id
 order by c.chunk_id
 """
-
-
-def existing_entries(collection) -> dict[str, dict]:
-    """What the collection holds now (id → metadata), paged so a large index fits."""
-    held: dict[str, dict] = {}
-    page = 5000
-    offset = 0
-    while True:
-        got = collection.get(include=["metadatas"], limit=page, offset=offset)
-        for chunk_id, meta in zip(got["ids"], got["metadatas"], strict=True):
-            held[chunk_id] = meta or {}
-        if len(got["ids"]) < page:
-            return held
-        offset += page
 
 
 def manifest_path(lake: LakeResource) -> str:
@@ -129,26 +116,37 @@ def _next_slot_and_version(live: Any, live_meta: dict) -> tuple[str, int]:
     return slot, int(live_meta.get("version", 0)) + 1
 
 
+@dataclass(frozen=True)
+class _Stores:
+    """Where a sync reads and writes: the lake, its DuckDB connection, Chroma, the model."""
+
+    lake: LakeResource
+    con: "duckdb_lib.DuckDBPyConnection"
+    chroma: ChromaResource
+    embeddings: EmbeddingsResource
+
+
 def _sync_slot(
     context: dg.AssetExecutionContext,
-    con: "duckdb_lib.DuckDBPyConnection",
-    chroma: ChromaResource,
-    embeddings: EmbeddingsResource,
+    stores: _Stores,
     desired: _DesiredChunks,
     slot: str,
     version: int,
 ) -> _SyncOutcome:
     """Syncs ``slot`` to ``desired`` as ``version``: deletes what it should not hold and upserts
     what is missing or of another document version, so an unchanged chunk costs nothing."""
-    model_id, dimension = embeddings.model_id, embeddings.dimension
+    con, chroma = stores.con, stores.chroma
+    model_id, dimension = stores.embeddings.model_id, stores.embeddings.dimension
     wanted_ids, versions = desired.ids, desired.versions
     collection = chroma.get_collection(model_id, dimension, create=True, slot=slot)
-    chroma.set_metadata(collection, live_seq=0, version=version)
-    held = existing_entries(collection)
+    chroma.persist_often(collection)
+    held = held_versions(stores.lake, collection, model_id, slot)
+    # from here until record_held the slot's lake record is not to be trusted
+    chroma.set_metadata(collection, live_seq=0, version=version, **{DIGEST_KEY: ""})
     stale = [
         i
         for i, (cid, ver) in enumerate(zip(wanted_ids, versions, strict=True))
-        if held.get(cid, {}).get("version") != ver
+        if held.get(cid) != ver
     ]
     to_delete = sorted(set(held) - set(wanted_ids))
     batch = chroma.get_client().get_max_batch_size()
@@ -169,14 +167,14 @@ def _sync_slot(
             "changed or a day is missing)."
         )
     unchanged = len(wanted_ids) - len(stale)
+    held_now = dict(zip(wanted_ids, versions, strict=True))
+    record_held(stores.lake, chroma, collection, model_id, slot, held_now)
     return _SyncOutcome(slot, version, collection, upserted, len(to_delete), unchanged)
 
 
 def _seed_standby(
     context: dg.AssetExecutionContext,
-    con: "duckdb_lib.DuckDBPyConnection",
-    chroma: ChromaResource,
-    embeddings: EmbeddingsResource,
+    stores: _Stores,
     desired: _DesiredChunks,
     live: Any,
     outcome: _SyncOutcome,
@@ -188,7 +186,7 @@ def _seed_standby(
     if live is not None:
         return 0
     other = _other(outcome.slot)
-    seeded = _sync_slot(context, con, chroma, embeddings, desired, other, outcome.version)
+    seeded = _sync_slot(context, stores, desired, other, outcome.version)
     return seeded.upserted
 
 
@@ -249,7 +247,8 @@ def rag_index(
         desired = _DesiredChunks(table, table["chunk_id"].to_pylist(), table["version"].to_pylist())
         wanted = dict(zip(desired.ids, desired.versions, strict=True))
 
-        if live is not None and _holds_exactly(existing_entries(live), wanted):
+        live_held = held_versions(lake, live, model_id, live_meta["slot"]) if live else None
+        if live_held == wanted:
             # Nothing changed since the live version: no new version, nothing to evaluate.
             slot, version = str(live_meta["slot"]), int(live_meta.get("version", 0))
             outcome = _SyncOutcome(slot, version, live, 0, 0, len(desired.ids))
@@ -260,8 +259,9 @@ def rag_index(
             # A server that stops answering mid-sync fails the run with its name and the fix;
             # only the candidate slot was touched, the live version serves on.
             with chroma.reachable():
-                outcome = _sync_slot(context, con, chroma, embeddings, desired, slot, version)
-                standby = _seed_standby(context, con, chroma, embeddings, desired, live, outcome)
+                stores = _Stores(lake, con, chroma, embeddings)
+                outcome = _sync_slot(context, stores, desired, slot, version)
+                standby = _seed_standby(context, stores, desired, live, outcome)
     _write_manifest(lake, desired.table)
     is_live = live is not None and outcome.collection.name == live.name
     candidate = _record_candidate_version(lake, outcome, model_id, is_live)
@@ -282,12 +282,6 @@ def rag_index(
             "location": chroma.location,
             "sync_seconds": round(time.perf_counter() - started, 3),
         }
-    )
-
-
-def _holds_exactly(held: dict[str, dict], wanted: dict[str, str]) -> bool:
-    return held.keys() == wanted.keys() and all(
-        held[cid].get("version") == ver for cid, ver in wanted.items()
     )
 
 
