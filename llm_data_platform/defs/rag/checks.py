@@ -150,7 +150,7 @@ def rag_index_retrieval_quality(
         if answerable:
             keep = [expected[i] for i in answerable]
             baseline, _ = _measure(live, [vectors[i] for i in answerable], keep)
-            mine, _ = _measure(collection, [vectors[i] for i in answerable], keep)
+            mine = retrieval_metrics([ranked[i] for i in answerable], keep, mrr_k=10)
             baseline = {**baseline, "candidate": mine}
     failures = _gate_failures(metrics, baseline, settings)
     passed = not failures
