@@ -4,17 +4,23 @@ text): datasketch's ``"affine32"`` scheme bit for bit, and one-permutation hashi
 Both take ``shingle_hashes`` output (offsets, 64-bit hashes) and return one uint32 row per
 text. ``affine32`` costs a pass over the shingles per permutation; ``oph`` one pass in all
 (``benchmarks/bench_curation.py`` prints them beside rensa and datasketch).
+
+The LSH over those signatures lives here too: band keys, the candidate pairs of the band
+buckets, the signatures' estimate of the Jaccard similarity (``near_dedup`` and
+``dedup_index`` use them; ``near_dedup`` re-exports the public ones).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
 from llm_data_platform.transforms.shingles import _fmix64, _row_blocks
+from llm_data_platform.transforms.threads import pool_map
 
-__all__ = ["minhash_signatures", "oph_signatures"]
+__all__ = ["band_keys", "minhash_signatures", "oph_signatures", "signature_agreement"]
 
 _U64 = np.uint64
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -23,6 +29,8 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _SIG_BLOCK_SHINGLES = 1 << 13
 _SIG_PERM_CHUNK = 32
 _SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
+# Threads of the shared pool the band buckets and estimates fan out to.
+_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -134,3 +142,98 @@ def oph_signatures(
         part = sig[block]
         part[r, c] = part[r, source % num_perm] + distance * _ROTATION
     return sig
+
+
+# --------------------------------------------------------------------------------------------
+# LSH: band keys, bucket pairs, the signatures' estimate
+
+# Signature rows per block of band keys: (rows, bands) uint64 work arrays of ~1 MB.
+_KEY_BLOCK = 4096
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per LSH band (``rows`` signature values folded with an avalanching
+    mix): two texts share a bucket of a band when their keys are equal. A key collision of
+    different values can only add a candidate, which verification then rejects. Band ``i``
+    takes columns ``i, i + bands, i + 2 bands, ...``, not neighbours: a densified
+    one-permutation signature copies a filled bin into the empty bins before it, and a band
+    of neighbours would then hold one value three times (measured: 9x the candidates).
+    Every band at once on blocks of rows (``rows`` mixes of a block, not ``bands x rows``
+    mixes of whole columns)."""
+    keys = np.empty((len(sig), bands), dtype=_U64)
+    for r0 in range(0, len(sig), _KEY_BLOCK):
+        block = sig[r0 : r0 + _KEY_BLOCK]
+        key = np.broadcast_to(np.arange(bands, dtype=_U64), (len(block), bands))
+        for row in range(rows):
+            key = _fmix64(key ^ block[:, row * bands : (row + 1) * bands])
+        keys[r0 : r0 + len(block)] = key
+    return keys
+
+
+def _folded_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Band keys folded to 32 bits, one contiguous row per band (the layout
+    ``_bucket_edges`` sorts); a collision only adds a candidate that screening rejects."""
+    keys = band_keys(sig, bands, rows)
+    return np.ascontiguousarray(((keys >> _U64(32)) ^ keys).astype(np.uint32).T)
+
+
+def _band_edges(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(earlier, later) candidates of one band's folded keys (see ``_bucket_edges``)."""
+    order = np.argsort(folded)
+    ordered = folded[order]
+    same = ordered[1:] == ordered[:-1]
+    later = order[1:][same]
+    prev = order[:-1][same]
+    run_start = np.flatnonzero(np.concatenate([[True], ~same]))
+    head = order[run_start][np.cumsum(np.concatenate([[True], ~same])) - 1][1:][same]
+    far = head != prev
+    return np.concatenate([prev, head[far]]), np.concatenate([later, later[far]])
+
+
+def _bucket_edges(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (earlier, later) from band buckets (``folded``: (bands, n) 32-bit keys,
+    a collision only adds a pair to screen), at most two per text and band: each text to its
+    neighbour in the bucket and to the bucket's first-sorted text. A bucket of 10^5 copies of
+    one text then costs 2 x 10^5 pairs, not 10^10; a true pair lost to a stranger between
+    them in one bucket is found in another band (or through the chain). Bands are sorted on
+    the shared pool's threads (numpy's sort releases the GIL); the pairs do not depend on it."""
+    n = folded.shape[1]
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    per_band = list(pool_map(_band_edges, folded, _THREADS))
+    a = np.concatenate([p for p, _ in per_band]).astype(np.int64)
+    b = np.concatenate([q for _, q in per_band]).astype(np.int64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    packed = _unique(lo * (n + 1) + hi)
+    return packed // (n + 1), packed % (n + 1)
+
+
+def signature_agreement(
+    sig: np.ndarray, left: np.ndarray, right: np.ndarray | None = None, block: int = 16_384
+) -> np.ndarray:
+    """Share of equal values of signature pairs: MinHash's estimate of the Jaccard similarity
+    (standard deviation sqrt(J(1-J)/num_perm), <= 0.044 at 128). ``sig[left[i]]`` against
+    ``sig[right[i]]``, or, without ``right``, row pairs of two arrays ``sig`` and ``left``; a
+    block of pairs at a time, so a million candidates never copy their signatures at once."""
+    n = len(left) if right is not None else len(sig)
+    out = np.empty(n, np.float32)
+
+    def one(start: int) -> None:  # blocks on the pool's threads, each its own slice of out
+        end = start + block
+        if right is None:
+            a, b = sig[start:end], left[start:end]
+        else:
+            a, b = sig[left[start:end]], sig[right[start:end]]
+        out[start:end] = (a == b).mean(axis=1)
+
+    for _ in pool_map(one, range(0, n, block), _THREADS):
+        pass
+    return out
+
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a sort beats ``np.unique``'s hashing on a text's few hundred)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]

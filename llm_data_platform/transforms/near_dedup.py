@@ -42,7 +42,6 @@ quality filters deal with them).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -50,14 +49,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.transforms.minhash import minhash_signatures, oph_signatures
+from llm_data_platform.transforms.minhash import (
+    _THREADS,
+    _bucket_edges,
+    _folded_keys,
+    _unique,
+    band_keys,
+    minhash_signatures,
+    oph_signatures,
+    signature_agreement,
+)
 from llm_data_platform.transforms.shingles import (
     SHINGLE_BLOCK,
-    _fmix64,
     normalize_for_matching,
     shingle_hashes,
 )
-from llm_data_platform.transforms.threads import shared_pool
+from llm_data_platform.transforms.threads import pool_map
 
 __all__ = [
     "Clusters",
@@ -115,94 +122,6 @@ def lsh_params(threshold: float, num_perm: int, recall: float = _LSH_RECALL) -> 
     return best
 
 
-# Signature rows per block of band keys: (rows, bands) uint64 work arrays of ~1 MB.
-_KEY_BLOCK = 4096
-
-
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per LSH band (``rows`` signature values folded with an avalanching
-    mix): two texts share a bucket of a band when their keys are equal. A key collision of
-    different values can only add a candidate, which verification then rejects. Band ``i``
-    takes columns ``i, i + bands, i + 2 bands, ...``, not neighbours: a densified
-    one-permutation signature copies a filled bin into the empty bins before it, and a band
-    of neighbours would then hold one value three times (measured: 9x the candidates).
-    Every band at once on blocks of rows (``rows`` mixes of a block, not ``bands x rows``
-    mixes of whole columns)."""
-    keys = np.empty((len(sig), bands), dtype=_U64)
-    for r0 in range(0, len(sig), _KEY_BLOCK):
-        block = sig[r0 : r0 + _KEY_BLOCK]
-        key = np.broadcast_to(np.arange(bands, dtype=_U64), (len(block), bands))
-        for row in range(rows):
-            key = _fmix64(key ^ block[:, row * bands : (row + 1) * bands])
-        keys[r0 : r0 + len(block)] = key
-    return keys
-
-
-def _folded_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """Band keys folded to 32 bits, one contiguous row per band (the layout
-    ``_bucket_edges`` sorts); a collision only adds a candidate that screening rejects."""
-    keys = band_keys(sig, bands, rows)
-    return np.ascontiguousarray(((keys >> _U64(32)) ^ keys).astype(np.uint32).T)
-
-
-def _band_edges(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(earlier, later) candidates of one band's folded keys (see ``_bucket_edges``)."""
-    order = np.argsort(folded)
-    ordered = folded[order]
-    same = ordered[1:] == ordered[:-1]
-    later = order[1:][same]
-    prev = order[:-1][same]
-    run_start = np.flatnonzero(np.concatenate([[True], ~same]))
-    head = order[run_start][np.cumsum(np.concatenate([[True], ~same])) - 1][1:][same]
-    far = head != prev
-    return np.concatenate([prev, head[far]]), np.concatenate([later, later[far]])
-
-
-def _bucket_edges(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (earlier, later) from band buckets (``folded``: (bands, n) 32-bit keys,
-    a collision only adds a pair to screen), at most two per text and band: each text to its
-    neighbour in the bucket and to the bucket's first-sorted text. A bucket of 10^5 copies of
-    one text then costs 2 x 10^5 pairs, not 10^10; a true pair lost to a stranger between
-    them in one bucket is found in another band (or through the chain). Bands are sorted on
-    the shared pool's threads (numpy's sort releases the GIL); the pairs do not depend on it."""
-    n = folded.shape[1]
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    per_band = list(shared_pool(_THREADS).map(_band_edges, folded))
-    a = np.concatenate([p for p, _ in per_band]).astype(np.int64)
-    b = np.concatenate([q for _, q in per_band]).astype(np.int64)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    packed = _unique(lo * (n + 1) + hi)
-    return packed // (n + 1), packed % (n + 1)
-
-
-def signature_agreement(
-    sig: np.ndarray, left: np.ndarray, right: np.ndarray | None = None, block: int = 16_384
-) -> np.ndarray:
-    """Share of equal values of signature pairs: MinHash's estimate of the Jaccard similarity
-    (standard deviation sqrt(J(1-J)/num_perm), <= 0.044 at 128). ``sig[left[i]]`` against
-    ``sig[right[i]]``, or, without ``right``, row pairs of two arrays ``sig`` and ``left``; a
-    block of pairs at a time, so a million candidates never copy their signatures at once."""
-    n = len(left) if right is not None else len(sig)
-    out = np.empty(n, np.float32)
-    for start in range(0, n, block):
-        end = start + block
-        if right is None:
-            a, b = sig[start:end], left[start:end]
-        else:
-            a, b = sig[left[start:end]], sig[right[start:end]]
-        out[start:end] = (a == b).mean(axis=1)
-    return out
-
-
-def _unique(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values (a sort beats ``np.unique``'s hashing on a text's few hundred)."""
-    ordered = np.sort(values)
-    if len(ordered) < 2:
-        return ordered
-    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
-
-
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """Jaccard similarity of two sorted arrays of unique values."""
     if len(a) == 0 and len(b) == 0:
@@ -228,7 +147,6 @@ def _as_arrow_texts(
 # Shingle hashes (4 bytes each) a batch keeps for the exact check instead of hashing its
 # candidates' texts again; a bigger batch (a day of long conversations) re-hashes them.
 _KEEP_SHINGLES = 50_000_000
-_THREADS = max(1, min(4, os.cpu_count() or 1))
 _SIG_BLOCK = SHINGLE_BLOCK // 2
 
 
@@ -268,8 +186,8 @@ def _signatures(
     kept: list[np.ndarray] | None = []
     total = 0
     starts = range(0, n, _SIG_BLOCK)
-    pool = shared_pool(_THREADS)  # threads that live: their malloc arenas are reused
-    blocks = pool.map(lambda st: _sign_block(texts.slice(st, _SIG_BLOCK), params), starts)
+    # the shared pool: threads that live, so their malloc arenas are reused
+    blocks = pool_map(lambda st: _sign_block(texts.slice(st, _SIG_BLOCK), params), starts, _THREADS)
     for start, block in zip(starts, blocks, strict=True):
         stop = start + len(block.n_shingles)
         sig[start:stop] = block.signatures
@@ -348,6 +266,31 @@ class Clusters:
     pairs_checked: int  # pairs whose exact Jaccard was computed
 
 
+class _ExactSets:
+    """The members' sorted distinct shingle hashes, made on first use, and the exact Jaccard
+    of the pairs asked for, remembered: a copy linked straight to its cluster's first text
+    (most of them) gets its similarity column from the check that linked it."""
+
+    def __init__(self, offsets: np.ndarray, hashes: np.ndarray, slot: np.ndarray) -> None:
+        self.offsets, self.hashes, self.slot = offsets, hashes, slot
+        self.sets: dict[int, np.ndarray] = {}
+        self.known: dict[tuple[int, int], float] = {}
+
+    def shingles(self, p: int) -> np.ndarray:  # p: a member position
+        found = self.sets.get(p)
+        if found is None:
+            q = int(self.slot[p])
+            found = self.sets[p] = _unique(self.hashes[self.offsets[q] : self.offsets[q + 1]])
+        return found
+
+    def jaccard(self, i: int, j: int) -> float:
+        key = (i, j) if i < j else (j, i)
+        found = self.known.get(key)
+        if found is None:
+            found = self.known[key] = exact_jaccard(self.shingles(i), self.shingles(j))
+        return found
+
+
 def _union_verified(
     a: np.ndarray, b: np.ndarray, n: int, verify: Callable[[int, int], bool]
 ) -> tuple[np.ndarray, int]:
@@ -401,23 +344,15 @@ def cluster_texts(
         m_offsets, m_hashes = _member_shingles(texts, members[involved], params.shingle)
         slot = np.full(len(members), -1, np.int64)
         slot[involved] = np.arange(len(involved))
-    sets: dict[int, np.ndarray] = {}
-
-    def shingle_set(p: int) -> np.ndarray:  # p: a member position
-        if p not in sets:
-            q = int(slot[p])
-            sets[p] = _unique(m_hashes[m_offsets[q] : m_offsets[q + 1]])
-        return sets[p]
-
-    def verify(i: int, j: int) -> bool:
-        return exact_jaccard(shingle_set(i), shingle_set(j)) >= params.threshold
-
-    member_root, checked = _union_verified(a, b, len(members), verify)
+    exact = _ExactSets(m_offsets, m_hashes, slot)
+    member_root, checked = _union_verified(
+        a, b, len(members), lambda i, j: exact.jaccard(i, j) >= params.threshold
+    )
     root = np.arange(n, dtype=np.int64)
     root[members] = members[member_root]
     similarity = np.full(n, np.nan, np.float32)
     for p in np.flatnonzero(member_root != np.arange(len(members))).tolist():
-        similarity[members[p]] = exact_jaccard(shingle_set(p), shingle_set(int(member_root[p])))
+        similarity[members[p]] = exact.jaccard(p, int(member_root[p]))
     return Clusters(root, similarity, sig, n_shingles, candidates, checked)
 
 
