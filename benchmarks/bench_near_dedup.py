@@ -1,6 +1,7 @@
 """Throughput of MinHash near-duplicate detection on synthetic chat sessions.
 
     .venv/bin/python benchmarks/bench_near_dedup.py [--texts 20000] [--dup-rate 0.05] [--seed 7]
+        [--phases 100000]
 
 Sessions are built from real prose (the CPython language reference topics of the demo
 corpus), so unrelated sessions share vocabulary and templates like real traffic does; a fraction
@@ -10,16 +11,28 @@ are near-duplicate copies (one word changed). Prints, best of ``--repeat`` runs:
   signatures, LSH query + exact verification);
 - the same signatures built the usual way, ``datasketch.MinHash.bulk`` over the shingle strings
   with the default SHA-1 hash, on a subset, with the speed-up ratio;
-- recall on the injected copies and the number of other texts flagged.
+- recall on the injected copies and the number of other texts flagged;
+- with ``--phases N``: where the time of message near-dup goes, phase by phase (wall and CPU
+  seconds of all threads), on ``bench_curation.py``'s N support messages with the clean
+  step's parameters (``DedupConfig.near``: word 2-grams, 0.5, 42 bands of 3): shingles,
+  signature minima and band keys on one thread a block at a time as a pool thread does them,
+  the three on the shared pool, candidate pairs, screening, exact verification + clusters,
+  and ``cluster_texts`` end to end. The generator's exact copies are left in (the clean step
+  drops them before near-dup), so the clusters are bigger here.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
+import sys
 import time
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 from datasketch import MinHash
 
 from llm_data_platform.demo import load_topics
@@ -76,6 +89,84 @@ def best_of(repeat: int, fn):
     return best, out
 
 
+def _timed(rows: list, repeat: int, label: str, fn):
+    """Best-of-``repeat`` wall seconds of ``fn`` with the CPU seconds of that run."""
+    best = (float("inf"), 0.0)
+    out = None
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    rows.append((label, *best))
+    return out
+
+
+def _verify(sig: np.ndarray, kept: tuple, a: np.ndarray, b: np.ndarray, threshold: float):
+    """Screening's survivors verified and merged, as ``cluster_texts`` does."""
+    exact = near_dedup._ExactSets(kept[0], kept[1], np.arange(len(sig)))
+    root, _ = near_dedup._union_verified(
+        a, b, len(sig), lambda i, j: exact.jaccard(i, j) >= threshold
+    )
+    for p in np.flatnonzero(root != np.arange(len(sig))).tolist():
+        exact.jaccard(p, int(root[p]))
+    return root
+
+
+def phases(n: int, seed: int, repeat: int) -> None:
+    """Message near-dup of the curation bench's messages, phase by phase (module doc)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_curation
+
+    from llm_data_platform.transforms import minhash
+    from llm_data_platform.transforms.cross_dedup import DedupConfig
+
+    params = DedupConfig().near
+    texts = pa.array([m.text for m in bench_curation.generate(n, seed)], pa.string())
+    step = near_dedup._SIG_BLOCK
+    blocks = [texts.slice(start, step) for start in range(0, n, step)]
+    rows: list = []
+    shingled = _timed(
+        rows,
+        repeat,
+        "shingles (1 thread)",
+        lambda: [near_dedup.shingle_hashes(b, params.shingle) for b in blocks],
+    )
+    tops = [(o, (h >> np.uint64(32)).astype(np.uint32)) for o, h in shingled]
+    sigs = _timed(
+        rows,
+        repeat,
+        "signature minima (1 thread)",
+        lambda: [minhash.minhash_signatures(o, t, params.num_perm, params.seed) for o, t in tops],
+    )
+    _timed(
+        rows,
+        repeat,
+        "band keys (1 thread)",
+        lambda: [minhash._folded_keys(s, *params.banding) for s in sigs],
+    )
+    sig, _, keys, kept = _timed(
+        rows, repeat, "  the three on the pool", lambda: near_dedup._signatures(texts, params)
+    )
+    a, b = _timed(rows, repeat, "candidate pairs", lambda: minhash._bucket_edges(keys))
+    est = _timed(rows, repeat, "screening", lambda: minhash.signature_agreement(sig, a, b))
+    keep = est >= params.threshold - near_dedup.ESTIMATE_MARGIN
+    _timed(
+        rows,
+        repeat,
+        "verification + clusters",
+        lambda: _verify(sig, kept, a[keep], b[keep], params.threshold),
+    )
+    _timed(
+        rows, repeat, "cluster_texts end to end", lambda: near_dedup.cluster_texts(texts, params)
+    )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n== message near-dup phases, {n:,} curation messages (load {load}, best of {repeat})")
+    print(f"  candidates {len(a):,}, screened {int(keep.sum()):,}")
+    print(f"  {'phase':<32}{'wall s':>8}{'msgs/s':>11}{'CPU s':>8}")
+    for label, wall, cpu in rows:
+        print(f"  {label:<32}{wall:8.3f}{n / max(wall, 1e-9):>11,.0f}{cpu:8.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=20_000)
@@ -83,7 +174,11 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=0, help="texts for the bulk baseline (all)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--phases", type=int, default=0, help="curation messages; 0: skip")
     args = parser.parse_args()
+    if args.phases:
+        phases(args.phases, args.seed, args.repeat)
+        return
 
     texts, ids, copies = make_texts(args.texts, args.dup_rate, args.seed)
     mb = sum(len(t.encode()) for t in texts) / 1e6
