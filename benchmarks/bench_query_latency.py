@@ -1,16 +1,22 @@
 """Query latency of ``Retriever.search`` on a large Chroma collection.
 
     .venv/bin/python benchmarks/bench_query_latency.py [--n 100000] [--queries 200] [--k 5]
+        [--dir FOLDER] [--spinning]
 
-Builds a collection of ``--n`` synthetic 384-d unit vectors in a temporary PersistentClient
-(upserts in batches of ``get_max_batch_size()``; ~700 upserts/s on 2 cores, so 100k take a few
-minutes), each with a chunk of real prose (sentences of the demo corpus) and lineage metadata.
-Questions are embedded by the real local model (all-MiniLM-L6-v2). Prints p50/p99 (ms) of:
+Builds a collection of ``--n`` synthetic 384-d unit vectors in a PersistentClient (upserts in
+batches of ``get_max_batch_size()``; ~700 upserts/s on 2 quiet cores, so 100k take a few
+minutes; ``--dir`` keeps it, and its BM25 index, for the next run), each with a chunk of real
+prose (sentences of the demo corpus) and lineage metadata. Questions are embedded by the real
+local model (all-MiniLM-L6-v2). Two retrievers answer the same questions, interleaved: one
+takes texts and lineage from Chroma's full query, the other from the chunk mirror
+(``lib/chunk_mirror.py``, as ``ldp serve`` does), with OpenMP passive as in ``ldp serve``
+unless ``--spinning``. Prints the mirror's build time and RSS cost, then p50/p99 (ms) of:
 
 - the query embedding alone (distinct questions);
-- ``Retriever.search``, warm (model loaded, distinct questions: embedding + Chroma query);
+- ``Retriever.search``, warm (model loaded, distinct questions), for both retrievers, with
+  the Chroma query and the search minus its own embedding, and whether their hits are equal;
 - the same question repeated (served by the results cache);
-- hybrid search (vector + BM25, RRF), warm, after the BM25 index is built (build time printed);
+- hybrid search (vector + BM25, RRF), warm, after the BM25 index is built or loaded;
 
 then "warm p50 minus embedding p50" (the issue's goal: <= 2 ms) and "cached p50" (< 1 ms).
 Figures only, no asserts.
@@ -34,6 +40,7 @@ from llm_data_platform.demo import load_topics
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.retrieval import Retriever
+from llm_data_platform.serving.runtime import passive_openmp
 
 NAME = "bench-latency"
 TEMPLATES = (
@@ -188,7 +195,13 @@ def main() -> None:
         help="keep the collection (and its BM25 index) in this folder and reuse them when it "
         "already holds --n chunks",
     )
+    parser.add_argument(
+        "--spinning",
+        action="store_true",
+        help="leave OpenMP's wait policy alone (ldp serve makes it passive: see serving/runtime)",
+    )
     args = parser.parse_args()
+    print(f"OMP_WAIT_POLICY passive: {False if args.spinning else passive_openmp()}")
 
     embeddings = EmbeddingsResource(provider="local")
     _, subjects = prose()

@@ -48,38 +48,56 @@ def page_rows(collection: Any, page_size: int = 5000) -> Iterator[tuple[list[str
 
 
 class _Column:
-    """Strings as one UTF-8 buffer and their end offsets: ~1 byte per ASCII character."""
+    """Strings as UTF-8 buffers, one per page of ``page`` values, with their end offsets:
+    ~1 byte per ASCII character, no Python object per value, and no copy to join pages."""
 
-    def __init__(self, values: list[str]):
+    def __init__(self, page: int) -> None:
+        self.page = page
+        self._blobs: list[bytes] = []
+        self._ends: list[np.ndarray] = []
+
+    def extend(self, values: list[str]) -> None:
+        if self._ends and len(self._ends[-1]) != self.page:
+            raise ValueError("only the last page may be short")
         encoded = [v.encode("utf-8") for v in values]
-        self.ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
-        self.blob = b"".join(encoded)
+        self._ends.append(np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded))))
+        self._blobs.append(b"".join(encoded))
 
     def __getitem__(self, i: int) -> str:
-        start = int(self.ends[i - 1]) if i else 0
-        return self.blob[start : int(self.ends[i])].decode("utf-8")
+        p, j = divmod(i, self.page)
+        ends = self._ends[p]
+        start = int(ends[j - 1]) if j else 0
+        return self._blobs[p][start : int(ends[j])].decode("utf-8")
 
     @property
     def nbytes(self) -> int:
-        return len(self.blob) + self.ends.nbytes
+        return sum(map(len, self._blobs)) + sum(e.nbytes for e in self._ends)
 
 
 class ChunkMirror:
     """Text and lineage of every chunk of one collection version, by chunk id."""
 
-    def __init__(self, ids: list[str], rows: list[Row]):
-        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
-        self._text = _Column([text for text, _ in rows])
-        self._lineage = [_Column([fields[j] for _, fields in rows]) for j in range(len(LINEAGE))]
+    def __init__(self, page: int = 2000) -> None:
+        self.position: dict[str, int] = {}
+        self._text = _Column(page)
+        self._lineage = [_Column(page) for _ in LINEAGE]
 
     @classmethod
-    def build(cls, collection: Any, page_size: int = 5000) -> ChunkMirror:
-        ids: list[str] = []
-        rows: list[Row] = []
-        for page_ids, page in page_rows(collection, page_size):
-            ids.extend(page_ids)
-            rows.extend(page)
-        return cls(ids, rows)
+    def build(cls, collection: Any, page_size: int = 2000) -> ChunkMirror:
+        mirror = cls(page_size)
+        for ids, rows in page_rows(collection, page_size):
+            mirror.add(ids, rows)
+        return mirror
+
+    def add(self, ids: list[str], rows: list[Row]) -> None:
+        """One page of chunks: every page but the last holds exactly ``page`` chunks."""
+        start = len(self.position)
+        self.position.update(zip(ids, range(start, start + len(ids)), strict=True))
+        if len(self.position) != start + len(ids):
+            raise ValueError("a chunk id was read twice: the collection changed meanwhile")
+        self._text.extend([text for text, _ in rows])
+        for j, column in enumerate(self._lineage):
+            column.extend([fields[j] for _, fields in rows])
 
     def __len__(self) -> int:
         return len(self.position)

@@ -30,6 +30,7 @@ from starlette.datastructures import Headers
 
 from llm_data_platform.retrieval import Hit, Retriever, SearchResult
 from llm_data_platform.serving.answer import AnswerError, ChatConfig, generate_answer
+from llm_data_platform.serving.runtime import passive_openmp
 
 # A longest valid question (4,000 characters, each a \\uXXXX\\uXXXX escape) plus a filter fits
 # in the default body limit (LDP_API_MAX_BODY_BYTES).
@@ -87,6 +88,7 @@ def create_app(
     """The app; without a retriever or chat model they come from the settings. ``api_token``
     (LDP_API_TOKEN) set: every request needs it as a bearer token. ``docs`` (LDP_API_DOCS):
     serve /docs, /redoc and /openapi.json. ``max_body_bytes`` (LDP_API_MAX_BODY_BYTES)."""
+    passive_openmp()  # before the lifespan loads the embedding model
     state: dict[str, Any] = {"retriever": retriever, "chat": chat}
 
     @asynccontextmanager
