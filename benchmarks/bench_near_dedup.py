@@ -103,7 +103,7 @@ def _timed(rows: list, repeat: int, label: str, fn):
 
 def _verify(sig: np.ndarray, kept: tuple, a: np.ndarray, b: np.ndarray, threshold: float):
     """Screening's survivors verified and merged, as ``cluster_texts`` does."""
-    exact = near_dedup._ExactSets(kept[0], kept[1], np.arange(len(sig)))
+    exact = near_dedup._ExactSets(kept[0], kept[1], near_dedup._SIG_BLOCK, np.arange(len(sig)))
     root, _ = near_dedup._union_verified(
         a, b, len(sig), lambda i, j: exact.jaccard(i, j) >= threshold
     )

@@ -388,3 +388,25 @@ def test_signatures_in_blocks_match_datasketch(monkeypatch):
         m = MinHash(num_perm=40, seed=5, hashfunc=lambda h: h)
         m.update_batch((hashes[offsets[i] : offsets[i + 1]] >> np.uint64(32)).tolist())
         assert np.array_equal(sig[i], m.hashvalues)
+
+
+def test_clusters_equal_across_signature_blocks_and_rehashed_shingles(monkeypatch):
+    """Kept shingles in one block or many, or none kept (the exact check hashes its
+    candidates again): the same clusters and similarities."""
+    from llm_data_platform.transforms import near_dedup
+
+    texts = [SESSION, OTHER, THIRD] + [
+        one_word_changed(t, i, w) for i in range(3, 12) for t in (SESSION, OTHER) for w in "xy"
+    ]
+    texts += ["", None, "hi there"] * 3
+    params = near_dedup.NearDupParams()
+    whole = near_dedup.cluster_texts(texts, params)
+    assert (whole.root != np.arange(len(texts))).sum() > 10
+    for block, keep in ((7, near_dedup._KEEP_SHINGLES), (7, 0), (10_000, 0)):
+        with monkeypatch.context() as m:
+            m.setattr(near_dedup, "_SIG_BLOCK", block)
+            m.setattr(near_dedup, "_KEEP_SHINGLES", keep)
+            got = near_dedup.cluster_texts(texts, params)
+        assert np.array_equal(got.root, whole.root)
+        assert np.array_equal(got.similarity, whole.similarity, equal_nan=True)
+        assert np.array_equal(got.signatures, whole.signatures)

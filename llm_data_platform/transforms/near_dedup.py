@@ -174,11 +174,11 @@ def _sign_block(texts: pa.Array | pa.ChunkedArray, params: NearDupParams) -> _Si
 
 def _signatures(
     texts: pa.Array | pa.ChunkedArray, params: NearDupParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, list[np.ndarray]] | None]:
     """(MinHash signatures, shingle count, folded band keys, kept shingles) of every text,
     blocks of texts on ``_THREADS`` threads (Arrow and numpy release the GIL): the shingle
-    hashes of the whole input are kept (their top 32 bits, as (offsets, hashes)) only up to
-    ``_KEEP_SHINGLES``."""
+    hashes of the whole input are kept (their top 32 bits, as (offsets, one array per block
+    of ``_SIG_BLOCK`` texts): never copied into one) only up to ``_KEEP_SHINGLES``."""
     n = len(texts)
     sig = np.empty((n, params.num_perm), dtype=np.uint32)
     counts = np.zeros(n, dtype=np.int64)
@@ -202,7 +202,7 @@ def _signatures(
         return sig, counts, keys, None
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    return sig, counts, keys, (offsets, np.concatenate(kept) if kept else np.zeros(0, np.uint32))
+    return sig, counts, keys, (offsets, kept)
 
 
 def _member_shingles(
@@ -269,10 +269,13 @@ class Clusters:
 class _ExactSets:
     """The members' sorted distinct shingle hashes, made on first use, and the exact Jaccard
     of the pairs asked for, remembered: a copy linked straight to its cluster's first text
-    (most of them) gets its similarity column from the check that linked it."""
+    (most of them) gets its similarity column from the check that linked it. Text ``q``'s
+    hashes are ``blocks[q // per_block]`` from ``offsets[q]`` (less the block's first)."""
 
-    def __init__(self, offsets: np.ndarray, hashes: np.ndarray, slot: np.ndarray) -> None:
-        self.offsets, self.hashes, self.slot = offsets, hashes, slot
+    def __init__(
+        self, offsets: np.ndarray, blocks: list[np.ndarray], per_block: int, slot: np.ndarray
+    ) -> None:
+        self.offsets, self.blocks, self.per_block, self.slot = offsets, blocks, per_block, slot
         self.sets: dict[int, np.ndarray] = {}
         self.known: dict[tuple[int, int], float] = {}
 
@@ -280,7 +283,10 @@ class _ExactSets:
         found = self.sets.get(p)
         if found is None:
             q = int(self.slot[p])
-            found = self.sets[p] = _unique(self.hashes[self.offsets[q] : self.offsets[q + 1]])
+            b = q // self.per_block
+            base = int(self.offsets[b * self.per_block])
+            here = self.blocks[b][self.offsets[q] - base : self.offsets[q + 1] - base]
+            found = self.sets[p] = _unique(here)
         return found
 
     def jaccard(self, i: int, j: int) -> float:
@@ -338,13 +344,12 @@ def cluster_texts(
     a, b = a[screened], b[screened]
     involved = _unique(np.concatenate([a, b]))
     if kept is not None:  # the batch's own shingles, indexed by text
-        m_offsets, m_hashes = kept
-        slot = members
+        exact = _ExactSets(kept[0], kept[1], _SIG_BLOCK, members)
     else:
         m_offsets, m_hashes = _member_shingles(texts, members[involved], params.shingle)
         slot = np.full(len(members), -1, np.int64)
         slot[involved] = np.arange(len(involved))
-    exact = _ExactSets(m_offsets, m_hashes, slot)
+        exact = _ExactSets(m_offsets, [m_hashes], len(m_offsets), slot)
     member_root, checked = _union_verified(
         a, b, len(members), lambda i, j: exact.jaccard(i, j) >= params.threshold
     )
