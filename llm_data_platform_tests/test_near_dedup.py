@@ -368,7 +368,8 @@ def test_byte_tokenizer_edges_equal_the_unicode_normalisation(monkeypatch):
 
     texts = ["end", "start here", "", "", "9lives", "x" * (shingles._HASH_BLOCK_BYTES + 5)]
     texts += ["a " + "y" * 70_000 + " b c", "", "tail7", "8head"]
-    for k in (1, 2, 3):
+    for k, edge_block in ((1, 1 << 20), (2, 1 << 20), (3, 1 << 20), (2, 6), (3, 1)):
+        monkeypatch.setattr(shingles, "_EDGE_BLOCK_BYTES", edge_block)  # rows across blocks
         fast = shingles.shingle_hashes(texts, k)
         with monkeypatch.context() as m:
             m.setattr(shingles, "_fast_rows", lambda arr: np.zeros(len(arr), bool))

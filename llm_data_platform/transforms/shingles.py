@@ -36,6 +36,8 @@ _POLY = 0x100000001B3
 _POLY_INV = pow(_POLY, -1, 1 << 64)
 # Distinct salts so that a word, a word shingle and a character shingle never share a hash.
 _SALT_CHAR = np.uint64(0x9E3779B97F4A7C15)
+# Bytes of text whose word edges are found at once (byte-sized temporaries, in L2).
+_EDGE_BLOCK_BYTES = 1 << 20
 # Bytes of text hashed per block: 512 KB of uint64 prefix sums, in a core's L2 cache (2^16
 # measured 1.9x faster than 2^22 on 10k support messages).
 _HASH_BLOCK_BYTES = 1 << 16
@@ -174,28 +176,39 @@ def _poly_hash(
     return _fmix64(out)
 
 
+def _word_edges(data: np.ndarray, row_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of word bytes of ``data``, a run cut where a row starts
+    (``row_starts``, offsets into ``data``)."""
+    word = _is_word_byte(data).view(np.int8)
+    # +1 where a word starts, -1 just past its end; rows are contiguous in the buffer, so a
+    # word byte that starts a row after a word byte is both (2)
+    edge = np.diff(word, prepend=np.int8(0), append=np.int8(0))
+    row_starts = row_starts[(row_starts > 0) & (row_starts < len(data))]
+    glued = row_starts[(word[row_starts] != 0) & (word[row_starts - 1] != 0)]
+    edge[glued] = 2
+    return np.flatnonzero(edge > 0), np.flatnonzero((edge < 0) | (edge == 2))
+
+
 def _ascii_words(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(words per row, word hashes) straight from the value buffer: a word is a run of
     [A-Za-z0-9] within a row (other bytes separate), hashed lower-cased. On the rows of
     ``_fast_rows`` these are exactly the hashes of ``normalize_for_matching``, a split and
-    ``_hash_strings``, without the Unicode regex and NFKC (most of the cost)."""
+    ``_hash_strings``, without the Unicode regex and NFKC (most of the cost). Word edges are
+    found ~1 MB of whole rows at a time: the byte-sized temporaries stay in cache."""
     view = utf8_view(as_string_array(arr))
     n = len(view.starts)
     if n == 0 or int(view.ends[-1]) == int(view.starts[0]):
         return np.zeros(n, np.int64), np.zeros(0, _U64)
     b0, b1 = int(view.starts[0]), int(view.ends[-1])
-    data = view.data[b0:b1]
-    word = _is_word_byte(data).view(np.int8)
-    # +1 where a word starts, -1 just past its end; rows are contiguous in the buffer, so a
-    # word byte that starts a row after a word byte is both (2)
-    edge = np.diff(word, prepend=np.int8(0), append=np.int8(0))
-    row_starts = view.starts[1:] - b0
-    row_starts = row_starts[(row_starts > 0) & (row_starts < len(data))]
-    glued = row_starts[(word[row_starts] != 0) & (word[row_starts - 1] != 0)]
-    edge[glued] = 2
-    starts = np.flatnonzero(edge > 0)
-    ends = np.flatnonzero((edge < 0) | (edge == 2))
+    found_starts, found_ends = [], []
+    for r0, r1 in _row_blocks(view.starts, view.ends, _EDGE_BLOCK_BYTES):
+        c0, c1 = int(view.starts[r0]), int(view.ends[r1 - 1])
+        starts, ends = _word_edges(view.data[c0:c1], view.starts[r0:r1] - c0)
+        found_starts.append(starts + (c0 - b0))
+        found_ends.append(ends + (c0 - b0))
+    starts, ends = np.concatenate(found_starts), np.concatenate(found_ends)
     per_row = np.diff(np.searchsorted(starts, np.append(view.starts - b0, b1 - b0)))
+    data = view.data[b0:b1]
     return per_row.astype(np.int64), _poly_hash(data, starts, ends, lower=True)
 
 
