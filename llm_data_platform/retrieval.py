@@ -222,7 +222,8 @@ class Retriever:
         self._refresh_lock = threading.Lock()
         self._bm25_lock = threading.Lock()
         self._bm25: tuple[str, BM25Index] | None = None  # (index version, its BM25 index)
-        self._mirror = MirrorSlot(mirror)  # texts and lineage of the version being served
+        # texts and lineage (and, embedded, Chroma's own graph) of the version being served
+        self._mirror = MirrorSlot(mirror, chroma.path if chroma.path and not chroma.host else "")
         self._state = _State(None, "", 0)  # replaced whole, so readers see one consistent state
         self._next_check = 0.0
         self.refresh()
@@ -364,8 +365,17 @@ class Retriever:
         self, state: _State, mirror: ChunkMirror | None, vector, n: int, where: dict | None
     ) -> tuple[list[str], dict[str, float], dict[str, Row]]:
         """Ids best first, their cosine similarity, and their rows. With a mirror of this
-        version Chroma is asked for ids and distances only (the same ids, order and distances
-        as the full query: ``test_the_mirror_returns_what_the_full_chroma_query_returns``)."""
+        version, Chroma's graph searched in process (unfiltered) or Chroma asked for ids and
+        distances only: the same ids, order and distances as the full query
+        (``test_the_mirror_returns_what_the_full_chroma_query_returns``)."""
+        if mirror is not None and mirror.vectors is not None and not where:
+            try:
+                ids, distances = mirror.vectors.query(vector, min(n, state.count))
+            except RuntimeError:  # hnswlib found fewer than n: let Chroma answer
+                pass
+            else:
+                cosine = {cid: round(1.0 - d, 4) for cid, d in zip(ids, distances, strict=True)}
+                return ids, cosine, self._rows(state, mirror, ids)
         result = state.collection.query(
             query_embeddings=[vector],
             n_results=min(n, state.count),

@@ -84,6 +84,6 @@ def test_a_superseded_build_is_thrown_away():
 def test_disabled_slot_never_builds():
     slot = MirrorSlot()
     assert slot.get(("id", "v1"), Pages(ROWS), len(ROWS)) is None
-    assert slot.status() == {
-        "enabled": False, "ready": False, "chunks": 0, "buffer_bytes": 0, "error": None
-    }  # fmt: skip
+    status = slot.status()
+    assert not status["enabled"] and not status["ready"] and not status["vectors"]
+    assert status["chunks"] == status["buffer_bytes"] == status["vector_bytes"] == 0

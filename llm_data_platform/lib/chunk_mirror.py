@@ -6,7 +6,9 @@ per query). With this mirror the retriever asks Chroma for ids and distances, an
 texts and lineage from here. Chroma stays the store of record: the mirror is paged from the
 live collection once per index version, in a background thread (searches use the full Chroma
 query until it is ready), checked against the collection's count, and dropped the moment the
-version changes. An id the mirror does not hold is read from Chroma.
+version changes. An id the mirror does not hold is read from Chroma. With an embedded
+PersistentClient the mirror also loads Chroma's own HNSW graph of the collection
+(``lib/hnsw_mirror.py``), so that unfiltered queries need no Chroma call at all.
 
 Memory: the strings of each field are kept UTF-8 encoded in one buffer with offsets (no
 Python object per value), plus one dict from chunk id to row.
@@ -20,6 +22,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from llm_data_platform.lib.hnsw_mirror import HnswMirror
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ class ChunkMirror:
     """Text and lineage of every chunk of one collection version, by chunk id."""
 
     def __init__(self, page: int = 2000) -> None:
+        self.vectors: HnswMirror | None = None  # Chroma's graph, when it could be loaded
         self.position: dict[str, int] = {}
         self._text = _Column(page)
         self._lineage = [_Column(page) for _ in LINEAGE]
@@ -125,13 +130,15 @@ class MirrorSlot:
     is dropped as soon as another key is asked for. Thread-safe.
     """
 
-    def __init__(self, enabled: bool = False):
+    def __init__(self, enabled: bool = False, chroma_path: str = ""):
         self.enabled = enabled
+        self.chroma_path = chroma_path  # an embedded PersistentClient's folder: load its graph
         self._lock = threading.Lock()
         self._key: Any = None
         self._mirror: ChunkMirror | None = None
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        self.vectors_error: str | None = None
 
     def get(self, key: Any, collection: Any, count: int) -> ChunkMirror | None:
         """The mirror for ``key``, or None (not enabled, or still being built: then a build
@@ -141,7 +148,7 @@ class MirrorSlot:
         with self._lock:
             if self._key == key:
                 return self._mirror
-            self._key, self._mirror, self.error = key, None, None
+            self._key, self._mirror, self.error, self.vectors_error = key, None, None, None
             self._thread = threading.Thread(
                 target=self._build, args=(key, collection, count), daemon=True,
                 name="chunk-mirror",
@@ -170,9 +177,21 @@ class MirrorSlot:
                 if self._key == key:
                     self.error = str(exc)
             return
+        vectors_error = self._load_vectors(mirror, collection) if self.chroma_path else None
         with self._lock:
             if self._key == key:  # not superseded by another version meanwhile
-                self._mirror = mirror
+                self._mirror, self.vectors_error = mirror, vectors_error
+
+    def _load_vectors(self, mirror: ChunkMirror, collection: Any) -> str | None:
+        """Chroma's graph, checked against Chroma; why not, when it cannot be used."""
+        try:
+            vectors = HnswMirror.load(self.chroma_path, collection)
+            vectors.validate(collection)
+        except Exception as exc:  # noqa: BLE001 - queries then go to Chroma
+            log.info("Chroma's HNSW graph not mirrored: %s", exc)
+            return f"{type(exc).__name__}: {exc}"
+        mirror.vectors = vectors
+        return None
 
     def status(self) -> dict:
         mirror = self._mirror
@@ -182,4 +201,7 @@ class MirrorSlot:
             "chunks": len(mirror) if mirror is not None else 0,
             "buffer_bytes": mirror.nbytes if mirror is not None else 0,
             "error": self.error,
+            "vectors": mirror is not None and mirror.vectors is not None,
+            "vector_bytes": mirror.vectors.nbytes if mirror and mirror.vectors else 0,
+            "vectors_error": self.vectors_error,
         }
