@@ -14,7 +14,7 @@ unless ``--spinning``; the mirror also searches Chroma's own HNSW graph in proce
 (``lib/hnsw_mirror.py``) when Chroma has written all of it to disk. Prints the mirror's build
 time and RSS cost (texts, lineage and graph), then p50/p99 (ms) of:
 
-- the query embedding alone (distinct questions);
+- the query embedding alone (distinct questions, timed between the warm searches);
 - ``Retriever.search``, warm (model loaded, distinct questions), for both retrievers, with
   the vector search (Chroma's query, or the graph in process) and the search minus its own
   embedding, and whether their hits are equal;
@@ -160,13 +160,18 @@ def start_mirror(retriever: Retriever) -> None:
     )
 
 
-def interleaved(retrievers: dict[str, Retriever], questions: list[str], k: int, **kw) -> dict:
-    """Each question searched by every retriever, the order alternating: same load for all."""
+def interleaved(
+    retrievers: dict[str, Retriever], questions: list[str], k: int, embed=None, **kw
+) -> dict:
+    """Each question searched by every retriever, the order alternating, and (``embed``) one
+    embedding of another question alone between them: the same load for every figure."""
     out: dict[str, list] = {name: [] for name in retrievers}
     names = list(retrievers)
     for i, q in enumerate(questions):
         for name in names if i % 2 == 0 else names[::-1]:
             out[name].append(retrievers[name].search_detailed(q, k=k, **kw))
+            if embed is not None and name == names[0]:
+                out.setdefault("embed", []).append(embed(i))
     return out
 
 
@@ -236,8 +241,9 @@ def main() -> None:
         start_mirror(mirrored)
         interleaved(retrievers, questions[3::4][:20], args.k)  # warm Chroma and the code paths
 
-        embed_ms = timed(lambda q: embeddings.embed([q]), [(q,) for q in alone])
-        warm_results = interleaved(retrievers, warm, args.k)
+        embed_alone = lambda i: timed(embeddings.embed, [([alone[i]],)])[0]  # noqa: E731
+        warm_results = interleaved(retrievers, warm, args.k, embed=embed_alone)
+        embed_ms = warm_results.pop("embed")
         cached_ms = timed(mirrored.search, [(warm[0], args.k)] * (5 * args.queries))
         t = time.perf_counter()
         interleaved(retrievers, hybrid[:1], args.k, hybrid=True)
