@@ -4,6 +4,7 @@ the results are those of holding them."""
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import dagster as dg
@@ -162,3 +163,30 @@ def test_the_signature_index_keeps_the_low_16_bits_only():
     best, ids, _ = index.match(near)
     assert ids.to_pylist() == [f"e{i}" for i in range(5)]
     assert np.allclose(best, 1.0)
+
+
+def test_the_day_is_sorted_to_a_file_before_its_first_chunk_is_read(tmp_path, monkeypatch):
+    from llm_data_platform.lib.cleaning import _sorted_day
+    from llm_data_platform.resources.lake import DATA_FILE, LakeResource
+
+    monkeypatch.setattr("llm_data_platform.lib.cleaning.CHUNK_ROWS", 4)
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    day = _day().sort_by([("event_time", "descending")])  # not in read order
+    lake.write_partition("raw", "raw_conversations", DAY, day)
+    source = posixpath.join(lake.partition_path("raw", "raw_conversations", DAY), DATA_FILE)
+    order = ["conversation_id", "event_time", "event_id"]
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    batches = _sorted_day(lake, source, order, str(workdir))
+    first = next(batches)
+    # DuckDB is done (and closed) once the first chunk comes: the whole day is in the file
+    assert pq.ParquetFile(workdir / "sorted.parquet").metadata.num_rows == day.num_rows
+    got = pa.Table.from_batches([first, *batches])
+    assert first.num_rows == 4
+    assert (
+        got["event_id"].to_pylist()
+        == day.sort_by([(c, "ascending") for c in order])["event_id"].to_pylist()
+    )
+    lake.write_partition("raw", "raw_conversations", "2026-01-06", day.slice(0, 0))
+    empty = posixpath.join(lake.partition_path("raw", "raw_conversations", "2026-01-06"), DATA_FILE)
+    assert list(_sorted_day(lake, empty, order, str(workdir))) == []

@@ -13,7 +13,7 @@ import posixpath
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -209,7 +209,7 @@ class _DayCleaner:
         counts: Counter[str] = Counter()
         dropped = _RowFile(posixpath.join(workdir, "dropped.parquet"))
         with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
-            batches = scan_sorted(self.lake, source, self.read_order, workdir, CHUNK_ROWS)
+            batches = _sorted_day(self.lake, source, self.read_order, workdir)
             chunks = whole_groups(batches, self.read_order[0])
             for chunk in _at_least_one(chunks, self.raw_schema):
                 result = transform(chunk.cast(self.raw_schema))
@@ -260,6 +260,26 @@ def _stage(commit: PartitionCommit, path: str, table: pa.Table | str) -> tuple[i
         rows = pq.ParquetFile(table).metadata.num_rows
         return rows, commit.add_file(path, table)
     return table.num_rows, commit.add_table(path, table)
+
+
+def _sorted_day(
+    lake: LakeResource, source: str, order: list[str], workdir: str
+) -> Iterator[pa.RecordBatch]:
+    """The raw day in ``order``, ``CHUNK_ROWS`` at a time: DuckDB sorts it out of core into a
+    local Parquet file and is closed before the first chunk is cleaned, so its buffers (up to
+    its memory limit: ~0.6 GB above the process for a day of 10^6 messages) are not held
+    beside the chunks'."""
+    path = posixpath.join(workdir, "sorted.parquet")
+    writer = None
+    for batch in scan_sorted(lake, source, order, workdir, CHUNK_ROWS):
+        writer = writer or pq.ParquetWriter(path, batch.schema)  # snappy: a scratch file
+        writer.write_batch(batch)
+    if writer is None:  # an empty day
+        return
+    writer.close()
+    # pre_buffer off: its read cache keeps every row group read until the reader is done
+    # (measured: +60 MB a chunk, ~0.6 GB over a day of 10^6 messages)
+    yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=CHUNK_ROWS)
 
 
 def _at_least_one(chunks, schema: pa.Schema):

@@ -206,6 +206,18 @@ def _as_matrix(column: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
 
 
 @dataclass
+class _Content:
+    """A batch's text column read in the steps' (time) order without copying it whole."""
+
+    column: pa.ChunkedArray | pa.Array
+    order: np.ndarray  # sorted position -> row of ``column``
+
+    def of(self, rows: np.ndarray) -> pa.Array:
+        """The text of these sorted positions, in their order."""
+        return self.column.take(pa.array(self.order[rows]))
+
+
+@dataclass
 class CrossResult:
     """Per input row: the reason it is dropped (null: kept), its representative, similarity."""
 
@@ -275,17 +287,20 @@ def _conversation_texts(messages: pa.Table) -> tuple[pa.Array, pa.Array, np.ndar
     return _ids(grouped["conversation_id"]), texts, counts
 
 
-def _conversations(table: pa.Table, alive: np.ndarray, state: DedupState, out: dict) -> None:
+def _conversations(
+    table: pa.Table, content: _Content, alive: np.ndarray, state: DedupState, out: dict
+) -> None:
     """Step 1: near copies of whole conversations (two messages or more)."""
     cfg = state.config
-    messages = table.filter(pa.array(alive))
-    if messages.num_rows == 0:
+    if not alive.any():
         return
-    per = pc.value_counts(messages["conversation_id"])
+    per = pc.value_counts(table["conversation_id"].filter(pa.array(alive)))
     several = per.field("values").filter(pc.greater_equal(per.field("counts"), 2))
     if len(several) == 0:  # one-message conversations are the messages' own business
         return
-    messages = messages.filter(pc.is_in(messages["conversation_id"], value_set=several))
+    in_several = pc.is_in(table["conversation_id"], value_set=several)
+    rows = np.flatnonzero(alive & pc.fill_null(in_several, False).to_numpy(zero_copy_only=False))
+    messages = table.take(pa.array(rows)).append_column("content", content.of(rows))
     conv_ids, texts, counts = _conversation_texts(messages)
     eligible = (counts >= 2) & (_word_counts(texts) >= cfg.min_words)
     found = cluster_texts(texts, cfg.conversation, eligible)
@@ -367,7 +382,12 @@ def _keep_hashes(
 
 
 def _near(
-    table: pa.Table, alive: np.ndarray, words: np.ndarray, state: DedupState, out: dict
+    table: pa.Table,
+    content: _Content,
+    alive: np.ndarray,
+    words: np.ndarray,
+    state: DedupState,
+    out: dict,
 ) -> None:
     """Step 3: near copies of an earlier kept message."""
     rows = np.flatnonzero(alive & (words >= state.config.min_words))
@@ -375,7 +395,7 @@ def _near(
         return
     take = pa.array(rows)
     event_ids = _ids(table["event_id"].take(take))
-    found = cluster_texts(table["content"].take(take), state.config.near)
+    found = cluster_texts(content.of(rows), state.config.near)
     best, ref_ids, ref_hist = state.messages.match(found.signatures)
     eligible = found.n_shingles > 0
     dropped, rep, sim, history = _resolve(
@@ -411,22 +431,26 @@ def find_cross_duplicates(table: pa.Table, state: DedupState) -> CrossResult:
     order = pc.sort_indices(
         table, sort_keys=[(c, "ascending") for c in ("event_time", "conversation_id", "event_id")]
     )
-    t = table.take(order)  # earliest first: the original survives, its copies go
+    # earliest first: the original survives, its copies go; the text is not copied in that
+    # order (a chunk's largest column): each step takes the rows it reads (``_Content``)
+    t = table.drop_columns(["content"]).take(order)
+    content = _Content(table["content"], order.to_numpy())
     out = {
         "code": np.zeros(n, np.int8),
         "rep": np.full(n, None, object),
         "sim": np.full(n, np.nan, np.float32),
     }
     if state.config.enabled and n:
-        is_msg = pc.fill_null(
-            pc.and_(pc.equal(t["event_type"], "message"), pc.is_valid(t["content"])), False
-        ).to_numpy(zero_copy_only=False)
-        words = _word_counts(t["content"].combine_chunks())
-        _conversations(t, is_msg, state, out)
+        has_text = pc.is_valid(table["content"]).to_numpy(zero_copy_only=False)[content.order]
+        is_msg = has_text & pc.fill_null(pc.equal(t["event_type"], "message"), False).to_numpy(
+            zero_copy_only=False
+        )
+        words = _word_counts(table["content"].combine_chunks())[content.order]
+        _conversations(t, content, is_msg, state, out)
         role = pc.is_in(t["role"], value_set=pa.array(list(state.config.roles), pa.string()))
         words = np.where(pc.fill_null(role, False).to_numpy(zero_copy_only=False), words, 0)
         kept_rows, kept_keys = _exact(t, is_msg & (out["code"] == 0), words, state, out)
-        _near(t, is_msg & (out["code"] == 0), words, state, out)
+        _near(t, content, is_msg & (out["code"] == 0), words, state, out)
         _keep_hashes(t, kept_rows, kept_keys, state, out)
         _follow_representatives(t, out)
     back = np.empty(n, np.int64)  # sorted position -> input row
