@@ -8,8 +8,10 @@ How it works, per batch:
 
 1-2. Texts become 64-bit word-shingle hashes (``shingles.py``: Arrow normalisation, a
    vectorised polynomial hash, character shingles for texts shorter than a shingle).
-3. The MinHash signature of every text, blocks of texts on two threads (numpy and Arrow
-   release the GIL), by one of two schemes (``NearDupParams.scheme``):
+3. The MinHash signature of every text and its LSH band keys, blocks of 10k texts on the
+   shared pool's two threads, shingles to keys in one task (numpy and Arrow release the GIL
+   on those blocks: two threads ran as fast as two processes), by one of two schemes
+   (``NearDupParams.scheme``):
    ``"affine32"``, exactly datasketch's default arithmetic (a text's signature is bit for bit
    ``datasketch.MinHash(num_perm, seed)`` updated with the same 32-bit shingle hashes), one
    pass per permutation (the default, and what the clean step uses); or ``"oph"``,
