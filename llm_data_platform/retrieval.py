@@ -255,10 +255,13 @@ class Retriever:
                 self._mirror.get(self._state.key, collection, count)
             return version
 
-    def start_mirror(self, wait: float | None = 0.0) -> bool:
+    def start_mirror(self, wait: float | None = 0.0, graph: bool = True) -> bool:
         """Turns the chunk mirror on and builds it for the live version in the background;
-        waits up to ``wait`` seconds (None: until built). True when it is ready."""
+        waits up to ``wait`` seconds (None: until built). True when it is ready. ``graph``:
+        also load Chroma's HNSW graph (embedded Chroma only; see ``lib/hnsw_mirror.py``)."""
         self._mirror.enabled = True
+        if not graph:
+            self._mirror.chroma_path = ""
         state = self._current()
         if state.count:
             self._mirror.get(state.key, state.collection, state.count)
