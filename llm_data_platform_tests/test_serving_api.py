@@ -174,3 +174,18 @@ def test_the_api_serves_texts_and_lineage_from_the_chunk_mirror(client, retrieve
         assert body.status_code == 200, body.text
         expected = [h.as_dict() for h in plain.search(question, k=4, hybrid=hybrid)]
         assert body.json()["hits"] == expected
+
+
+def test_a_serving_process_makes_openmp_passive_before_torch_loads():
+    """Set before torch loads libgomp (which reads it once); an operator's own value wins."""
+    code = (
+        "import os; from llm_data_platform.serving.runtime import passive_openmp; "
+        "print(passive_openmp(), os.environ['OMP_WAIT_POLICY']); import torch; "
+        "print(passive_openmp())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "PASSIVE", "False"], out.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "ACTIVE", "False"], out.stderr
