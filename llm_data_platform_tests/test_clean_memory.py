@@ -151,18 +151,26 @@ def test_table_sink_in_memory_and_spilled_agree_and_an_empty_one_has_the_schema(
     assert empty.table().num_rows == 0
 
 
-def test_the_signature_index_keeps_the_low_16_bits_only():
+def test_the_signature_index_keeps_the_low_8_bits_and_corrects_their_chance_agreements():
     params = NearDupParams(threshold=0.5, shingle=2, num_perm=128)
     rng = np.random.default_rng(3)
-    sig = rng.integers(0, 2**32, (50, 128), dtype=np.uint64).astype(np.uint32)
+    sig = rng.integers(0, 2**32, (2_000, 128), dtype=np.uint64).astype(np.uint32)
     index = SignatureIndex(params)
-    index.add(sig, pa.array([f"e{i}" for i in range(50)]), False)
-    assert index.segments[0].signatures.dtype == np.uint16
-    near = sig[:5].copy()
-    near[:, :40] += np.uint32(1 << 16)  # differs above the kept bits: still equal below
-    best, ids, _ = index.match(near)
-    assert ids.to_pylist() == [f"e{i}" for i in range(5)]
-    assert np.allclose(best, 1.0)
+    index.add(sig, pa.array([f"e{i}" for i in range(len(sig))]), False)
+    assert index.segments[0].signatures.dtype == np.uint8
+    # queries that share 80 of 128 values with their original (J = 0.625), the other 48
+    # different 32-bit values: their low bytes still agree once in 256
+    query = rng.integers(0, 2**32, sig.shape, dtype=np.uint64).astype(np.uint32)
+    query[query == sig] += np.uint32(1)
+    shared = rng.permutation(128)[:80]  # spread over the bands
+    query[:, shared] = sig[:, shared]
+    best, ids, _ = index.match(query)
+    assert ids.to_pylist() == [f"e{i}" for i in range(len(sig))]
+    low_bytes_equal = (query.astype(np.uint8) == sig.astype(np.uint8)).mean(axis=1)
+    assert (low_bytes_equal > 80 / 128).sum() > 300  # chance agreements of the low bytes
+    assert np.allclose(best, (low_bytes_equal - 1 / 256) / (1 - 1 / 256))  # taken out
+    assert abs(float(best.mean()) - 80 / 128) < 0.002
+    assert np.allclose(index.match(sig)[0], 1.0)  # an exact copy estimates 1.0
 
 
 def test_the_day_is_sorted_to_a_file_before_its_first_chunk_is_read(tmp_path, monkeypatch):

@@ -9,6 +9,8 @@ another, both in a work directory and moved into the lake at the end as one lake
 chunk's rows are not held once written: a day of 10^6 messages drops ~250k of them).
 """
 
+import ctypes
+import functools
 import posixpath
 import tempfile
 import time
@@ -34,6 +36,7 @@ CLEAN_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=30), warn_window=timedelta(hours=4)
 )
 CHUNK_ROWS = 100_000  # raw rows read at once (then completed to whole groups)
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
 # ``transform(raw)`` returns an object with ``clean``, ``dropped`` (tables), ``counts`` (dict)
 Transform = Callable[[pa.Table], Any]
 
@@ -96,6 +99,7 @@ def clean_asset(
     def _clean(
         context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineSettings
     ) -> tuple[None, None]:
+        bound_malloc()
         fixed = None if reuse_previous else make_transform(pipeline)
 
         def transform_for(previous: pa.Table | None) -> Transform:
@@ -221,6 +225,7 @@ class _DayCleaner:
                 counts["chunks"] += 1
                 counts["dagster/row_count"] += clean.num_rows
                 del result, clean
+                _release_freed_heap()
         return counts, dropped.close()
 
     def _commit(
@@ -260,6 +265,35 @@ def _stage(commit: PartitionCommit, path: str, table: pa.Table | str) -> tuple[i
         rows = pq.ParquetFile(table).metadata.num_rows
         return rows, commit.add_file(path, table)
     return table.num_rows, commit.add_table(path, table)
+
+
+@functools.cache
+def _libc() -> Any:
+    """glibc, or None (another C library: nothing to tune)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+def bound_malloc(arenas: int = 2) -> None:
+    """At most ``arenas`` glibc malloc arenas for the threads this process starts from now on
+    (each new thread otherwise gets its own, ~8 per core, and memory freed in one is not
+    reused by another). Called where a clean step starts; a step is its own process."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_ARENA_MAX, arenas)
+
+
+def _release_freed_heap() -> None:
+    """Give the malloc heap's free pages back to the system after a chunk: numpy's
+    temporaries of a chunk are freed, but glibc keeps the pages (the dynamic mmap threshold
+    puts arrays of up to 32 MB in its heap), and a day's RSS grew by ~0.4 GB over 10 chunks
+    that nothing held. A few milliseconds a chunk."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _sorted_day(
