@@ -224,14 +224,24 @@ def _slot_records_agree_with_chroma(platform, held: dict[str, dict]) -> None:
     assert ("metadatas",) in spy.includes
 
 
-def test_slots_persist_their_hnsw_index_every_hundred_changes(tmp_path):
-    """A new process replays what Chroma has not yet written to the index file: new slots are
-    made with a small backlog, and a slot made before that gets it on its next sync."""
+def test_slots_persist_their_hnsw_index_after_every_write(tmp_path):
+    """A new process replays what Chroma has not yet written to the index file: new slots
+    write their graph with every write call (nothing to replay; ``ldp serve`` can load it),
+    and a slot made before that gets the setting on its next sync."""
+    from llm_data_platform.lib.hnsw_mirror import _vector_segment
     from llm_data_platform.resources.chroma import HNSW_SYNC_THRESHOLD, ChromaResource
 
     chroma = ChromaResource(path=str(tmp_path / "chroma"))
     made = chroma.slot_collection("local:model", 4, "blue", create=True)
-    assert made.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD == 100
+    assert made.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD == 2
+    path, vectors = str(tmp_path / "chroma"), [[1.0, float(i), 0.5, 0.25] for i in range(200)]
+    made.upsert(ids=[f"c{i}" for i in range(150)], embeddings=vectors[:150])
+    _vector_segment(path, str(made.id))  # raises while changes wait in Chroma's log
+    made.upsert(ids=["c150"], embeddings=vectors[150:151])  # one record: below the threshold
+    with pytest.raises(ValueError, match="persisted records up to"):
+        _vector_segment(path, str(made.id))
+    made.upsert(ids=["c151"], embeddings=vectors[151:152])  # the next write takes both
+    _vector_segment(path, str(made.id))
     older = chroma.get_client().create_collection(
         "older-slot", embedding_function=None, metadata={"hnsw:space": "cosine"}
     )
