@@ -16,9 +16,10 @@ topics) and chat templates. Then, per size:
 - junk recall per family and normal messages removed;
 - the similarity distribution of the near copies (exact Jaccard of the configured shingles);
 
-and once: the peak RSS of a fresh process cleaning ``--rss`` messages, the MinHash hashers side
-by side (this project's vectorised signatures, rensa, datasketch), and the PII corpus figures
-per type (``llm_data_platform_tests/test_pii_corpus.py``).
+and once: the peak RSS of a fresh process running the real ``conversations_clean`` step
+(materialized in process, its checks apart) over one day of ``--rss`` messages in a temporary
+lake, the MinHash hashers side by side (this project's vectorised signatures, rensa,
+datasketch), and the PII corpus figures per type (``llm_data_platform_tests/test_pii_corpus.py``).
 """
 
 from __future__ import annotations

@@ -198,3 +198,19 @@ def test_the_day_is_sorted_to_a_file_before_its_first_chunk_is_read(tmp_path, mo
     lake.write_partition("raw", "raw_conversations", "2026-01-06", day.slice(0, 0))
     empty = posixpath.join(lake.partition_path("raw", "raw_conversations", "2026-01-06"), DATA_FILE)
     assert list(_sorted_day(lake, empty, order, str(workdir))) == []
+
+
+def test_a_chunk_of_messages_only_is_not_copied_by_each_step_that_reads_its_text():
+    from llm_data_platform.transforms.conversation_cleaning import _message_content, _scatter
+
+    day = _day()
+    is_msg, content = _message_content(day)
+    assert content.buffers()[2].address == day["content"].chunk(0).buffers()[2].address
+    replaced = _scatter(pa.nulls(day.num_rows, pa.string()), is_msg, content)
+    assert replaced.buffers()[2].address == content.buffers()[2].address
+    # with a feedback row among them, the message rows' text and the scatter back are exact
+    mixed = day.set_column(1, "event_type", pa.array(["feedback"] + ["message"] * 11))
+    is_msg, content = _message_content(mixed)
+    assert content.to_pylist() == day["content"].to_pylist()[1:]
+    back = _scatter(pa.nulls(day.num_rows, pa.string()), is_msg, content)
+    assert back.to_pylist() == [None, *day["content"].to_pylist()[1:]]

@@ -161,16 +161,36 @@ def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.append_column(name, values)
 
 
+def _one_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array: its only chunk as it is (``combine_chunks`` copies even one)."""
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    return arr
+
+
+def _one_chunk(table: pa.Table) -> pa.Table:
+    """``table`` with one chunk a column, copied only if some column has more."""
+    if all(column.num_chunks == 1 for column in table.columns):
+        return table
+    return table.combine_chunks()
+
+
 def _scatter(base: pa.Array, mask: pa.Array, values: pa.Array) -> pa.Array:
-    """``base`` with the ``mask`` rows replaced, in order, by ``values``."""
+    """``base`` with the ``mask`` rows replaced, in order, by ``values`` (``values`` itself
+    when every row is masked: no copy of a chunk's text)."""
     if len(values) == 0:
         return base
+    if len(values) == len(base):
+        return values.cast(base.type)
     return pc.replace_with_mask(base, mask, values.cast(base.type))
 
 
 def _message_content(table: pa.Table) -> tuple[pa.Array, pa.Array]:
-    """The message mask and the content of the message rows."""
+    """The message mask and the content of the message rows (the column itself, not a copy,
+    when every row is a message)."""
     is_msg = _is_message(table)
+    if pc.all(is_msg).as_py() is not False:
+        return is_msg, _one_array(table["content"])
     return is_msg, pc.filter(table["content"], is_msg).combine_chunks()
 
 
@@ -254,7 +274,7 @@ def normalise_content(batch: Batch, config: CleaningConfig) -> Batch:
     """(b) Unicode/whitespace normalisation of message content."""
     is_msg, content = _message_content(batch.table)
     normalised, changed = normalize_text(content)
-    column = _scatter(batch.table["content"].combine_chunks(), is_msg, normalised)
+    column = _scatter(_one_array(batch.table["content"]), is_msg, normalised)
     counts = batch.counts.copy()
     counts["normalised"] += changed
     return replace(batch, table=_set_column(batch.table, "content", column), counts=counts)
@@ -274,7 +294,7 @@ def redact(batch: Batch, config: CleaningConfig) -> Batch:
     table = _set_column(
         batch.table,
         "content",
-        _scatter(batch.table["content"].combine_chunks(), is_msg, result.text),
+        _scatter(_one_array(batch.table["content"]), is_msg, result.text),
     )
     per_row = pa.array(np.zeros(table.num_rows, dtype=np.int32))
     table = _set_column(table, "pii_redactions", _scatter(per_row, is_msg, result.per_row))
@@ -384,7 +404,7 @@ def _redacted_dropped(batch: Batch) -> pa.Table:
     if raw.num_rows:
         normalised, _ = normalize_text(raw["content"])
         raw = raw.set_column(4, "content", redact_pii(normalised).text)
-    return pa.concat_tables([raw, *batch.dropped_redacted]).combine_chunks()
+    return _one_chunk(pa.concat_tables([raw, *batch.dropped_redacted]))
 
 
 def _finish_counts(batch: Batch, received: int, clean: pa.Table) -> dict[str, int]:
@@ -413,7 +433,7 @@ def clean_conversations(
     clean = batch.table.select(schemas.CONVERSATIONS_CLEAN.names).cast(schemas.CONVERSATIONS_CLEAN)
     counts = _finish_counts(batch, raw.num_rows, clean)
     return CleaningResult(
-        clean=clean.combine_chunks(),
+        clean=_one_chunk(clean),
         dropped=_redacted_dropped(batch),
         counts=counts,
         seconds=seconds,
