@@ -17,9 +17,10 @@ import signal
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llm_data_platform.retrieval import Hit
+if TYPE_CHECKING:  # retrieval imports Chroma and Dagster: not for `ldp` commands that never ask
+    from llm_data_platform.retrieval import Hit
 
 PROBE_SECONDS = 0.3
 SEARCH_SECONDS = 30.0
@@ -100,4 +101,6 @@ def search_remote(
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]
         raise ServerError(f"{base_url} refused the search ({exc.code}): {detail}") from exc
+    from llm_data_platform.retrieval import Hit
+
     return [Hit(**hit) for hit in got["hits"]]

@@ -51,6 +51,7 @@ from llm_data_platform.transforms.dedup_index import (
     content_keys,
 )
 from llm_data_platform.transforms.near_dedup import NearDupParams, cluster_texts
+from llm_data_platform.transforms.shingles import spaced_word_counts
 
 NEAR_DUPLICATE_CONVERSATION = "near_duplicate_conversation"
 DUPLICATE_CONTENT_ELSEWHERE = "duplicate_content_elsewhere"
@@ -228,11 +229,7 @@ class CrossResult:
 
 def _word_counts(content: pa.Array) -> np.ndarray:
     """Words as whitespace-separated runs (content is normalised: single spaces, newlines)."""
-    text = pc.fill_null(content, "")
-    spaces = pc.count_substring(text, " ").to_numpy(zero_copy_only=False)
-    lines = pc.count_substring(text, "\n").to_numpy(zero_copy_only=False)
-    empty = pc.equal(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
-    return np.where(empty, 0, spaces + lines + 1)
+    return spaced_word_counts(content)
 
 
 def _resolve(
