@@ -131,6 +131,8 @@ _HITS: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
         ("estaré", r"estaré\s+(?:fuera|ausente|de\s+vacaciones)"),
     )
 )
+# Any of the literals, in one scan: most sentences hold none, and then no pattern can match
+_ANY_LITERAL = re.compile("|".join(sorted({re.escape(lit) for lit, _ in _HITS}, key=len)[::-1]))
 # Characters that IGNORECASE matches with a letter they do not lower-case to.
 _UNFOLDED = ("\u017f", "\u0130", "\u0131")
 
@@ -140,6 +142,8 @@ def _may_hit(sentence: str) -> bool:
     if not sentence.isascii() and any(c in sentence for c in _UNFOLDED):
         return True
     low = sentence.lower()
+    if _ANY_LITERAL.search(low) is None:
+        return False
     return any(
         literal in low and (pattern is None or pattern.search(low) is not None)
         for literal, pattern in _HITS
