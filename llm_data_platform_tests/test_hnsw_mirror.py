@@ -10,6 +10,7 @@ import pytest
 
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.retrieval import Retriever
+from llm_data_platform_tests.test_retrieval import _spy_on_includes
 
 DIM = 32
 NAME = "test-hnsw-mirror"
@@ -63,17 +64,6 @@ def chroma(tmp_path):
     return chroma
 
 
-def _spy(collection) -> list:
-    asked, query = [], collection.query
-
-    def spy(*args, **kwargs):
-        asked.append(kwargs.get("include"))
-        return query(*args, **kwargs)
-
-    collection.query = spy
-    return asked
-
-
 def _assert_as_chroma_returns(mirrored: Retriever, questions: list[str], k: int) -> None:
     collection = mirrored.chroma.get_client().get_collection(NAME, embedding_function=None)
     for question in questions:
@@ -103,7 +93,7 @@ def test_the_graph_answers_as_chroma_does_and_filters_go_to_chroma(chroma):
     assert mirrored.start_mirror(wait=None)
     status = mirrored.mirror_status()
     assert status["vectors"] and status["vector_bytes"] > 0, status
-    asked = _spy(mirrored.collection)
+    asked = _spy_on_includes(mirrored.collection)
     questions = [f"question {i}" for i in range(40)]
     _assert_as_chroma_returns(mirrored, questions, k=10)
     assert asked == []  # unfiltered: no Chroma query at all
