@@ -19,8 +19,9 @@ from llm_data_platform.defs.conversations.dedup_history import (
 )
 from llm_data_platform.transforms.conversation_cleaning import CleaningConfig, clean_conversations
 from llm_data_platform.transforms.cross_dedup import SIGNATURES, DedupConfig, DedupState
-from llm_data_platform.transforms.dedup_index import SignatureIndex, TableSink
+from llm_data_platform.transforms.dedup_index import SignatureIndex
 from llm_data_platform.transforms.near_dedup import NearDupParams
+from llm_data_platform.transforms.table_sink import TableSink
 from llm_data_platform_tests.conftest import graph_for, platform_env, settings_for
 from llm_data_platform_tests.test_conversation_cleaning import message, raw_table
 from llm_data_platform_tests.test_dedup_history import A, B, _near
@@ -149,6 +150,22 @@ def test_table_sink_in_memory_and_spilled_agree_and_an_empty_one_has_the_schema(
     empty = TableSink(schema, str(tmp_path / "e.parquet"))
     assert pq.read_table(empty.finish()).schema.equals(schema)
     assert empty.table().num_rows == 0
+
+
+def test_a_table_sink_takes_its_schema_from_the_first_table_and_keeps_a_preview(tmp_path):
+    """The dropped rows' sink: no schema given, the first rows kept as a copy (not a slice of
+    a chunk), a sink that never got a table refuses to make an empty file."""
+    part = pa.table({"id": ["a", "b", "c"], "n": [1, 2, 3]})
+    sink = TableSink(path=str(tmp_path / "d.parquet"), head_rows=5)
+    for _ in range(3):
+        sink.append(part)
+    assert sink.schema.equals(part.schema) and sink.rows == 9
+    assert sink.head.to_pydict() == {"id": ["a", "b", "c", "a", "b"], "n": [1, 2, 3, 1, 2]}
+    head_text = sink.head.column("id").chunk(0).buffers()[2].address
+    assert head_text != part.column("id").chunk(0).buffers()[2].address  # a copy
+    assert pq.read_table(sink.finish()).num_rows == 9
+    with pytest.raises(ValueError, match="no schema"):
+        TableSink(path=str(tmp_path / "never.parquet")).finish()
 
 
 def test_the_signature_index_keeps_the_low_8_bits_and_corrects_their_chance_agreements():

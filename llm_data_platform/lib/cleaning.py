@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from llm_data_platform.resources.lake_commit import PartitionCommit
 from llm_data_platform.resources.pipeline import PipelineSettings
 from llm_data_platform.streaming.compaction import scan_sorted
 from llm_data_platform.transforms.groups import whole_groups
+from llm_data_platform.transforms.table_sink import TableSink
 
 CLEAN_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=30), warn_window=timedelta(hours=4)
@@ -128,42 +128,6 @@ def clean_asset(
     return _clean
 
 
-@dataclass
-class Dropped:
-    """A day's dropped rows as written: the local file, how many, the first few (preview)."""
-
-    path: str
-    rows: int
-    head: pa.Table
-
-
-class _RowFile:
-    """Chunks of one table appended to a local Parquet file (the schema of the first), so a
-    day's rows are never held together; keeps the count and a copy of the first rows."""
-
-    def __init__(self, path: str, head_rows: int = PREVIEW_ROWS) -> None:
-        self.path, self.rows, self.head_rows = path, 0, head_rows
-        self.head: pa.Table | None = None
-        self._writer: pq.ParquetWriter | None = None
-
-    def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
-            self.head = table.schema.empty_table()
-        self._writer.write_table(table)
-        more = min(self.head_rows - self.head.num_rows, table.num_rows)
-        if more > 0:  # taken, not sliced: a slice would keep the chunk's buffers alive
-            part = table.take(pa.array(range(more), pa.int64()))
-            self.head = pa.concat_tables([self.head, part]).combine_chunks()
-        self.rows += table.num_rows
-
-    def close(self) -> Dropped:
-        if self._writer is None or self.head is None:
-            raise ValueError("nothing was written")
-        self._writer.close()
-        return Dropped(self.path, self.rows, self.head)
-
-
 class _DayCleaner:
     """One day of a raw table → its clean file in the lake, its dropped rows, its counts."""
 
@@ -176,7 +140,7 @@ class _DayCleaner:
         self.reuse_previous = reuse  # read the day's previous clean table for the transform
         self.side_written: dict[str, WriteInfo] = {}  # the last day's side tables (hooks)
 
-    def clean(self, key: str) -> tuple[dict, Dropped, WriteInfo]:
+    def clean(self, key: str) -> tuple[dict, TableSink, WriteInfo]:
         started = time.perf_counter()
         source = posixpath.join(self.lake.partition_path("raw", self.raw, key), DATA_FILE)
         if not self.lake.exists(source):
@@ -207,11 +171,11 @@ class _DayCleaner:
 
     def _chunks(
         self, transform: Transform, source: str, workdir: str, out: str
-    ) -> tuple[Counter[str], Dropped]:
+    ) -> tuple[Counter[str], TableSink]:
         """The day's chunks through ``transform``: clean rows to ``out``, dropped rows to a
         file beside it; each chunk's tables are released before the next is read."""
         counts: Counter[str] = Counter()
-        dropped = _RowFile(posixpath.join(workdir, "dropped.parquet"))
+        dropped = TableSink(path=posixpath.join(workdir, "dropped.parquet"), head_rows=PREVIEW_ROWS)
         with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
             batches = _sorted_day(self.lake, source, self.read_order, workdir)
             chunks = whole_groups(batches, self.read_order[0])
@@ -220,16 +184,17 @@ class _DayCleaner:
                 del chunk
                 clean = result.clean.sort_by(self.sort_by).cast(self.schema)
                 writer.write_table(clean)
-                dropped.write(result.dropped)
+                dropped.append(result.dropped)
                 counts.update(result.counts)
                 counts["chunks"] += 1
                 counts["dagster/row_count"] += clean.num_rows
                 del result, clean
                 _release_freed_heap()
-        return counts, dropped.close()
+        dropped.finish()
+        return counts, dropped
 
     def _commit(
-        self, key: str, clean_file: str, removed: Dropped, side: dict[str, pa.Table | str]
+        self, key: str, clean_file: str, removed: TableSink, side: dict[str, pa.Table | str]
     ) -> tuple[str, int, WriteInfo]:
         """The clean day, its dropped rows and the transform's ``side`` tables (clean zone, by
         name) become visible together (one lake commit): a run killed between the writes

@@ -44,14 +44,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.transforms.dedup_index import (
-    KeyIndex,
-    SignatureIndex,
-    TableSink,
-    content_keys,
-)
+from llm_data_platform.transforms.dedup_index import KeyIndex, SignatureIndex, content_keys
 from llm_data_platform.transforms.near_dedup import NearDupParams, cluster_texts
 from llm_data_platform.transforms.shingles import spaced_word_counts
+from llm_data_platform.transforms.table_sink import TableSink
 
 NEAR_DUPLICATE_CONVERSATION = "near_duplicate_conversation"
 DUPLICATE_CONTENT_ELSEWHERE = "duplicate_content_elsewhere"

@@ -19,10 +19,10 @@ permutations, 42 bands: 464 bytes) plus its id; a content key 8 bytes plus its i
 different values agree in their low 8 bits by chance once in 256, so the share ``a`` of equal
 bytes overestimates the Jaccard similarity J by (1 - J) / 256 (<= 0.004); the index corrects
 it, J = (a - 1/256) / (1 - 1/256), which is unbiased, with a standard deviation 256/255 of
-the 32-bit estimate's (<= 0.0444 instead of 0.0442). The
-whole 32-bit values of what a day keeps (what the lake's index table holds) are not kept
-here: the caller writes them out as they are kept (``TableSink``), so a day of 10^6 messages
-does not hold 0.5 GB of them until its end.
+the 32-bit estimate's (<= 0.0444 instead of 0.0442). The whole 32-bit values of what a day
+keeps (what the lake's index table holds) are not kept here: the caller writes them out as
+they are kept (``table_sink.TableSink``), so a day of 10^6 messages does not hold 0.5 GB of
+them until its end.
 
 The arrays a segment keeps live in Arrow's memory pool (jemalloc, ``definitions.py``), not in
 the malloc heap where numpy puts them and the chunks' short-lived arrays come and go (300k
@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from llm_data_platform.transforms.near_dedup import NearDupParams, band_keys, signature_agreement
 
-__all__ = ["KeyIndex", "SignatureIndex", "SignatureSegment", "TableSink", "content_keys"]
+__all__ = ["KeyIndex", "SignatureIndex", "SignatureSegment", "content_keys"]
 
 _NIBBLE = np.full(256, 0, np.uint64)
 _NIBBLE[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint64)
@@ -211,45 +210,3 @@ class SignatureIndex:
             )
             history[q] = seg.history
         return best, ids, history
-
-
-class TableSink:
-    """Tables of one schema appended in order: held in memory, or with ``path`` written to
-    that Parquet file as they come (one row group each), so what a day adds to the lake's
-    index never waits in memory for the day's end."""
-
-    def __init__(self, schema: pa.Schema, path: str | None = None) -> None:
-        self.schema, self.path, self.rows = schema, path, 0
-        self._tables: list[pa.Table] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._finished = False
-
-    def append(self, table: pa.Table) -> None:
-        if self._finished:
-            raise ValueError("the sink is finished")
-        self.rows += table.num_rows
-        if self.path is None:
-            self._tables.append(table)
-            return
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-        self._writer.write_table(table)
-
-    def finish(self) -> str:
-        """The file of every table appended (an empty one for none); nothing more goes in."""
-        if self.path is None:
-            raise ValueError("an in-memory sink has no file: read table()")
-        if self._finished:
-            return self.path
-        if self._writer is None:
-            pq.write_table(self.schema.empty_table(), self.path, compression="zstd")
-        else:
-            self._writer.close()
-        self._writer, self._finished = None, True
-        return self.path
-
-    def table(self) -> pa.Table:
-        """Every table appended, in order (read back from the file, finished, if spilled)."""
-        if self.path is None:
-            return pa.concat_tables([self.schema.empty_table(), *self._tables])
-        return pq.read_table(self.finish(), schema=self.schema)
