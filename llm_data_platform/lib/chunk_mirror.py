@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from llm_data_platform.lib.hnsw_mirror import HnswMirror
+from llm_data_platform.resources.chroma import collection_pages
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,9 @@ def to_row(text: str | None, meta: dict | None) -> Row:
 
 def page_rows(collection: Any, page_size: int = 5000) -> Iterator[tuple[list[str], list[Row]]]:
     """Every chunk of ``collection``, a page of (ids, rows) at a time."""
-    offset = 0
-    while True:
-        got = collection.get(include=INCLUDE, limit=page_size, offset=offset)
+    for got in collection_pages(collection, INCLUDE, page_size):
         rows = [to_row(t, m) for t, m in zip(got["documents"], got["metadatas"], strict=True)]
         yield got["ids"], rows
-        if len(got["ids"]) < page_size:
-            return
-        offset += page_size
 
 
 class _Column:

@@ -20,35 +20,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_data_platform.lib.index_versions import versions_dir
+from llm_data_platform.resources.chroma import collection_pages
 from llm_data_platform.resources.lake import LakeResource
 
 DIGEST_KEY = "held_digest"
-_PAGE = 5000
 
 
 def read_entries(collection: Any) -> dict[str, dict]:
-    """What the collection holds now (id → metadata), read from Chroma, paged."""
-    held: dict[str, dict] = {}
-    offset = 0
-    while True:
-        got = collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
-        for chunk_id, meta in zip(got["ids"], got["metadatas"], strict=True):
-            held[chunk_id] = meta or {}
-        if len(got["ids"]) < _PAGE:
-            return held
-        offset += _PAGE
+    """What the collection holds now (id → metadata), read from Chroma."""
+    return {
+        chunk_id: meta or {}
+        for got in collection_pages(collection, ["metadatas"])
+        for chunk_id, meta in zip(got["ids"], got["metadatas"], strict=True)
+    }
 
 
 def chunk_ids(collection: Any) -> set[str]:
     """The ids the collection holds (no metadata: the cheap read)."""
-    ids: set[str] = set()
-    offset = 0
-    while True:
-        got = collection.get(include=[], limit=_PAGE, offset=offset)
-        ids.update(got["ids"])
-        if len(got["ids"]) < _PAGE:
-            return ids
-        offset += _PAGE
+    return {chunk_id for got in collection_pages(collection, []) for chunk_id in got["ids"]}
 
 
 def held_digest(held: dict[str, str]) -> str:
@@ -63,8 +52,9 @@ def _path(lake: LakeResource, model_id: str, slot: str) -> str:
     return posixpath.join(versions_dir(lake, model_id), "slots", f"{slot}.parquet")
 
 
-def record_held(lake: LakeResource, chroma: Any, collection: Any, model_id: str, slot: str,
-                held: dict[str, str]) -> None:  # fmt: skip
+def record_held(
+    lake: LakeResource, chroma: Any, collection: Any, model_id: str, slot: str, held: dict[str, str]
+) -> None:
     """After a sync: the slot's content in the lake, then the collection's digest of it."""
     table = pa.table(
         {"chunk_id": pa.array(list(held), pa.string()), "version": list(held.values())}

@@ -29,6 +29,18 @@ SLOTS = ("blue", "green")
 HNSW_SYNC_THRESHOLD = 2  # also the in-memory buffer (Chroma requires buffer <= threshold)
 
 
+def collection_pages(collection: Any, include: list[str], page_size: int = 5000) -> Iterator[dict]:
+    """Every record of ``collection`` with the ``include`` fields, one ``get`` page at a time
+    (a large index never comes back in one answer)."""
+    offset = 0
+    while True:
+        got = collection.get(include=include, limit=page_size, offset=offset)
+        yield got
+        if len(got["ids"]) < page_size:
+            return
+        offset += page_size
+
+
 def collection_name(prefix: str, model_id: str, dimension: int, slot: str) -> str:
     """One pair of collections per embedding model: vectors of two models are never mixed."""
     if slot not in SLOTS:

@@ -75,11 +75,17 @@ def _other(slot: str) -> str:
 @dataclass(frozen=True)
 class _DesiredChunks:
     """The chunks the index should hold (``LIVE_CHUNKS_SQL``), with their ids and document
-    versions as lists for the diff against a collection."""
+    versions as lists, and as the chunk id → version map a slot that holds them has."""
 
     table: pa.Table
     ids: list[str]
     versions: list[str]
+    wanted: dict[str, str]
+
+    @classmethod
+    def of(cls, table: pa.Table) -> "_DesiredChunks":
+        ids, versions = table["chunk_id"].to_pylist(), table["version"].to_pylist()
+        return cls(table, ids, versions, dict(zip(ids, versions, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,7 @@ def _sync_slot(
         for i, (cid, ver) in enumerate(zip(wanted_ids, versions, strict=True))
         if held.get(cid) != ver
     ]
-    to_delete = sorted(set(held) - set(wanted_ids))
+    to_delete = sorted(held.keys() - desired.wanted.keys())
     batch = chroma.get_client().get_max_batch_size()
     for i in range(0, len(to_delete), batch):
         collection.delete(ids=to_delete[i : i + batch])
@@ -167,8 +173,7 @@ def _sync_slot(
             "changed or a day is missing)."
         )
     unchanged = len(wanted_ids) - len(stale)
-    held_now = dict(zip(wanted_ids, versions, strict=True))
-    record_held(stores.lake, chroma, collection, model_id, slot, held_now)
+    record_held(stores.lake, chroma, collection, model_id, slot, desired.wanted)
     return _SyncOutcome(slot, version, collection, upserted, len(to_delete), unchanged)
 
 
@@ -244,11 +249,10 @@ def rag_index(
         con.register("chunks", chunks)
         con.register("emb", emb)
         table = con.sql(LIVE_CHUNKS_SQL).to_arrow_table()
-        desired = _DesiredChunks(table, table["chunk_id"].to_pylist(), table["version"].to_pylist())
-        wanted = dict(zip(desired.ids, desired.versions, strict=True))
+        desired = _DesiredChunks.of(table)
 
-        live_held = held_versions(lake, live, model_id, live_meta["slot"]) if live else None
-        if live_held == wanted:
+        held = held_versions(lake, live, model_id, live_meta["slot"]) if live is not None else None
+        if held == desired.wanted:
             # Nothing changed since the live version: no new version, nothing to evaluate.
             slot, version = str(live_meta["slot"]), int(live_meta.get("version", 0))
             outcome = _SyncOutcome(slot, version, live, 0, 0, len(desired.ids))
