@@ -132,44 +132,59 @@ def test_hybrid_is_the_setting_default(built):
     assert {h.mode for h in r.search(_questions(platform)[0][0], k=2, hybrid=False)} == {"vector"}
 
 
-def test_a_new_index_version_empties_the_caches_and_rebuilds_bm25(built, tmp_path):
-    """A small collection of our own (the built one is shared): real model, real Chroma."""
-    platform, _ = built
-    embeddings = platform.resources["embeddings"]
-    chroma = ChromaResource(path=str(tmp_path / "chroma"))
-    collection = chroma.get_client().create_collection(
-        "test-invalidation", embedding_function=None, metadata={"hnsw:space": "cosine"}
-    )
+class _OwnCollection:
+    """A small collection of a test's own (the built one is shared): real model, real Chroma.
+    ``put(ids)`` upserts ``texts[id]`` as document ``kb/<id>``, version 1."""
 
-    class OwnCollection(Retriever):
-        def _open_collection(self):
-            return chroma.get_client().get_collection("test-invalidation", embedding_function=None)
+    def __init__(self, embeddings, path: str, name: str, texts: dict[str, str]):
+        self.embeddings, self.texts = embeddings, texts
+        self.chroma = ChromaResource(path=path)
+        self.collection = self.chroma.get_client().create_collection(
+            name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
 
-    texts = {
-        "c1": "The try statement specifies exception handlers for a group of statements.",
-        "c2": "A for loop iterates over the items of any sequence, in order.",
-        "c3": "The with statement wraps a block with methods of a context manager.",
-    }
-
-    def add(ids):
-        collection.upsert(
+    def put(self, ids: list[str]) -> None:
+        self.collection.upsert(
             ids=ids,
-            embeddings=embeddings.embed([texts[i] for i in ids]),
-            documents=[texts[i] for i in ids],
+            embeddings=self.embeddings.embed([self.texts[i] for i in ids]),
+            documents=[self.texts[i] for i in ids],
             metadatas=[
                 {"doc_id": f"kb/{i}", "version": "1", "source_uri": f"https://kb/{i}"} for i in ids
             ],
         )
 
-    add(["c1", "c2", "c3"])
-    retriever = OwnCollection(chroma, embeddings, version_check_seconds=3600)
+    def retriever(self, **kwargs) -> Retriever:
+        """A retriever that reads this collection, not the platform's live one."""
+        chroma, name = self.chroma, self.collection.name
+
+        class OwnCollection(Retriever):
+            def _open_collection(self):
+                return chroma.get_client().get_collection(name, embedding_function=None)
+
+        return OwnCollection(chroma, self.embeddings, **kwargs)
+
+
+def test_a_new_index_version_empties_the_caches_and_rebuilds_bm25(built, tmp_path):
+    """A small collection of our own (the built one is shared): real model, real Chroma."""
+    platform, _ = built
+    texts = {
+        "c1": "The try statement specifies exception handlers for a group of statements.",
+        "c2": "A for loop iterates over the items of any sequence, in order.",
+        "c3": "The with statement wraps a block with methods of a context manager.",
+    }
+    kb = _OwnCollection(
+        platform.resources["embeddings"], str(tmp_path / "chroma"), "test-invalidation", texts
+    )
+    collection = kb.collection
+    kb.put(["c1", "c2", "c3"])
+    retriever = kb.retriever(version_check_seconds=3600)
     v1 = retriever.index_version
     assert v1 == f"{collection.name}:3"
     assert retriever.search("quuxfrobnicate", k=2, hybrid=True)[0].bm25_score is None
     assert retriever.search_detailed("quuxfrobnicate", k=2, hybrid=True).cached
 
     texts["c4"] = "The quuxfrobnicate builtin frobnicates a quux."
-    add(["c4"])
+    kb.put(["c4"])
     # re-checked at most every version_check_seconds: still the old version, still cached
     assert retriever.index_version == v1
     assert retriever.search_detailed("quuxfrobnicate", k=2, hybrid=True).cached
@@ -295,41 +310,26 @@ def test_the_mirror_is_rebuilt_for_a_new_index_version_and_chroma_fills_its_gaps
     Chroma; a new version (count or metadata ``version``) gets a new mirror, and a changed text
     is served as Chroma now holds it."""
     platform, _ = built
-    embeddings = platform.resources["embeddings"]
-    chroma = ChromaResource(path=str(tmp_path / "chroma"))
-    collection = chroma.get_client().create_collection(
-        "test-mirror", embedding_function=None, metadata={"hnsw:space": "cosine"}
-    )
-
-    class OwnCollection(Retriever):
-        def _open_collection(self):
-            return chroma.get_client().get_collection("test-mirror", embedding_function=None)
-
     texts = {
         "c1": "The try statement specifies exception handlers for a group of statements.",
         "c2": "A for loop iterates over the items of any sequence, in order.",
     }
-
-    def put(ids):
-        collection.upsert(
-            ids=ids,
-            embeddings=embeddings.embed([texts[i] for i in ids]),
-            documents=[texts[i] for i in ids],
-            metadatas=[{"doc_id": f"kb/{i}", "version": "1", "source_uri": f"kb/{i}"} for i in ids],
-        )
-
-    put(["c1", "c2"])
-    retriever = OwnCollection(chroma, embeddings, version_check_seconds=3600)
+    kb = _OwnCollection(
+        platform.resources["embeddings"], str(tmp_path / "chroma"), "test-mirror", texts
+    )
+    collection = kb.collection
+    kb.put(["c1", "c2"])
+    retriever = kb.retriever(version_check_seconds=3600)
     assert retriever.start_mirror(wait=None) and retriever.mirror_status()["chunks"] == 2
 
     texts["c3"] = "The quuxfrobnicate builtin frobnicates a quux."
-    put(["c3"])  # not re-checked yet: the mirror (2 chunks) stays, Chroma fills the gap
+    kb.put(["c3"])  # not re-checked yet: the mirror (2 chunks) stays, Chroma fills the gap
     [hit] = retriever.search("What does quuxfrobnicate do?", k=1)
     assert (hit.chunk_id, hit.text, hit.doc_id) == ("c3", texts["c3"], "kb/c3")
     assert retriever.mirror_status()["chunks"] == 2
 
     texts["c3"] = "The quuxfrobnicate builtin frobnicates a quux, twice."
-    put(["c3"])
+    kb.put(["c3"])
     collection.modify(metadata={"version": 2})
     retriever.refresh()  # a new version: the old mirror is dropped, a new one built
     assert retriever.start_mirror(wait=None) and retriever.mirror_status()["chunks"] == 3
