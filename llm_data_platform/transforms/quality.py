@@ -42,7 +42,7 @@ from llm_data_platform.transforms.quality_boilerplate import boilerplate_scores
 from llm_data_platform.transforms.quality_words import UNIQUE_WORDS_MIN, unique_word_ratio
 from llm_data_platform.transforms.text_normalize import as_string_array
 from llm_data_platform.transforms.text_stats import TextStats, text_stats
-from llm_data_platform.transforms.threads import shared_pool
+from llm_data_platform.transforms.threads import pool_map
 
 EMPTY = "empty"
 NO_LETTERS = "no_letters"
@@ -235,10 +235,8 @@ def quality_signals(
     if len(bounds) == 2:
         return _signals_of_block(text, min_score, config)
     blocks = [text.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    if SCORE_THREADS <= 1:
-        return pa.concat_tables([_signals_of_block(b, min_score, config) for b in blocks])
-    pool = shared_pool(SCORE_THREADS)  # threads that live: their malloc arenas are reused
-    return pa.concat_tables(pool.map(lambda b: _signals_of_block(b, min_score, config), blocks))
+    scored = pool_map(lambda b: _signals_of_block(b, min_score, config), blocks, SCORE_THREADS)
+    return pa.concat_tables(scored)
 
 
 def _signals_of_block(text: pa.Array, min_score: float, config: QualityConfig) -> pa.Table:
