@@ -142,7 +142,7 @@ def phases(n: int, seed: int, repeat: int) -> None:
         rows,
         repeat,
         "band keys (1 thread)",
-        lambda: [minhash._folded_keys(s, *params.banding) for s in sigs],
+        lambda: [minhash.folded_band_keys(s, *params.banding) for s in sigs],
     )
     sig, _, keys, kept = _timed(
         rows, repeat, "  the three on the pool", lambda: near_dedup._signatures(texts, params)

@@ -37,7 +37,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_data_platform.transforms.near_dedup import NearDupParams, band_keys, signature_agreement
+from llm_data_platform.transforms.near_dedup import (
+    NearDupParams,
+    folded_band_keys,
+    signature_agreement,
+)
 
 __all__ = ["KeyIndex", "SignatureIndex", "SignatureSegment", "content_keys"]
 
@@ -123,11 +127,6 @@ class SignatureSegment:
     history: bool
 
 
-def _fold(keys: np.ndarray) -> np.ndarray:
-    """64-bit band keys to 32 (a collision only adds a candidate the estimate rejects)."""
-    return ((keys >> np.uint64(32)) ^ keys).astype(np.uint32)
-
-
 _CHANCE = np.float32(1 / 256)  # two different values agree in their low 8 bits
 
 
@@ -149,7 +148,7 @@ class SignatureIndex:
         if len(signatures) == 0:
             return
         bands, rows = self.params.banding
-        keys = _fold(band_keys(signatures, bands, rows).T)
+        keys = folded_band_keys(signatures, bands, rows)
         order = np.argsort(keys, axis=1).astype(np.int32)
         keys = _pooled(np.take_along_axis(keys, order, axis=1))
         low = _pooled(signatures.astype(np.uint8))  # see _estimate
@@ -174,14 +173,14 @@ class SignatureIndex:
         if n == 0 or not self.segments:
             return best, ids, history
         bands, rows = self.params.banding
-        query = _fold(band_keys(signatures, bands, rows))
+        query = folded_band_keys(signatures, bands, rows)  # (bands, n)
         low = signatures.astype(np.uint8)
         for seg in self.segments:
             cand_q, cand_r = [], []
             for band in range(bands):
-                pos = np.searchsorted(seg.keys[band], query[:, band])
+                pos = np.searchsorted(seg.keys[band], query[band])
                 pos = np.minimum(pos, seg.keys.shape[1] - 1)
-                hit = np.flatnonzero(seg.keys[band][pos] == query[:, band])
+                hit = np.flatnonzero(seg.keys[band][pos] == query[band])
                 cand_q.append(hit)
                 cand_r.append(seg.order[band][pos[hit]])
             q = np.concatenate(cand_q)

@@ -170,7 +170,7 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-def _folded_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+def folded_band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Band keys folded to 32 bits, one contiguous row per band (the layout
     ``_bucket_edges`` sorts); a collision only adds a candidate that screening rejects."""
     keys = band_keys(sig, bands, rows)

@@ -54,9 +54,9 @@ import pyarrow.compute as pc
 from llm_data_platform.transforms.minhash import (
     _THREADS,
     _bucket_edges,
-    _folded_keys,
     _unique,
     band_keys,
+    folded_band_keys,
     minhash_signatures,
     oph_signatures,
     signature_agreement,
@@ -76,6 +76,7 @@ __all__ = [
     "cluster_texts",
     "conversation_texts",
     "exact_jaccard",
+    "folded_band_keys",
     "lsh_params",
     "minhash_signatures",
     "near_duplicate_mask",
@@ -159,7 +160,7 @@ class _Signed:
     signatures: np.ndarray  # uint32 (n, num_perm)
     n_shingles: np.ndarray  # int64 per text
     shingles: np.ndarray  # uint32: the top 32 bits of every text's shingle hashes
-    keys: np.ndarray  # uint32 (bands, n): ``_folded_keys``
+    keys: np.ndarray  # uint32 (bands, n): ``folded_band_keys``
 
 
 def _sign_block(texts: pa.Array | pa.ChunkedArray, params: NearDupParams) -> _Signed:
@@ -171,7 +172,7 @@ def _sign_block(texts: pa.Array | pa.ChunkedArray, params: NearDupParams) -> _Si
         sig = oph_signatures(offsets, hashes, params.num_perm, params.seed)
     else:
         sig = minhash_signatures(offsets, top, params.num_perm, params.seed)
-    return _Signed(sig, np.diff(offsets), top, _folded_keys(sig, *params.banding))
+    return _Signed(sig, np.diff(offsets), top, folded_band_keys(sig, *params.banding))
 
 
 def _signatures(
