@@ -250,3 +250,25 @@ def test_slots_persist_their_hnsw_index_after_every_write(tmp_path):
     again = chroma.get_client().get_collection("older-slot", embedding_function=None)
     assert again.configuration["hnsw"]["sync_threshold"] == HNSW_SYNC_THRESHOLD
     assert again.metadata == {"hnsw:space": "cosine"}  # nothing else changed
+
+
+def test_the_gate_ranks_documents_from_ids_and_looks_up_chunks_the_manifest_lacks(tmp_path):
+    """The gate queries ids only: the manifest names their documents, and a chunk only the live
+    version still holds is named by its own metadata, read from Chroma."""
+    import chromadb
+    import numpy as np
+
+    from llm_data_platform.defs.rag.checks import _measure
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    collection = client.create_collection("gate-ids", metadata={"hnsw:space": "cosine"})
+    vectors = np.eye(3, 8, dtype=np.float32)
+    collection.add(
+        ids=["c-a", "c-b", "c-old"],
+        embeddings=vectors,
+        metadatas=[{"doc_id": "a.md"}, {"doc_id": "b.md"}, {"doc_id": "old.md"}],
+    )
+    manifest_docs = {"c-a": "a.md", "c-b": "b.md"}  # c-old left the new version
+    metrics, ranked = _measure(collection, vectors, [["a.md"], ["b.md"], ["old.md"]], manifest_docs)
+    assert [r[0] for r in ranked] == ["a.md", "b.md", "old.md"]
+    assert metrics["hit@1"] == 1.0
