@@ -13,6 +13,10 @@ Beside it, per backend, a fresh process that only loads the model and embeds the
 texts (the embedding floor: load, export when ONNX, chunks/s) and one-question embeddings
 (the query p50 a server pays once warm).
 
+With --watch-edits N, then `ldp ingest-docs KB --watch` on the first path's project: one warm
+process scanning every 0.5 s; N times the same 1% of pages get a sentence, and the wait from
+the save to the watcher's line saying the new version is live is timed (p50/p95).
+
 Corpus: the first --pages pages of Debian's python3-doc HTML (library reference first, sorted),
 as bench_rag_index.py; 1% of them get one sentence appended for the change run.
 
@@ -187,6 +191,38 @@ def _embed_floor_child(out: str, n_chunks: int) -> None:
     )
 
 
+def watch_edits(project: Project, kb: Path, edits: int, fraction: float) -> dict:
+    """Seconds from each saved edit to the watcher's "live in" line, warm, in one process."""
+    log = project.root / "watch.log"
+    argv = [str(Path(sys.executable).parent / "ldp"), "ingest-docs", str(kb), "--watch"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*argv, "--interval", "0.5"], env=project.env, cwd=REPO, stdout=out, stderr=out
+        )
+    waits: list[float] = []
+    try:
+        _await_line(log, "watching", 1, proc)
+        time.sleep(5)  # the watcher warms up (graph, Chroma, model) before the first edit
+        for i in range(edits):
+            changed = change_pages(kb, fraction)
+            saved = time.perf_counter()
+            _await_line(log, "live in", i + 1, proc)
+            waits.append(time.perf_counter() - saved)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
+    waits.sort()
+    return {"changed": changed, "waits": waits}
+
+
+def _await_line(log: Path, text: str, count: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while log.read_text().count(text) < count:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the watcher stopped or stalled:\n{log.read_text()[-3000:]}")
+        time.sleep(0.02)
+
+
 def run_backend(
     base: Path, backend: str, paths: list[str], pages: list[Path], args: argparse.Namespace
 ) -> dict[tuple[str, str], dict]:
@@ -206,7 +242,16 @@ def run_backend(
         out[p]["none"] = projects[p].update(kbs[p], DAY2)
     for p in paths:
         out[p]["floor"] = embed_floor(projects[p], args.floor_chunks) if p == paths[0] else None
+    if args.watch_edits:
+        first = paths[0]
+        out[first]["watch"] = watch_edits(
+            projects[first], kbs[first], args.watch_edits, args.change_fraction
+        )
     return {(backend, p): r for p, r in out.items()}
+
+
+def _pct(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
 
 
 def _fmt(times: dict[str, float]) -> str:
@@ -221,6 +266,7 @@ def main() -> None:
     parser.add_argument("--backends", default="torch,onnx-int8")
     parser.add_argument("--paths", default="run,commands", help="run and/or commands")
     parser.add_argument("--floor-chunks", type=int, default=600, help="chunks the floor embeds")
+    parser.add_argument("--watch-edits", type=int, default=0, help="edits timed under --watch")
     parser.add_argument("--embed-floor", help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -246,6 +292,12 @@ def main() -> None:
         print(f"  full build            {_fmt(r['full'])}")
         print(f"  {r['changed']} pages changed       {_fmt(r['one'])}")
         print(f"  no change             {_fmt(r['none'])}")
+        if "watch" in r:
+            w = r["watch"]["waits"]
+            print(
+                f"  --watch, {r['watch']['changed']} pages changed, {len(w)} edits: save → live "
+                f"p50 {statistics.median(w):.1f} s, p95 {_pct(w, 0.95):.1f} s, max {w[-1]:.1f} s"
+            )
         f = r["floor"]
         if f is not None:
             print(

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from datetime import date
+from typing import Any
 
 DEMO_DAYS = ("2026-01-05", "2026-01-06", "2026-01-07")
 SAMPLE_QUESTION = "How do I handle exceptions with try and except?"
@@ -134,32 +135,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_ingest_docs(args: argparse.Namespace) -> int:
     """A directory of HTML/Markdown/text files → one documents landing file of what changed."""
-    from datetime import UTC, datetime
-
     from llm_data_platform.settings import load_settings
-    from llm_data_platform.sources import sync_directory
 
     settings = load_settings()
-    floor = datetime.fromisoformat(settings.partitions_start).replace(tzinfo=UTC)
-    report = sync_directory(
-        args.path, settings.landing_dir, prefix=args.prefix, not_before=floor, rehash=args.rehash
-    )
-    _say(
-        f"{args.path}: {len(report.upserts)} upserts, {len(report.deletes)} deletes, "
-        f"{report.unchanged} unchanged, {len(report.skipped)} skipped"
-    )
-    for path, reason in report.skipped[:20]:
-        _say(f"  skipped {path}: {reason}")
+    documents_dir = os.path.join(settings.landing_dir, "documents")
+    if args.watch:
+        from llm_data_platform.local_runs import watch_documents
+
+        return watch_documents(
+            lambda: _land_documents(args, settings, quiet=True),
+            documents_dir,
+            args.interval,
+            log=_say,
+        )
+    report = _land_documents(args, settings)
     if not report.landing_file:
         _say("nothing changed since the last sync; nothing landed.")
         return 0
     days = report.days
-    _say(f"landed {report.landing_file}: document day(s) {', '.join(days)}.")
     if args.run:
         from llm_data_platform.local_runs import run_document_sync
 
-        key = os.path.relpath(report.landing_file, os.path.join(settings.landing_dir, "documents"))
-        run_document_sync(key, days[-1], log=_say)
+        key = os.path.relpath(report.landing_file, documents_dir)
+        run_document_sync([key], days[-1], log=_say)
         _say("the live index serves the new text (runs recorded in the instance, see the UI)")
         return 0
     _say(
@@ -177,6 +175,30 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     index = "retrieval_eval_set,rag_index,rag_index_live"
     _say(f"  dagster asset materialize -m llm_data_platform --select {index}")
     return 0
+
+
+def _land_documents(args: argparse.Namespace, settings: Any, quiet: bool = False) -> Any:
+    """Scans the folder and lands what changed; says what it did (when ``quiet``, only when
+    something changed)."""
+    from datetime import UTC, datetime
+
+    from llm_data_platform.sources import sync_directory
+
+    floor = datetime.fromisoformat(settings.partitions_start).replace(tzinfo=UTC)
+    report = sync_directory(
+        args.path, settings.landing_dir, prefix=args.prefix, not_before=floor, rehash=args.rehash
+    )
+    if quiet and not report.landing_file and not report.skipped:
+        return report
+    _say(
+        f"{args.path}: {len(report.upserts)} upserts, {len(report.deletes)} deletes, "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped"
+    )
+    for path, reason in report.skipped[:20]:
+        _say(f"  skipped {path}: {reason}")
+    if report.landing_file:
+        _say(f"landed {report.landing_file}: document day(s) {', '.join(report.days)}.")
+    return report
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -364,6 +386,12 @@ def _add_ingest_parsers(sub) -> None:
         action="store_true",
         help="then stage, ingest and index what landed in this process (no daemon needed)",
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep scanning and run each change as --run does, in one warm process",
+    )
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between --watch scans")
     p.set_defaults(func=cmd_ingest_docs)
 
     p = sub.add_parser("produce", help="a synthetic chat stream into landing, S3 or Kafka")

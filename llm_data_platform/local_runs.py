@@ -75,17 +75,19 @@ def run_pipeline(days: list[str], instance=None, log: Log = print) -> dict[str, 
     return timings
 
 
-def run_document_sync(landing_key: str, day: str, instance=None, log: Log = print) -> list[str]:
-    """What the daemon does with a documents landing file, in this process: one run stages
-    it and ingests ``day`` (raw → clean → chunks → embeddings → the next index version, gated,
-    promoted); any other day the file touched gets its own ``ingest_documents_job`` run.
+def run_document_sync(
+    landing_keys: list[str], day: str, instance=None, log: Log = print
+) -> list[str]:
+    """What the daemon does with documents landing files, in this process: one run stages
+    them and ingests ``day`` (raw → clean → chunks → embeddings → the next index version,
+    gated, promoted); any other day they touched gets its own ``ingest_documents_job`` run.
     Returns the days ingested."""
     import dagster as dg
 
     from llm_data_platform.defs.ingest.staging import staged_days
 
     instance = instance or dg.DagsterInstance.get()
-    config = {"ops": {"stage_documents": {"config": {"files": [landing_key]}}}}
+    config = {"ops": {"stage_documents": {"config": {"files": list(landing_keys)}}}}
     synced = execute_job(
         "sync_documents_job", instance, log, day, partition_key=day, run_config=config
     )
@@ -100,3 +102,69 @@ def run_document_sync(landing_key: str, day: str, instance=None, log: Log = prin
         if other != day:
             execute_job("ingest_documents_job", instance, log, other, partition_key=other)
     return sorted({day, *days})
+
+
+def _warm_up() -> None:
+    """What the first run would load: the graph, Chroma's client and the local model."""
+    import chromadb  # noqa: F401
+
+    from llm_data_platform.definitions import build_resources, defs
+    from llm_data_platform.resources.embeddings import load_local_model
+
+    defs.resolve_job_def("sync_documents_job")
+    embeddings = build_resources()["embeddings"]
+    if embeddings.provider == "local":
+        load_local_model(embeddings.model, embeddings.backend, embeddings.onnx_dir)
+
+
+RETRY_SECONDS = 30.0  # a failed sync's files run again with the next change or after this
+
+
+def watch_documents(sync: Callable[[], Any], documents_dir: str, interval: float, log: Log) -> int:
+    """``ldp ingest-docs KB --watch``: scan every ``interval`` seconds; what changed is landed
+    and synced by :func:`run_document_sync` in this process, which stays warm (Dagster, the
+    graph, Chroma and the model are loaded once, not per change). ``sync()`` scans and lands,
+    returning the directory source's report. A failed run is logged and its files retried;
+    the first SIGINT/SIGTERM stops after the current run, a second one interrupts it."""
+    import os
+    import signal
+    import threading
+
+    import dagster as dg
+
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log("stopping after the current run (again to interrupt it)")
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    threading.Thread(target=_warm_up, name="ldp-warm-up", daemon=True).start()
+    pending: dict[str, str] = {}  # landing key → its newest document day
+    failed_at = 0.0
+    try:
+        with dg.DagsterInstance.get() as instance:
+            log(f"watching every {interval:g}s (Ctrl-C stops)")
+            while not stop.is_set():
+                started = time.perf_counter()
+                report = sync()
+                if report.landing_file:
+                    key = os.path.relpath(report.landing_file, documents_dir)
+                    pending[key] = report.days[-1]
+                retry = pending and time.monotonic() - failed_at >= RETRY_SECONDS
+                if pending and (report.landing_file or retry):
+                    try:
+                        run_document_sync(list(pending), max(pending.values()), instance, log)
+                    except SystemExit as failure:
+                        failed_at = time.monotonic()
+                        log(f"{failure} Its files run again with the next change or in 30 s.")
+                    else:
+                        pending.clear()
+                        log(f"live in {time.perf_counter() - started:.1f}s after the scan")
+                stop.wait(interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -163,3 +163,51 @@ def test_ingest_docs_run_serves_an_edit_without_a_daemon(tmp_path):
     assert (metadata["embedded"].value, metadata["cache_hits"].value) == (1, 1)
     unchanged = _run(command, env)  # nothing changed: nothing landed, no run
     assert "nothing landed" in unchanged.stdout
+
+
+def _wait_for(path: Path, text: str, count: int, proc, timeout: float = 240) -> str:
+    """The watcher's output once ``text`` appeared ``count`` times (fails if it exits)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = path.read_text()
+        if out.count(text) >= count:
+            return out
+        assert proc.poll() is None, out[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"no {count}x {text!r} in {timeout}s:\n{path.read_text()[-3000:]}")
+
+
+def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
+    """`ldp ingest-docs KB --watch`: the first scan syncs the folder, a later edit reaches the
+    live index without another command, SIGTERM stops it cleanly between runs."""
+    import signal
+
+    from llm_data_platform_tests.conftest import platform_env
+
+    env = platform_env(tmp_path)
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    for topic in ("retries", "queues"):
+        (kb / f"{topic}.md").write_text(f"# {topic}\n\nThe {topic} service keeps a table.\n")
+    log = tmp_path / "watch.log"
+    command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--watch", "--interval", "0.3"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
+    try:
+        _wait_for(log, "live in", 1, proc)
+        assert sorted(_live_chunks(env)) == ["queues.md", "retries.md"]
+        (kb / "queues.md").write_text("# queues\n\nThe queues service keeps a zebraquartz table.\n")
+        _wait_for(log, "live in", 2, proc)
+        assert any("zebraquartz" in text for text in _live_chunks(env)["queues.md"])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert log.read_text().count("→ sync_documents_job") == 2
