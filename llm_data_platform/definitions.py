@@ -32,6 +32,7 @@ def _use_jemalloc() -> None:
 
 _use_jemalloc()
 
+from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from llm_data_platform.defs.conversations import definitions as conversations_defs
@@ -42,10 +43,10 @@ from llm_data_platform.defs.partitions import build_partitions
 from llm_data_platform.defs.privacy import definitions as privacy_defs
 from llm_data_platform.defs.rag import definitions as rag_defs
 from llm_data_platform.defs.training import definitions as training_defs
-from llm_data_platform.resources.aws import KinesisResource, S3Resource
 from llm_data_platform.resources.chroma import ChromaResource
 from llm_data_platform.resources.embeddings import EmbeddingsResource
 from llm_data_platform.resources.io_manager import LakeIOManager
+from llm_data_platform.resources.kinesis import KinesisResource
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform.resources.lake_gcs import GcsResource
 from llm_data_platform.resources.landing import LandingFolderResource

@@ -386,7 +386,8 @@ S3_ATTEMPTS = 2
 
 
 def _s3_platform(root: Path, proxy: str, prefix: str) -> Platform:
-    from llm_data_platform.resources.aws import S3Resource
+    from dagster_aws.s3 import S3Resource
+
     from llm_data_platform.resources.io_manager import LakeIOManager
     from llm_data_platform.resources.lake import LakeResource
 
@@ -421,7 +422,8 @@ def _s3_leftovers(moto: str, key: str) -> list[str]:
 def test_an_upload_interrupted_midway_leaves_the_previous_object(s3_proxy, tmp_path, monkeypatch):
     """pyarrow's S3 stream commits what it was sent when it is closed or dropped: a run
     terminated mid-upload must not replace the good object with the part it sent."""
-    from llm_data_platform.resources.aws import S3Resource
+    from dagster_aws.s3 import S3Resource
+
     from llm_data_platform.resources.lake import LakeResource
     from llm_data_platform_tests.interrupted_upload import write_then_interrupt
 

@@ -6,8 +6,8 @@ import os
 
 import pyarrow as pa
 import pytest
+from dagster_aws.s3 import S3Resource
 
-from llm_data_platform.resources.aws import S3Resource
 from llm_data_platform.resources.lake import LakeResource
 
 

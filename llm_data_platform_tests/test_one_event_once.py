@@ -113,8 +113,7 @@ def test_same_events_from_landing_twice_kafka_and_s3_are_raw_once(
     bootstrap, moto_endpoint, tmp_path
 ):
     import boto3
-
-    from llm_data_platform.resources.aws import S3Resource
+    from dagster_aws.s3 import S3Resource
 
     topic = f"once-{uuid.uuid4().hex[:8]}"
     sources = StreamSourcesResource(

@@ -135,8 +135,7 @@ def test_kafka_topic_to_raw_and_clean_exactly_once(bootstrap, tmp_path):
 
 def test_s3_prefix_to_raw_exactly_once(tmp_path, moto_endpoint):
     import boto3
-
-    from llm_data_platform.resources.aws import S3Resource
+    from dagster_aws.s3 import S3Resource
 
     endpoint = moto_endpoint
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")

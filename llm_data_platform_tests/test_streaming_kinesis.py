@@ -251,7 +251,7 @@ def test_a_missing_stream_is_reported_not_raised(moto_endpoint, tmp_path):
 
 # ---- the Dagster wiring: the sensor looks and asks, the staging run reads and reports --------
 def _sources(endpoint: str, name: str):
-    from llm_data_platform.resources.aws import KinesisResource
+    from llm_data_platform.resources.kinesis import KinesisResource
     from llm_data_platform.resources.stream_sources import StreamSourcesResource
 
     kinesis = KinesisResource(endpoint_url=endpoint, region_name="us-east-1")

@@ -215,7 +215,7 @@ def test_malformed_lines_and_objects_are_quarantined(endpoint, bucket, lake):
 
 
 def test_micro_batches_in_an_s3_lake(endpoint, bucket):
-    from llm_data_platform.resources.aws import S3Resource
+    from dagster_aws.s3 import S3Resource
 
     client(endpoint).create_bucket(Bucket="lake-streaming")
     lake = LakeResource(

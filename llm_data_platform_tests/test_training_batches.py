@@ -13,11 +13,11 @@ from types import SimpleNamespace
 import boto3
 import dagster as dg
 import pytest
+from dagster_aws.s3 import S3Resource
 
 from llm_data_platform.defs.training.checks import training_batch_files_valid
 from llm_data_platform.defs.training.export import export_batch
 from llm_data_platform.defs.training.resources import training_settings
-from llm_data_platform.resources.aws import S3Resource
 from llm_data_platform.resources.lake import LakeResource
 from llm_data_platform_tests.conftest import WEEK, materialize_one
 

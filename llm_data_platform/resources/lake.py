@@ -31,10 +31,10 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
 from llm_data_platform.resources import lake_gcs
-from llm_data_platform.resources.aws import S3Resource
 from llm_data_platform.resources.lake_commit import PartitionCommit, parquet_bytes, recover_commits
 from llm_data_platform.resources.lake_gcs import GcsResource, is_gcs_error
 from llm_data_platform.resources.lake_s3 import DOING, explain_s3, s3_filesystem
@@ -61,9 +61,8 @@ class WriteInfo:
 class LakeResource(dg.ConfigurableResource):
     """Parquet tables in the lake, with atomic per-partition replacement.
 
-    ``s3`` carries the AWS settings (region, endpoint, credentials or profile, the fields of
-    dagster-aws's S3Resource; see resources/aws.py); credentials are resolved through boto3's
-    chain and handed to pyarrow.
+    ``s3`` carries the AWS settings (region, endpoint, credentials or profile) in dagster-aws's
+    own resource; credentials are resolved through boto3's chain and handed to pyarrow.
     ``gcs`` does the same for a ``gs://`` root (Application Default Credentials).
     """
 

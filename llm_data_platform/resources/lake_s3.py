@@ -1,4 +1,4 @@
-"""The S3 side of the lake: pyarrow's S3 client built from the S3 resource's settings, and what an
+"""The S3 side of the lake: pyarrow's S3 client built from dagster-aws's settings, and what an
 S3 error means for the user (the cause, the path, the fix)."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from typing import Any
 
 import dagster as dg
 import pyarrow.fs as pafs
-
-from llm_data_platform.resources.aws import S3Resource
+from dagster_aws.s3 import S3Resource
 
 DOING = {"read": "reading", "write": "writing", "delete": "deleting"}
 
@@ -89,7 +88,7 @@ def explain_s3(exc: OSError, action: str, uri: str, s3: dict[str, Any]) -> str:
 def s3_filesystem(
     s3: S3Resource, max_attempts: int, connect_timeout: float, request_timeout: float
 ) -> pafs.S3FileSystem:
-    """pyarrow's S3 client with the S3 resource's settings. ``request_timeout`` bounds a stalled
+    """pyarrow's S3 client with dagster-aws's settings. ``request_timeout`` bounds a stalled
     request (measured on Linux: a server that stops answering fails the attempt after it);
     throttling, 5xx and timeouts are retried ``max_attempts`` times in all."""
     import boto3

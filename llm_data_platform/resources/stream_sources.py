@@ -11,8 +11,9 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
-from llm_data_platform.resources.aws import KinesisResource, S3Resource
+from llm_data_platform.resources.kinesis import KinesisResource
 from llm_data_platform.streaming.kafka_source import KafkaSourceConfig
 from llm_data_platform.streaming.kinesis_source import KinesisSourceConfig
 from llm_data_platform.streaming.line_reader import ReadLimits

@@ -92,7 +92,7 @@ def plan_poll(
 class S3PrefixSource:
     """New objects under ``s3://bucket/prefix`` for one stream.
 
-    ``client_factory`` returns a boto3 S3 client (e.g. ``resources.aws.S3Resource.get_client``,
+    ``client_factory`` returns a boto3 S3 client (e.g. dagster-aws ``S3Resource.get_client``,
     or ``lambda: boto3.client("s3", endpoint_url=...)``); it is called once per source.
     """
 

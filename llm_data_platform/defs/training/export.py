@@ -42,9 +42,10 @@ def export_batch(lake: LakeResource, week: str, dest: LakeResource) -> dict:
 
 
 def cmd_export_batch(args: argparse.Namespace) -> int:
+    from dagster_aws.s3 import S3Resource
+
     from llm_data_platform.definitions import build_resources
     from llm_data_platform.defs.training.assets import MANIFEST
-    from llm_data_platform.resources.aws import S3Resource
     from llm_data_platform.resources.lake import LakeResource
     from llm_data_platform.settings import load_settings
 
