@@ -136,11 +136,15 @@ def change_pages(kb: Path, fraction: float) -> int:
     changed = max(1, round(len(pages) * fraction))
     for page in pages[:: max(1, len(pages) // changed)][:changed]:
         text = page.read_text(encoding="utf-8", errors="replace")
-        page.write_text(
+        # saved as editors do (a new file renamed over the old): a scan under --watch never
+        # sees the page before its timestamp is set
+        saved = page.with_name(f".{page.name}.tmp")
+        saved.write_text(
             text.replace("</body>", "<p>Revised: this page gained a sentence.</p></body>", 1),
             encoding="utf-8",
         )
-        stamp(page, DAY2)
+        stamp(saved, DAY2)
+        os.replace(saved, page)
     return changed
 
 
