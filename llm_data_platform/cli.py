@@ -142,8 +142,9 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     if args.watch:
         from llm_data_platform.local_runs import watch_documents
 
+        reported: set[tuple[str, str]] = set()
         return watch_documents(
-            lambda: _land_documents(args, settings, quiet=True),
+            lambda: _land_documents(args, settings, reported),
             documents_dir,
             args.interval,
             log=_say,
@@ -177,9 +178,11 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _land_documents(args: argparse.Namespace, settings: Any, quiet: bool = False) -> Any:
-    """Scans the folder and lands what changed; says what it did (when ``quiet``, only when
-    something changed)."""
+def _land_documents(
+    args: argparse.Namespace, settings: Any, reported: set[tuple[str, str]] | None = None
+) -> Any:
+    """Scans the folder and lands what changed, and says what it did. Under --watch
+    (``reported`` given) it speaks only when something landed or a file is newly skipped."""
     from datetime import UTC, datetime
 
     from llm_data_platform.sources import sync_directory
@@ -188,13 +191,17 @@ def _land_documents(args: argparse.Namespace, settings: Any, quiet: bool = False
     report = sync_directory(
         args.path, settings.landing_dir, prefix=args.prefix, not_before=floor, rehash=args.rehash
     )
-    if quiet and not report.landing_file and not report.skipped:
-        return report
+    skips = report.skipped
+    if reported is not None:
+        skips = [s for s in skips if s not in reported]
+        reported.update(skips)
+        if not report.landing_file and not skips:
+            return report
     _say(
         f"{args.path}: {len(report.upserts)} upserts, {len(report.deletes)} deletes, "
         f"{report.unchanged} unchanged, {len(report.skipped)} skipped"
     )
-    for path, reason in report.skipped[:20]:
+    for path, reason in skips[:20]:
         _say(f"  skipped {path}: {reason}")
     if report.landing_file:
         _say(f"landed {report.landing_file}: document day(s) {', '.join(report.days)}.")

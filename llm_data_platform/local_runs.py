@@ -149,7 +149,12 @@ def watch_documents(sync: Callable[[], Any], documents_dir: str, interval: float
             log(f"watching every {interval:g}s (Ctrl-C stops)")
             while not stop.is_set():
                 started = time.perf_counter()
-                report = sync()
+                try:
+                    report = sync()
+                except OSError as exc:  # the folder moved, a disk error: say so, keep watching
+                    log(f"scan failed ({exc}); trying again in {interval:g}s")
+                    stop.wait(interval)
+                    continue
                 if report.landing_file:
                     key = os.path.relpath(report.landing_file, documents_dir)
                     pending[key] = report.days[-1]

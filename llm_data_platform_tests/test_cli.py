@@ -194,6 +194,7 @@ def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
     kb.mkdir()
     for topic in ("retries", "queues"):
         (kb / f"{topic}.md").write_text(f"# {topic}\n\nThe {topic} service keeps a table.\n")
+    (kb / "huge.md").write_text("x" * (5 * 1024 * 1024 + 1))  # skipped: over the size limit
     log = tmp_path / "watch.log"
     command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--watch", "--interval", "0.3"]
     with open(log, "w") as out:
@@ -210,4 +211,6 @@ def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-    assert log.read_text().count("→ sync_documents_job") == 2
+    said = log.read_text()
+    assert said.count("→ sync_documents_job") == 2
+    assert said.count("skipped huge.md") == 1, said  # said once, not at every scan
