@@ -147,6 +147,7 @@ def cmd_ingest_docs(args: argparse.Namespace) -> int:
             lambda: _land_documents(args, settings, reported),
             documents_dir,
             args.interval,
+            args.max_rss_mb,
             log=_say,
         )
     report = _land_documents(args, settings)
@@ -399,6 +400,12 @@ def _add_ingest_parsers(sub) -> None:
         help="keep scanning and run each change as --run does, in one warm process",
     )
     p.add_argument("--interval", type=float, default=1.0, help="seconds between --watch scans")
+    p.add_argument(
+        "--max-rss-mb",
+        type=int,
+        default=1536,
+        help="--watch restarts itself (same pid) between runs once its memory passes this",
+    )
     p.set_defaults(func=cmd_ingest_docs)
 
     p = sub.add_parser("produce", help="a synthetic chat stream into landing, S3 or Kafka")

@@ -120,14 +120,21 @@ def _warm_up() -> None:
 RETRY_SECONDS = 30.0  # a failed sync's files run again with the next change or after this
 
 
-def watch_documents(sync: Callable[[], Any], documents_dir: str, interval: float, log: Log) -> int:
+def watch_documents(
+    sync: Callable[[], Any], documents_dir: str, interval: float, max_rss_mb: int, log: Log
+) -> int:
     """``ldp ingest-docs KB --watch``: scan every ``interval`` seconds; what changed is landed
     and synced by :func:`run_document_sync` in this process, which stays warm (Dagster, the
     graph, Chroma and the model are loaded once, not per change). ``sync()`` scans and lands,
     returning the directory source's report. A failed run is logged and its files retried;
-    the first SIGINT/SIGTERM stops after the current run, a second one interrupts it."""
+    the first SIGINT/SIGTERM stops after the current run, a second one interrupts it.
+
+    Each in-process run leaves ~12-18 MB of native memory behind (measured over 28 runs; not
+    Python objects, not Arrow's pool), so once RSS passes ``max_rss_mb`` after a run with
+    nothing pending, the watcher replaces itself with a fresh copy (same pid, same command)."""
     import os
     import signal
+    import sys
     import threading
 
     import dagster as dg
@@ -143,7 +150,7 @@ def watch_documents(sync: Callable[[], Any], documents_dir: str, interval: float
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     threading.Thread(target=_warm_up, name="ldp-warm-up", daemon=True).start()
     pending: dict[str, str] = {}  # landing key → its newest document day
-    failed_at = 0.0
+    failed_at, restart = 0.0, False
     try:
         with dg.DagsterInstance.get() as instance:
             log(f"watching every {interval:g}s (Ctrl-C stops)")
@@ -168,8 +175,25 @@ def watch_documents(sync: Callable[[], Any], documents_dir: str, interval: float
                     else:
                         pending.clear()
                         log(f"live in {time.perf_counter() - started:.1f}s after the scan")
+                        restart = _rss_mb() > max_rss_mb
+                        if restart:
+                            log(f"RSS {_rss_mb()} MB > --max-rss-mb {max_rss_mb}: restarting")
+                            break
                 stop.wait(interval)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if restart and not stop.is_set():
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     return 0
+
+
+def _rss_mb() -> int:
+    """This process's resident memory (0 where /proc is missing: never restarts)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(x for x in status if x.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+    return int(line.split()[1]) // 1024

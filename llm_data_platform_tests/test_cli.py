@@ -214,3 +214,38 @@ def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
     said = log.read_text()
     assert said.count("→ sync_documents_job") == 2
     assert said.count("skipped huge.md") == 1, said  # said once, not at every scan
+
+
+def test_ingest_docs_watch_restarts_itself_over_its_memory_bound(tmp_path):
+    """Over --max-rss-mb after a run, the watcher becomes a fresh copy of itself (same pid,
+    same command), which serves the next edit."""
+    import signal
+
+    from llm_data_platform_tests.conftest import platform_env
+
+    env = platform_env(tmp_path)
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "retries.md").write_text("# retries\n\nThe retries service keeps a table.\n")
+    log = tmp_path / "watch.log"
+    command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--watch", "--interval", "0.3"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*command, "--max-rss-mb", "1"], env={**os.environ, **env}, stdout=out, stderr=out
+        )
+    try:
+        _wait_for(log, "watching every", 2, proc)  # the first run, then the restarted copy
+        assert "restarting" in log.read_text()
+        (kb / "retries.md").write_text("# retries\n\nThe retries service keeps a quokka.\n")
+        _wait_for(log, "live in", 2, proc)
+        assert any("quokka" in t for t in _live_chunks(env)["retries.md"])
+        _wait_for(log, "watching every", 3, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
