@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,11 +127,8 @@ def _live_chunks(env: dict[str, str]) -> dict[str, list[str]]:
     return chunks
 
 
-def test_ingest_docs_run_serves_an_edit_without_a_daemon(tmp_path):
-    """`ldp ingest-docs KB --run`: the sync landed, staged and its day ingested, indexed, gated
-    and promoted by one run in the CLI's process, recorded in the instance like the daemon's."""
-    import dagster as dg
-
+def _docs_project(tmp_path: Path, topics: tuple[str, ...]) -> tuple[dict[str, str], Path]:
+    """A project with the shipped dagster.yaml and a knowledge base of one page per topic."""
     from llm_data_platform_tests.conftest import platform_env
 
     env = platform_env(tmp_path)
@@ -138,8 +137,17 @@ def test_ingest_docs_run_serves_an_edit_without_a_daemon(tmp_path):
     (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
     kb = tmp_path / "kb"
     kb.mkdir()
-    for topic in ("retries", "queues", "logging"):
+    for topic in topics:
         (kb / f"{topic}.md").write_text(f"# {topic}\n\nThe {topic} service keeps a table.\n")
+    return env, kb
+
+
+def test_ingest_docs_run_serves_an_edit_without_a_daemon(tmp_path):
+    """`ldp ingest-docs KB --run`: the sync landed, staged and its day ingested, indexed, gated
+    and promoted by one run in the CLI's process, recorded in the instance like the daemon's."""
+    import dagster as dg
+
+    env, kb = _docs_project(tmp_path, ("retries", "queues", "logging"))
     command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--run"]
     first = _run(command, env)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -154,7 +162,7 @@ def test_ingest_docs_run_serves_an_edit_without_a_daemon(tmp_path):
     assert sorted(live) == ["queues.md", "retries.md"]  # the deletion reached the index
     assert any("zebraquartz" in text for text in live["queues.md"])
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs(dg.RunsFilter(job_name="sync_documents_job"))
         assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
         embedded = instance.fetch_materializations(dg.AssetKey("chunk_embeddings"), limit=1)
@@ -179,38 +187,34 @@ def _wait_for(path: Path, text: str, count: int, proc, timeout: float = 240) -> 
     raise AssertionError(f"no {count}x {text!r} in {timeout}s:\n{path.read_text()[-3000:]}")
 
 
-def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
-    """`ldp ingest-docs KB --watch`: the first scan syncs the folder, a later edit reaches the
-    live index without another command, SIGTERM stops it cleanly between runs."""
-    import signal
-
-    from llm_data_platform_tests.conftest import platform_env
-
-    env = platform_env(tmp_path)
-    home = Path(env["DAGSTER_HOME"])
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
-    kb = tmp_path / "kb"
-    kb.mkdir()
-    for topic in ("retries", "queues"):
-        (kb / f"{topic}.md").write_text(f"# {topic}\n\nThe {topic} service keeps a table.\n")
-    (kb / "huge.md").write_text("x" * (5 * 1024 * 1024 + 1))  # skipped: over the size limit
-    log = tmp_path / "watch.log"
-    command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--watch", "--interval", "0.3"]
+@contextlib.contextmanager
+def _watching(kb: Path, env: dict[str, str], log: Path, *extra: str):
+    """`ldp ingest-docs KB --watch` writing to ``log``; SIGTERM must end it with 0."""
+    command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--watch", "--interval", "0.3", *extra]
     with open(log, "w") as out:
         proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
     try:
-        _wait_for(log, "live in", 1, proc)
-        assert sorted(_live_chunks(env)) == ["queues.md", "retries.md"]
-        (kb / "queues.md").write_text("# queues\n\nThe queues service keeps a zebraquartz table.\n")
-        _wait_for(log, "live in", 2, proc)
-        assert any("zebraquartz" in text for text in _live_chunks(env)["queues.md"])
+        yield proc
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
+    """`ldp ingest-docs KB --watch`: the first scan syncs the folder, a later edit reaches the
+    live index without another command, SIGTERM stops it cleanly between runs."""
+    env, kb = _docs_project(tmp_path, ("retries", "queues"))
+    (kb / "huge.md").write_text("x" * (5 * 1024 * 1024 + 1))  # skipped: over the size limit
+    log = tmp_path / "watch.log"
+    with _watching(kb, env, log) as proc:
+        _wait_for(log, "live in", 1, proc)
+        assert sorted(_live_chunks(env)) == ["queues.md", "retries.md"]
+        (kb / "queues.md").write_text("# queues\n\nThe queues service keeps a zebraquartz table.\n")
+        _wait_for(log, "live in", 2, proc)
+        assert any("zebraquartz" in text for text in _live_chunks(env)["queues.md"])
     said = log.read_text()
     assert said.count("→ sync_documents_job") == 2
     assert said.count("skipped huge.md") == 1, said  # said once, not at every scan
@@ -219,33 +223,12 @@ def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
 def test_ingest_docs_watch_restarts_itself_over_its_memory_bound(tmp_path):
     """Over --max-rss-mb after a run, the watcher becomes a fresh copy of itself (same pid,
     same command), which serves the next edit."""
-    import signal
-
-    from llm_data_platform_tests.conftest import platform_env
-
-    env = platform_env(tmp_path)
-    home = Path(env["DAGSTER_HOME"])
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
-    kb = tmp_path / "kb"
-    kb.mkdir()
-    (kb / "retries.md").write_text("# retries\n\nThe retries service keeps a table.\n")
+    env, kb = _docs_project(tmp_path, ("retries",))
     log = tmp_path / "watch.log"
-    command = [str(BIN / "ldp"), "ingest-docs", str(kb), "--watch", "--interval", "0.3"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [*command, "--max-rss-mb", "1"], env={**os.environ, **env}, stdout=out, stderr=out
-        )
-    try:
+    with _watching(kb, env, log, "--max-rss-mb", "1") as proc:
         _wait_for(log, "watching every", 2, proc)  # the first run, then the restarted copy
         assert "restarting" in log.read_text()
         (kb / "retries.md").write_text("# retries\n\nThe retries service keeps a quokka.\n")
         _wait_for(log, "live in", 2, proc)
         assert any("quokka" in t for t in _live_chunks(env)["retries.md"])
         _wait_for(log, "watching every", 3, proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
