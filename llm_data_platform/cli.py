@@ -133,8 +133,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# Arrow on malloc in a long-lived --watch process: 10 runs in one process grew it 420 → 495 MB
+# with Arrow's jemalloc pool and 396 → 443 MB with malloc, at the same speed (80 pages, 2 runs
+# of each). Read by pyarrow at its import, so set before anything imports it.
+WATCH_ARROW_POOL = ("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+
 def cmd_ingest_docs(args: argparse.Namespace) -> int:
     """A directory of HTML/Markdown/text files → one documents landing file of what changed."""
+    if args.watch and "pyarrow" not in sys.modules:
+        os.environ.setdefault(*WATCH_ARROW_POOL)
     from llm_data_platform.settings import load_settings
 
     settings = load_settings()

@@ -9,8 +9,10 @@ launches; these runs take the pools' slots like every run does.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,47 +128,36 @@ def watch_documents(
     """``ldp ingest-docs KB --watch``: scan every ``interval`` seconds; what changed is landed
     and synced by :func:`run_document_sync` in this process, which stays warm (Dagster, the
     graph, Chroma and the model are loaded once, not per change). ``sync()`` scans and lands,
-    returning the directory source's report. A failed run is logged and its files retried;
-    the first SIGINT/SIGTERM stops after the current run, a second one interrupts it.
+    returning the directory source's report. A failed run is logged and its files retried.
+    SIGINT/SIGTERM stop it after the current run: Dagster takes both signals over while a run
+    executes and drops them when it ends, so they are read from a wakeup socket, not a handler.
 
-    Each in-process run leaves ~12-18 MB of native memory behind (measured over 28 runs; not
-    Python objects, not Arrow's pool), so once RSS passes ``max_rss_mb`` after a run with
-    nothing pending, the watcher replaces itself with a fresh copy (same pid, same command)."""
+    Each run leaves a few MB of native memory behind (Arrow allocates from malloc here, see
+    ``cli.WATCH_ARROW_POOL``), so once RSS passes ``max_rss_mb`` after a run with nothing
+    pending, the watcher replaces itself with a fresh copy (same pid, same command)."""
     import os
-    import signal
     import sys
-    import threading
 
     import dagster as dg
 
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        log("stopping after the current run (again to interrupt it)")
-
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    threading.Thread(target=_warm_up, name="ldp-warm-up", daemon=True).start()
     pending: dict[str, str] = {}  # landing key → its newest document day
     failed_at, restart = 0.0, False
-    try:
+    with _one_watcher(documents_dir), _stop_signals() as stop_requested:
+        threading.Thread(target=_warm_up, name="ldp-warm-up", daemon=True).start()
         with dg.DagsterInstance.get() as instance:
-            log(f"watching every {interval:g}s (Ctrl-C stops)")
-            while not stop.is_set():
+            log(f"watching every {interval:g}s (Ctrl-C stops after the current run)")
+            while True:
                 started = time.perf_counter()
                 try:
                     report = sync()
                 except OSError as exc:  # the folder moved, a disk error: say so, keep watching
                     log(f"scan failed ({exc}); trying again in {interval:g}s")
-                    stop.wait(interval)
-                    continue
-                if report.landing_file:
+                    report = None
+                if report is not None and report.landing_file:
                     key = os.path.relpath(report.landing_file, documents_dir)
                     pending[key] = report.days[-1]
-                retry = pending and time.monotonic() - failed_at >= RETRY_SECONDS
-                if pending and (report.landing_file or retry):
+                landed = report is not None and report.landing_file
+                if pending and (landed or time.monotonic() - failed_at >= RETRY_SECONDS):
                     try:
                         run_document_sync(list(pending), max(pending.values()), instance, log)
                     except SystemExit as failure:
@@ -176,17 +167,66 @@ def watch_documents(
                         pending.clear()
                         log(f"live in {time.perf_counter() - started:.1f}s after the scan")
                         restart = _rss_mb() > max_rss_mb
-                        if restart:
-                            log(f"RSS {_rss_mb()} MB > --max-rss-mb {max_rss_mb}: restarting")
-                            break
-                stop.wait(interval)
+                if stop_requested(0 if restart else interval):
+                    log("stopped")
+                    return 0
+                if restart:
+                    log(f"RSS {_rss_mb()} MB > --max-rss-mb {max_rss_mb}: restarting")
+                    break
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[Callable[[float], bool]]:
+    """A function waiting up to its timeout for SIGINT/SIGTERM, true once one came, at any
+    time since the watcher started (during a run included)."""
+    import select
+    import signal
+    import socket
+
+    wanted = {int(signal.SIGINT), int(signal.SIGTERM)}
+    received, notify = socket.socketpair()
+    for end in (received, notify):
+        end.setblocking(False)
+    handlers = {s: signal.signal(s, lambda *_: None) for s in wanted}  # noted by the socket
+    previous_fd = signal.set_wakeup_fd(notify.fileno(), warn_on_full_buffer=False)
+
+    def stop_requested(timeout: float) -> bool:
+        ready, _, _ = select.select([received], [], [], max(0.0, timeout))
+        return bool(ready) and bool(wanted & set(received.recv(256)))
+
+    try:
+        yield stop_requested
     finally:
-        for sig, handler in previous.items():
+        signal.set_wakeup_fd(previous_fd)
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    if restart and not stop.is_set():
-        sys.stdout.flush()
-        os.execv(sys.executable, [sys.executable, *sys.argv])
-    return 0
+        received.close()
+        notify.close()
+
+
+@contextlib.contextmanager
+def _one_watcher(documents_dir: str) -> Iterator[None]:
+    """One watcher per landing folder: two would run every change twice, and two processes
+    writing one Chroma folder at once can corrupt a slot's HNSW index."""
+    import fcntl
+    import os
+
+    os.makedirs(documents_dir, exist_ok=True)
+    with open(os.path.join(documents_dir, ".watch.lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise SystemExit(
+                f"Another `ldp ingest-docs --watch` (pid {lock.read().strip() or '?'}) "
+                f"already watches into {documents_dir}: stop it first, or use --run."
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
 
 
 def _rss_mb() -> int:

@@ -204,18 +204,24 @@ def _watching(kb: Path, env: dict[str, str], log: Path, *extra: str):
 
 
 def test_ingest_docs_watch_serves_each_edit_from_one_warm_process(tmp_path):
-    """`ldp ingest-docs KB --watch`: the first scan syncs the folder, a later edit reaches the
-    live index without another command, SIGTERM stops it cleanly between runs."""
+    """`ldp ingest-docs KB --watch`: the first scan syncs the folder, a second watcher of the
+    project is refused, a later edit reaches the live index without another command, and a
+    SIGTERM sent during its run stops the watcher once the run is done."""
     env, kb = _docs_project(tmp_path, ("retries", "queues"))
     (kb / "huge.md").write_text("x" * (5 * 1024 * 1024 + 1))  # skipped: over the size limit
     log = tmp_path / "watch.log"
     with _watching(kb, env, log) as proc:
         _wait_for(log, "live in", 1, proc)
         assert sorted(_live_chunks(env)) == ["queues.md", "retries.md"]
+        second = _run([str(BIN / "ldp"), "ingest-docs", str(kb), "--watch"], env, timeout=120)
+        assert second.returncode != 0 and "already watches" in second.stderr, second.stderr
         (kb / "queues.md").write_text("# queues\n\nThe queues service keeps a zebraquartz table.\n")
-        _wait_for(log, "live in", 2, proc)
-        assert any("zebraquartz" in text for text in _live_chunks(env)["queues.md"])
+        _wait_for(log, "→ sync_documents_job", 2, proc)
+        # SIGTERM now, while the run executes (Dagster holds the signal handlers then): the
+        # watcher must still stop, once the run is done
+    assert any("zebraquartz" in text for text in _live_chunks(env)["queues.md"])
     said = log.read_text()
+    assert said.count("live in") == 2 and said.rstrip().endswith("stopped"), said
     assert said.count("→ sync_documents_job") == 2
     assert said.count("skipped huge.md") == 1, said  # said once, not at every scan
 

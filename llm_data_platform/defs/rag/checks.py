@@ -94,7 +94,9 @@ def _candidate_collection(lake, chroma, embeddings):
     return candidate, collection
 
 
-@dg.asset_check(asset="rag_index", blocking=True)
+# pool "chroma" for readers too: a second process opening a PersistentClient collection while
+# another writes it can replay and persist its HNSW log at the same time and corrupt it.
+@dg.asset_check(asset="rag_index", blocking=True, pool="chroma")
 def rag_index_matches_manifest(
     lake: LakeResource, chroma: ChromaResource, embeddings: EmbeddingsResource
 ) -> dg.AssetCheckResult:
@@ -117,7 +119,9 @@ def rag_index_matches_manifest(
     )
 
 
-@dg.asset_check(asset="rag_index", blocking=True, additional_deps=["retrieval_eval_set"])
+@dg.asset_check(
+    asset="rag_index", blocking=True, additional_deps=["retrieval_eval_set"], pool="chroma"
+)
 def rag_index_retrieval_quality(
     context: dg.AssetCheckExecutionContext,
     lake: LakeResource,
