@@ -135,7 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # Arrow on malloc in a long-lived --watch process: 10 runs in one process grew it 420 → 495 MB
 # with Arrow's jemalloc pool and 396 → 443 MB with malloc, at the same speed (80 pages, 2 runs
-# of each). Read by pyarrow at its import, so set before anything imports it.
+# of each). Read by pyarrow at its import, so set before anything imports it; the graph's
+# own pool choice (definitions._use_jemalloc) stands aside when the variable is set.
 WATCH_ARROW_POOL = ("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 

@@ -153,16 +153,18 @@ def watch_documents(
                 except OSError as exc:  # the folder moved, a disk error: say so, keep watching
                     log(f"scan failed ({exc}); trying again in {interval:g}s")
                     report = None
-                if report is not None and report.landing_file:
-                    key = os.path.relpath(report.landing_file, documents_dir)
-                    pending[key] = report.days[-1]
-                landed = report is not None and report.landing_file
+                landed = report is not None and bool(report.landing_file)
+                if landed:
+                    pending[os.path.relpath(report.landing_file, documents_dir)] = report.days[-1]
                 if pending and (landed or time.monotonic() - failed_at >= RETRY_SECONDS):
                     try:
                         run_document_sync(list(pending), max(pending.values()), instance, log)
                     except SystemExit as failure:
                         failed_at = time.monotonic()
-                        log(f"{failure} Its files run again with the next change or in 30 s.")
+                        log(
+                            f"{failure} Its files run again with the next change or in "
+                            f"{RETRY_SECONDS:g} s."
+                        )
                     else:
                         pending.clear()
                         log(f"live in {time.perf_counter() - started:.1f}s after the scan")
